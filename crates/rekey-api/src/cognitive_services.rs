@@ -1,0 +1,239 @@
+//! Wire mapping of `Microsoft.CognitiveServices/accounts`: the account body, `ApiKeys` and
+//! `RegenerateKeyParameters` as in Azure's spec.
+
+use std::collections::BTreeMap;
+
+use rekey_core::providers::{cognitive_services::ACCOUNTS, Slot};
+use rekey_core::{slot_state, InvalidInput, KeySlotState, Provider, Resource, ResourceSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use crate::mapping::{
+    field, require_object, required, rfc3339, schema_of, RegenerateReply, RenderContext,
+    WireMapping, WireSchemas,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Sku {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+}
+
+/// Body of `PUT` (all of `location`, `kind`, `sku` needed to create) and of `PATCH`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AccountUpdate {
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub sku: Option<Sku>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// The account's properties; `disableLocalAuth: true` refuses keys on the data plane.
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub identity: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub location: String,
+    pub kind: Option<String>,
+    pub sku: Option<Sku>,
+    pub etag: String,
+    pub tags: BTreeMap<String, String>,
+    /// The stored properties plus `provisioningState`, `endpoint`, `dateCreated`, `internalId`.
+    pub properties: Map<String, Value>,
+}
+
+/// The account's two keys.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeys {
+    pub key1: String,
+    pub key2: String,
+}
+
+/// Body of `regenerateKey`: `keyName` is `Key1` or `Key2`, any case.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegenerateKeyParameters {
+    pub key_name: String,
+}
+
+/// Properties rekey computes; a caller cannot set them.
+const READ_ONLY_PROPERTIES: &[&str] =
+    &["provisioningState", "endpoint", "endpoints", "dateCreated", "internalId"];
+
+fn check_properties(props: &Map<String, Value>) -> Result<(), InvalidInput> {
+    match props.get("disableLocalAuth") {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => Ok(()),
+        Some(_) => Err(InvalidInput::new(
+            "InvalidRequestContent",
+            "The request content has an invalid value for 'properties.disableLocalAuth': it must be true or false.",
+        )),
+    }
+}
+
+fn writable(mut props: Map<String, Value>) -> Map<String, Value> {
+    props.retain(|k, _| !READ_ONLY_PROPERTIES.contains(&k.as_str()));
+    props
+}
+
+fn sku_value(sku: Sku) -> Result<Value, InvalidInput> {
+    if sku.name.trim().is_empty() {
+        return Err(InvalidInput::new(
+            "InvalidRequestContent",
+            "The request content has an empty 'sku.name'.",
+        ));
+    }
+    Ok(serde_json::to_value(sku).expect("Sku serializes"))
+}
+
+pub struct Mapping;
+
+impl WireMapping for Mapping {
+    fn provider(&self) -> &'static Provider {
+        &ACCOUNTS
+    }
+
+    fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
+        require_object(body)?;
+        let location: String = required(body, "location")?;
+        if location.trim().is_empty() {
+            return Err(InvalidInput::new(
+                "LocationRequired",
+                "The request content has an empty 'location'.",
+            ));
+        }
+        let kind: String = required(body, "kind")?;
+        let sku: Sku = required(body, "sku")?;
+        let properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
+        check_properties(&properties)?;
+        Ok(ResourceSpec {
+            location,
+            kind: Some(kind),
+            sku: Some(sku_value(sku)?),
+            tags: field(body, "tags")?.unwrap_or_default(),
+            settings: writable(properties),
+        })
+    }
+
+    fn parse_patch(&self, current: &ResourceSpec, body: &Value) -> Result<ResourceSpec, InvalidInput> {
+        require_object(body)?;
+        let mut next = current.clone();
+        if let Some(tags) = field(body, "tags")? {
+            next.tags = tags;
+        }
+        if let Some(sku) = field::<Sku>(body, "sku")? {
+            next.sku = Some(sku_value(sku)?);
+        }
+        if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
+            check_properties(&props)?;
+            next.settings.extend(writable(props));
+        }
+        Ok(next)
+    }
+
+    fn render(&self, resource: &Resource, ctx: &RenderContext) -> Value {
+        let spec = &resource.spec;
+        let mut properties = spec.settings.clone();
+        properties.insert("provisioningState".into(), json!("Succeeded"));
+        properties.insert("endpoint".into(), json!(ctx.data_plane_url(resource)));
+        properties.insert("dateCreated".into(), json!(rfc3339(resource.created_at)));
+        properties.insert("internalId".into(), json!(resource.internal_id.simple().to_string()));
+        json!({
+            "id": resource.id.to_string(),
+            "name": resource.id.name.as_str(),
+            "type": ACCOUNTS.type_name(),
+            "location": spec.location,
+            "kind": spec.kind,
+            "sku": spec.sku,
+            "etag": resource.etag,
+            "tags": spec.tags,
+            "properties": properties,
+        })
+    }
+
+    fn render_keys(&self, _resource: &Resource, keys: &[KeySlotState], _ctx: &RenderContext) -> Value {
+        let key = |name| slot_state(keys, name).map(|s| s.secret.expose().to_string());
+        json!({ "key1": key("key1"), "key2": key("key2") })
+    }
+
+    fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput> {
+        require_object(body)?;
+        let name: String = required(body, "keyName")?;
+        let slot = ACCOUNTS.slot(&name).ok_or_else(|| {
+            InvalidInput::new(
+                "InvalidParameter",
+                format!("keyName must be one of Key1, Key2; got \"{name}\"."),
+            )
+        })?;
+        Ok(vec![slot])
+    }
+
+    fn regenerate_reply(&self, resource: &Resource, keys: &[KeySlotState], ctx: &RenderContext) -> RegenerateReply {
+        RegenerateReply::Body(self.render_keys(resource, keys, ctx))
+    }
+
+    fn schemas(&self) -> WireSchemas {
+        let mut all = Vec::new();
+        let create = schema_of::<AccountUpdate>(&mut all);
+        WireSchemas {
+            patch: create.clone(),
+            create,
+            resource: schema_of::<Account>(&mut all),
+            keys: schema_of::<ApiKeys>(&mut all),
+            regenerate: schema_of::<RegenerateKeyParameters>(&mut all),
+            all,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_needs_location_kind_and_sku_and_names_the_missing_field() {
+        let ok = json!({"location":"westus","kind":"TextAnalytics","sku":{"name":"S0"}});
+        assert!(Mapping.parse_create(&ok).is_ok());
+        for (field, body) in [
+            ("location", json!({"kind":"TextAnalytics","sku":{"name":"S0"}})),
+            ("kind", json!({"location":"westus","sku":{"name":"S0"}})),
+            ("sku", json!({"location":"westus","kind":"TextAnalytics"})),
+        ] {
+            let err = Mapping.parse_create(&body).unwrap_err();
+            assert_eq!(err.code, "InvalidRequestContent");
+            assert!(err.message.contains(field), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn computed_properties_cannot_be_set() {
+        let body = json!({"location":"w","kind":"k","sku":{"name":"S0"},
+            "properties":{"endpoint":"https://evil/","disableLocalAuth":true}});
+        let spec = Mapping.parse_create(&body).unwrap();
+        assert!(!spec.settings.contains_key("endpoint"));
+        assert_eq!(spec.settings["disableLocalAuth"], json!(true));
+    }
+
+    #[test]
+    fn key_name_is_case_insensitive_and_checked() {
+        for name in ["Key1", "key1", "KEY1"] {
+            let slots = Mapping.parse_regenerate(&json!({ "keyName": name })).unwrap();
+            assert_eq!(slots[0].name, "key1");
+        }
+        let err = Mapping.parse_regenerate(&json!({"keyName":"Key3"})).unwrap_err();
+        assert_eq!(err.code, "InvalidParameter");
+        assert!(err.message.contains("Key1, Key2") && err.message.contains("Key3"));
+        assert_eq!(Mapping.parse_regenerate(&json!({})).unwrap_err().code, "InvalidRequestContent");
+    }
+}

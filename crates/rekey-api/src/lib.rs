@@ -1,0 +1,10 @@
+//! rekey's wire types: the JSON bodies of the ARM management API, shared by the server and the CLI so
+//! the two cannot drift, and each resource type's [`mapping::WireMapping`] between those bodies and the
+//! domain records of `rekey-core`. Field names follow Azure's REST specifications exactly.
+
+pub mod arm;
+pub mod cognitive_services;
+pub mod mapping;
+
+pub use arm::{ErrorDetail, ErrorResponse, List};
+pub use mapping::{mapping_for, RegenerateReply, RenderContext, WireMapping};

@@ -1,0 +1,158 @@
+//! Owns the assembled HTTP application: shared state, the route table, authentication on ARM routes,
+//! ARM's request-id headers, request logging (method, path, status, time: never headers or bodies),
+//! body limits, and ARM-shaped answers for unknown paths and methods.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rekey_api::RenderContext;
+use rekey_store::Store;
+use tower::util::MapRequestLayer;
+use tower::Layer as _;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::routes::{self, Op, RouteTable};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ctx: Arc<RenderContext>,
+    pub tenant_id: Uuid,
+    pub openapi: Arc<serde_json::Value>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
+const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
+const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
+
+/// Every response carries `x-ms-request-id`, echoes `x-ms-correlation-request-id` (a new one if the
+/// client sent none) and `x-ms-client-request-id`. One log line per request, with no headers.
+async fn request_ids(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = Uuid::new_v4().to_string();
+    let correlation = request
+        .headers()
+        .get(&CORRELATION_ID)
+        .filter(|v| v.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_str(&Uuid::new_v4().to_string()).expect("a UUID is a header value"));
+    let client_id = request.headers().get(&CLIENT_REQUEST_ID).filter(|v| v.len() <= 128).cloned();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("a UUID is a header value"));
+    headers.insert(CORRELATION_ID, correlation);
+    if let Some(id) = client_id {
+        headers.insert(CLIENT_REQUEST_ID, id);
+    }
+    tracing::info!(
+        request_id,
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn not_found(request: Request) -> ApiError {
+    let path = request.uri().path();
+    ApiError::NotFound {
+        code: "NotFound",
+        message: format!("No route serves {} {path}.", request.method()),
+    }
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "The requested resource does not support http method '{}'.",
+        request.method()
+    ))
+}
+
+async fn too_large(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let body = rekey_api::ErrorResponse::new(
+            "RequestEntityTooLarge",
+            "The request body is larger than this server accepts.",
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+    }
+    response
+}
+
+/// The route table with every route of the service.
+pub fn route_table() -> RouteTable {
+    let mut table = RouteTable::new();
+    routes::subscriptions::register(&mut table);
+    routes::resource_groups::register(&mut table);
+    routes::resources::register(&mut table);
+    table.route(
+        Method::GET,
+        "/healthz",
+        Op::public("Health", "Liveness: answers 200 while the process serves.").response(200, "Alive", None),
+        get(|| async { "ok" }),
+    );
+    table.route(
+        Method::GET,
+        "/readyz",
+        Op::public("Ready", "Readiness: answers 200 when the store answers.").response(200, "Ready", None)
+            .response(503, "Store unavailable", None),
+        get(|State(state): State<AppState>| async move {
+            match state.store.bootstrap().await {
+                Ok(_) => (StatusCode::OK, "ready").into_response(),
+                Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+            }
+        }),
+    );
+    table.route(
+        Method::GET,
+        "/openapi.json",
+        Op::public("OpenApi", "This OpenAPI description.").response(200, "OpenAPI 3 document", None),
+        get(|State(state): State<AppState>| async move { Json((*state.openapi).clone()) }),
+    );
+    table
+}
+
+/// The OpenAPI description of everything [`route_table`] serves.
+pub fn openapi_document() -> serde_json::Value {
+    serde_json::to_value(route_table().openapi).expect("the OpenAPI document serializes")
+}
+
+/// Builds the application. `max_body_bytes` bounds every request body.
+pub fn build(store: Arc<dyn Store>, ctx: RenderContext, tenant_id: Uuid, max_body_bytes: usize) -> Router {
+    let table = route_table();
+    let openapi = Arc::new(serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes"));
+    let state = AppState { store, ctx: Arc::new(ctx), tenant_id, openapi };
+    let arm = table
+        .arm
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_principal));
+    let inner = Router::new()
+        .merge(arm)
+        .merge(table.public)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(too_large))
+        .layer(middleware::from_fn(request_ids))
+        .with_state(state);
+    // ARM's fixed path segments are case-insensitive; routing is not, so paths are normalized first.
+    Router::new().fallback_service(MapRequestLayer::new(normalize).layer(inner))
+}
+
+fn normalize(mut request: Request) -> Request {
+    if let Some(uri) = routes::normalize_uri(request.uri()) {
+        *request.uri_mut() = uri;
+    }
+    request
+}

@@ -1,0 +1,57 @@
+//! Owns rekeyd's configuration: every flag and its environment variable, in one place. Defaults give
+//! a complete embedded service: `127.0.0.1:8080`, data in `./rekey-data/`, SQLite, a generated master
+//! key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "rekeyd", version, about = "rekey: dual access keys with an ARM-compatible API")]
+pub struct Config {
+    /// Address to listen on. Port 0 picks a free port (logged at start).
+    #[arg(long, env = "REKEY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded database, the generated master key and bootstrap.json.
+    #[arg(long, env = "REKEY_DATA_DIR", default_value = "rekey-data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: `sqlite://PATH` (default: rekey.db in the data directory).
+    #[arg(long, env = "REKEY_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// File holding the 32-byte master key (hex or base64). Default: master.key in the data
+    /// directory, created on first start with mode 0600.
+    #[arg(long, env = "REKEY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// The master key itself (hex or base64 of 32 bytes); takes precedence over the file. Prefer the
+    /// file: environment variables can leak through process listings.
+    #[arg(long = "master-key", env = "REKEY_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// TLS certificate chain (PEM). With --tls-key, rekeyd serves HTTPS.
+    #[arg(long, env = "REKEY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "REKEY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The base URL clients reach this node at, used in endpoints and operation URLs. Default:
+    /// http(s)://LISTEN-ADDRESS.
+    #[arg(long, env = "REKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "REKEY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    pub fn tls(&self) -> Option<(PathBuf, PathBuf)> {
+        self.tls_cert.clone().zip(self.tls_key.clone())
+    }
+}

@@ -1,0 +1,98 @@
+//! Owns [`ApiError`], the one type every management failure becomes, and its mapping to an ARM error
+//! response (status, `{"error":{code,message}}`, and `WWW-Authenticate` for 401). Messages never
+//! carry a secret: they are built from names, ids and the caller's own non-secret input.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rekey_api::ErrorResponse;
+use rekey_core::{InvalidInput, ResourceId};
+use rekey_store::StoreError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with an ARM code.
+    BadRequest { code: &'static str, message: String },
+    /// 401; `challenge` is the `WWW-Authenticate` value.
+    Unauthenticated { code: &'static str, message: String, challenge: String },
+    Forbidden { code: &'static str, message: String },
+    NotFound { code: &'static str, message: String },
+    MethodNotAllowed(String),
+    Internal,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    fn parts(&self) -> (StatusCode, &str, &str) {
+        match self {
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
+            ApiError::Unauthenticated { code, message, .. } => (StatusCode::UNAUTHORIZED, code, message),
+            ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message),
+            ApiError::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message),
+            ApiError::MethodNotAllowed(message) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "The server encountered an internal error. Please retry the request.",
+            ),
+        }
+    }
+
+    /// A store failure seen while working on `id` (when there is one), as ARM would report it.
+    pub fn from_store(err: StoreError, id: Option<&ResourceId>) -> Self {
+        match err {
+            StoreError::SubscriptionNotFound(sub) => ApiError::NotFound {
+                code: "SubscriptionNotFound",
+                message: format!("The subscription '{sub}' could not be found."),
+            },
+            StoreError::ResourceGroupNotFound(group) => ApiError::NotFound {
+                code: "ResourceGroupNotFound",
+                message: format!("Resource group '{group}' could not be found."),
+            },
+            StoreError::ResourceNotFound(raw) => ApiError::NotFound {
+                code: "ResourceNotFound",
+                message: match id {
+                    Some(id) => format!(
+                        "The Resource '{}/{}' under resource group '{}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+                        id.provider.type_name(),
+                        id.name,
+                        id.group
+                    ),
+                    None => format!("The Resource '{raw}' was not found."),
+                },
+            },
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::BadRequest { code: e.code, message: e.message }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from_store(e, None)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let mut response = (status, Json(ErrorResponse::new(code, message))).into_response();
+        if let ApiError::Unauthenticated { challenge, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        response
+    }
+}

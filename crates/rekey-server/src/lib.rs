@@ -1,0 +1,95 @@
+//! rekeyd as a library: configuration, the HTTP application (ARM management API), its routes, auth and
+//! errors, and [`run`], which opens the store, bootstraps, binds and serves. The binary in `main.rs`
+//! only parses flags and calls [`run`].
+
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rekey_api::RenderContext;
+use rekey_store::{MasterKey, Sealer, SqliteStore, Store};
+
+pub use config::Config;
+
+fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(text) = &config.master_key {
+        return MasterKey::parse(text).context("REKEY_MASTER_KEY");
+    }
+    let path = config.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"));
+    Ok(MasterKey::load_or_create(&path)?)
+}
+
+async fn open_store(config: &Config, sealer: Sealer) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url.clone().unwrap_or_else(|| SqliteStore::url_in(&config.data_dir));
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(&url, sealer).await.context("opening the SQLite database")?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme (rekey supports sqlite:// here)")
+    }
+}
+
+/// Runs rekeyd until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let sealer = Sealer::new(&master_key(&config)?);
+    let store = open_store(&config, sealer).await?;
+    let (record, written) = bootstrap::ensure(store.as_ref(), &config.data_dir).await?;
+    if let Some(path) = written {
+        tracing::info!(path = %path.display(), "wrote the owner token and default subscription to bootstrap.json");
+    }
+
+    let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let tls = config.tls();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{local}"))
+        .trim_end_matches('/')
+        .to_string();
+    let app = app::build(store, RenderContext { public_url }, record.tenant_id, config.max_body_bytes);
+        tracing::info!("rekeyd listening on {scheme}://{local}");
+
+    let handle = axum_server::Handle::new();
+    let shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    match tls {
+        Some((cert, key)) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .context("loading the TLS certificate and key")?;
+            axum_server::from_tcp_rustls(listener, tls).handle(handle).serve(make).await?;
+        }
+        None => {
+            axum_server::from_tcp(listener).handle(handle).serve(make).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

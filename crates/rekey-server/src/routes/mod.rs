@@ -1,0 +1,301 @@
+//! Owns the management API's routing: one [`RouteTable`] registers each route with axum and describes
+//! it in the OpenAPI document at the same time, so `/openapi.json` cannot drift from what is served.
+//! Also the extractors every ARM handler shares (path, `api-version`, JSON body) and the path
+//! normalization that makes ARM's fixed segments case-insensitive.
+
+pub mod resource_groups;
+pub mod resources;
+pub mod subscriptions;
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use axum::http::{Method, Uri};
+use axum::routing::MethodRouter;
+use axum::Router;
+use rekey_api::mapping::NamedSchemas;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, Ref, Required, ResponseBuilder, Type,
+};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// One operation's description for OpenAPI.
+pub struct Op {
+    pub id: String,
+    pub summary: String,
+    /// Request body schema name, if the operation takes one (`required` says whether it must).
+    pub body: Option<(String, bool)>,
+    /// Status, description, body schema name.
+    pub responses: Vec<(u16, &'static str, Option<String>)>,
+    /// ARM operations take `api-version` and a bearer token.
+    pub arm: bool,
+}
+
+impl Op {
+    pub fn arm(id: impl Into<String>, summary: impl Into<String>) -> Self {
+        Self { id: id.into(), summary: summary.into(), body: None, responses: Vec::new(), arm: true }
+    }
+
+    pub fn public(id: impl Into<String>, summary: impl Into<String>) -> Self {
+        Self { arm: false, ..Self::arm(id, summary) }
+    }
+
+    pub fn body(mut self, schema: impl Into<String>, required: bool) -> Self {
+        self.body = Some((schema.into(), required));
+        self
+    }
+
+    pub fn response(mut self, status: u16, description: &'static str, schema: Option<String>) -> Self {
+        self.responses.push((status, description, schema));
+        self
+    }
+}
+
+/// Routes and their OpenAPI description, built together.
+pub struct RouteTable {
+    pub arm: Router<AppState>,
+    pub public: Router<AppState>,
+    pub openapi: OpenApi,
+}
+
+fn string_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn json_content(schema: &str) -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build()
+}
+
+impl RouteTable {
+    pub fn new() -> Self {
+        let mut openapi = OpenApiBuilder::new()
+            .info(
+                utoipa::openapi::InfoBuilder::new()
+                    .title("rekey")
+                    .version(env!("CARGO_PKG_VERSION"))
+                    .description(Some("ARM-compatible management of dual access keys."))
+                    .build(),
+            )
+            .build();
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let mut all = Vec::new();
+        rekey_api::mapping::schema_of::<rekey_api::ErrorResponse>(&mut all);
+        let mut table = Self { arm: Router::new(), public: Router::new(), openapi };
+        table.schemas(all);
+        table
+    }
+
+    pub fn schemas(&mut self, schemas: NamedSchemas) {
+        let components = self.openapi.components.get_or_insert_with(Default::default);
+        for (name, schema) in schemas {
+            components.schemas.insert(name, schema);
+        }
+    }
+
+    /// Serves `handler` for `method` at `path` (axum syntax, `{param}`), and documents it.
+    pub fn route(&mut self, method: Method, path: &str, op: Op, handler: MethodRouter<AppState>) {
+        let mut builder = OperationBuilder::new().operation_id(Some(op.id)).summary(Some(op.summary));
+        for param in path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+            builder = builder.parameter(
+                ParameterBuilder::new()
+                    .name(param)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(string_schema())),
+            );
+        }
+        if op.arm {
+            builder = builder
+                .parameter(
+                    ParameterBuilder::new()
+                        .name("api-version")
+                        .parameter_in(ParameterIn::Query)
+                        .required(Required::True)
+                        .schema(Some(string_schema())),
+                )
+                .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+                .response(
+                    "default",
+                    ResponseBuilder::new()
+                        .description("ARM error")
+                        .content("application/json", json_content("ErrorResponse")),
+                );
+        }
+        if let Some((schema, required)) = op.body {
+            builder = builder.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", json_content(&schema))
+                    .required(Some(if required { Required::True } else { Required::False }))
+                    .build(),
+            ));
+        }
+        for (status, description, schema) in op.responses {
+            let mut response = ResponseBuilder::new().description(description);
+            if let Some(schema) = schema {
+                response = response.content("application/json", json_content(&schema));
+            }
+            builder = builder.response(status.to_string(), response);
+        }
+        let http_method = match method {
+            Method::GET => HttpMethod::Get,
+            Method::PUT => HttpMethod::Put,
+            Method::POST => HttpMethod::Post,
+            Method::PATCH => HttpMethod::Patch,
+            Method::DELETE => HttpMethod::Delete,
+            Method::HEAD => HttpMethod::Head,
+            ref other => panic!("route table has no OpenAPI mapping for {other}"),
+        };
+        self.openapi.paths.add_path_operation(path, vec![http_method], builder.build());
+        if op.arm {
+            self.arm = std::mem::take(&mut self.arm).route(path, handler);
+        } else {
+            self.public = std::mem::take(&mut self.public).route(path, handler);
+        }
+    }
+}
+
+/// Path parameters, with a bad path answered as an ARM 400 instead of axum's plain text.
+pub struct ArmPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ArmPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ArmPath(v))
+            .map_err(|e| ApiError::bad_request("InvalidRequestFormat", format!("The request path is invalid: {e}.")))
+    }
+}
+
+/// The `api-version` query parameter, checked by the handler against the versions its type supports.
+pub struct ApiVersion(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map_err(|e| ApiError::bad_request("InvalidRequestFormat", format!("The query string is invalid: {e}.")))?;
+        Ok(ApiVersion(query.get("api-version").cloned()))
+    }
+}
+
+impl ApiVersion {
+    pub fn check(&self, supported: &[&str]) -> Result<(), ApiError> {
+        match &self.0 {
+            None => Err(ApiError::bad_request(
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )),
+            Some(v) if supported.contains(&v.as_str()) => Ok(()),
+            Some(v) => Err(ApiError::bad_request(
+                "InvalidApiVersionParameter",
+                format!("The api-version '{v}' is invalid. The supported versions are '{}'.", supported.join(",")),
+            )),
+        }
+    }
+}
+
+/// Parses a JSON request body; an empty or malformed one is ARM's `InvalidRequestContent`.
+pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "InvalidRequestContent",
+            "The request content was invalid and could not be deserialized: the body is empty.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content was invalid and could not be deserialized: {e}."),
+        )
+    })
+}
+
+/// ARM treats `subscriptions`, `resourceGroups`, `providers`, namespaces, types and actions as
+/// case-insensitive; axum does not. This rewrites them to the canonical casing the routes use, and
+/// leaves names (which keep their casing) alone.
+pub fn normalize_path(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    // ["", "subscriptions", sub, "resourceGroups", rg, "providers", ns, type, name, action]
+    if segments.len() < 2 || !segments[0].is_empty() || !segments[1].eq_ignore_ascii_case("subscriptions") {
+        return None;
+    }
+    let mut out: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+    out[1] = "subscriptions".into();
+    let mut providers_at = None;
+    if let Some(kw) = segments.get(3) {
+        if kw.eq_ignore_ascii_case("resourcegroups") {
+            // Azure's own spec spells it `resourcegroups` for group operations and `resourceGroups`
+            // below a group; the routes follow it.
+            out[3] = if segments.len() <= 5 { "resourcegroups" } else { "resourceGroups" }.into();
+            if segments.get(5).is_some_and(|s| s.eq_ignore_ascii_case("providers")) {
+                providers_at = Some(5);
+            }
+        } else if kw.eq_ignore_ascii_case("providers") {
+            providers_at = Some(3);
+        }
+    }
+    if let Some(at) = providers_at {
+        out[at] = "providers".into();
+        if let (Some(ns), Some(ty)) = (segments.get(at + 1), segments.get(at + 2)) {
+            if let Some(provider) = rekey_core::providers::lookup(ns, ty) {
+                out[at + 1] = provider.namespace.into();
+                out[at + 2] = provider.resource_type.into();
+                if let Some(action) = segments.get(at + 4) {
+                    if let Some(canonical) = resources::ACTIONS.iter().find(|a| a.eq_ignore_ascii_case(action)) {
+                        out[at + 4] = (*canonical).into();
+                    }
+                }
+            }
+        }
+    }
+    Some(out.join("/"))
+}
+
+/// Applies [`normalize_path`] to a request URI, keeping its query.
+pub fn normalize_uri(uri: &Uri) -> Option<Uri> {
+    let path = normalize_path(uri.path())?;
+    let rebuilt = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    rebuilt.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_segments_are_canonicalized_and_names_kept() {
+        let sub = "00000000-0000-0000-0000-000000000001";
+        assert_eq!(
+            normalize_path(&format!("/SUBSCRIPTIONS/{sub}/RESOURCEGROUPS/MyRG/PROVIDERS/microsoft.cognitiveservices/ACCOUNTS/MyAcct/LISTKEYS")).unwrap(),
+            format!("/subscriptions/{sub}/resourceGroups/MyRG/providers/Microsoft.CognitiveServices/accounts/MyAcct/listKeys")
+        );
+        assert_eq!(
+            normalize_path(&format!("/subscriptions/{sub}/resourceGroups/MyRG")).unwrap(),
+            format!("/subscriptions/{sub}/resourcegroups/MyRG")
+        );
+        assert_eq!(
+            normalize_path(&format!("/Subscriptions/{sub}/Providers/Microsoft.CognitiveServices/Accounts")).unwrap(),
+            format!("/subscriptions/{sub}/providers/Microsoft.CognitiveServices/accounts")
+        );
+        assert!(normalize_path("/healthz").is_none());
+    }
+}

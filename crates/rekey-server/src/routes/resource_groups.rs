@@ -1,0 +1,185 @@
+//! `Microsoft.Resources` resource groups: create/update, get, check existence, patch tags, list, and
+//! delete, which takes the group's resources and their keys with it.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, head, patch, put};
+use axum::Json;
+use rekey_api::arm::{
+    ResourceGroup as WireGroup, ResourceGroupCreate, ResourceGroupPatch, ResourceGroupProperties,
+};
+use rekey_api::mapping::schema_of;
+use rekey_api::List;
+use rekey_core::providers::RESOURCES_API_VERSIONS;
+use rekey_core::{ResourceGroup, ResourceGroupName, SubscriptionId};
+use rekey_store::Written;
+use time::OffsetDateTime;
+
+use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::app::AppState;
+use crate::error::ApiError;
+
+fn render(group: &ResourceGroup) -> WireGroup {
+    WireGroup {
+        id: format!("/subscriptions/{}/resourceGroups/{}", group.subscription, group.name),
+        name: group.name.to_string(),
+        type_name: "Microsoft.Resources/resourceGroups".into(),
+        location: group.location.clone(),
+        tags: group.tags.clone(),
+        properties: ResourceGroupProperties { provisioning_state: "Succeeded".into() },
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_value(json_body(body)?).map_err(|e| {
+        ApiError::bad_request("InvalidRequestContent", format!("The request content is invalid: {e}."))
+    })
+}
+
+fn ids(sub: &str, group: &str) -> Result<(SubscriptionId, ResourceGroupName), ApiError> {
+    Ok((SubscriptionId::parse(sub)?, ResourceGroupName::parse(group)?))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath((sub, group)): ArmPath<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let (sub, name) = ids(&sub, &group)?;
+    let body: ResourceGroupCreate = parse(&body)?;
+    if body.location.trim().is_empty() {
+        return Err(ApiError::bad_request("LocationRequired", "The location property is required for this definition."));
+    }
+    let group = ResourceGroup {
+        subscription: sub,
+        name,
+        location: body.location,
+        tags: body.tags.unwrap_or_default(),
+        created_at: OffsetDateTime::now_utc(),
+    };
+    let (stored, written) = state.store.put_group(&group).await?;
+    let status = if written == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(render(&stored))).into_response())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath((sub, group)): ArmPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let (sub, name) = ids(&sub, &group)?;
+    Ok(Json(render(&state.store.group(&sub, &name).await?)).into_response())
+}
+
+async fn exists(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath((sub, group)): ArmPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let (sub, name) = ids(&sub, &group)?;
+    state.store.group(&sub, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn update(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath((sub, group)): ArmPath<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let (sub, name) = ids(&sub, &group)?;
+    let body: ResourceGroupPatch = parse(&body)?;
+    let mut current = state.store.group(&sub, &name).await?;
+    if let Some(tags) = body.tags {
+        current.tags = tags;
+    }
+    let (stored, _) = state.store.put_group(&current).await?;
+    Ok(Json(render(&stored)).into_response())
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath((sub, group)): ArmPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let (sub, name) = ids(&sub, &group)?;
+    // Azure answers 202 and deletes later; rekey deletes at once, so the operation is already done.
+    if state.store.delete_group(&sub, &name).await? {
+        Ok(StatusCode::OK.into_response())
+    } else {
+        Err(ApiError::NotFound {
+            code: "ResourceGroupNotFound",
+            message: format!("Resource group '{name}' could not be found."),
+        })
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath(sub): ArmPath<String>,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let groups = state.store.list_groups(&SubscriptionId::parse(&sub)?).await?;
+    Ok(Json(List::of(groups.iter().map(render).collect())).into_response())
+}
+
+pub fn register(table: &mut RouteTable) {
+    let mut schemas = Vec::new();
+    let wire = schema_of::<WireGroup>(&mut schemas);
+    let create_body = schema_of::<ResourceGroupCreate>(&mut schemas);
+    let patch_body = schema_of::<ResourceGroupPatch>(&mut schemas);
+    table.schemas(schemas);
+    let path = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}";
+    table.route(
+        Method::PUT,
+        path,
+        Op::arm("ResourceGroups_CreateOrUpdate", "Creates or updates a resource group.")
+            .body(create_body, true)
+            .response(200, "Updated", Some(wire.clone()))
+            .response(201, "Created", Some(wire.clone())),
+        put(create),
+    );
+    table.route(
+        Method::GET,
+        path,
+        Op::arm("ResourceGroups_Get", "Gets a resource group.").response(200, "The group", Some(wire.clone())),
+        get(show),
+    );
+    table.route(
+        Method::HEAD,
+        path,
+        Op::arm("ResourceGroups_CheckExistence", "Checks whether a resource group exists.")
+            .response(204, "It exists", None),
+        head(exists),
+    );
+    table.route(
+        Method::PATCH,
+        path,
+        Op::arm("ResourceGroups_Update", "Updates a resource group's tags.")
+            .body(patch_body, true)
+            .response(200, "Updated", Some(wire)),
+        patch(update),
+    );
+    table.route(
+        Method::DELETE,
+        path,
+        Op::arm("ResourceGroups_Delete", "Deletes a resource group with its resources and their keys.")
+            .response(200, "Deleted", None),
+        delete(remove),
+    );
+    table.route(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/resourcegroups",
+        Op::arm("ResourceGroups_List", "Lists the resource groups of a subscription.").response(200, "The groups", None),
+        get(list),
+    );
+}

@@ -1,0 +1,114 @@
+//! `Microsoft.Resources` subscriptions: list and get as in ARM, and `PUT /subscriptions/{id}` with
+//! `{"displayName"}`, a rekey extension (Azure creates subscriptions through billing) open to owners.
+
+use axum::body::Bytes;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Extension, Json};
+use rekey_api::arm::{Subscription as WireSubscription, SubscriptionCreate, SubscriptionPolicies};
+use rekey_api::mapping::schema_of;
+use rekey_api::List;
+use rekey_core::providers::RESOURCES_API_VERSIONS;
+use rekey_core::{Subscription, SubscriptionId};
+use rekey_store::{Principal, Written};
+
+use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::app::AppState;
+use crate::error::ApiError;
+
+fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
+    WireSubscription {
+        id: format!("/subscriptions/{}", sub.id),
+        subscription_id: sub.id.to_string(),
+        tenant_id: state.tenant_id.to_string(),
+        display_name: sub.display_name.clone(),
+        state: "Enabled".into(),
+        subscription_policies: SubscriptionPolicies {
+            location_placement_id: "Public_2014-09-01".into(),
+            quota_id: "rekey".into(),
+            spending_limit: "Off".into(),
+        },
+        authorization_source: "RoleBased".into(),
+    }
+}
+
+async fn list(state: axum::extract::State<AppState>, version: ApiVersion) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let subs = state.store.list_subscriptions().await?;
+    let value: Vec<_> = subs.iter().map(|s| render(&state, s)).collect();
+    Ok(Json(List::of(value)).into_response())
+}
+
+async fn show(
+    state: axum::extract::State<AppState>,
+    version: ApiVersion,
+    ArmPath(sub): ArmPath<String>,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let sub = state.store.subscription(&SubscriptionId::parse(&sub)?).await?;
+    Ok(Json(render(&state, &sub)).into_response())
+}
+
+async fn create(
+    state: axum::extract::State<AppState>,
+    Extension(principal): Extension<Principal>,
+    version: ApiVersion,
+    ArmPath(sub): ArmPath<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version.check(RESOURCES_API_VERSIONS)?;
+    let id = SubscriptionId::parse(&sub)?;
+    if !principal.is_owner {
+        return Err(ApiError::Forbidden {
+            code: "AuthorizationFailed",
+            message: format!(
+                "The client '{}' with object id '{}' does not have authorization to perform action \
+                 'Microsoft.Subscription/subscriptions/write' over scope '/subscriptions/{id}'.",
+                principal.id, principal.id
+            ),
+        });
+    }
+    let body: SubscriptionCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
+        ApiError::bad_request("InvalidRequestContent", format!("The request content is invalid: {e}."))
+    })?;
+    let name = body.display_name.trim();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(ApiError::bad_request(
+            "InvalidParameter",
+            "displayName must be 1 to 64 characters.",
+        ));
+    }
+    let (stored, written) = state.store.put_subscription(&id, name).await?;
+    let status = if written == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(render(&state, &stored))).into_response())
+}
+
+pub fn register(table: &mut RouteTable) {
+    let mut schemas = Vec::new();
+    let wire = schema_of::<WireSubscription>(&mut schemas);
+    let body = schema_of::<SubscriptionCreate>(&mut schemas);
+    table.schemas(schemas);
+    table.route(
+        Method::GET,
+        "/subscriptions",
+        Op::arm("Subscriptions_List", "Lists the subscriptions the caller can see.")
+            .response(200, "The subscriptions", None),
+        get(list),
+    );
+    table.route(
+        Method::GET,
+        "/subscriptions/{subscriptionId}",
+        Op::arm("Subscriptions_Get", "Gets a subscription.").response(200, "The subscription", Some(wire.clone())),
+        get(show),
+    );
+    table.route(
+        Method::PUT,
+        "/subscriptions/{subscriptionId}",
+        Op::arm("Subscriptions_CreateOrUpdate", "Creates or renames a subscription (rekey extension, owners only).")
+            .body(body, true)
+            .response(200, "Renamed", Some(wire.clone()))
+            .response(201, "Created", Some(wire)),
+        put(create),
+    );
+}

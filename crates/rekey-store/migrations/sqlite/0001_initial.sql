@@ -1,0 +1,73 @@
+-- rekey's schema. Times are Unix microseconds; JSON documents are TEXT.
+-- Key values exist here only sealed (AES-256-GCM) and as keyed digests; tokens only as SHA-256 digests.
+
+CREATE TABLE subscriptions (
+    id           TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE principals (
+    id           TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    token_digest BLOB NOT NULL UNIQUE,
+    is_owner     INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE bootstrap (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    tenant_id       TEXT NOT NULL,
+    subscription_id TEXT NOT NULL REFERENCES subscriptions(id),
+    principal_id    TEXT NOT NULL REFERENCES principals(id),
+    created_at      INTEGER NOT NULL
+);
+
+CREATE TABLE resource_groups (
+    subscription_id TEXT NOT NULL REFERENCES subscriptions(id),
+    name_key        TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    location        TEXT NOT NULL,
+    tags            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    PRIMARY KEY (subscription_id, name_key)
+);
+
+CREATE TABLE resources (
+    internal_id     TEXT PRIMARY KEY,
+    subscription_id TEXT NOT NULL,
+    group_key       TEXT NOT NULL,
+    type_key        TEXT NOT NULL,
+    name_key        TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    location        TEXT NOT NULL,
+    kind            TEXT,
+    sku             TEXT,
+    tags            TEXT NOT NULL,
+    settings        TEXT NOT NULL,
+    etag            TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    UNIQUE (subscription_id, group_key, type_key, name_key),
+    FOREIGN KEY (subscription_id, group_key)
+        REFERENCES resource_groups(subscription_id, name_key) ON DELETE CASCADE
+);
+
+CREATE TABLE key_slots (
+    resource_id TEXT NOT NULL REFERENCES resources(internal_id) ON DELETE CASCADE,
+    slot        TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    sealed      BLOB NOT NULL,
+    digest      BLOB NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (resource_id, slot)
+);
+
+-- The change feed: every key change or resource deletion, in commit order; caches follow it by seq.
+CREATE TABLE changes (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    resource_id TEXT NOT NULL,
+    slot        TEXT,
+    change      TEXT NOT NULL,
+    at          INTEGER NOT NULL
+);

@@ -1,0 +1,114 @@
+//! rekey's storage: the [`Store`] trait every backend implements, the embedded SQLite backend,
+//! migrations, and encryption at rest ([`crypto`]). SQL lives only here; callers speak in
+//! `rekey-core` records. Every key change is one transaction that also appends to the change feed,
+//! and a call returns only after its commit.
+
+pub mod crypto;
+mod sqlite;
+
+use async_trait::async_trait;
+use rekey_core::providers::Slot;
+use rekey_core::{
+    KeySlotState, Provider, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceSpec,
+    Secret, Subscription, SubscriptionId,
+};
+use uuid::Uuid;
+
+pub use crypto::{MasterKey, Sealer};
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("subscription '{0}' not found")]
+    SubscriptionNotFound(SubscriptionId),
+    #[error("resource group '{0}' not found")]
+    ResourceGroupNotFound(String),
+    #[error("resource '{0}' not found")]
+    ResourceNotFound(String),
+    #[error("database error: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Crypto(#[from] crypto::CryptoError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Someone who may call the management API.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub id: Uuid,
+    pub display_name: String,
+    pub is_owner: bool,
+}
+
+/// What the first start creates: the tenant, the default subscription and the owner principal.
+#[derive(Debug, Clone)]
+pub struct BootstrapRecord {
+    pub tenant_id: Uuid,
+    pub subscription_id: SubscriptionId,
+    pub principal_id: Uuid,
+}
+
+/// The outcome of a create-or-replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Updated,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The bootstrap record, if a node already made it.
+    async fn bootstrap(&self) -> Result<Option<BootstrapRecord>>;
+
+    /// Creates the bootstrap record with an owner whose token digests to `token_digest`, unless one
+    /// exists; returns the record in force and whether this call made it.
+    async fn init_bootstrap(
+        &self,
+        proposed: BootstrapRecord,
+        token_digest: [u8; 32],
+    ) -> Result<(BootstrapRecord, bool)>;
+
+    async fn principal_by_token(&self, token_digest: &[u8; 32]) -> Result<Option<Principal>>;
+
+    async fn list_subscriptions(&self) -> Result<Vec<Subscription>>;
+    async fn subscription(&self, id: &SubscriptionId) -> Result<Subscription>;
+    async fn put_subscription(&self, id: &SubscriptionId, display_name: &str) -> Result<(Subscription, Written)>;
+
+    async fn put_group(&self, group: &ResourceGroup) -> Result<(ResourceGroup, Written)>;
+    async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup>;
+    async fn list_groups(&self, sub: &SubscriptionId) -> Result<Vec<ResourceGroup>>;
+    /// Deletes the group, its resources and their keys; false if it did not exist.
+    async fn delete_group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<bool>;
+
+    /// Creates the resource with `initial_keys` (one per slot), or replaces an existing one's spec,
+    /// keeping its keys.
+    async fn put_resource(
+        &self,
+        id: &ResourceId,
+        spec: &ResourceSpec,
+        initial_keys: Vec<(&'static Slot, Secret)>,
+    ) -> Result<(Resource, Written)>;
+    async fn update_resource(&self, id: &ResourceId, spec: &ResourceSpec) -> Result<Resource>;
+    async fn resource(&self, id: &ResourceId) -> Result<Resource>;
+    async fn list_resources(
+        &self,
+        sub: &SubscriptionId,
+        group: Option<&ResourceGroupName>,
+        provider: &'static Provider,
+    ) -> Result<Vec<Resource>>;
+    /// false if it did not exist.
+    async fn delete_resource(&self, id: &ResourceId) -> Result<bool>;
+
+    async fn keys(&self, id: &ResourceId) -> Result<(Resource, Vec<KeySlotState>)>;
+    /// Replaces the named slots' keys in one transaction; returns every slot as committed.
+    async fn regenerate(
+        &self,
+        id: &ResourceId,
+        new_keys: Vec<(&'static Slot, Secret)>,
+    ) -> Result<(Resource, Vec<KeySlotState>)>;
+}

@@ -1,0 +1,566 @@
+//! The embedded SQLite backend: one file in WAL mode with `synchronous=FULL`, so a committed change
+//! survives a crash. Writes go through a pool of one connection, which serializes them in-process
+//! (no `SQLITE_BUSY` races between our own writers); reads use a separate pool and see the last commit.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rekey_core::providers::{self, Provider, Slot};
+use rekey_core::{
+    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceName,
+    ResourceSpec, Secret, Subscription, SubscriptionId,
+};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::crypto::Sealer;
+use crate::{BootstrapRecord, Principal, Result, Store, StoreError, Written};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    sealer: Sealer,
+}
+
+fn now_micros() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn new_etag() -> String {
+    format!("\"{}\"", Uuid::new_v4())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn type_key(provider: &Provider) -> String {
+    provider.type_name().to_ascii_lowercase()
+}
+
+fn seal_context(resource: &Uuid, slot: &str, generation: i64) -> String {
+    format!("{}/{slot}/{generation}", resource.simple())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite:path`) and runs
+    /// the migrations.
+    pub async fn open(url: &str, sealer: Sealer) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(Self { writer, reader, sealer })
+    }
+
+    /// The URL of a database file inside `dir`.
+    pub fn url_in(dir: &Path) -> String {
+        format!("sqlite://{}", dir.join("rekey.db").display())
+    }
+
+    fn subscription_row(row: &SqliteRow) -> Result<Subscription> {
+        Ok(Subscription {
+            id: SubscriptionId::parse(row.get::<&str, _>("id")).map_err(corrupt)?,
+            display_name: row.get("display_name"),
+            created_at: from_micros(row.get("created_at")),
+        })
+    }
+
+    fn group_row(row: &SqliteRow) -> Result<ResourceGroup> {
+        Ok(ResourceGroup {
+            subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id")).map_err(corrupt)?,
+            name: ResourceGroupName::parse(row.get::<&str, _>("name")).map_err(corrupt)?,
+            location: row.get("location"),
+            tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
+            created_at: from_micros(row.get("created_at")),
+        })
+    }
+
+    /// Builds a resource from a row of `resources` joined with its group's stored name.
+    fn resource_row(row: &SqliteRow) -> Result<Resource> {
+        let type_key: &str = row.get("type_key");
+        let (namespace, type_name) = type_key.split_once('/').ok_or_else(|| corrupt(type_key))?;
+        let provider = providers::lookup(namespace, type_name).ok_or_else(|| corrupt(type_key))?;
+        let sku: Option<String> = row.get("sku");
+        Ok(Resource {
+            internal_id: Uuid::parse_str(row.get::<&str, _>("internal_id")).map_err(corrupt)?,
+            id: ResourceId {
+                subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id")).map_err(corrupt)?,
+                group: ResourceGroupName::parse(row.get::<&str, _>("group_name")).map_err(corrupt)?,
+                provider,
+                name: ResourceName::parse(provider, row.get::<&str, _>("name")).map_err(corrupt)?,
+            },
+            spec: ResourceSpec {
+                location: row.get("location"),
+                kind: row.get("kind"),
+                sku: sku.map(|s| serde_json::from_str(&s)).transpose().map_err(corrupt)?,
+                tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
+                settings: serde_json::from_str(row.get::<&str, _>("settings")).map_err(corrupt)?,
+            },
+            etag: row.get("etag"),
+            created_at: from_micros(row.get("created_at")),
+            updated_at: from_micros(row.get("updated_at")),
+        })
+    }
+
+    async fn require_subscription(conn: &mut SqliteConnection, sub: &SubscriptionId) -> Result<()> {
+        let found = sqlx::query("SELECT 1 FROM subscriptions WHERE id = ?")
+            .bind(sub.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        found.map(|_| ()).ok_or_else(|| StoreError::SubscriptionNotFound(sub.clone()))
+    }
+
+    async fn require_group(conn: &mut SqliteConnection, sub: &SubscriptionId, group: &ResourceGroupName) -> Result<()> {
+        Self::require_subscription(conn, sub).await?;
+        let found = sqlx::query("SELECT 1 FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+            .bind(sub.as_str())
+            .bind(group.key())
+            .fetch_optional(&mut *conn)
+            .await?;
+        found.map(|_| ()).ok_or_else(|| StoreError::ResourceGroupNotFound(group.to_string()))
+    }
+
+    /// The resource, or the most precise not-found: subscription, then group, then resource.
+    async fn find_resource(conn: &mut SqliteConnection, id: &ResourceId) -> Result<Resource> {
+        let row = sqlx::query(
+            "SELECT r.*, g.name AS group_name FROM resources r
+             JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
+             WHERE r.subscription_id = ? AND r.group_key = ? AND r.type_key = ? AND r.name_key = ?",
+        )
+        .bind(id.subscription.as_str())
+        .bind(id.group.key())
+        .bind(type_key(id.provider))
+        .bind(id.name.key())
+        .fetch_optional(&mut *conn)
+        .await?;
+        match row {
+            Some(row) => Self::resource_row(&row),
+            None => {
+                Self::require_group(conn, &id.subscription, &id.group).await?;
+                Err(StoreError::ResourceNotFound(id.to_string()))
+            }
+        }
+    }
+
+    async fn slots(&self, conn: &mut SqliteConnection, resource: &Resource) -> Result<Vec<KeySlotState>> {
+        let rows = sqlx::query("SELECT slot, generation, sealed, created_at FROM key_slots WHERE resource_id = ?")
+            .bind(resource.internal_id.to_string())
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for slot in resource.id.provider.slots {
+            let row = rows
+                .iter()
+                .find(|r| r.get::<&str, _>("slot") == slot.name)
+                .ok_or_else(|| corrupt(format!("{} has no {} key", resource.id, slot.name)))?;
+            let generation: i64 = row.get("generation");
+            let sealed: &[u8] = row.get("sealed");
+            let secret = self
+                .sealer
+                .open(sealed, &seal_context(&resource.internal_id, slot.name, generation))?;
+            out.push(KeySlotState { slot, secret, generation, created_at: from_micros(row.get("created_at")) });
+        }
+        Ok(out)
+    }
+
+    async fn record_change(conn: &mut SqliteConnection, resource: &Uuid, slot: Option<&str>, change: &str, at: i64) -> Result<()> {
+        sqlx::query("INSERT INTO changes (resource_id, slot, change, at) VALUES (?, ?, ?, ?)")
+            .bind(resource.to_string())
+            .bind(slot)
+            .bind(change)
+            .bind(at)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn bootstrap(&self) -> Result<Option<BootstrapRecord>> {
+        let row = sqlx::query("SELECT tenant_id, subscription_id, principal_id FROM bootstrap WHERE id = 1")
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(BootstrapRecord {
+                tenant_id: Uuid::parse_str(row.get::<&str, _>("tenant_id")).map_err(corrupt)?,
+                subscription_id: SubscriptionId::parse(row.get::<&str, _>("subscription_id")).map_err(corrupt)?,
+                principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id")).map_err(corrupt)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn init_bootstrap(&self, proposed: BootstrapRecord, token_digest: [u8; 32]) -> Result<(BootstrapRecord, bool)> {
+        let mut tx = self.writer.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM bootstrap WHERE id = 1").fetch_optional(&mut *tx).await?;
+        if exists.is_some() {
+            tx.rollback().await?;
+            let record = self.bootstrap().await?.ok_or_else(|| corrupt("bootstrap vanished"))?;
+            return Ok((record, false));
+        }
+        let now = now_micros();
+        sqlx::query("INSERT INTO subscriptions (id, display_name, created_at) VALUES (?, ?, ?)")
+            .bind(proposed.subscription_id.as_str())
+            .bind("rekey default subscription")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO principals (id, display_name, token_digest, is_owner, created_at) VALUES (?, ?, ?, 1, ?)")
+            .bind(proposed.principal_id.to_string())
+            .bind("bootstrap owner")
+            .bind(&token_digest[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO bootstrap (id, tenant_id, subscription_id, principal_id, created_at) VALUES (1, ?, ?, ?, ?)")
+            .bind(proposed.tenant_id.to_string())
+            .bind(proposed.subscription_id.as_str())
+            .bind(proposed.principal_id.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((proposed, true))
+    }
+
+    async fn principal_by_token(&self, token_digest: &[u8; 32]) -> Result<Option<Principal>> {
+        let row = sqlx::query("SELECT id, display_name, is_owner FROM principals WHERE token_digest = ?")
+            .bind(&token_digest[..])
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(Principal {
+                id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
+                display_name: row.get("display_name"),
+                is_owner: row.get::<i64, _>("is_owner") != 0,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
+        let rows = sqlx::query("SELECT * FROM subscriptions ORDER BY created_at, id").fetch_all(&self.reader).await?;
+        rows.iter().map(Self::subscription_row).collect()
+    }
+
+    async fn subscription(&self, id: &SubscriptionId) -> Result<Subscription> {
+        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Self::subscription_row(&r)).unwrap_or(Err(StoreError::SubscriptionNotFound(id.clone())))
+    }
+
+    async fn put_subscription(&self, id: &SubscriptionId, display_name: &str) -> Result<(Subscription, Written)> {
+        let mut tx = self.writer.begin().await?;
+        let updated = sqlx::query("UPDATE subscriptions SET display_name = ? WHERE id = ?")
+            .bind(display_name)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let written = if updated == 0 {
+            sqlx::query("INSERT INTO subscriptions (id, display_name, created_at) VALUES (?, ?, ?)")
+                .bind(id.as_str())
+                .bind(display_name)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            Written::Created
+        } else {
+            Written::Updated
+        };
+        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
+        let sub = Self::subscription_row(&row)?;
+        tx.commit().await?;
+        Ok((sub, written))
+    }
+
+    async fn put_group(&self, group: &ResourceGroup) -> Result<(ResourceGroup, Written)> {
+        let mut tx = self.writer.begin().await?;
+        Self::require_subscription(&mut tx, &group.subscription).await?;
+        let tags = serde_json::to_string(&group.tags).expect("tags serialize");
+        // The group keeps the name casing it was created with, as ARM does.
+        let updated = sqlx::query("UPDATE resource_groups SET location = ?, tags = ? WHERE subscription_id = ? AND name_key = ?")
+            .bind(&group.location)
+            .bind(&tags)
+            .bind(group.subscription.as_str())
+            .bind(group.name.key())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let written = if updated == 0 {
+            sqlx::query("INSERT INTO resource_groups (subscription_id, name_key, name, location, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)")
+                .bind(group.subscription.as_str())
+                .bind(group.name.key())
+                .bind(group.name.as_str())
+                .bind(&group.location)
+                .bind(&tags)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            Written::Created
+        } else {
+            Written::Updated
+        };
+        let row = sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+            .bind(group.subscription.as_str())
+            .bind(group.name.key())
+            .fetch_one(&mut *tx)
+            .await?;
+        let stored = Self::group_row(&row)?;
+        tx.commit().await?;
+        Ok((stored, written))
+    }
+
+    async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup> {
+        let mut conn = self.reader.acquire().await?;
+        let row = sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+            .bind(sub.as_str())
+            .bind(name.key())
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            Some(row) => Self::group_row(&row),
+            None => {
+                Self::require_subscription(&mut conn, sub).await?;
+                Err(StoreError::ResourceGroupNotFound(name.to_string()))
+            }
+        }
+    }
+
+    async fn list_groups(&self, sub: &SubscriptionId) -> Result<Vec<ResourceGroup>> {
+        let mut conn = self.reader.acquire().await?;
+        Self::require_subscription(&mut conn, sub).await?;
+        let rows = sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? ORDER BY name_key")
+            .bind(sub.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter().map(Self::group_row).collect()
+    }
+
+    async fn delete_group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        Self::require_subscription(&mut tx, sub).await?;
+        let now = now_micros();
+        let doomed = sqlx::query_scalar::<_, String>("SELECT internal_id FROM resources WHERE subscription_id = ? AND group_key = ?")
+            .bind(sub.as_str())
+            .bind(name.key())
+            .fetch_all(&mut *tx)
+            .await?;
+        for id in &doomed {
+            let id = Uuid::parse_str(id).map_err(corrupt)?;
+            Self::record_change(&mut tx, &id, None, "deleted", now).await?;
+        }
+        // Resources and their key slots go with the group (ON DELETE CASCADE).
+        let deleted = sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+            .bind(sub.as_str())
+            .bind(name.key())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_resource(
+        &self,
+        id: &ResourceId,
+        spec: &ResourceSpec,
+        initial_keys: Vec<(&'static Slot, Secret)>,
+    ) -> Result<(Resource, Written)> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_micros();
+        let sku = spec.sku.as_ref().map(|s| s.to_string());
+        let tags = serde_json::to_string(&spec.tags).expect("tags serialize");
+        let settings = serde_json::Value::Object(spec.settings.clone()).to_string();
+        let written = match Self::find_resource(&mut tx, id).await {
+            Ok(existing) => {
+                sqlx::query("UPDATE resources SET location = ?, kind = ?, sku = ?, tags = ?, settings = ?, etag = ?, updated_at = ? WHERE internal_id = ?")
+                    .bind(&spec.location)
+                    .bind(&spec.kind)
+                    .bind(&sku)
+                    .bind(&tags)
+                    .bind(&settings)
+                    .bind(new_etag())
+                    .bind(now)
+                    .bind(existing.internal_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Written::Updated
+            }
+            Err(StoreError::ResourceNotFound(_)) => {
+                let internal_id = Uuid::new_v4();
+                sqlx::query(
+                    "INSERT INTO resources (internal_id, subscription_id, group_key, type_key, name_key, name, location, kind, sku, tags, settings, etag, created_at, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(internal_id.to_string())
+                .bind(id.subscription.as_str())
+                .bind(id.group.key())
+                .bind(type_key(id.provider))
+                .bind(id.name.key())
+                .bind(id.name.as_str())
+                .bind(&spec.location)
+                .bind(&spec.kind)
+                .bind(&sku)
+                .bind(&tags)
+                .bind(&settings)
+                .bind(new_etag())
+                .bind(now)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                for (slot, secret) in &initial_keys {
+                    sqlx::query("INSERT INTO key_slots (resource_id, slot, generation, sealed, digest, created_at) VALUES (?, ?, 1, ?, ?, ?)")
+                        .bind(internal_id.to_string())
+                        .bind(slot.name)
+                        .bind(self.sealer.seal(secret, &seal_context(&internal_id, slot.name, 1)))
+                        .bind(&self.sealer.digest(secret.expose())[..])
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Self::record_change(&mut tx, &internal_id, None, "created", now).await?;
+                Written::Created
+            }
+            Err(e) => return Err(e),
+        };
+        let resource = Self::find_resource(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((resource, written))
+    }
+
+    async fn update_resource(&self, id: &ResourceId, spec: &ResourceSpec) -> Result<Resource> {
+        let mut tx = self.writer.begin().await?;
+        let existing = Self::find_resource(&mut tx, id).await?;
+        sqlx::query("UPDATE resources SET kind = ?, sku = ?, tags = ?, settings = ?, etag = ?, updated_at = ? WHERE internal_id = ?")
+            .bind(&spec.kind)
+            .bind(spec.sku.as_ref().map(|s| s.to_string()))
+            .bind(serde_json::to_string(&spec.tags).expect("tags serialize"))
+            .bind(serde_json::Value::Object(spec.settings.clone()).to_string())
+            .bind(new_etag())
+            .bind(now_micros())
+            .bind(existing.internal_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Self::record_change(&mut tx, &existing.internal_id, None, "updated", now_micros()).await?;
+        let resource = Self::find_resource(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(resource)
+    }
+
+    async fn resource(&self, id: &ResourceId) -> Result<Resource> {
+        let mut conn = self.reader.acquire().await?;
+        Self::find_resource(&mut conn, id).await
+    }
+
+    async fn list_resources(
+        &self,
+        sub: &SubscriptionId,
+        group: Option<&ResourceGroupName>,
+        provider: &'static Provider,
+    ) -> Result<Vec<Resource>> {
+        let mut conn = self.reader.acquire().await?;
+        match group {
+            Some(g) => Self::require_group(&mut conn, sub, g).await?,
+            None => Self::require_subscription(&mut conn, sub).await?,
+        }
+        let rows = sqlx::query(
+            "SELECT r.*, g.name AS group_name FROM resources r
+             JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
+             WHERE r.subscription_id = ? AND r.type_key = ? AND (? IS NULL OR r.group_key = ?)
+             ORDER BY r.group_key, r.name_key",
+        )
+        .bind(sub.as_str())
+        .bind(type_key(provider))
+        .bind(group.map(|g| g.key()))
+        .bind(group.map(|g| g.key()))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(Self::resource_row).collect()
+    }
+
+    async fn delete_resource(&self, id: &ResourceId) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let existing = match Self::find_resource(&mut tx, id).await {
+            Ok(r) => r,
+            Err(StoreError::ResourceNotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        sqlx::query("DELETE FROM resources WHERE internal_id = ?")
+            .bind(existing.internal_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Self::record_change(&mut tx, &existing.internal_id, None, "deleted", now_micros()).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn keys(&self, id: &ResourceId) -> Result<(Resource, Vec<KeySlotState>)> {
+        // One read transaction, so the resource and its slots are from the same commit.
+        let mut tx = self.reader.begin().await?;
+        let resource = Self::find_resource(&mut tx, id).await?;
+        let slots = self.slots(&mut tx, &resource).await?;
+        tx.commit().await?;
+        Ok((resource, slots))
+    }
+
+    async fn regenerate(
+        &self,
+        id: &ResourceId,
+        new_keys: Vec<(&'static Slot, Secret)>,
+    ) -> Result<(Resource, Vec<KeySlotState>)> {
+        let mut tx = self.writer.begin().await?;
+        let resource = Self::find_resource(&mut tx, id).await?;
+        let internal = resource.internal_id.to_string();
+        let now = now_micros();
+        for (slot, secret) in &new_keys {
+            let generation = sqlx::query_scalar::<_, i64>("SELECT generation FROM key_slots WHERE resource_id = ? AND slot = ?")
+                .bind(&internal)
+                .bind(slot.name)
+                .fetch_one(&mut *tx)
+                .await?
+                + 1;
+            sqlx::query("UPDATE key_slots SET generation = ?, sealed = ?, digest = ?, created_at = ? WHERE resource_id = ? AND slot = ?")
+                .bind(generation)
+                .bind(self.sealer.seal(secret, &seal_context(&resource.internal_id, slot.name, generation)))
+                .bind(&self.sealer.digest(secret.expose())[..])
+                .bind(now)
+                .bind(&internal)
+                .bind(slot.name)
+                .execute(&mut *tx)
+                .await?;
+            Self::record_change(&mut tx, &resource.internal_id, Some(slot.name), "regenerated", now).await?;
+        }
+        let slots = self.slots(&mut tx, &resource).await?;
+        tx.commit().await?;
+        Ok((resource, slots))
+    }
+}
