@@ -51,7 +51,10 @@ pub struct List<T> {
 
 impl<T> List<T> {
     pub fn of(value: Vec<T>) -> Self {
-        Self { value, next_link: None }
+        Self {
+            value,
+            next_link: None,
+        }
     }
 }
 

@@ -69,8 +69,13 @@ pub struct RegenerateKeyParameters {
 }
 
 /// Properties rekey computes; a caller cannot set them.
-const READ_ONLY_PROPERTIES: &[&str] =
-    &["provisioningState", "endpoint", "endpoints", "dateCreated", "internalId"];
+const READ_ONLY_PROPERTIES: &[&str] = &[
+    "provisioningState",
+    "endpoint",
+    "endpoints",
+    "dateCreated",
+    "internalId",
+];
 
 fn check_properties(props: &Map<String, Value>) -> Result<(), InvalidInput> {
     match props.get("disableLocalAuth") {
@@ -126,7 +131,11 @@ impl WireMapping for Mapping {
         })
     }
 
-    fn parse_patch(&self, current: &ResourceSpec, body: &Value) -> Result<ResourceSpec, InvalidInput> {
+    fn parse_patch(
+        &self,
+        current: &ResourceSpec,
+        body: &Value,
+    ) -> Result<ResourceSpec, InvalidInput> {
         require_object(body)?;
         let mut next = current.clone();
         if let Some(tags) = field(body, "tags")? {
@@ -148,7 +157,10 @@ impl WireMapping for Mapping {
         properties.insert("provisioningState".into(), json!("Succeeded"));
         properties.insert("endpoint".into(), json!(ctx.data_plane_url(resource)));
         properties.insert("dateCreated".into(), json!(rfc3339(resource.created_at)));
-        properties.insert("internalId".into(), json!(resource.internal_id.simple().to_string()));
+        properties.insert(
+            "internalId".into(),
+            json!(resource.internal_id.simple().to_string()),
+        );
         json!({
             "id": resource.id.to_string(),
             "name": resource.id.name.as_str(),
@@ -162,7 +174,12 @@ impl WireMapping for Mapping {
         })
     }
 
-    fn render_keys(&self, _resource: &Resource, keys: &[KeySlotState], _ctx: &RenderContext) -> Value {
+    fn render_keys(
+        &self,
+        _resource: &Resource,
+        keys: &[KeySlotState],
+        _ctx: &RenderContext,
+    ) -> Value {
         let key = |name| slot_state(keys, name).map(|s| s.secret.expose().to_string());
         json!({ "key1": key("key1"), "key2": key("key2") })
     }
@@ -179,7 +196,12 @@ impl WireMapping for Mapping {
         Ok(vec![slot])
     }
 
-    fn regenerate_reply(&self, resource: &Resource, keys: &[KeySlotState], ctx: &RenderContext) -> RegenerateReply {
+    fn regenerate_reply(
+        &self,
+        resource: &Resource,
+        keys: &[KeySlotState],
+        ctx: &RenderContext,
+    ) -> RegenerateReply {
         RegenerateReply::Body(self.render_keys(resource, keys, ctx))
     }
 
@@ -206,7 +228,10 @@ mod tests {
         let ok = json!({"location":"westus","kind":"TextAnalytics","sku":{"name":"S0"}});
         assert!(Mapping.parse_create(&ok).is_ok());
         for (field, body) in [
-            ("location", json!({"kind":"TextAnalytics","sku":{"name":"S0"}})),
+            (
+                "location",
+                json!({"kind":"TextAnalytics","sku":{"name":"S0"}}),
+            ),
             ("kind", json!({"location":"westus","sku":{"name":"S0"}})),
             ("sku", json!({"location":"westus","kind":"TextAnalytics"})),
         ] {
@@ -228,12 +253,19 @@ mod tests {
     #[test]
     fn key_name_is_case_insensitive_and_checked() {
         for name in ["Key1", "key1", "KEY1"] {
-            let slots = Mapping.parse_regenerate(&json!({ "keyName": name })).unwrap();
+            let slots = Mapping
+                .parse_regenerate(&json!({ "keyName": name }))
+                .unwrap();
             assert_eq!(slots[0].name, "key1");
         }
-        let err = Mapping.parse_regenerate(&json!({"keyName":"Key3"})).unwrap_err();
+        let err = Mapping
+            .parse_regenerate(&json!({"keyName":"Key3"}))
+            .unwrap_err();
         assert_eq!(err.code, "InvalidParameter");
         assert!(err.message.contains("Key1, Key2") && err.message.contains("Key3"));
-        assert_eq!(Mapping.parse_regenerate(&json!({})).unwrap_err().code, "InvalidRequestContent");
+        assert_eq!(
+            Mapping.parse_regenerate(&json!({})).unwrap_err().code,
+            "InvalidRequestContent"
+        );
     }
 }

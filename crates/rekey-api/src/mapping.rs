@@ -17,7 +17,11 @@ pub struct RenderContext {
 impl RenderContext {
     /// The data-plane URL of one resource: `{public_url}/data/{internal id}/`.
     pub fn data_plane_url(&self, resource: &Resource) -> String {
-        format!("{}/data/{}/", self.public_url, resource.internal_id.simple())
+        format!(
+            "{}/data/{}/",
+            self.public_url,
+            resource.internal_id.simple()
+        )
     }
 }
 
@@ -59,13 +63,18 @@ pub trait WireMapping: Send + Sync {
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput>;
 
     /// A `PATCH` body applied to the current spec.
-    fn parse_patch(&self, current: &ResourceSpec, body: &Value) -> Result<ResourceSpec, InvalidInput>;
+    fn parse_patch(
+        &self,
+        current: &ResourceSpec,
+        body: &Value,
+    ) -> Result<ResourceSpec, InvalidInput>;
 
     /// The resource as `GET` returns it.
     fn render(&self, resource: &Resource, ctx: &RenderContext) -> Value;
 
     /// The body of `listKeys`.
-    fn render_keys(&self, resource: &Resource, keys: &[KeySlotState], ctx: &RenderContext) -> Value;
+    fn render_keys(&self, resource: &Resource, keys: &[KeySlotState], ctx: &RenderContext)
+        -> Value;
 
     /// The slots a `regenerateKey` body names: at least one, no duplicates.
     fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput>;

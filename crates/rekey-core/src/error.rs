@@ -12,6 +12,9 @@ pub struct InvalidInput {
 
 impl InvalidInput {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }

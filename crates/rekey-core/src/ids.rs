@@ -16,9 +16,10 @@ impl SubscriptionId {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let groups: Vec<&str> = raw.split('-').collect();
         let shape_ok = groups.len() == 5
-            && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| {
-                g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit())
-            });
+            && groups
+                .iter()
+                .zip([8, 4, 4, 4, 12])
+                .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
         if !shape_ok {
             return Err(InvalidInput::new(
                 "InvalidSubscriptionId",
@@ -186,10 +187,17 @@ mod tests {
     fn subscription_id_must_be_a_uuid() {
         assert!(SubscriptionId::parse("00000000-0000-0000-0000-000000000000").is_ok());
         assert_eq!(
-            SubscriptionId::parse("ABCDEF00-0000-0000-0000-000000000000").unwrap().as_str(),
+            SubscriptionId::parse("ABCDEF00-0000-0000-0000-000000000000")
+                .unwrap()
+                .as_str(),
             "abcdef00-0000-0000-0000-000000000000"
         );
-        for bad in ["", "not-a-uuid", "00000000-0000-0000-0000-00000000000", "0000000000000000-0000-0000-00000000"] {
+        for bad in [
+            "",
+            "not-a-uuid",
+            "00000000-0000-0000-0000-00000000000",
+            "0000000000000000-0000-0000-00000000",
+        ] {
             let err = SubscriptionId::parse(bad).unwrap_err();
             assert_eq!(err.code, "InvalidSubscriptionId");
         }

@@ -59,7 +59,11 @@ pub fn random_base62(len: usize) -> String {
 
 fn checksum(signed: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, signed.as_bytes());
-    let mut n = u32::from_be_bytes(digest.as_ref()[..4].try_into().expect("SHA-256 has 32 bytes"));
+    let mut n = u32::from_be_bytes(
+        digest.as_ref()[..4]
+            .try_into()
+            .expect("SHA-256 has 32 bytes"),
+    );
     let mut out = [b'0'; CHECK_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
@@ -98,7 +102,9 @@ impl KeyFormat {
                     return Err(MalformedKey::WrongSignature);
                 }
                 if presented.len() != prefix_len + BODY_LEN + CHECK_LEN
-                    || !presented[prefix_len..].bytes().all(|b| b.is_ascii_alphanumeric())
+                    || !presented[prefix_len..]
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric())
                 {
                     return Err(MalformedKey::WrongShape);
                 }

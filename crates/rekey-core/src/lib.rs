@@ -12,5 +12,7 @@ pub mod secret;
 pub use error::InvalidInput;
 pub use ids::{ResourceGroupName, ResourceId, ResourceName, SubscriptionId};
 pub use providers::{Provider, CATALOGUE};
-pub use resource::{slot_state, KeySlotState, Resource, ResourceGroup, ResourceSpec, Subscription, Tags};
+pub use resource::{
+    slot_state, KeySlotState, Resource, ResourceGroup, ResourceSpec, Subscription, Tags,
+};
 pub use secret::Secret;

@@ -42,13 +42,22 @@ async fn request_ids(request: Request, next: Next) -> Response {
         .get(&CORRELATION_ID)
         .filter(|v| v.len() <= 128)
         .cloned()
-        .unwrap_or_else(|| HeaderValue::from_str(&Uuid::new_v4().to_string()).expect("a UUID is a header value"));
-    let client_id = request.headers().get(&CLIENT_REQUEST_ID).filter(|v| v.len() <= 128).cloned();
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&Uuid::new_v4().to_string()).expect("a UUID is a header value")
+        });
+    let client_id = request
+        .headers()
+        .get(&CLIENT_REQUEST_ID)
+        .filter(|v| v.len() <= 128)
+        .cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("a UUID is a header value"));
+    headers.insert(
+        REQUEST_ID,
+        HeaderValue::from_str(&request_id).expect("a UUID is a header value"),
+    );
     headers.insert(CORRELATION_ID, correlation);
     if let Some(id) = client_id {
         headers.insert(CLIENT_REQUEST_ID, id);
@@ -100,13 +109,15 @@ pub fn route_table() -> RouteTable {
     table.route(
         Method::GET,
         "/healthz",
-        Op::public("Health", "Liveness: answers 200 while the process serves.").response(200, "Alive", None),
+        Op::public("Health", "Liveness: answers 200 while the process serves.")
+            .response(200, "Alive", None),
         get(|| async { "ok" }),
     );
     table.route(
         Method::GET,
         "/readyz",
-        Op::public("Ready", "Readiness: answers 200 when the store answers.").response(200, "Ready", None)
+        Op::public("Ready", "Readiness: answers 200 when the store answers.")
+            .response(200, "Ready", None)
             .response(503, "Store unavailable", None),
         get(|State(state): State<AppState>| async move {
             match state.store.bootstrap().await {
@@ -118,7 +129,11 @@ pub fn route_table() -> RouteTable {
     table.route(
         Method::GET,
         "/openapi.json",
-        Op::public("OpenApi", "This OpenAPI description.").response(200, "OpenAPI 3 document", None),
+        Op::public("OpenApi", "This OpenAPI description.").response(
+            200,
+            "OpenAPI 3 document",
+            None,
+        ),
         get(|State(state): State<AppState>| async move { Json((*state.openapi).clone()) }),
     );
     table
@@ -130,13 +145,25 @@ pub fn openapi_document() -> serde_json::Value {
 }
 
 /// Builds the application. `max_body_bytes` bounds every request body.
-pub fn build(store: Arc<dyn Store>, ctx: RenderContext, tenant_id: Uuid, max_body_bytes: usize) -> Router {
+pub fn build(
+    store: Arc<dyn Store>,
+    ctx: RenderContext,
+    tenant_id: Uuid,
+    max_body_bytes: usize,
+) -> Router {
     let table = route_table();
-    let openapi = Arc::new(serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes"));
-    let state = AppState { store, ctx: Arc::new(ctx), tenant_id, openapi };
-    let arm = table
-        .arm
-        .route_layer(middleware::from_fn_with_state(state.clone(), crate::auth::require_principal));
+    let openapi =
+        Arc::new(serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes"));
+    let state = AppState {
+        store,
+        ctx: Arc::new(ctx),
+        tenant_id,
+        openapi,
+    };
+    let arm = table.arm.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require_principal,
+    ));
     let inner = Router::new()
         .merge(arm)
         .merge(table.public)

@@ -20,8 +20,15 @@ fn challenge(state: &AppState, description: &str) -> String {
 }
 
 /// Puts the authenticated [`Principal`] into the request's extensions, or answers 401.
-pub async fn require_principal(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let header = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+pub async fn require_principal(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let token = match header {
         None => {
             return ApiError::Unauthenticated {

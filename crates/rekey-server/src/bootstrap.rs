@@ -17,7 +17,10 @@ pub fn new_token() -> Secret {
 
 /// Makes the bootstrap record if none exists, writing `bootstrap.json`; returns the record in force
 /// and the file's path if this call wrote it.
-pub async fn ensure(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(BootstrapRecord, Option<PathBuf>)> {
+pub async fn ensure(
+    store: &dyn Store,
+    data_dir: &Path,
+) -> anyhow::Result<(BootstrapRecord, Option<PathBuf>)> {
     if let Some(record) = store.bootstrap().await? {
         return Ok((record, None));
     }
@@ -27,7 +30,9 @@ pub async fn ensure(store: &dyn Store, data_dir: &Path) -> anyhow::Result<(Boots
         subscription_id: SubscriptionId::random(),
         principal_id: Uuid::new_v4(),
     };
-    let (record, created) = store.init_bootstrap(proposed, token_digest(token.expose())).await?;
+    let (record, created) = store
+        .init_bootstrap(proposed, token_digest(token.expose()))
+        .await?;
     if !created {
         return Ok((record, None));
     }

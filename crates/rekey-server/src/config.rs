@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "rekeyd", version, about = "rekey: dual access keys with an ARM-compatible API")]
+#[command(
+    name = "rekeyd",
+    version,
+    about = "rekey: dual access keys with an ARM-compatible API"
+)]
 pub struct Config {
     /// Address to listen on. Port 0 picks a free port (logged at start).
     #[arg(long, env = "REKEY_LISTEN", default_value = "127.0.0.1:8080")]

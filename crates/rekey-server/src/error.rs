@@ -12,27 +12,47 @@ use rekey_store::StoreError;
 #[derive(Debug)]
 pub enum ApiError {
     /// 400 with an ARM code.
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
     /// 401; `challenge` is the `WWW-Authenticate` value.
-    Unauthenticated { code: &'static str, message: String, challenge: String },
-    Forbidden { code: &'static str, message: String },
-    NotFound { code: &'static str, message: String },
+    Unauthenticated {
+        code: &'static str,
+        message: String,
+        challenge: String,
+    },
+    Forbidden {
+        code: &'static str,
+        message: String,
+    },
+    NotFound {
+        code: &'static str,
+        message: String,
+    },
     MethodNotAllowed(String),
     Internal,
 }
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     fn parts(&self) -> (StatusCode, &str, &str) {
         match self {
             ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message),
-            ApiError::Unauthenticated { code, message, .. } => (StatusCode::UNAUTHORIZED, code, message),
+            ApiError::Unauthenticated { code, message, .. } => {
+                (StatusCode::UNAUTHORIZED, code, message)
+            }
             ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message),
             ApiError::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message),
-            ApiError::MethodNotAllowed(message) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message),
+            ApiError::MethodNotAllowed(message) => {
+                (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
+            }
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",
@@ -74,7 +94,10 @@ impl ApiError {
 
 impl From<InvalidInput> for ApiError {
     fn from(e: InvalidInput) -> Self {
-        ApiError::BadRequest { code: e.code, message: e.message }
+        ApiError::BadRequest {
+            code: e.code,
+            message: e.message,
+        }
     }
 }
 
@@ -90,7 +113,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(ErrorResponse::new(code, message))).into_response();
         if let ApiError::Unauthenticated { challenge, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(challenge) {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, value);
             }
         }
         response

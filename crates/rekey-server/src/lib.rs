@@ -22,14 +22,24 @@ fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     if let Some(text) = &config.master_key {
         return MasterKey::parse(text).context("REKEY_MASTER_KEY");
     }
-    let path = config.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"));
+    let path = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("master.key"));
     Ok(MasterKey::load_or_create(&path)?)
 }
 
 async fn open_store(config: &Config, sealer: Sealer) -> anyhow::Result<Arc<dyn Store>> {
-    let url = config.database_url.clone().unwrap_or_else(|| SqliteStore::url_in(&config.data_dir));
+    let url = config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| SqliteStore::url_in(&config.data_dir));
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(&url, sealer).await.context("opening the SQLite database")?))
+        Ok(Arc::new(
+            SqliteStore::open(&url, sealer)
+                .await
+                .context("opening the SQLite database")?,
+        ))
     } else {
         anyhow::bail!("unsupported database URL scheme (rekey supports sqlite:// here)")
     }
@@ -46,7 +56,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "wrote the owner token and default subscription to bootstrap.json");
     }
 
-    let listener = std::net::TcpListener::bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("binding {}", config.listen))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let tls = config.tls();
@@ -57,8 +68,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("{scheme}://{local}"))
         .trim_end_matches('/')
         .to_string();
-    let app = app::build(store, RenderContext { public_url }, record.tenant_id, config.max_body_bytes);
-        tracing::info!("rekeyd listening on {scheme}://{local}");
+    let app = app::build(
+        store,
+        RenderContext { public_url },
+        record.tenant_id,
+        config.max_body_bytes,
+    );
+    tracing::info!("rekeyd listening on {scheme}://{local}");
 
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
@@ -73,10 +89,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .context("loading the TLS certificate and key")?;
-            axum_server::from_tcp_rustls(listener, tls).handle(handle).serve(make).await?;
+            axum_server::from_tcp_rustls(listener, tls)
+                .handle(handle)
+                .serve(make)
+                .await?;
         }
         None => {
-            axum_server::from_tcp(listener).handle(handle).serve(make).await?;
+            axum_server::from_tcp(listener)
+                .handle(handle)
+                .serve(make)
+                .await?;
         }
     }
     Ok(())

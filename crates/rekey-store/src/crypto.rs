@@ -19,7 +19,10 @@ pub enum CryptoError {
     #[error("the master key must be 32 bytes, as 64 hex digits or base64")]
     BadMasterKey,
     #[error("could not read or write the master key file {path}: {source}")]
-    KeyFile { path: String, source: std::io::Error },
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("a sealed key failed to open: wrong master key, or the row was altered")]
     Open,
 }
@@ -38,19 +41,27 @@ impl MasterKey {
                 .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
                 .ok_or(CryptoError::BadMasterKey)?,
         );
-        let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| CryptoError::BadMasterKey)?;
+        let array: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::BadMasterKey)?;
         Ok(Self(Zeroizing::new(array)))
     }
 
     pub fn generate() -> Self {
         let mut k = Zeroizing::new([0u8; 32]);
-        SystemRandom::new().fill(&mut *k).expect("the OS random number generator is available");
+        SystemRandom::new()
+            .fill(&mut *k)
+            .expect("the OS random number generator is available");
         Self(k)
     }
 
     /// Reads the key file, or creates it (mode 0600, hex) when it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self, CryptoError> {
-        let err = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
+        let err = |source| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -116,7 +127,9 @@ impl Sealer {
     /// `nonce || ciphertext || tag`.
     pub fn seal(&self, secret: &Secret, context: &str) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
-        self.rng.fill(&mut nonce).expect("the OS random number generator is available");
+        self.rng
+            .fill(&mut nonce)
+            .expect("the OS random number generator is available");
         let mut buf = secret.expose().as_bytes().to_vec();
         self.aead
             .seal_in_place_append_tag(
@@ -171,17 +184,26 @@ mod tests {
         let secret = Secret::new("rkcs_abc".into());
         let sealed = sealer.seal(&secret, "r1/key1/1");
         assert!(!sealed.windows(8).any(|w| w == b"rkcs_abc"));
-        assert_eq!(sealer.open(&sealed, "r1/key1/1").unwrap().expose(), "rkcs_abc");
+        assert_eq!(
+            sealer.open(&sealed, "r1/key1/1").unwrap().expose(),
+            "rkcs_abc"
+        );
         assert!(sealer.open(&sealed, "r1/key2/1").is_err());
-        assert!(Sealer::new(&MasterKey::generate()).open(&sealed, "r1/key1/1").is_err());
+        assert!(Sealer::new(&MasterKey::generate())
+            .open(&sealed, "r1/key1/1")
+            .is_err());
     }
 
     #[test]
     fn master_key_parses_hex_and_base64_of_32_bytes_only() {
         assert!(MasterKey::parse(&"ab".repeat(32)).is_ok());
-        assert!(MasterKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).is_ok());
+        assert!(
+            MasterKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).is_ok()
+        );
         assert!(MasterKey::parse("abcd").is_err());
-        assert!(MasterKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 31])).is_err());
+        assert!(
+            MasterKey::parse(&base64::engine::general_purpose::STANDARD.encode([7u8; 31])).is_err()
+        );
     }
 
     #[test]

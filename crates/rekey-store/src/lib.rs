@@ -77,7 +77,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>>;
     async fn subscription(&self, id: &SubscriptionId) -> Result<Subscription>;
-    async fn put_subscription(&self, id: &SubscriptionId, display_name: &str) -> Result<(Subscription, Written)>;
+    async fn put_subscription(
+        &self,
+        id: &SubscriptionId,
+        display_name: &str,
+    ) -> Result<(Subscription, Written)>;
 
     async fn put_group(&self, group: &ResourceGroup) -> Result<(ResourceGroup, Written)>;
     async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup>;

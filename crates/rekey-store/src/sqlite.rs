@@ -36,7 +36,8 @@ fn now_micros() -> i64 {
 }
 
 fn from_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 fn new_etag() -> String {
@@ -74,7 +75,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader, sealer })
+        Ok(Self {
+            writer,
+            reader,
+            sealer,
+        })
     }
 
     /// The URL of a database file inside `dir`.
@@ -92,7 +97,8 @@ impl SqliteStore {
 
     fn group_row(row: &SqliteRow) -> Result<ResourceGroup> {
         Ok(ResourceGroup {
-            subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id")).map_err(corrupt)?,
+            subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
+                .map_err(corrupt)?,
             name: ResourceGroupName::parse(row.get::<&str, _>("name")).map_err(corrupt)?,
             location: row.get("location"),
             tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
@@ -109,15 +115,20 @@ impl SqliteStore {
         Ok(Resource {
             internal_id: Uuid::parse_str(row.get::<&str, _>("internal_id")).map_err(corrupt)?,
             id: ResourceId {
-                subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id")).map_err(corrupt)?,
-                group: ResourceGroupName::parse(row.get::<&str, _>("group_name")).map_err(corrupt)?,
+                subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
+                    .map_err(corrupt)?,
+                group: ResourceGroupName::parse(row.get::<&str, _>("group_name"))
+                    .map_err(corrupt)?,
                 provider,
                 name: ResourceName::parse(provider, row.get::<&str, _>("name")).map_err(corrupt)?,
             },
             spec: ResourceSpec {
                 location: row.get("location"),
                 kind: row.get("kind"),
-                sku: sku.map(|s| serde_json::from_str(&s)).transpose().map_err(corrupt)?,
+                sku: sku
+                    .map(|s| serde_json::from_str(&s))
+                    .transpose()
+                    .map_err(corrupt)?,
                 tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
                 settings: serde_json::from_str(row.get::<&str, _>("settings")).map_err(corrupt)?,
             },
@@ -132,17 +143,26 @@ impl SqliteStore {
             .bind(sub.as_str())
             .fetch_optional(&mut *conn)
             .await?;
-        found.map(|_| ()).ok_or_else(|| StoreError::SubscriptionNotFound(sub.clone()))
+        found
+            .map(|_| ())
+            .ok_or_else(|| StoreError::SubscriptionNotFound(sub.clone()))
     }
 
-    async fn require_group(conn: &mut SqliteConnection, sub: &SubscriptionId, group: &ResourceGroupName) -> Result<()> {
+    async fn require_group(
+        conn: &mut SqliteConnection,
+        sub: &SubscriptionId,
+        group: &ResourceGroupName,
+    ) -> Result<()> {
         Self::require_subscription(conn, sub).await?;
-        let found = sqlx::query("SELECT 1 FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
-            .bind(sub.as_str())
-            .bind(group.key())
-            .fetch_optional(&mut *conn)
-            .await?;
-        found.map(|_| ()).ok_or_else(|| StoreError::ResourceGroupNotFound(group.to_string()))
+        let found =
+            sqlx::query("SELECT 1 FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+                .bind(sub.as_str())
+                .bind(group.key())
+                .fetch_optional(&mut *conn)
+                .await?;
+        found
+            .map(|_| ())
+            .ok_or_else(|| StoreError::ResourceGroupNotFound(group.to_string()))
     }
 
     /// The resource, or the most precise not-found: subscription, then group, then resource.
@@ -167,11 +187,17 @@ impl SqliteStore {
         }
     }
 
-    async fn slots(&self, conn: &mut SqliteConnection, resource: &Resource) -> Result<Vec<KeySlotState>> {
-        let rows = sqlx::query("SELECT slot, generation, sealed, created_at FROM key_slots WHERE resource_id = ?")
-            .bind(resource.internal_id.to_string())
-            .fetch_all(&mut *conn)
-            .await?;
+    async fn slots(
+        &self,
+        conn: &mut SqliteConnection,
+        resource: &Resource,
+    ) -> Result<Vec<KeySlotState>> {
+        let rows = sqlx::query(
+            "SELECT slot, generation, sealed, created_at FROM key_slots WHERE resource_id = ?",
+        )
+        .bind(resource.internal_id.to_string())
+        .fetch_all(&mut *conn)
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for slot in resource.id.provider.slots {
             let row = rows
@@ -180,15 +206,27 @@ impl SqliteStore {
                 .ok_or_else(|| corrupt(format!("{} has no {} key", resource.id, slot.name)))?;
             let generation: i64 = row.get("generation");
             let sealed: &[u8] = row.get("sealed");
-            let secret = self
-                .sealer
-                .open(sealed, &seal_context(&resource.internal_id, slot.name, generation))?;
-            out.push(KeySlotState { slot, secret, generation, created_at: from_micros(row.get("created_at")) });
+            let secret = self.sealer.open(
+                sealed,
+                &seal_context(&resource.internal_id, slot.name, generation),
+            )?;
+            out.push(KeySlotState {
+                slot,
+                secret,
+                generation,
+                created_at: from_micros(row.get("created_at")),
+            });
         }
         Ok(out)
     }
 
-    async fn record_change(conn: &mut SqliteConnection, resource: &Uuid, slot: Option<&str>, change: &str, at: i64) -> Result<()> {
+    async fn record_change(
+        conn: &mut SqliteConnection,
+        resource: &Uuid,
+        slot: Option<&str>,
+        change: &str,
+        at: i64,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO changes (resource_id, slot, change, at) VALUES (?, ?, ?, ?)")
             .bind(resource.to_string())
             .bind(slot)
@@ -203,25 +241,38 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn bootstrap(&self) -> Result<Option<BootstrapRecord>> {
-        let row = sqlx::query("SELECT tenant_id, subscription_id, principal_id FROM bootstrap WHERE id = 1")
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(
+            "SELECT tenant_id, subscription_id, principal_id FROM bootstrap WHERE id = 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
         row.map(|row| {
             Ok(BootstrapRecord {
                 tenant_id: Uuid::parse_str(row.get::<&str, _>("tenant_id")).map_err(corrupt)?,
-                subscription_id: SubscriptionId::parse(row.get::<&str, _>("subscription_id")).map_err(corrupt)?,
-                principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id")).map_err(corrupt)?,
+                subscription_id: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
+                    .map_err(corrupt)?,
+                principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id"))
+                    .map_err(corrupt)?,
             })
         })
         .transpose()
     }
 
-    async fn init_bootstrap(&self, proposed: BootstrapRecord, token_digest: [u8; 32]) -> Result<(BootstrapRecord, bool)> {
+    async fn init_bootstrap(
+        &self,
+        proposed: BootstrapRecord,
+        token_digest: [u8; 32],
+    ) -> Result<(BootstrapRecord, bool)> {
         let mut tx = self.writer.begin().await?;
-        let exists = sqlx::query("SELECT 1 FROM bootstrap WHERE id = 1").fetch_optional(&mut *tx).await?;
+        let exists = sqlx::query("SELECT 1 FROM bootstrap WHERE id = 1")
+            .fetch_optional(&mut *tx)
+            .await?;
         if exists.is_some() {
             tx.rollback().await?;
-            let record = self.bootstrap().await?.ok_or_else(|| corrupt("bootstrap vanished"))?;
+            let record = self
+                .bootstrap()
+                .await?
+                .ok_or_else(|| corrupt("bootstrap vanished"))?;
             return Ok((record, false));
         }
         let now = now_micros();
@@ -250,10 +301,11 @@ impl Store for SqliteStore {
     }
 
     async fn principal_by_token(&self, token_digest: &[u8; 32]) -> Result<Option<Principal>> {
-        let row = sqlx::query("SELECT id, display_name, is_owner FROM principals WHERE token_digest = ?")
-            .bind(&token_digest[..])
-            .fetch_optional(&self.reader)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, display_name, is_owner FROM principals WHERE token_digest = ?")
+                .bind(&token_digest[..])
+                .fetch_optional(&self.reader)
+                .await?;
         row.map(|row| {
             Ok(Principal {
                 id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
@@ -265,7 +317,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
-        let rows = sqlx::query("SELECT * FROM subscriptions ORDER BY created_at, id").fetch_all(&self.reader).await?;
+        let rows = sqlx::query("SELECT * FROM subscriptions ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await?;
         rows.iter().map(Self::subscription_row).collect()
     }
 
@@ -274,10 +328,15 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| Self::subscription_row(&r)).unwrap_or(Err(StoreError::SubscriptionNotFound(id.clone())))
+        row.map(|r| Self::subscription_row(&r))
+            .unwrap_or(Err(StoreError::SubscriptionNotFound(id.clone())))
     }
 
-    async fn put_subscription(&self, id: &SubscriptionId, display_name: &str) -> Result<(Subscription, Written)> {
+    async fn put_subscription(
+        &self,
+        id: &SubscriptionId,
+        display_name: &str,
+    ) -> Result<(Subscription, Written)> {
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query("UPDATE subscriptions SET display_name = ? WHERE id = ?")
             .bind(display_name)
@@ -286,17 +345,22 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         let written = if updated == 0 {
-            sqlx::query("INSERT INTO subscriptions (id, display_name, created_at) VALUES (?, ?, ?)")
-                .bind(id.as_str())
-                .bind(display_name)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO subscriptions (id, display_name, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(display_name)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
             Written::Created
         } else {
             Written::Updated
         };
-        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
+        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         let sub = Self::subscription_row(&row)?;
         tx.commit().await?;
         Ok((sub, written))
@@ -329,11 +393,12 @@ impl Store for SqliteStore {
         } else {
             Written::Updated
         };
-        let row = sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
-            .bind(group.subscription.as_str())
-            .bind(group.name.key())
-            .fetch_one(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+                .bind(group.subscription.as_str())
+                .bind(group.name.key())
+                .fetch_one(&mut *tx)
+                .await?;
         let stored = Self::group_row(&row)?;
         tx.commit().await?;
         Ok((stored, written))
@@ -341,11 +406,12 @@ impl Store for SqliteStore {
 
     async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup> {
         let mut conn = self.reader.acquire().await?;
-        let row = sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
-            .bind(sub.as_str())
-            .bind(name.key())
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+                .bind(sub.as_str())
+                .bind(name.key())
+                .fetch_optional(&mut *conn)
+                .await?;
         match row {
             Some(row) => Self::group_row(&row),
             None => {
@@ -358,10 +424,12 @@ impl Store for SqliteStore {
     async fn list_groups(&self, sub: &SubscriptionId) -> Result<Vec<ResourceGroup>> {
         let mut conn = self.reader.acquire().await?;
         Self::require_subscription(&mut conn, sub).await?;
-        let rows = sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? ORDER BY name_key")
-            .bind(sub.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM resource_groups WHERE subscription_id = ? ORDER BY name_key",
+        )
+        .bind(sub.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
         rows.iter().map(Self::group_row).collect()
     }
 
@@ -369,22 +437,25 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         Self::require_subscription(&mut tx, sub).await?;
         let now = now_micros();
-        let doomed = sqlx::query_scalar::<_, String>("SELECT internal_id FROM resources WHERE subscription_id = ? AND group_key = ?")
-            .bind(sub.as_str())
-            .bind(name.key())
-            .fetch_all(&mut *tx)
-            .await?;
+        let doomed = sqlx::query_scalar::<_, String>(
+            "SELECT internal_id FROM resources WHERE subscription_id = ? AND group_key = ?",
+        )
+        .bind(sub.as_str())
+        .bind(name.key())
+        .fetch_all(&mut *tx)
+        .await?;
         for id in &doomed {
             let id = Uuid::parse_str(id).map_err(corrupt)?;
             Self::record_change(&mut tx, &id, None, "deleted", now).await?;
         }
         // Resources and their key slots go with the group (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
-            .bind(sub.as_str())
-            .bind(name.key())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted =
+            sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
+                .bind(sub.as_str())
+                .bind(name.key())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         tx.commit().await?;
         Ok(deleted > 0)
     }
@@ -470,7 +541,14 @@ impl Store for SqliteStore {
             .bind(existing.internal_id.to_string())
             .execute(&mut *tx)
             .await?;
-        Self::record_change(&mut tx, &existing.internal_id, None, "updated", now_micros()).await?;
+        Self::record_change(
+            &mut tx,
+            &existing.internal_id,
+            None,
+            "updated",
+            now_micros(),
+        )
+        .await?;
         let resource = Self::find_resource(&mut tx, id).await?;
         tx.commit().await?;
         Ok(resource)
@@ -518,7 +596,14 @@ impl Store for SqliteStore {
             .bind(existing.internal_id.to_string())
             .execute(&mut *tx)
             .await?;
-        Self::record_change(&mut tx, &existing.internal_id, None, "deleted", now_micros()).await?;
+        Self::record_change(
+            &mut tx,
+            &existing.internal_id,
+            None,
+            "deleted",
+            now_micros(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -542,11 +627,13 @@ impl Store for SqliteStore {
         let internal = resource.internal_id.to_string();
         let now = now_micros();
         for (slot, secret) in &new_keys {
-            let generation = sqlx::query_scalar::<_, i64>("SELECT generation FROM key_slots WHERE resource_id = ? AND slot = ?")
-                .bind(&internal)
-                .bind(slot.name)
-                .fetch_one(&mut *tx)
-                .await?
+            let generation = sqlx::query_scalar::<_, i64>(
+                "SELECT generation FROM key_slots WHERE resource_id = ? AND slot = ?",
+            )
+            .bind(&internal)
+            .bind(slot.name)
+            .fetch_one(&mut *tx)
+            .await?
                 + 1;
             sqlx::query("UPDATE key_slots SET generation = ?, sealed = ?, digest = ?, created_at = ? WHERE resource_id = ? AND slot = ?")
                 .bind(generation)
@@ -557,7 +644,14 @@ impl Store for SqliteStore {
                 .bind(slot.name)
                 .execute(&mut *tx)
                 .await?;
-            Self::record_change(&mut tx, &resource.internal_id, Some(slot.name), "regenerated", now).await?;
+            Self::record_change(
+                &mut tx,
+                &resource.internal_id,
+                Some(slot.name),
+                "regenerated",
+                now,
+            )
+            .await?;
         }
         let slots = self.slots(&mut tx, &resource).await?;
         tx.commit().await?;

@@ -9,8 +9,14 @@ pub static ACCOUNTS: Provider = Provider {
     resource_type: "accounts",
     name_param: "accountName",
     slots: &[
-        Slot { name: "key1", read_only: false },
-        Slot { name: "key2", read_only: false },
+        Slot {
+            name: "key1",
+            read_only: false,
+        },
+        Slot {
+            name: "key2",
+            read_only: false,
+        },
     ],
     key_format: KeyFormat::Tagged { tag: "cs" },
     api_versions: &[

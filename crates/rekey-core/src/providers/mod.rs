@@ -52,7 +52,9 @@ impl Provider {
 
     /// The slot with this name, matched case-insensitively.
     pub fn slot(&self, name: &str) -> Option<&'static Slot> {
-        self.slots.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+        self.slots
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
     }
 
     pub fn supports_api_version(&self, version: &str) -> bool {
@@ -65,13 +67,10 @@ pub static CATALOGUE: &[&Provider] = &[&cognitive_services::ACCOUNTS];
 
 /// The provider for `namespace/type`, both matched case-insensitively as ARM does.
 pub fn lookup(namespace: &str, resource_type: &str) -> Option<&'static Provider> {
-    CATALOGUE
-        .iter()
-        .copied()
-        .find(|p| {
-            p.namespace.eq_ignore_ascii_case(namespace)
-                && p.resource_type.eq_ignore_ascii_case(resource_type)
-        })
+    CATALOGUE.iter().copied().find(|p| {
+        p.namespace.eq_ignore_ascii_case(namespace)
+            && p.resource_type.eq_ignore_ascii_case(resource_type)
+    })
 }
 
 /// api-versions of `Microsoft.Resources` (subscriptions, resource groups) that rekey accepts: the
@@ -128,7 +127,9 @@ pub(crate) fn check_chars(
     if ok {
         Ok(())
     } else {
-        Err(format!("it must be {min} to {max} characters and match {rule}"))
+        Err(format!(
+            "it must be {min} to {max} characters and match {rule}"
+        ))
     }
 }
 

@@ -42,11 +42,20 @@ pub struct Op {
 
 impl Op {
     pub fn arm(id: impl Into<String>, summary: impl Into<String>) -> Self {
-        Self { id: id.into(), summary: summary.into(), body: None, responses: Vec::new(), arm: true }
+        Self {
+            id: id.into(),
+            summary: summary.into(),
+            body: None,
+            responses: Vec::new(),
+            arm: true,
+        }
     }
 
     pub fn public(id: impl Into<String>, summary: impl Into<String>) -> Self {
-        Self { arm: false, ..Self::arm(id, summary) }
+        Self {
+            arm: false,
+            ..Self::arm(id, summary)
+        }
     }
 
     pub fn body(mut self, schema: impl Into<String>, required: bool) -> Self {
@@ -54,7 +63,12 @@ impl Op {
         self
     }
 
-    pub fn response(mut self, status: u16, description: &'static str, schema: Option<String>) -> Self {
+    pub fn response(
+        mut self,
+        status: u16,
+        description: &'static str,
+        schema: Option<String>,
+    ) -> Self {
         self.responses.push((status, description, schema));
         self
     }
@@ -72,7 +86,15 @@ fn string_schema() -> ObjectBuilder {
 }
 
 fn json_content(schema: &str) -> utoipa::openapi::Content {
-    ContentBuilder::new().schema(Some(Ref::from_schema_name(schema))).build()
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name(schema)))
+        .build()
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl RouteTable {
@@ -93,7 +115,11 @@ impl RouteTable {
         );
         let mut all = Vec::new();
         rekey_api::mapping::schema_of::<rekey_api::ErrorResponse>(&mut all);
-        let mut table = Self { arm: Router::new(), public: Router::new(), openapi };
+        let mut table = Self {
+            arm: Router::new(),
+            public: Router::new(),
+            openapi,
+        };
         table.schemas(all);
         table
     }
@@ -107,8 +133,13 @@ impl RouteTable {
 
     /// Serves `handler` for `method` at `path` (axum syntax, `{param}`), and documents it.
     pub fn route(&mut self, method: Method, path: &str, op: Op, handler: MethodRouter<AppState>) {
-        let mut builder = OperationBuilder::new().operation_id(Some(op.id)).summary(Some(op.summary));
-        for param in path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+        let mut builder = OperationBuilder::new()
+            .operation_id(Some(op.id))
+            .summary(Some(op.summary));
+        for param in path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
             builder = builder.parameter(
                 ParameterBuilder::new()
                     .name(param)
@@ -138,7 +169,11 @@ impl RouteTable {
             builder = builder.request_body(Some(
                 RequestBodyBuilder::new()
                     .content("application/json", json_content(&schema))
-                    .required(Some(if required { Required::True } else { Required::False }))
+                    .required(Some(if required {
+                        Required::True
+                    } else {
+                        Required::False
+                    }))
                     .build(),
             ));
         }
@@ -158,7 +193,9 @@ impl RouteTable {
             Method::HEAD => HttpMethod::Head,
             ref other => panic!("route table has no OpenAPI mapping for {other}"),
         };
-        self.openapi.paths.add_path_operation(path, vec![http_method], builder.build());
+        self.openapi
+            .paths
+            .add_path_operation(path, vec![http_method], builder.build());
         if op.arm {
             self.arm = std::mem::take(&mut self.arm).route(path, handler);
         } else {
@@ -177,7 +214,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ArmPath
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| ArmPath(v))
-            .map_err(|e| ApiError::bad_request("InvalidRequestFormat", format!("The request path is invalid: {e}.")))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "InvalidRequestFormat",
+                    format!("The request path is invalid: {e}."),
+                )
+            })
     }
 }
 
@@ -188,8 +230,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Query(query) = Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map_err(|e| ApiError::bad_request("InvalidRequestFormat", format!("The query string is invalid: {e}.")))?;
+        let Query(query) =
+            Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map_err(|e| {
+                ApiError::bad_request(
+                    "InvalidRequestFormat",
+                    format!("The query string is invalid: {e}."),
+                )
+            })?;
         Ok(ApiVersion(query.get("api-version").cloned()))
     }
 }
@@ -204,7 +251,10 @@ impl ApiVersion {
             Some(v) if supported.contains(&v.as_str()) => Ok(()),
             Some(v) => Err(ApiError::bad_request(
                 "InvalidApiVersionParameter",
-                format!("The api-version '{v}' is invalid. The supported versions are '{}'.", supported.join(",")),
+                format!(
+                    "The api-version '{v}' is invalid. The supported versions are '{}'.",
+                    supported.join(",")
+                ),
             )),
         }
     }
@@ -232,7 +282,10 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
 pub fn normalize_path(path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
     // ["", "subscriptions", sub, "resourceGroups", rg, "providers", ns, type, name, action]
-    if segments.len() < 2 || !segments[0].is_empty() || !segments[1].eq_ignore_ascii_case("subscriptions") {
+    if segments.len() < 2
+        || !segments[0].is_empty()
+        || !segments[1].eq_ignore_ascii_case("subscriptions")
+    {
         return None;
     }
     let mut out: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
@@ -242,8 +295,16 @@ pub fn normalize_path(path: &str) -> Option<String> {
         if kw.eq_ignore_ascii_case("resourcegroups") {
             // Azure's own spec spells it `resourcegroups` for group operations and `resourceGroups`
             // below a group; the routes follow it.
-            out[3] = if segments.len() <= 5 { "resourcegroups" } else { "resourceGroups" }.into();
-            if segments.get(5).is_some_and(|s| s.eq_ignore_ascii_case("providers")) {
+            out[3] = if segments.len() <= 5 {
+                "resourcegroups"
+            } else {
+                "resourceGroups"
+            }
+            .into();
+            if segments
+                .get(5)
+                .is_some_and(|s| s.eq_ignore_ascii_case("providers"))
+            {
                 providers_at = Some(5);
             }
         } else if kw.eq_ignore_ascii_case("providers") {
@@ -257,7 +318,10 @@ pub fn normalize_path(path: &str) -> Option<String> {
                 out[at + 1] = provider.namespace.into();
                 out[at + 2] = provider.resource_type.into();
                 if let Some(action) = segments.get(at + 4) {
-                    if let Some(canonical) = resources::ACTIONS.iter().find(|a| a.eq_ignore_ascii_case(action)) {
+                    if let Some(canonical) = resources::ACTIONS
+                        .iter()
+                        .find(|a| a.eq_ignore_ascii_case(action))
+                    {
                         out[at + 4] = (*canonical).into();
                     }
                 }
@@ -293,7 +357,10 @@ mod tests {
             format!("/subscriptions/{sub}/resourcegroups/MyRG")
         );
         assert_eq!(
-            normalize_path(&format!("/Subscriptions/{sub}/Providers/Microsoft.CognitiveServices/Accounts")).unwrap(),
+            normalize_path(&format!(
+                "/Subscriptions/{sub}/Providers/Microsoft.CognitiveServices/Accounts"
+            ))
+            .unwrap(),
             format!("/subscriptions/{sub}/providers/Microsoft.CognitiveServices/accounts")
         );
         assert!(normalize_path("/healthz").is_none());

@@ -23,23 +23,34 @@ use crate::error::ApiError;
 
 fn render(group: &ResourceGroup) -> WireGroup {
     WireGroup {
-        id: format!("/subscriptions/{}/resourceGroups/{}", group.subscription, group.name),
+        id: format!(
+            "/subscriptions/{}/resourceGroups/{}",
+            group.subscription, group.name
+        ),
         name: group.name.to_string(),
         type_name: "Microsoft.Resources/resourceGroups".into(),
         location: group.location.clone(),
         tags: group.tags.clone(),
-        properties: ResourceGroupProperties { provisioning_state: "Succeeded".into() },
+        properties: ResourceGroupProperties {
+            provisioning_state: "Succeeded".into(),
+        },
     }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_value(json_body(body)?).map_err(|e| {
-        ApiError::bad_request("InvalidRequestContent", format!("The request content is invalid: {e}."))
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content is invalid: {e}."),
+        )
     })
 }
 
 fn ids(sub: &str, group: &str) -> Result<(SubscriptionId, ResourceGroupName), ApiError> {
-    Ok((SubscriptionId::parse(sub)?, ResourceGroupName::parse(group)?))
+    Ok((
+        SubscriptionId::parse(sub)?,
+        ResourceGroupName::parse(group)?,
+    ))
 }
 
 async fn create(
@@ -52,7 +63,10 @@ async fn create(
     let (sub, name) = ids(&sub, &group)?;
     let body: ResourceGroupCreate = parse(&body)?;
     if body.location.trim().is_empty() {
-        return Err(ApiError::bad_request("LocationRequired", "The location property is required for this definition."));
+        return Err(ApiError::bad_request(
+            "LocationRequired",
+            "The location property is required for this definition.",
+        ));
     }
     let group = ResourceGroup {
         subscription: sub,
@@ -62,7 +76,11 @@ async fn create(
         created_at: OffsetDateTime::now_utc(),
     };
     let (stored, written) = state.store.put_group(&group).await?;
-    let status = if written == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if written == Written::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(render(&stored))).into_response())
 }
 
@@ -128,7 +146,10 @@ async fn list(
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
-    let groups = state.store.list_groups(&SubscriptionId::parse(&sub)?).await?;
+    let groups = state
+        .store
+        .list_groups(&SubscriptionId::parse(&sub)?)
+        .await?;
     Ok(Json(List::of(groups.iter().map(render).collect())).into_response())
 }
 
@@ -142,23 +163,33 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::PUT,
         path,
-        Op::arm("ResourceGroups_CreateOrUpdate", "Creates or updates a resource group.")
-            .body(create_body, true)
-            .response(200, "Updated", Some(wire.clone()))
-            .response(201, "Created", Some(wire.clone())),
+        Op::arm(
+            "ResourceGroups_CreateOrUpdate",
+            "Creates or updates a resource group.",
+        )
+        .body(create_body, true)
+        .response(200, "Updated", Some(wire.clone()))
+        .response(201, "Created", Some(wire.clone())),
         put(create),
     );
     table.route(
         Method::GET,
         path,
-        Op::arm("ResourceGroups_Get", "Gets a resource group.").response(200, "The group", Some(wire.clone())),
+        Op::arm("ResourceGroups_Get", "Gets a resource group.").response(
+            200,
+            "The group",
+            Some(wire.clone()),
+        ),
         get(show),
     );
     table.route(
         Method::HEAD,
         path,
-        Op::arm("ResourceGroups_CheckExistence", "Checks whether a resource group exists.")
-            .response(204, "It exists", None),
+        Op::arm(
+            "ResourceGroups_CheckExistence",
+            "Checks whether a resource group exists.",
+        )
+        .response(204, "It exists", None),
         head(exists),
     );
     table.route(
@@ -172,14 +203,21 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::DELETE,
         path,
-        Op::arm("ResourceGroups_Delete", "Deletes a resource group with its resources and their keys.")
-            .response(200, "Deleted", None),
+        Op::arm(
+            "ResourceGroups_Delete",
+            "Deletes a resource group with its resources and their keys.",
+        )
+        .response(200, "Deleted", None),
         delete(remove),
     );
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}/resourcegroups",
-        Op::arm("ResourceGroups_List", "Lists the resource groups of a subscription.").response(200, "The groups", None),
+        Op::arm(
+            "ResourceGroups_List",
+            "Lists the resource groups of a subscription.",
+        )
+        .response(200, "The groups", None),
         get(list),
     );
 }

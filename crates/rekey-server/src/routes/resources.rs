@@ -22,7 +22,12 @@ pub const ACTIONS: &[&str] = &["listKeys", "regenerateKey"];
 
 type Mapping = &'static dyn WireMapping;
 
-fn resource_id(provider: &'static Provider, sub: &str, group: &str, name: &str) -> Result<ResourceId, ApiError> {
+fn resource_id(
+    provider: &'static Provider,
+    sub: &str,
+    group: &str,
+    name: &str,
+) -> Result<ResourceId, ApiError> {
     Ok(ResourceId {
         subscription: SubscriptionId::parse(sub)?,
         group: ResourceGroupName::parse(group)?,
@@ -32,7 +37,10 @@ fn resource_id(provider: &'static Provider, sub: &str, group: &str, name: &str) 
 }
 
 fn fresh_keys(slots: &[&'static Slot], provider: &Provider) -> Vec<(&'static Slot, Secret)> {
-    slots.iter().map(|slot| (*slot, provider.key_format.generate())).collect()
+    slots
+        .iter()
+        .map(|slot| (*slot, provider.key_format.generate()))
+        .collect()
 }
 
 async fn create(
@@ -52,7 +60,11 @@ async fn create(
         .put_resource(&id, &spec, fresh_keys(&all, provider))
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    let status = if written == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if written == Written::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(m.render(&resource, &state.ctx))).into_response())
 }
 
@@ -64,7 +76,11 @@ async fn show(
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
-    let resource = state.store.resource(&id).await.map_err(|e| ApiError::from_store(e, Some(&id)))?;
+    let resource = state
+        .store
+        .resource(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     Ok(Json(m.render(&resource, &state.ctx)).into_response())
 }
 
@@ -78,9 +94,17 @@ async fn update(
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
     let body = json_body(&body)?;
-    let current = state.store.resource(&id).await.map_err(|e| ApiError::from_store(e, Some(&id)))?;
+    let current = state
+        .store
+        .resource(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     let spec = m.parse_patch(&current.spec, &body)?;
-    let resource = state.store.update_resource(&id, &spec).await.map_err(|e| ApiError::from_store(e, Some(&id)))?;
+    let resource = state
+        .store
+        .update_resource(&id, &spec)
+        .await
+        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     Ok(Json(m.render(&resource, &state.ctx)).into_response())
 }
 
@@ -92,8 +116,17 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
-    let deleted = state.store.delete_resource(&id).await.map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    Ok(if deleted { StatusCode::OK } else { StatusCode::NO_CONTENT }.into_response())
+    let deleted = state
+        .store
+        .delete_resource(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
+    Ok(if deleted {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    }
+    .into_response())
 }
 
 async fn list(
@@ -106,7 +139,10 @@ async fn list(
     version.check(m.provider().api_versions)?;
     let sub = SubscriptionId::parse(&sub)?;
     let group = group.as_deref().map(ResourceGroupName::parse).transpose()?;
-    let resources = state.store.list_resources(&sub, group.as_ref(), m.provider()).await?;
+    let resources = state
+        .store
+        .list_resources(&sub, group.as_ref(), m.provider())
+        .await?;
     let value = resources.iter().map(|r| m.render(r, &state.ctx)).collect();
     Ok(Json(List::of(value)).into_response())
 }
@@ -119,7 +155,11 @@ async fn list_keys(
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
-    let (resource, keys) = state.store.keys(&id).await.map_err(|e| ApiError::from_store(e, Some(&id)))?;
+    let (resource, keys) = state
+        .store
+        .keys(&id)
+        .await
+        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     Ok(Json(m.render_keys(&resource, &keys, &state.ctx)).into_response())
 }
 
@@ -163,58 +203,90 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::PUT,
         &one,
-        Op::arm(format!("{tag}_Create"), format!("Creates or replaces a {ty} resource; keys are made on create."))
-            .body(schemas.create.clone(), true)
-            .response(200, "Replaced", Some(schemas.resource.clone()))
-            .response(201, "Created", Some(schemas.resource.clone())),
+        Op::arm(
+            format!("{tag}_Create"),
+            format!("Creates or replaces a {ty} resource; keys are made on create."),
+        )
+        .body(schemas.create.clone(), true)
+        .response(200, "Replaced", Some(schemas.resource.clone()))
+        .response(201, "Created", Some(schemas.resource.clone())),
         put(move |State(s), v, ArmPath(p), b| create(m, s, v, p, b)),
     );
     table.route(
         Method::GET,
         &one,
-        Op::arm(format!("{tag}_Get"), format!("Gets a {ty} resource.")).response(200, "The resource", Some(schemas.resource.clone())),
+        Op::arm(format!("{tag}_Get"), format!("Gets a {ty} resource.")).response(
+            200,
+            "The resource",
+            Some(schemas.resource.clone()),
+        ),
         get(move |State(s), v, ArmPath(p)| show(m, s, v, p)),
     );
     table.route(
         Method::PATCH,
         &one,
-        Op::arm(format!("{tag}_Update"), format!("Updates a {ty} resource's tags, sku or properties."))
-            .body(schemas.patch.clone(), true)
-            .response(200, "Updated", Some(schemas.resource.clone())),
+        Op::arm(
+            format!("{tag}_Update"),
+            format!("Updates a {ty} resource's tags, sku or properties."),
+        )
+        .body(schemas.patch.clone(), true)
+        .response(200, "Updated", Some(schemas.resource.clone())),
         patch(move |State(s), v, ArmPath(p), b| update(m, s, v, p, b)),
     );
     table.route(
         Method::DELETE,
         &one,
-        Op::arm(format!("{tag}_Delete"), format!("Deletes a {ty} resource and its keys."))
-            .response(200, "Deleted", None)
-            .response(204, "Did not exist", None),
+        Op::arm(
+            format!("{tag}_Delete"),
+            format!("Deletes a {ty} resource and its keys."),
+        )
+        .response(200, "Deleted", None)
+        .response(204, "Did not exist", None),
         delete(move |State(s), v, ArmPath(p)| remove(m, s, v, p)),
     );
     table.route(
         Method::GET,
         &by_group,
-        Op::arm(format!("{tag}_ListByResourceGroup"), format!("Lists the {ty} of a resource group.")).response(200, "The resources", None),
-        get(move |State(s), v, ArmPath((sub, g)): ArmPath<(String, String)>| list(m, s, v, sub, Some(g))),
+        Op::arm(
+            format!("{tag}_ListByResourceGroup"),
+            format!("Lists the {ty} of a resource group."),
+        )
+        .response(200, "The resources", None),
+        get(
+            move |State(s), v, ArmPath((sub, g)): ArmPath<(String, String)>| {
+                list(m, s, v, sub, Some(g))
+            },
+        ),
     );
     table.route(
         Method::GET,
         &format!("/subscriptions/{{subscriptionId}}/providers/{ns}/{ty}"),
-        Op::arm(format!("{tag}_List"), format!("Lists the {ty} of a subscription.")).response(200, "The resources", None),
+        Op::arm(
+            format!("{tag}_List"),
+            format!("Lists the {ty} of a subscription."),
+        )
+        .response(200, "The resources", None),
         get(move |State(s), v, ArmPath(sub): ArmPath<String>| list(m, s, v, sub, None)),
     );
     table.route(
         Method::POST,
         &format!("{one}/listKeys"),
-        Op::arm(format!("{tag}_ListKeys"), "Lists the resource's keys.").response(200, "The keys", Some(schemas.keys.clone())),
+        Op::arm(format!("{tag}_ListKeys"), "Lists the resource's keys.").response(
+            200,
+            "The keys",
+            Some(schemas.keys.clone()),
+        ),
         post(move |State(s), v, ArmPath(p)| list_keys(m, s, v, p)),
     );
     table.route(
         Method::POST,
         &format!("{one}/regenerateKey"),
-        Op::arm(format!("{tag}_RegenerateKey"), "Regenerates the named key; the old key stops working when this answers.")
-            .body(schemas.regenerate.clone(), true)
-            .response(200, "Regenerated", Some(schemas.keys.clone())),
+        Op::arm(
+            format!("{tag}_RegenerateKey"),
+            "Regenerates the named key; the old key stops working when this answers.",
+        )
+        .body(schemas.regenerate.clone(), true)
+        .response(200, "Regenerated", Some(schemas.keys.clone())),
         post(move |State(s), v, ArmPath(p), b| regenerate(m, s, v, p, b)),
     );
     table.schemas(schemas.all);

@@ -33,7 +33,10 @@ fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
     }
 }
 
-async fn list(state: axum::extract::State<AppState>, version: ApiVersion) -> Result<Response, ApiError> {
+async fn list(
+    state: axum::extract::State<AppState>,
+    version: ApiVersion,
+) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let subs = state.store.list_subscriptions().await?;
     let value: Vec<_> = subs.iter().map(|s| render(&state, s)).collect();
@@ -46,7 +49,10 @@ async fn show(
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
-    let sub = state.store.subscription(&SubscriptionId::parse(&sub)?).await?;
+    let sub = state
+        .store
+        .subscription(&SubscriptionId::parse(&sub)?)
+        .await?;
     Ok(Json(render(&state, &sub)).into_response())
 }
 
@@ -70,7 +76,10 @@ async fn create(
         });
     }
     let body: SubscriptionCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
-        ApiError::bad_request("InvalidRequestContent", format!("The request content is invalid: {e}."))
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content is invalid: {e}."),
+        )
     })?;
     let name = body.display_name.trim();
     if name.is_empty() || name.chars().count() > 64 {
@@ -80,7 +89,11 @@ async fn create(
         ));
     }
     let (stored, written) = state.store.put_subscription(&id, name).await?;
-    let status = if written == Written::Created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if written == Written::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(render(&state, &stored))).into_response())
 }
 
@@ -92,23 +105,33 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::GET,
         "/subscriptions",
-        Op::arm("Subscriptions_List", "Lists the subscriptions the caller can see.")
-            .response(200, "The subscriptions", None),
+        Op::arm(
+            "Subscriptions_List",
+            "Lists the subscriptions the caller can see.",
+        )
+        .response(200, "The subscriptions", None),
         get(list),
     );
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}",
-        Op::arm("Subscriptions_Get", "Gets a subscription.").response(200, "The subscription", Some(wire.clone())),
+        Op::arm("Subscriptions_Get", "Gets a subscription.").response(
+            200,
+            "The subscription",
+            Some(wire.clone()),
+        ),
         get(show),
     );
     table.route(
         Method::PUT,
         "/subscriptions/{subscriptionId}",
-        Op::arm("Subscriptions_CreateOrUpdate", "Creates or renames a subscription (rekey extension, owners only).")
-            .body(body, true)
-            .response(200, "Renamed", Some(wire.clone()))
-            .response(201, "Created", Some(wire)),
+        Op::arm(
+            "Subscriptions_CreateOrUpdate",
+            "Creates or renames a subscription (rekey extension, owners only).",
+        )
+        .body(body, true)
+        .response(200, "Renamed", Some(wire.clone()))
+        .response(201, "Created", Some(wire)),
         put(create),
     );
 }

@@ -1,0 +1,9 @@
+//! End-to-end tests of rekeyd's management API: each starts the real binary (see `helpers`).
+
+mod helpers;
+
+mod durability;
+mod errors;
+mod keys;
+mod openapi;
+mod secrets;
