@@ -338,6 +338,24 @@ def make_rm_client(rekey: Rekey, credential: StaticTokenCredential) -> Callable[
 
 
 @pytest.fixture(scope="session")
+def cosmos_client(rekey: Rekey, credential: StaticTokenCredential):
+    """CosmosDBManagementClient (azure-mgmt-cosmosdb) against rekeyd."""
+    from azure.mgmt.cosmosdb import CosmosDBManagementClient
+
+    with CosmosDBManagementClient(credential, rekey.subscription_id, **_client_kwargs(rekey, {})) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def quantum_client(rekey: Rekey, credential: StaticTokenCredential):
+    """AzureQuantumMgmtClient (azure-mgmt-quantum) against rekeyd."""
+    from azure.mgmt.quantum import AzureQuantumMgmtClient
+
+    with AzureQuantumMgmtClient(credential, rekey.subscription_id, **_client_kwargs(rekey, {})) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def cs_client(make_cs_client):
     with make_cs_client() as client:
         yield client

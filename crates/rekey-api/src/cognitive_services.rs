@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    field, require_object, required, rfc3339, schema_of, RegenerateReply, RenderContext,
+    field, require_object, required, rfc3339, schema_of, Answer, Answers, KeyView, RenderContext,
     WireMapping, WireSchemas,
 };
 
@@ -174,14 +174,31 @@ impl WireMapping for Mapping {
         })
     }
 
-    fn render_keys(
+    fn key_views(&self) -> &'static [KeyView] {
+        &[KeyView {
+            action: "listKeys",
+            also_get: false,
+            summary: "Lists the account's two keys.",
+        }]
+    }
+
+    fn render_key_view(
         &self,
+        _action: &str,
         _resource: &Resource,
         keys: &[KeySlotState],
         _ctx: &RenderContext,
     ) -> Value {
         let key = |name| slot_state(keys, name).map(|s| s.secret.expose().to_string());
         json!({ "key1": key("key1"), "key2": key("key2") })
+    }
+
+    fn answers(&self) -> Answers {
+        Answers {
+            create: Answer::Plain,
+            delete: Answer::Plain,
+            regenerate: Answer::Plain,
+        }
     }
 
     fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput> {
@@ -196,15 +213,6 @@ impl WireMapping for Mapping {
         Ok(vec![slot])
     }
 
-    fn regenerate_reply(
-        &self,
-        resource: &Resource,
-        keys: &[KeySlotState],
-        ctx: &RenderContext,
-    ) -> RegenerateReply {
-        RegenerateReply::Body(self.render_keys(resource, keys, ctx))
-    }
-
     fn schemas(&self) -> WireSchemas {
         let mut all = Vec::new();
         let create = schema_of::<AccountUpdate>(&mut all);
@@ -212,7 +220,7 @@ impl WireMapping for Mapping {
             patch: create.clone(),
             create,
             resource: schema_of::<Account>(&mut all),
-            keys: schema_of::<ApiKeys>(&mut all),
+            key_views: vec![schema_of::<ApiKeys>(&mut all)],
             regenerate: schema_of::<RegenerateKeyParameters>(&mut all),
             all,
         }

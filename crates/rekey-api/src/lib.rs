@@ -4,7 +4,9 @@
 
 pub mod arm;
 pub mod cognitive_services;
+pub mod cosmos_db;
 pub mod mapping;
+pub mod quantum;
 
 pub use arm::{ErrorDetail, ErrorResponse, List};
-pub use mapping::{mapping_for, RegenerateReply, RenderContext, WireMapping};
+pub use mapping::{mapping_for, Answer, Answers, KeyView, RenderContext, WireMapping};

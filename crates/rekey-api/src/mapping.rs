@@ -25,13 +25,36 @@ impl RenderContext {
     }
 }
 
-/// How a type answers a successful regeneration.
-#[derive(Debug)]
-pub enum RegenerateReply {
-    /// 200 with this body (Cognitive Services returns both keys).
-    Body(Value),
-    /// 200 with no body (Quantum).
-    Empty,
+/// How a type answers a committed change: ARM types differ, and each SDK accepts only its own codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Create: 201 (200 on replace) with the resource. Delete: 200 (204 when absent).
+    /// Regenerate: 200 with the `listKeys` body.
+    Plain,
+    /// 204 with no body (Quantum's regenerate).
+    NoContent,
+    /// A long-running operation that is already done when answered: create 200 with the resource,
+    /// delete and regenerate 202, each with `Azure-AsyncOperation` and `Location` headers naming a
+    /// stored operation that reports `Succeeded` (Cosmos DB).
+    AsyncOperation,
+}
+
+/// How a type answers each changing call.
+#[derive(Debug, Clone, Copy)]
+pub struct Answers {
+    pub create: Answer,
+    pub delete: Answer,
+    pub regenerate: Answer,
+}
+
+/// A read of a resource's keys, served at `…/{name}/{action}` (`listKeys`, Cosmos DB's
+/// `readonlykeys`, `listConnectionStrings`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyView {
+    pub action: &'static str,
+    /// Cosmos DB serves `readonlykeys` on GET as well as POST.
+    pub also_get: bool,
+    pub summary: &'static str,
 }
 
 /// A named JSON schema for the OpenAPI description, with the schemas it refers to.
@@ -42,7 +65,8 @@ pub struct WireSchemas {
     pub create: String,
     pub patch: String,
     pub resource: String,
-    pub keys: String,
+    /// One schema per key view, in the same order.
+    pub key_views: Vec<String>,
     pub regenerate: String,
     pub all: NamedSchemas,
 }
@@ -72,26 +96,32 @@ pub trait WireMapping: Send + Sync {
     /// The resource as `GET` returns it.
     fn render(&self, resource: &Resource, ctx: &RenderContext) -> Value;
 
-    /// The body of `listKeys`.
-    fn render_keys(&self, resource: &Resource, keys: &[KeySlotState], ctx: &RenderContext)
-        -> Value;
+    /// The key reads this type serves; the first is `listKeys`.
+    fn key_views(&self) -> &'static [KeyView];
 
-    /// The slots a `regenerateKey` body names: at least one, no duplicates.
-    fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput>;
-
-    /// The answer to a committed regeneration, given all slots after it.
-    fn regenerate_reply(
+    /// The body of one key read, `action` being one of [`WireMapping::key_views`].
+    fn render_key_view(
         &self,
+        action: &str,
         resource: &Resource,
         keys: &[KeySlotState],
         ctx: &RenderContext,
-    ) -> RegenerateReply;
+    ) -> Value;
+
+    fn answers(&self) -> Answers;
+
+    /// The slots a `regenerateKey` body names: at least one, no duplicates.
+    fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput>;
 
     fn schemas(&self) -> WireSchemas;
 }
 
 /// Every type's mapping, in catalogue order.
-pub static MAPPINGS: &[&dyn WireMapping] = &[&crate::cognitive_services::Mapping];
+pub static MAPPINGS: &[&dyn WireMapping] = &[
+    &crate::cognitive_services::Mapping,
+    &crate::quantum::Mapping,
+    &crate::cosmos_db::Mapping,
+];
 
 /// The mapping of a catalogue provider.
 pub fn mapping_for(provider: &Provider) -> &'static dyn WireMapping {

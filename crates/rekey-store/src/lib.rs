@@ -12,6 +12,7 @@ use rekey_core::{
     KeySlotState, Provider, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceSpec,
     Secret, Subscription, SubscriptionId,
 };
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use crypto::{MasterKey, Sealer};
@@ -51,6 +52,38 @@ pub struct BootstrapRecord {
     pub tenant_id: Uuid,
     pub subscription_id: SubscriptionId,
     pub principal_id: Uuid,
+}
+
+/// A long-running operation's record. rekey completes the work before answering, so operations are
+/// stored already `Succeeded`, in the transaction of the change they report.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    pub id: Uuid,
+    pub subscription: SubscriptionId,
+    /// The namespace whose `operationsStatus` path serves it (`Microsoft.DocumentDB`).
+    pub namespace: String,
+    pub location: String,
+    /// The ARM id of the resource the operation changed.
+    pub resource_id: String,
+    pub status: String,
+    pub started_at: OffsetDateTime,
+    pub ended_at: OffsetDateTime,
+}
+
+impl Operation {
+    /// A finished operation on `resource`, with a fresh random id.
+    pub fn succeeded(resource: &ResourceId, location: &str, started_at: OffsetDateTime) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            subscription: resource.subscription.clone(),
+            namespace: resource.provider.namespace.to_string(),
+            location: location.to_string(),
+            resource_id: resource.to_string(),
+            status: "Succeeded".into(),
+            started_at,
+            ended_at: OffsetDateTime::now_utc(),
+        }
+    }
 }
 
 /// The outcome of a create-or-replace.
@@ -96,6 +129,7 @@ pub trait Store: Send + Sync + 'static {
         id: &ResourceId,
         spec: &ResourceSpec,
         initial_keys: Vec<(&'static Slot, Secret)>,
+        operation: Option<&Operation>,
     ) -> Result<(Resource, Written)>;
     async fn update_resource(&self, id: &ResourceId, spec: &ResourceSpec) -> Result<Resource>;
     async fn resource(&self, id: &ResourceId) -> Result<Resource>;
@@ -105,8 +139,9 @@ pub trait Store: Send + Sync + 'static {
         group: Option<&ResourceGroupName>,
         provider: &'static Provider,
     ) -> Result<Vec<Resource>>;
-    /// false if it did not exist.
-    async fn delete_resource(&self, id: &ResourceId) -> Result<bool>;
+    /// false if it did not exist (and then no operation is recorded).
+    async fn delete_resource(&self, id: &ResourceId, operation: Option<&Operation>)
+        -> Result<bool>;
 
     async fn keys(&self, id: &ResourceId) -> Result<(Resource, Vec<KeySlotState>)>;
     /// Replaces the named slots' keys in one transaction; returns every slot as committed.
@@ -114,5 +149,9 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &ResourceId,
         new_keys: Vec<(&'static Slot, Secret)>,
+        operation: Option<&Operation>,
     ) -> Result<(Resource, Vec<KeySlotState>)>;
+
+    /// A recorded operation of `sub`; another subscription's operation is not found.
+    async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>>;
 }

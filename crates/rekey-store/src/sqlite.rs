@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::crypto::Sealer;
-use crate::{BootstrapRecord, Principal, Result, Store, StoreError, Written};
+use crate::{BootstrapRecord, Operation, Principal, Result, Store, StoreError, Written};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -32,7 +32,11 @@ pub struct SqliteStore {
 }
 
 fn now_micros() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
+    to_micros(OffsetDateTime::now_utc())
+}
+
+fn to_micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
 }
 
 fn from_micros(us: i64) -> OffsetDateTime {
@@ -218,6 +222,25 @@ impl SqliteStore {
             });
         }
         Ok(out)
+    }
+
+    async fn record_operation(conn: &mut SqliteConnection, op: Option<&Operation>) -> Result<()> {
+        let Some(op) = op else { return Ok(()) };
+        sqlx::query(
+            "INSERT INTO operations (id, subscription_id, namespace, location, resource_id, status, started_at, ended_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(op.id.to_string())
+        .bind(op.subscription.as_str())
+        .bind(&op.namespace)
+        .bind(&op.location)
+        .bind(&op.resource_id)
+        .bind(&op.status)
+        .bind(to_micros(op.started_at))
+        .bind(to_micros(op.ended_at))
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     async fn record_change(
@@ -465,6 +488,7 @@ impl Store for SqliteStore {
         id: &ResourceId,
         spec: &ResourceSpec,
         initial_keys: Vec<(&'static Slot, Secret)>,
+        operation: Option<&Operation>,
     ) -> Result<(Resource, Written)> {
         let mut tx = self.writer.begin().await?;
         let now = now_micros();
@@ -524,6 +548,7 @@ impl Store for SqliteStore {
             Err(e) => return Err(e),
         };
         let resource = Self::find_resource(&mut tx, id).await?;
+        Self::record_operation(&mut tx, operation).await?;
         tx.commit().await?;
         Ok((resource, written))
     }
@@ -585,7 +610,11 @@ impl Store for SqliteStore {
         rows.iter().map(Self::resource_row).collect()
     }
 
-    async fn delete_resource(&self, id: &ResourceId) -> Result<bool> {
+    async fn delete_resource(
+        &self,
+        id: &ResourceId,
+        operation: Option<&Operation>,
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let existing = match Self::find_resource(&mut tx, id).await {
             Ok(r) => r,
@@ -604,6 +633,7 @@ impl Store for SqliteStore {
             now_micros(),
         )
         .await?;
+        Self::record_operation(&mut tx, operation).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -621,6 +651,7 @@ impl Store for SqliteStore {
         &self,
         id: &ResourceId,
         new_keys: Vec<(&'static Slot, Secret)>,
+        operation: Option<&Operation>,
     ) -> Result<(Resource, Vec<KeySlotState>)> {
         let mut tx = self.writer.begin().await?;
         let resource = Self::find_resource(&mut tx, id).await?;
@@ -654,7 +685,29 @@ impl Store for SqliteStore {
             .await?;
         }
         let slots = self.slots(&mut tx, &resource).await?;
+        Self::record_operation(&mut tx, operation).await?;
         tx.commit().await?;
         Ok((resource, slots))
+    }
+
+    async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>> {
+        let row = sqlx::query("SELECT * FROM operations WHERE id = ? AND subscription_id = ?")
+            .bind(id.to_string())
+            .bind(sub.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(Operation {
+                id: *id,
+                subscription: sub.clone(),
+                namespace: row.get("namespace"),
+                location: row.get("location"),
+                resource_id: row.get("resource_id"),
+                status: row.get("status"),
+                started_at: from_micros(row.get("started_at")),
+                ended_at: from_micros(row.get("ended_at")),
+            })
+        })
+        .transpose()
     }
 }

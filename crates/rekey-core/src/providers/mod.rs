@@ -3,6 +3,8 @@
 //! resource type is a new module here plus its wire mapping in `rekey-api`.
 
 pub mod cognitive_services;
+pub mod cosmos_db;
+pub mod quantum;
 
 use crate::keys::KeyFormat;
 
@@ -63,7 +65,11 @@ impl Provider {
 }
 
 /// Every resource type rekey serves.
-pub static CATALOGUE: &[&Provider] = &[&cognitive_services::ACCOUNTS];
+pub static CATALOGUE: &[&Provider] = &[
+    &cognitive_services::ACCOUNTS,
+    &quantum::WORKSPACES,
+    &cosmos_db::DATABASE_ACCOUNTS,
+];
 
 /// The provider for `namespace/type`, both matched case-insensitively as ARM does.
 pub fn lookup(namespace: &str, resource_type: &str) -> Option<&'static Provider> {

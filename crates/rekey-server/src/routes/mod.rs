@@ -242,6 +242,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
 }
 
 impl ApiVersion {
+    /// The version as sent (empty when missing); meaningful after [`ApiVersion::check`].
+    pub fn as_str(&self) -> &str {
+        self.0.as_deref().unwrap_or_default()
+    }
+
     pub fn check(&self, supported: &[&str]) -> Result<(), ApiError> {
         match &self.0 {
             None => Err(ApiError::bad_request(
@@ -314,6 +319,21 @@ pub fn normalize_path(path: &str) -> Option<String> {
     if let Some(at) = providers_at {
         out[at] = "providers".into();
         if let (Some(ns), Some(ty)) = (segments.get(at + 1), segments.get(at + 2)) {
+            let namespace = rekey_core::CATALOGUE
+                .iter()
+                .find(|p| p.namespace.eq_ignore_ascii_case(ns));
+            if let (Some(p), true) = (namespace, ty.eq_ignore_ascii_case("locations")) {
+                out[at + 1] = p.namespace.into();
+                out[at + 2] = "locations".into();
+                if let Some(kind) = segments.get(at + 4) {
+                    if let Some(canonical) = resources::OPERATION_KINDS
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(kind))
+                    {
+                        out[at + 4] = (*canonical).into();
+                    }
+                }
+            }
             if let Some(provider) = rekey_core::providers::lookup(ns, ty) {
                 out[at + 1] = provider.namespace.into();
                 out[at + 2] = provider.resource_type.into();

@@ -4,21 +4,31 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::Json;
-use rekey_api::{List, RegenerateReply, WireMapping};
+use rekey_api::{Answer, KeyView, List, RenderContext, WireMapping};
 use rekey_core::providers::Slot;
 use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, Secret, SubscriptionId};
-use rekey_store::Written;
+use rekey_store::{Operation, Written};
+use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Action segments after a resource name, in canonical casing.
-pub const ACTIONS: &[&str] = &["listKeys", "regenerateKey"];
+pub const ACTIONS: &[&str] = &[
+    "listKeys",
+    "regenerateKey",
+    "readonlykeys",
+    "listConnectionStrings",
+];
+
+/// Segments of the operation routes below `providers/{namespace}/locations/{location}/`.
+pub const OPERATION_KINDS: &[&str] = &["operationsStatus", "operationResults"];
 
 type Mapping = &'static dyn WireMapping;
 
@@ -53,19 +63,26 @@ async fn create(
     let provider = m.provider();
     version.check(provider.api_versions)?;
     let id = resource_id(provider, &sub, &group, &name)?;
+    let started = OffsetDateTime::now_utc();
     let spec = m.parse_create(&json_body(&body)?)?;
     let all: Vec<&'static Slot> = provider.slots.iter().collect();
+    let lro = m.answers().create == Answer::AsyncOperation;
+    let operation = lro.then(|| Operation::succeeded(&id, &spec.location, started));
     let (resource, written) = state
         .store
-        .put_resource(&id, &spec, fresh_keys(&all, provider))
+        .put_resource(&id, &spec, fresh_keys(&all, provider), operation.as_ref())
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    let status = if written == Written::Created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(m.render(&resource, &state.ctx))).into_response())
+    let body = Json(m.render(&resource, &state.ctx));
+    Ok(match operation {
+        // The SDKs of such types accept only 200 here, with the operation to poll in a header.
+        Some(op) => {
+            let headers = operation_headers(&state.ctx, &op, version.as_str(), false);
+            (StatusCode::OK, headers, body).into_response()
+        }
+        None if written == Written::Created => (StatusCode::CREATED, body).into_response(),
+        None => (StatusCode::OK, body).into_response(),
+    })
 }
 
 async fn show(
@@ -116,17 +133,29 @@ async fn remove(
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
+    let started = OffsetDateTime::now_utc();
+    // The operation's location comes from the resource; a missing resource records no operation.
+    let operation = match m.answers().delete {
+        Answer::AsyncOperation => match state.store.resource(&id).await {
+            Ok(r) => Some(Operation::succeeded(&id, &r.spec.location, started)),
+            Err(rekey_store::StoreError::ResourceNotFound(_)) => None,
+            Err(e) => return Err(ApiError::from_store(e, Some(&id))),
+        },
+        _ => None,
+    };
     let deleted = state
         .store
-        .delete_resource(&id)
+        .delete_resource(&id, operation.as_ref())
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    Ok(if deleted {
-        StatusCode::OK
-    } else {
-        StatusCode::NO_CONTENT
-    }
-    .into_response())
+    Ok(match (deleted, operation) {
+        (true, Some(op)) => {
+            let headers = operation_headers(&state.ctx, &op, version.as_str(), true);
+            (StatusCode::ACCEPTED, headers).into_response()
+        }
+        (true, None) => StatusCode::OK.into_response(),
+        (false, _) => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 async fn list(
@@ -147,8 +176,9 @@ async fn list(
     Ok(Json(List::of(value)).into_response())
 }
 
-async fn list_keys(
+async fn key_view(
     m: Mapping,
+    view: &'static KeyView,
     state: AppState,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
@@ -160,7 +190,7 @@ async fn list_keys(
         .keys(&id)
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    Ok(Json(m.render_keys(&resource, &keys, &state.ctx)).into_response())
+    Ok(Json(m.render_key_view(view.action, &resource, &keys, &state.ctx)).into_response())
 }
 
 async fn regenerate(
@@ -173,17 +203,119 @@ async fn regenerate(
     let provider = m.provider();
     version.check(provider.api_versions)?;
     let id = resource_id(provider, &sub, &group, &name)?;
+    let started = OffsetDateTime::now_utc();
     let slots = m.parse_regenerate(&json_body(&body)?)?;
-    // The reply is built only from what the store committed.
+    let answer = m.answers().regenerate;
+    // The operation needs the resource's location; a missing resource fails in `regenerate` below.
+    let operation = match answer {
+        Answer::AsyncOperation => match state.store.resource(&id).await {
+            Ok(r) => Some(Operation::succeeded(&id, &r.spec.location, started)),
+            Err(e) => return Err(ApiError::from_store(e, Some(&id))),
+        },
+        _ => None,
+    };
+    // Every answer below is sent only after the store committed the new keys.
     let (resource, keys) = state
         .store
-        .regenerate(&id, fresh_keys(&slots, provider))
+        .regenerate(&id, fresh_keys(&slots, provider), operation.as_ref())
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    Ok(match m.regenerate_reply(&resource, &keys, &state.ctx) {
-        RegenerateReply::Body(body) => Json(body).into_response(),
-        RegenerateReply::Empty => StatusCode::OK.into_response(),
+    Ok(match (answer, operation) {
+        (Answer::AsyncOperation, Some(op)) => (
+            StatusCode::ACCEPTED,
+            operation_headers(&state.ctx, &op, version.as_str(), true),
+        )
+            .into_response(),
+        (Answer::NoContent, _) => StatusCode::NO_CONTENT.into_response(),
+        _ => {
+            let list_keys = m.key_views()[0].action;
+            Json(m.render_key_view(list_keys, &resource, &keys, &state.ctx)).into_response()
+        }
     })
+}
+
+/// Lower-case, no spaces: `West US` becomes `westus`, as ARM spells locations in paths.
+fn location_slug(location: &str) -> String {
+    location
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn operation_url(ctx: &RenderContext, op: &Operation, kind: &str, api_version: &str) -> String {
+    format!(
+        "{}/subscriptions/{}/providers/{}/locations/{}/{kind}/{}?api-version={api_version}",
+        ctx.public_url,
+        op.subscription,
+        op.namespace,
+        location_slug(&op.location),
+        op.id
+    )
+}
+
+/// `Azure-AsyncOperation` (and `Location` where the SDK polls it for the final result), with
+/// `Retry-After: 0`: the operation is already finished, so clients need not wait to poll.
+fn operation_headers(
+    ctx: &RenderContext,
+    op: &Operation,
+    api_version: &str,
+    with_location: bool,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let value = |s: String| HeaderValue::from_str(&s).expect("operation URLs are ASCII");
+    headers.insert(
+        "azure-asyncoperation",
+        value(operation_url(ctx, op, "operationsStatus", api_version)),
+    );
+    if with_location {
+        headers.insert(
+            "location",
+            value(operation_url(ctx, op, "operationResults", api_version)),
+        );
+    }
+    headers.insert("retry-after", HeaderValue::from_static("0"));
+    headers
+}
+
+async fn operation_status(
+    m: Mapping,
+    state: AppState,
+    version: ApiVersion,
+    (sub, location, operation): (String, String, String),
+    results: bool,
+) -> Result<Response, ApiError> {
+    version.check(m.provider().api_versions)?;
+    let sub = SubscriptionId::parse(&sub)?;
+    let not_found = || ApiError::NotFound {
+        code: "OperationNotFound",
+        message: format!("The operation '{operation}' could not be found."),
+    };
+    let id = Uuid::parse_str(&operation).map_err(|_| not_found())?;
+    let op = state
+        .store
+        .operation(&sub, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    if location_slug(&location) != location_slug(&op.location) {
+        return Err(not_found());
+    }
+    if results {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let rfc3339 = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    Ok(Json(serde_json::json!({
+        "id": format!("/subscriptions/{}/providers/{}/locations/{}/operationsStatus/{}", op.subscription, op.namespace, location_slug(&op.location), op.id),
+        "name": op.id.to_string(),
+        "status": op.status,
+        "startTime": rfc3339(op.started_at),
+        "endTime": rfc3339(op.ended_at),
+        "percentComplete": 100,
+    }))
+    .into_response())
 }
 
 pub fn register(table: &mut RouteTable) {
@@ -241,6 +373,11 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             format!("Deletes a {ty} resource and its keys."),
         )
         .response(200, "Deleted", None)
+        .response(
+            202,
+            "Deleted; the operation in Azure-AsyncOperation reports Succeeded",
+            None,
+        )
         .response(204, "Did not exist", None),
         delete(move |State(s), v, ArmPath(p)| remove(m, s, v, p)),
     );
@@ -268,16 +405,30 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         .response(200, "The resources", None),
         get(move |State(s), v, ArmPath(sub): ArmPath<String>| list(m, s, v, sub, None)),
     );
-    table.route(
-        Method::POST,
-        &format!("{one}/listKeys"),
-        Op::arm(format!("{tag}_ListKeys"), "Lists the resource's keys.").response(
-            200,
-            "The keys",
-            Some(schemas.keys.clone()),
-        ),
-        post(move |State(s), v, ArmPath(p)| list_keys(m, s, v, p)),
-    );
+    for (view, schema) in m.key_views().iter().zip(&schemas.key_views) {
+        let path = format!("{one}/{}", view.action);
+        let op = |method: &str| {
+            Op::arm(format!("{tag}_{}{method}", view.action), view.summary).response(
+                200,
+                "The keys",
+                Some(schema.clone()),
+            )
+        };
+        table.route(
+            Method::POST,
+            &path,
+            op(""),
+            post(move |State(s), v, ArmPath(p)| key_view(m, view, s, v, p)),
+        );
+        if view.also_get {
+            table.route(
+                Method::GET,
+                &path,
+                op("Get"),
+                get(move |State(s), v, ArmPath(p)| key_view(m, view, s, v, p)),
+            );
+        }
+    }
     table.route(
         Method::POST,
         &format!("{one}/regenerateKey"),
@@ -286,8 +437,39 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             "Regenerates the named key; the old key stops working when this answers.",
         )
         .body(schemas.regenerate.clone(), true)
-        .response(200, "Regenerated", Some(schemas.keys.clone())),
+        .response(200, "Regenerated", Some(schemas.key_views[0].clone()))
+        .response(
+            202,
+            "Regenerated; the operation in Azure-AsyncOperation reports Succeeded",
+            None,
+        )
+        .response(204, "Regenerated", None),
         post(move |State(s), v, ArmPath(p), b| regenerate(m, s, v, p, b)),
     );
+    let answers = m.answers();
+    if [answers.create, answers.delete, answers.regenerate].contains(&Answer::AsyncOperation) {
+        let base =
+            format!("/subscriptions/{{subscriptionId}}/providers/{ns}/locations/{{location}}");
+        table.route(
+            Method::GET,
+            &format!("{base}/operationsStatus/{{operationId}}"),
+            Op::arm(
+                format!("{tag}_OperationsStatus"),
+                "The status of a long-running operation.",
+            )
+            .response(200, "The operation", None),
+            get(move |State(s), v, ArmPath(p)| operation_status(m, s, v, p, false)),
+        );
+        table.route(
+            Method::GET,
+            &format!("{base}/operationResults/{{operationId}}"),
+            Op::arm(
+                format!("{tag}_OperationResults"),
+                "The result of a finished long-running operation.",
+            )
+            .response(204, "Finished", None),
+            get(move |State(s), v, ArmPath(p)| operation_status(m, s, v, p, true)),
+        );
+    }
     table.schemas(schemas.all);
 }

@@ -6,4 +6,5 @@ mod durability;
 mod errors;
 mod keys;
 mod openapi;
+mod other_types;
 mod secrets;

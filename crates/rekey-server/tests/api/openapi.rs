@@ -24,7 +24,10 @@ async fn every_documented_operation_is_served() {
         let concrete = path
             .replace("{subscriptionId}", &s.subscription)
             .replace("{resourceGroupName}", "rg")
-            .replace("{accountName}", "acct");
+            .replace("{accountName}", "acct")
+            .replace("{workspaceName}", "ws1")
+            .replace("{location}", "westus")
+            .replace("{operationId}", "00000000-0000-4000-8000-000000000000");
         for method in item.as_object().unwrap().keys() {
             let m: Method = method.to_uppercase().parse().unwrap();
             let url = s.url(&format!("{concrete}?api-version=2000-01-01"));

@@ -1,0 +1,368 @@
+//! Wire mapping of `Microsoft.DocumentDB/databaseAccounts`: the account body, the four keys through
+//! `listKeys`, `readonlykeys` and `listConnectionStrings`, and `regenerateKey` with `{"keyKind"}`.
+//! Create, delete and regenerate are long-running operations in Azure, so they are answered as ones.
+
+use std::collections::BTreeMap;
+
+use rekey_core::providers::{cosmos_db::DATABASE_ACCOUNTS, Slot};
+use rekey_core::{slot_state, InvalidInput, KeySlotState, Provider, Resource, ResourceSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use crate::mapping::{
+    field, require_object, required, schema_of, Answer, Answers, KeyView, RenderContext,
+    WireMapping, WireSchemas,
+};
+
+/// Body of `PUT`: `location`, and `properties` with `databaseAccountOfferType: "Standard"` and at
+/// least one entry in `locations`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseAccountCreateUpdateParameters {
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub identity: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseAccount {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub location: String,
+    pub kind: String,
+    pub tags: BTreeMap<String, String>,
+    /// Stored properties plus `provisioningState` and `documentEndpoint`.
+    pub properties: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountListKeysResult {
+    pub primary_master_key: String,
+    pub secondary_master_key: String,
+    pub primary_readonly_master_key: String,
+    pub secondary_readonly_master_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountListReadOnlyKeysResult {
+    pub primary_readonly_master_key: String,
+    pub secondary_readonly_master_key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountConnectionString {
+    pub connection_string: String,
+    pub description: String,
+    pub key_kind: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountListConnectionStringsResult {
+    pub connection_strings: Vec<DatabaseAccountConnectionString>,
+}
+
+/// Body of `regenerateKey`: `keyKind` is `primary`, `secondary`, `primaryReadonly` or
+/// `secondaryReadonly` (any case).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountRegenerateKeyParameters {
+    pub key_kind: String,
+}
+
+const COMPUTED: &[&str] = &["provisioningState", "documentEndpoint"];
+const KINDS: &[&str] = &["GlobalDocumentDB", "MongoDB", "Parse"];
+
+fn bad(message: impl Into<String>) -> InvalidInput {
+    InvalidInput::new("InvalidRequestContent", message)
+}
+
+fn check_properties(props: &Map<String, Value>, creating: bool) -> Result<(), InvalidInput> {
+    match props.get("databaseAccountOfferType") {
+        Some(Value::String(s)) if s == "Standard" => {}
+        None if !creating => {}
+        None => return Err(bad("The request content is missing the required property 'properties.databaseAccountOfferType'.")),
+        Some(other) => {
+            return Err(InvalidInput::new(
+                "InvalidParameter",
+                format!("properties.databaseAccountOfferType must be Standard; got {other}."),
+            ))
+        }
+    }
+    match props.get("locations") {
+        Some(Value::Array(list)) if !list.is_empty() => {
+            for (i, loc) in list.iter().enumerate() {
+                if !loc.get("locationName").is_some_and(Value::is_string) {
+                    return Err(bad(format!(
+                        "properties.locations[{i}].locationName must be a string."
+                    )));
+                }
+            }
+        }
+        None if !creating => {}
+        _ => {
+            return Err(bad(
+                "The request content needs 'properties.locations' with at least one location.",
+            ))
+        }
+    }
+    match props.get("disableLocalAuth") {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => Ok(()),
+        Some(_) => Err(bad("The request content has an invalid value for 'properties.disableLocalAuth': it must be true or false.")),
+    }
+}
+
+fn writable(mut props: Map<String, Value>) -> Map<String, Value> {
+    props.retain(|k, _| !COMPUTED.contains(&k.as_str()));
+    props
+}
+
+pub struct Mapping;
+
+impl Mapping {
+    fn key(keys: &[KeySlotState], slot: &str) -> String {
+        slot_state(keys, slot)
+            .expect("a database account has all four slots")
+            .secret
+            .expose()
+            .to_string()
+    }
+}
+
+impl WireMapping for Mapping {
+    fn provider(&self) -> &'static Provider {
+        &DATABASE_ACCOUNTS
+    }
+
+    fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
+        require_object(body)?;
+        let location: String = required(body, "location")?;
+        if location.trim().is_empty() {
+            return Err(InvalidInput::new(
+                "LocationRequired",
+                "The request content has an empty 'location'.",
+            ));
+        }
+        let kind = field::<String>(body, "kind")?.unwrap_or_else(|| "GlobalDocumentDB".into());
+        let Some(kind) = KINDS.iter().find(|k| k.eq_ignore_ascii_case(&kind)) else {
+            return Err(InvalidInput::new(
+                "InvalidParameter",
+                format!("kind must be one of {}; got \"{kind}\".", KINDS.join(", ")),
+            ));
+        };
+        let properties: Map<String, Value> = required(body, "properties")?;
+        check_properties(&properties, true)?;
+        Ok(ResourceSpec {
+            location,
+            kind: Some(kind.to_string()),
+            sku: None,
+            tags: field(body, "tags")?.unwrap_or_default(),
+            settings: writable(properties),
+        })
+    }
+
+    fn parse_patch(
+        &self,
+        current: &ResourceSpec,
+        body: &Value,
+    ) -> Result<ResourceSpec, InvalidInput> {
+        require_object(body)?;
+        let mut next = current.clone();
+        if let Some(tags) = field(body, "tags")? {
+            next.tags = tags;
+        }
+        if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
+            check_properties(&props, false)?;
+            next.settings.extend(writable(props));
+        }
+        Ok(next)
+    }
+
+    fn render(&self, resource: &Resource, ctx: &RenderContext) -> Value {
+        let mut properties = resource.spec.settings.clone();
+        properties.insert("provisioningState".into(), json!("Succeeded"));
+        properties.insert(
+            "documentEndpoint".into(),
+            json!(ctx.data_plane_url(resource)),
+        );
+        json!({
+            "id": resource.id.to_string(),
+            "name": resource.id.name.as_str(),
+            "type": DATABASE_ACCOUNTS.type_name(),
+            "location": resource.spec.location,
+            "kind": resource.spec.kind,
+            "tags": resource.spec.tags,
+            "properties": properties,
+        })
+    }
+
+    fn key_views(&self) -> &'static [KeyView] {
+        &[
+            KeyView {
+                action: "listKeys",
+                also_get: false,
+                summary: "Lists all four keys.",
+            },
+            KeyView {
+                action: "readonlykeys",
+                also_get: true,
+                summary: "Lists the two read-only keys.",
+            },
+            KeyView {
+                action: "listConnectionStrings",
+                also_get: false,
+                summary: "Lists a connection string per key.",
+            },
+        ]
+    }
+
+    fn render_key_view(
+        &self,
+        action: &str,
+        resource: &Resource,
+        keys: &[KeySlotState],
+        ctx: &RenderContext,
+    ) -> Value {
+        let k = |slot| Self::key(keys, slot);
+        match action {
+            "readonlykeys" => json!({
+                "primaryReadonlyMasterKey": k("primaryReadonly"),
+                "secondaryReadonlyMasterKey": k("secondaryReadonly"),
+            }),
+            "listConnectionStrings" => {
+                let endpoint = ctx.data_plane_url(resource);
+                let entry = |slot, kind, description| {
+                    json!({
+                        "connectionString": format!("AccountEndpoint={endpoint};AccountKey={};", k(slot)),
+                        "description": description,
+                        "keyKind": kind,
+                        "type": "Sql",
+                    })
+                };
+                json!({ "connectionStrings": [
+                    entry("primary", "Primary", "Primary SQL Connection String"),
+                    entry("secondary", "Secondary", "Secondary SQL Connection String"),
+                    entry("primaryReadonly", "PrimaryReadonly", "Primary Read-Only SQL Connection String"),
+                    entry("secondaryReadonly", "SecondaryReadonly", "Secondary Read-Only SQL Connection String"),
+                ]})
+            }
+            _ => json!({
+                "primaryMasterKey": k("primary"),
+                "secondaryMasterKey": k("secondary"),
+                "primaryReadonlyMasterKey": k("primaryReadonly"),
+                "secondaryReadonlyMasterKey": k("secondaryReadonly"),
+            }),
+        }
+    }
+
+    fn answers(&self) -> Answers {
+        Answers {
+            create: Answer::AsyncOperation,
+            delete: Answer::AsyncOperation,
+            regenerate: Answer::AsyncOperation,
+        }
+    }
+
+    fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput> {
+        require_object(body)?;
+        let kind: String = required(body, "keyKind")?;
+        let slot = DATABASE_ACCOUNTS.slot(&kind).ok_or_else(|| {
+            InvalidInput::new(
+                "InvalidParameter",
+                format!("keyKind must be one of primary, secondary, primaryReadonly, secondaryReadonly; got \"{kind}\"."),
+            )
+        })?;
+        Ok(vec![slot])
+    }
+
+    fn schemas(&self) -> WireSchemas {
+        let mut all = Vec::new();
+        let create = schema_of::<DatabaseAccountCreateUpdateParameters>(&mut all);
+        WireSchemas {
+            patch: create.clone(),
+            create,
+            resource: schema_of::<DatabaseAccount>(&mut all),
+            key_views: vec![
+                schema_of::<DatabaseAccountListKeysResult>(&mut all),
+                schema_of::<DatabaseAccountListReadOnlyKeysResult>(&mut all),
+                schema_of::<DatabaseAccountListConnectionStringsResult>(&mut all),
+            ],
+            regenerate: schema_of::<DatabaseAccountRegenerateKeyParameters>(&mut all),
+            all,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create_body() -> Value {
+        json!({"location":"westus","kind":"GlobalDocumentDB","properties":{
+            "databaseAccountOfferType":"Standard","locations":[{"locationName":"westus","failoverPriority":0}]}})
+    }
+
+    #[test]
+    fn create_needs_offer_type_and_locations() {
+        assert!(Mapping.parse_create(&create_body()).is_ok());
+        let mut no_locations = create_body();
+        no_locations["properties"]
+            .as_object_mut()
+            .unwrap()
+            .remove("locations");
+        assert!(Mapping
+            .parse_create(&no_locations)
+            .unwrap_err()
+            .message
+            .contains("locations"));
+        let mut wrong_offer = create_body();
+        wrong_offer["properties"]["databaseAccountOfferType"] = json!("Premium");
+        assert_eq!(
+            Mapping.parse_create(&wrong_offer).unwrap_err().code,
+            "InvalidParameter"
+        );
+        let mut wrong_kind = create_body();
+        wrong_kind["kind"] = json!("Cassandra");
+        assert_eq!(
+            Mapping.parse_create(&wrong_kind).unwrap_err().code,
+            "InvalidParameter"
+        );
+    }
+
+    #[test]
+    fn key_kind_names_one_of_four_slots() {
+        for (kind, slot) in [
+            ("primary", "primary"),
+            ("SecondaryReadonly", "secondaryReadonly"),
+        ] {
+            assert_eq!(
+                Mapping
+                    .parse_regenerate(&json!({ "keyKind": kind }))
+                    .unwrap()[0]
+                    .name,
+                slot
+            );
+        }
+        assert_eq!(
+            Mapping
+                .parse_regenerate(&json!({"keyKind":"tertiary"}))
+                .unwrap_err()
+                .code,
+            "InvalidParameter"
+        );
+    }
+}

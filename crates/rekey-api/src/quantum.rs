@@ -1,0 +1,298 @@
+//! Wire mapping of `Microsoft.Quantum/workspaces`: the workspace body, `listKeys` with both keys,
+//! their creation times and Azure-format connection strings, and `regenerateKey` with `{"keys":[…]}`
+//! naming one or both slots (answered 204, as the SDK expects).
+
+use std::collections::BTreeMap;
+
+use rekey_core::providers::{quantum::WORKSPACES, Slot};
+use rekey_core::{slot_state, InvalidInput, KeySlotState, Provider, Resource, ResourceSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use crate::mapping::{
+    field, require_object, required, rfc3339, schema_of, Answer, Answers, KeyView, RenderContext,
+    WireMapping, WireSchemas,
+};
+
+/// Body of `PUT` (needs `location`) and `PATCH` (tags and `properties.apiKeyEnabled`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceUpdate {
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    /// `providers`, `storageAccount`, and `apiKeyEnabled` (default true: keys work on the data plane).
+    #[serde(default)]
+    pub properties: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub identity: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Workspace {
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub location: String,
+    pub tags: BTreeMap<String, String>,
+    /// Stored properties plus `provisioningState`, `endpointUri`, `usable`.
+    pub properties: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub created_at: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListKeysResult {
+    pub api_key_enabled: bool,
+    pub primary_key: ApiKey,
+    pub secondary_key: ApiKey,
+    pub primary_connection_string: String,
+    pub secondary_connection_string: String,
+}
+
+/// Body of `regenerateKey`: one or both of `Primary`, `Secondary`, any case, no repeats.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiKeys {
+    pub keys: Vec<String>,
+}
+
+const COMPUTED: &[&str] = &["provisioningState", "endpointUri", "usable", "creationTime"];
+
+fn check_properties(props: &Map<String, Value>) -> Result<(), InvalidInput> {
+    let bad = |name: &str, what: &str| {
+        Err(InvalidInput::new(
+            "InvalidRequestContent",
+            format!("The request content has an invalid value for 'properties.{name}': it must be {what}."),
+        ))
+    };
+    match props.get("apiKeyEnabled") {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => {}
+        Some(_) => return bad("apiKeyEnabled", "true or false"),
+    }
+    match props.get("providers") {
+        None | Some(Value::Null) | Some(Value::Array(_)) => {}
+        Some(_) => return bad("providers", "an array"),
+    }
+    match props.get("storageAccount") {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(_) => bad("storageAccount", "a string"),
+    }
+}
+
+fn writable(mut props: Map<String, Value>) -> Map<String, Value> {
+    props.retain(|k, _| !COMPUTED.contains(&k.as_str()));
+    props
+}
+
+/// Whether the data plane accepts this workspace's keys.
+pub fn api_key_enabled(spec: &ResourceSpec) -> bool {
+    spec.settings
+        .get("apiKeyEnabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+}
+
+pub struct Mapping;
+
+impl Mapping {
+    fn connection_string(resource: &Resource, key: &str, ctx: &RenderContext) -> String {
+        format!(
+            "SubscriptionId={};ResourceGroupName={};WorkspaceName={};ApiKey={key};QuantumEndpoint={};",
+            resource.id.subscription,
+            resource.id.group,
+            resource.id.name,
+            ctx.data_plane_url(resource)
+        )
+    }
+}
+
+impl WireMapping for Mapping {
+    fn provider(&self) -> &'static Provider {
+        &WORKSPACES
+    }
+
+    fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
+        require_object(body)?;
+        let location: String = required(body, "location")?;
+        if location.trim().is_empty() {
+            return Err(InvalidInput::new(
+                "LocationRequired",
+                "The request content has an empty 'location'.",
+            ));
+        }
+        let mut properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
+        check_properties(&properties)?;
+        properties
+            .entry("apiKeyEnabled")
+            .or_insert(Value::Bool(true));
+        Ok(ResourceSpec {
+            location,
+            kind: None,
+            sku: None,
+            tags: field(body, "tags")?.unwrap_or_default(),
+            settings: writable(properties),
+        })
+    }
+
+    fn parse_patch(
+        &self,
+        current: &ResourceSpec,
+        body: &Value,
+    ) -> Result<ResourceSpec, InvalidInput> {
+        require_object(body)?;
+        let mut next = current.clone();
+        if let Some(tags) = field(body, "tags")? {
+            next.tags = tags;
+        }
+        if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
+            check_properties(&props)?;
+            next.settings.extend(writable(props));
+        }
+        Ok(next)
+    }
+
+    fn render(&self, resource: &Resource, ctx: &RenderContext) -> Value {
+        let mut properties = resource.spec.settings.clone();
+        properties.insert("provisioningState".into(), json!("Succeeded"));
+        properties.insert("endpointUri".into(), json!(ctx.data_plane_url(resource)));
+        properties.insert("usable".into(), json!("Yes"));
+        properties.insert("creationTime".into(), json!(rfc3339(resource.created_at)));
+        json!({
+            "id": resource.id.to_string(),
+            "name": resource.id.name.as_str(),
+            "type": WORKSPACES.type_name(),
+            "location": resource.spec.location,
+            "tags": resource.spec.tags,
+            "properties": properties,
+        })
+    }
+
+    fn key_views(&self) -> &'static [KeyView] {
+        &[KeyView {
+            action: "listKeys",
+            also_get: false,
+            summary: "Lists both keys with their creation times and connection strings.",
+        }]
+    }
+
+    fn render_key_view(
+        &self,
+        _action: &str,
+        resource: &Resource,
+        keys: &[KeySlotState],
+        ctx: &RenderContext,
+    ) -> Value {
+        let slot = |name| {
+            let state =
+                slot_state(keys, name).expect("a workspace has primary and secondary slots");
+            (state.secret.expose().to_string(), rfc3339(state.created_at))
+        };
+        let (primary, primary_at) = slot("primary");
+        let (secondary, secondary_at) = slot("secondary");
+        json!({
+            "apiKeyEnabled": api_key_enabled(&resource.spec),
+            "primaryKey": { "createdAt": primary_at, "key": primary },
+            "secondaryKey": { "createdAt": secondary_at, "key": secondary },
+            "primaryConnectionString": Self::connection_string(resource, &primary, ctx),
+            "secondaryConnectionString": Self::connection_string(resource, &secondary, ctx),
+        })
+    }
+
+    fn answers(&self) -> Answers {
+        Answers {
+            create: Answer::Plain,
+            delete: Answer::Plain,
+            regenerate: Answer::NoContent,
+        }
+    }
+
+    fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput> {
+        require_object(body)?;
+        let names: Vec<String> = required(body, "keys")?;
+        if names.is_empty() {
+            return Err(InvalidInput::new(
+                "InvalidParameter",
+                "keys must name at least one of Primary, Secondary; got an empty list.",
+            ));
+        }
+        let mut slots: Vec<&'static Slot> = Vec::new();
+        for name in &names {
+            let slot = WORKSPACES.slot(name).ok_or_else(|| {
+                InvalidInput::new(
+                    "InvalidParameter",
+                    format!("keys must be Primary or Secondary; got \"{name}\"."),
+                )
+            })?;
+            if slots.iter().any(|s| std::ptr::eq(*s, slot)) {
+                return Err(InvalidInput::new(
+                    "InvalidParameter",
+                    format!("keys names \"{name}\" more than once."),
+                ));
+            }
+            slots.push(slot);
+        }
+        Ok(slots)
+    }
+
+    fn schemas(&self) -> WireSchemas {
+        let mut all = Vec::new();
+        let create = schema_of::<WorkspaceUpdate>(&mut all);
+        WireSchemas {
+            patch: create.clone(),
+            create,
+            resource: schema_of::<Workspace>(&mut all),
+            key_views: vec![schema_of::<ListKeysResult>(&mut all)],
+            regenerate: schema_of::<ApiKeys>(&mut all),
+            all,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regenerate_names_one_or_both_slots_without_repeats() {
+        let both = Mapping
+            .parse_regenerate(&json!({"keys":["primary","Secondary"]}))
+            .unwrap();
+        assert_eq!(
+            both.iter().map(|s| s.name).collect::<Vec<_>>(),
+            ["primary", "secondary"]
+        );
+        for bad in [
+            json!({"keys":[]}),
+            json!({"keys":["Tertiary"]}),
+            json!({"keys":["Primary","PRIMARY"]}),
+        ] {
+            assert_eq!(
+                Mapping.parse_regenerate(&bad).unwrap_err().code,
+                "InvalidParameter",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            Mapping.parse_regenerate(&json!({})).unwrap_err().code,
+            "InvalidRequestContent"
+        );
+    }
+
+    #[test]
+    fn api_keys_are_enabled_unless_turned_off() {
+        let spec = Mapping.parse_create(&json!({"location":"westus"})).unwrap();
+        assert!(api_key_enabled(&spec));
+        let off = Mapping
+            .parse_patch(&spec, &json!({"properties":{"apiKeyEnabled":false}}))
+            .unwrap();
+        assert!(!api_key_enabled(&off));
+    }
+}
