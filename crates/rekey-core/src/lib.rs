@@ -2,6 +2,7 @@
 //! resource types exist and which key slots each has ([`providers`]). The server, store and CLI all
 //! speak in these types so that a name or key that has not been checked cannot travel far.
 
+pub mod cosmos_auth;
 pub mod error;
 pub mod ids;
 pub mod keys;

@@ -60,9 +60,107 @@ pub struct KeySlotState {
     pub generation: i64,
     /// When this slot's current key was generated.
     pub created_at: OffsetDateTime,
+    /// When the data plane last accepted this slot's current key (recorded in batches).
+    pub last_used: Option<OffsetDateTime>,
 }
 
 /// Finds a slot's state by name in a list returned by the store.
 pub fn slot_state<'a>(slots: &'a [KeySlotState], name: &str) -> Option<&'a KeySlotState> {
     slots.iter().find(|s| s.slot.name == name)
+}
+
+/// The rekey extension property naming the upstream a resource's data-plane requests are forwarded
+/// to (`http://host:port/base`); without it rekeyd answers authenticated requests itself.
+pub const UPSTREAM_PROPERTY: &str = "x-rekey-upstream";
+
+impl ResourceSpec {
+    /// Whether keys open this resource: Cognitive Services' `disableLocalAuth: true` and Quantum's
+    /// `apiKeyEnabled: false` turn every key off (the keys stay listable, as in Azure).
+    pub fn key_auth_enabled(&self) -> bool {
+        let disabled = self
+            .settings
+            .get("disableLocalAuth")
+            .and_then(serde_json::Value::as_bool)
+            == Some(true);
+        let api_keys_off = self
+            .settings
+            .get("apiKeyEnabled")
+            .and_then(serde_json::Value::as_bool)
+            == Some(false);
+        !(disabled || api_keys_off)
+    }
+
+    /// The configured upstream base URL, checked: `http://` with a host, no query or fragment.
+    pub fn upstream(&self) -> Result<Option<String>, crate::InvalidInput> {
+        let bad = |why: &str| {
+            crate::InvalidInput::new(
+                "InvalidParameter",
+                format!(
+                    "properties.{UPSTREAM_PROPERTY} {why}; e.g. \"http://127.0.0.1:9000/api\"."
+                ),
+            )
+        };
+        match self.settings.get(UPSTREAM_PROPERTY) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(url)) => {
+                let rest = url
+                    .strip_prefix("http://")
+                    .ok_or_else(|| bad("must be an http:// URL"))?;
+                let host = rest.split('/').next().unwrap_or_default();
+                if host.is_empty() || url.contains(['?', '#', ' ']) {
+                    return Err(bad(
+                        "must name a host and have no query, fragment or spaces",
+                    ));
+                }
+                Ok(Some(url.trim_end_matches('/').to_string()))
+            }
+            Some(_) => Err(bad("must be a string")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(settings: serde_json::Value) -> ResourceSpec {
+        ResourceSpec {
+            location: "westus".into(),
+            kind: None,
+            sku: None,
+            tags: Tags::new(),
+            settings: settings.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn key_auth_is_on_unless_a_type_flag_turns_it_off() {
+        assert!(spec(json!({})).key_auth_enabled());
+        assert!(!spec(json!({"disableLocalAuth": true})).key_auth_enabled());
+        assert!(!spec(json!({"apiKeyEnabled": false})).key_auth_enabled());
+        assert!(spec(json!({"apiKeyEnabled": true, "disableLocalAuth": false})).key_auth_enabled());
+    }
+
+    #[test]
+    fn upstream_must_be_a_plain_http_url() {
+        assert_eq!(
+            spec(json!({UPSTREAM_PROPERTY: "http://127.0.0.1:9000/api/"}))
+                .upstream()
+                .unwrap()
+                .unwrap(),
+            "http://127.0.0.1:9000/api"
+        );
+        for bad in [
+            json!("https://x"),
+            json!("http://"),
+            json!("http://x/?q=1"),
+            json!(5),
+        ] {
+            assert!(
+                spec(json!({UPSTREAM_PROPERTY: bad})).upstream().is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use rekey_api::RenderContext;
 use rekey_store::Store;
@@ -17,6 +17,7 @@ use tower::util::MapRequestLayer;
 use tower::Layer as _;
 use uuid::Uuid;
 
+use crate::dataplane::{self, DataPlane};
 use crate::error::ApiError;
 use crate::routes::{self, Op, RouteTable};
 
@@ -26,6 +27,7 @@ pub struct AppState {
     pub ctx: Arc<RenderContext>,
     pub tenant_id: Uuid,
     pub openapi: Arc<serde_json::Value>,
+    pub dataplane: Arc<DataPlane>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
@@ -73,6 +75,24 @@ async fn request_ids(request: Request, next: Next) -> Response {
     response
 }
 
+/// After any management call that may have changed keys or resources, the data plane's index catches
+/// up with the change feed before the answer leaves: an acknowledged regeneration is already in force.
+async fn sync_index_after_writes(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let response = next.run(request).await;
+    if writes {
+        if let Err(e) = state.dataplane.index.catch_up().await {
+            tracing::error!(error = %e, "the key index could not catch up after a write");
+            return ApiError::Unavailable.into_response();
+        }
+    }
+    response
+}
+
 async fn not_found(request: Request) -> ApiError {
     let path = request.uri().path();
     ApiError::NotFound {
@@ -106,6 +126,47 @@ pub fn route_table() -> RouteTable {
     routes::subscriptions::register(&mut table);
     routes::resource_groups::register(&mut table);
     routes::resources::register(&mut table);
+    table.route(
+        Method::POST,
+        "/verify",
+        Op::authenticated(
+            "Verify",
+            "Checks a key: which resource and slot it opens now, if any.",
+        )
+        .response(
+            200,
+            "{\"valid\":true,\"resourceId\",\"keyName\",\"access\"} or {\"valid\":false}",
+            None,
+        ),
+        post(dataplane::verify),
+    );
+    for path in [
+        "/data/{resourceId}",
+        "/data/{resourceId}/",
+        "/data/{resourceId}/{*path}",
+    ] {
+        table.serve(path, false, any(dataplane::handle));
+    }
+    for method in [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ] {
+        table.document(
+            method.clone(),
+            "/data/{resourceId}/{path}",
+            Op::public(
+                format!("DataPlane_{}", method.as_str()),
+                "A resource's data plane: checked with the type's key scheme, then forwarded or answered.",
+            )
+            .response(200, "Authenticated (or the upstream's answer)", None)
+            .response(401, "No valid key", None)
+            .response(403, "Key authentication disabled, or a read-only key writing", None)
+            .response(429, "Too many failed key checks from this address", None),
+        );
+    }
     table.route(
         Method::GET,
         "/healthz",
@@ -147,6 +208,7 @@ pub fn openapi_document() -> serde_json::Value {
 /// Builds the application. `max_body_bytes` bounds every request body.
 pub fn build(
     store: Arc<dyn Store>,
+    dataplane: Arc<DataPlane>,
     ctx: RenderContext,
     tenant_id: Uuid,
     max_body_bytes: usize,
@@ -159,11 +221,18 @@ pub fn build(
         ctx: Arc::new(ctx),
         tenant_id,
         openapi,
+        dataplane,
     };
-    let arm = table.arm.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        crate::auth::require_principal,
-    ));
+    let arm = table
+        .arm
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            sync_index_after_writes,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_principal,
+        ));
     let inner = Router::new()
         .merge(arm)
         .merge(table.public)

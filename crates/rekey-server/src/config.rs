@@ -49,6 +49,19 @@ pub struct Config {
     #[arg(long, env = "REKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Failed data-plane key checks from one client address within the window before that address
+    /// gets 429 for the rest of the window.
+    #[arg(long, env = "REKEY_AUTH_FAILURE_LIMIT", default_value_t = 50)]
+    pub auth_failure_limit: u32,
+
+    /// The window for --auth-failure-limit, in seconds.
+    #[arg(long, env = "REKEY_AUTH_FAILURE_WINDOW_SECONDS", default_value_t = 60)]
+    pub auth_failure_window_seconds: u64,
+
+    /// How often key last-use times are written to the store, in milliseconds.
+    #[arg(long, env = "REKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
+    pub usage_flush_ms: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "REKEY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,

@@ -31,6 +31,8 @@ pub enum ApiError {
         message: String,
     },
     MethodNotAllowed(String),
+    /// The store or a cache could not confirm a change; the client should retry.
+    Unavailable,
     Internal,
 }
 
@@ -53,6 +55,11 @@ impl ApiError {
             ApiError::MethodNotAllowed(message) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
             }
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable. Please retry the request.",
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalServerError",
@@ -111,6 +118,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
         let mut response = (status, Json(ErrorResponse::new(code, message))).into_response();
+        if let ApiError::Unavailable = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let ApiError::Unauthenticated { challenge, .. } = &self {
             if let Ok(value) = HeaderValue::from_str(challenge) {
                 response

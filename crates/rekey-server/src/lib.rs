@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod dataplane;
 pub mod error;
 pub mod routes;
 pub mod telemetry;
@@ -68,8 +69,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("{scheme}://{local}"))
         .trim_end_matches('/')
         .to_string();
+    let index = dataplane::index::KeyIndex::load(store.clone())
+        .await
+        .context("loading the key index")?;
+    tracing::info!(keys = index.len(), "key index loaded");
+    let dataplane = Arc::new(dataplane::DataPlane {
+        index,
+        usage: Arc::default(),
+        throttle: dataplane::throttle::Throttle::new(
+            config.auth_failure_limit,
+            std::time::Duration::from_secs(config.auth_failure_window_seconds),
+        ),
+        client: dataplane::gateway::client(),
+    });
+    spawn_background(store.clone(), dataplane.clone(), &config);
     let app = app::build(
         store,
+        dataplane,
         RenderContext { public_url },
         record.tenant_id,
         config.max_body_bytes,
@@ -102,6 +118,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Periodic work off the request path: catching the key index up with the change feed (a safety net:
+/// writers catch it up before answering), writing last-use times, forgetting old throttle windows.
+fn spawn_background(store: Arc<dyn Store>, dataplane: Arc<dataplane::DataPlane>, config: &Config) {
+    dataplane.usage.spawn_flusher(
+        store,
+        std::time::Duration::from_millis(config.usage_flush_ms),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = dataplane.index.catch_up().await {
+                tracing::warn!(error = %e, "the key index could not catch up");
+            }
+            dataplane.throttle.prune();
+        }
+    });
 }
 
 async fn shutdown_signal() {

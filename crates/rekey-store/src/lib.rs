@@ -86,6 +86,32 @@ impl Operation {
     }
 }
 
+/// One key slot as the data plane's index needs it: the keyed digest of its current key, and the
+/// plain key only for types whose clients sign requests with it.
+#[derive(Debug, Clone)]
+pub struct IndexedSlot {
+    pub slot: &'static Slot,
+    pub generation: i64,
+    pub digest: [u8; 32],
+    pub secret: Option<Secret>,
+}
+
+/// A resource with its slots, for the data plane's index.
+#[derive(Debug, Clone)]
+pub struct IndexedResource {
+    pub resource: Resource,
+    pub slots: Vec<IndexedSlot>,
+}
+
+/// A data-plane use of a key, to be recorded as the slot's last use.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyUse {
+    pub resource: Uuid,
+    pub slot: &'static str,
+    pub generation: i64,
+    pub at: OffsetDateTime,
+}
+
 /// The outcome of a create-or-replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -151,6 +177,22 @@ pub trait Store: Send + Sync + 'static {
         new_keys: Vec<(&'static Slot, Secret)>,
         operation: Option<&Operation>,
     ) -> Result<(Resource, Vec<KeySlotState>)>;
+
+    /// The keyed digest under which a presented key would be indexed.
+    fn key_digest(&self, presented: &str) -> [u8; 32];
+
+    /// The index entries of the given resources (all resources when `None`); a deleted resource is
+    /// simply absent.
+    async fn index_entries(&self, only: Option<&[Uuid]>) -> Result<Vec<IndexedResource>>;
+
+    /// The change feed's latest sequence number (0 when empty).
+    async fn latest_change(&self) -> Result<i64>;
+
+    /// The change feed's latest sequence number, and the resources changed after `after`.
+    async fn changes_since(&self, after: i64) -> Result<(i64, Vec<Uuid>)>;
+
+    /// Records last uses; a use of a key that has since been regenerated is ignored.
+    async fn record_key_uses(&self, uses: &[KeyUse]) -> Result<()>;
 
     /// A recorded operation of `sub`; another subscription's operation is not found.
     async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>>;

@@ -21,7 +21,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::crypto::Sealer;
-use crate::{BootstrapRecord, Operation, Principal, Result, Store, StoreError, Written};
+use crate::{
+    BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result, Store,
+    StoreError, Written,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -197,7 +200,7 @@ impl SqliteStore {
         resource: &Resource,
     ) -> Result<Vec<KeySlotState>> {
         let rows = sqlx::query(
-            "SELECT slot, generation, sealed, created_at FROM key_slots WHERE resource_id = ?",
+            "SELECT slot, generation, sealed, created_at, last_used_at FROM key_slots WHERE resource_id = ?",
         )
         .bind(resource.internal_id.to_string())
         .fetch_all(&mut *conn)
@@ -219,6 +222,7 @@ impl SqliteStore {
                 secret,
                 generation,
                 created_at: from_micros(row.get("created_at")),
+                last_used: row.get::<Option<i64>, _>("last_used_at").map(from_micros),
             });
         }
         Ok(out)
@@ -508,6 +512,7 @@ impl Store for SqliteStore {
                     .bind(existing.internal_id.to_string())
                     .execute(&mut *tx)
                     .await?;
+                Self::record_change(&mut tx, &existing.internal_id, None, "updated", now).await?;
                 Written::Updated
             }
             Err(StoreError::ResourceNotFound(_)) => {
@@ -666,7 +671,7 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await?
                 + 1;
-            sqlx::query("UPDATE key_slots SET generation = ?, sealed = ?, digest = ?, created_at = ? WHERE resource_id = ? AND slot = ?")
+            sqlx::query("UPDATE key_slots SET generation = ?, sealed = ?, digest = ?, created_at = ?, last_used_at = NULL WHERE resource_id = ? AND slot = ?")
                 .bind(generation)
                 .bind(self.sealer.seal(secret, &seal_context(&resource.internal_id, slot.name, generation)))
                 .bind(&self.sealer.digest(secret.expose())[..])
@@ -688,6 +693,136 @@ impl Store for SqliteStore {
         Self::record_operation(&mut tx, operation).await?;
         tx.commit().await?;
         Ok((resource, slots))
+    }
+
+    fn key_digest(&self, presented: &str) -> [u8; 32] {
+        self.sealer.digest(presented)
+    }
+
+    async fn index_entries(&self, only: Option<&[Uuid]>) -> Result<Vec<IndexedResource>> {
+        let mut conn = self.reader.acquire().await?;
+        let select = "SELECT r.*, g.name AS group_name FROM resources r
+             JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key";
+        let rows = match only {
+            None => sqlx::query(select).fetch_all(&mut *conn).await?,
+            Some(ids) => {
+                let mut rows = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let q = format!("{select} WHERE r.internal_id = ?");
+                    rows.extend(
+                        sqlx::query(&q)
+                            .bind(id.to_string())
+                            .fetch_optional(&mut *conn)
+                            .await?,
+                    );
+                }
+                rows
+            }
+        };
+        let mut resources: Vec<IndexedResource> = Vec::with_capacity(rows.len());
+        let mut position = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let resource = Self::resource_row(row)?;
+            position.insert(resource.internal_id.to_string(), resources.len());
+            resources.push(IndexedResource {
+                resource,
+                slots: Vec::new(),
+            });
+        }
+        let slot_rows = match only {
+            None => {
+                sqlx::query("SELECT resource_id, slot, generation, digest, sealed FROM key_slots")
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+            Some(ids) => {
+                let mut out = Vec::new();
+                for id in ids {
+                    out.extend(
+                        sqlx::query("SELECT resource_id, slot, generation, digest, sealed FROM key_slots WHERE resource_id = ?")
+                            .bind(id.to_string())
+                            .fetch_all(&mut *conn)
+                            .await?,
+                    );
+                }
+                out
+            }
+        };
+        for row in &slot_rows {
+            let Some(&at) = position.get(row.get::<&str, _>("resource_id")) else {
+                continue;
+            };
+            let entry = &mut resources[at];
+            let provider = entry.resource.id.provider;
+            let name: &str = row.get("slot");
+            let slot = provider
+                .slot(name)
+                .ok_or_else(|| corrupt(format!("unknown slot {name}")))?;
+            let generation: i64 = row.get("generation");
+            let digest: &[u8] = row.get("digest");
+            let secret = if provider.signs_requests {
+                let context = seal_context(&entry.resource.internal_id, slot.name, generation);
+                Some(self.sealer.open(row.get("sealed"), &context)?)
+            } else {
+                None
+            };
+            entry.slots.push(IndexedSlot {
+                slot,
+                generation,
+                digest: digest
+                    .try_into()
+                    .map_err(|_| corrupt("digest is not 32 bytes"))?,
+                secret,
+            });
+        }
+        Ok(resources)
+    }
+
+    async fn latest_change(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM changes")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn changes_since(&self, after: i64) -> Result<(i64, Vec<Uuid>)> {
+        let rows = sqlx::query("SELECT seq, resource_id FROM changes WHERE seq > ? ORDER BY seq")
+            .bind(after)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut latest = after;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            latest = latest.max(row.get("seq"));
+            let id = Uuid::parse_str(row.get::<&str, _>("resource_id")).map_err(corrupt)?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok((latest, ids))
+    }
+
+    async fn record_key_uses(&self, uses: &[KeyUse]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for u in uses {
+            sqlx::query(
+                "UPDATE key_slots SET last_used_at = ?
+                 WHERE resource_id = ? AND slot = ? AND generation = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(to_micros(u.at))
+            .bind(u.resource.to_string())
+            .bind(u.slot)
+            .bind(u.generation)
+            .bind(to_micros(u.at))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>> {

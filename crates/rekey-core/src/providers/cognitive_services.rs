@@ -19,6 +19,8 @@ pub static ACCOUNTS: Provider = Provider {
         },
     ],
     key_format: KeyFormat::Tagged { tag: "cs" },
+    signs_requests: false,
+    key_header: Some("ocp-apim-subscription-key"),
     api_versions: &[
         "2016-02-01-preview",
         "2017-04-18",

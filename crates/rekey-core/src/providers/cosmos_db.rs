@@ -27,6 +27,8 @@ pub static DATABASE_ACCOUNTS: Provider = Provider {
         },
     ],
     key_format: KeyFormat::RandomBase64 { len: 64 },
+    signs_requests: true,
+    key_header: None,
     api_versions: &[
         "2021-04-15",
         "2021-10-15",

@@ -41,6 +41,11 @@ pub struct Provider {
     pub name_param: &'static str,
     pub slots: &'static [Slot],
     pub key_format: KeyFormat,
+    /// Clients sign requests with the key instead of sending it (Cosmos DB), so the data plane needs
+    /// the plain key in memory rather than only its digest.
+    pub signs_requests: bool,
+    /// The request header that carries the key on the data plane, for types that send it.
+    pub key_header: Option<&'static str>,
     /// Supported api-versions, oldest first.
     pub api_versions: &'static [&'static str],
     pub name_rule: NameRule,

@@ -19,6 +19,8 @@ pub static WORKSPACES: Provider = Provider {
         },
     ],
     key_format: KeyFormat::Tagged { tag: "qw" },
+    signs_requests: false,
+    key_header: Some("x-ms-quantum-api-key"),
     api_versions: &[
         "2022-01-10-preview",
         "2023-11-13-preview",

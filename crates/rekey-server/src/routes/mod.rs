@@ -36,8 +36,10 @@ pub struct Op {
     pub body: Option<(String, bool)>,
     /// Status, description, body schema name.
     pub responses: Vec<(u16, &'static str, Option<String>)>,
-    /// ARM operations take `api-version` and a bearer token.
-    pub arm: bool,
+    /// ARM operations take `api-version`.
+    pub api_version: bool,
+    /// Operations that need a bearer token.
+    pub auth: bool,
 }
 
 impl Op {
@@ -47,13 +49,23 @@ impl Op {
             summary: summary.into(),
             body: None,
             responses: Vec::new(),
-            arm: true,
+            api_version: true,
+            auth: true,
+        }
+    }
+
+    /// Needs a bearer token but no `api-version` (rekey's own routes such as `/verify`).
+    pub fn authenticated(id: impl Into<String>, summary: impl Into<String>) -> Self {
+        Self {
+            api_version: false,
+            ..Self::arm(id, summary)
         }
     }
 
     pub fn public(id: impl Into<String>, summary: impl Into<String>) -> Self {
         Self {
-            arm: false,
+            api_version: false,
+            auth: false,
             ..Self::arm(id, summary)
         }
     }
@@ -76,6 +88,7 @@ impl Op {
 
 /// Routes and their OpenAPI description, built together.
 pub struct RouteTable {
+    /// Routes behind bearer-token authentication.
     pub arm: Router<AppState>,
     pub public: Router<AppState>,
     pub openapi: OpenApi,
@@ -133,6 +146,22 @@ impl RouteTable {
 
     /// Serves `handler` for `method` at `path` (axum syntax, `{param}`), and documents it.
     pub fn route(&mut self, method: Method, path: &str, op: Op, handler: MethodRouter<AppState>) {
+        let auth = op.auth;
+        self.document(method, path, op);
+        self.serve(path, auth, handler);
+    }
+
+    /// Serves `handler` at `path` without documenting it; pair with [`RouteTable::document`].
+    pub fn serve(&mut self, path: &str, auth: bool, handler: MethodRouter<AppState>) {
+        if auth {
+            self.arm = std::mem::take(&mut self.arm).route(path, handler);
+        } else {
+            self.public = std::mem::take(&mut self.public).route(path, handler);
+        }
+    }
+
+    /// Describes one operation in the OpenAPI document.
+    pub fn document(&mut self, method: Method, path: &str, op: Op) {
         let mut builder = OperationBuilder::new()
             .operation_id(Some(op.id))
             .summary(Some(op.summary));
@@ -148,15 +177,8 @@ impl RouteTable {
                     .schema(Some(string_schema())),
             );
         }
-        if op.arm {
+        if op.auth {
             builder = builder
-                .parameter(
-                    ParameterBuilder::new()
-                        .name("api-version")
-                        .parameter_in(ParameterIn::Query)
-                        .required(Required::True)
-                        .schema(Some(string_schema())),
-                )
                 .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
                 .response(
                     "default",
@@ -164,6 +186,15 @@ impl RouteTable {
                         .description("ARM error")
                         .content("application/json", json_content("ErrorResponse")),
                 );
+        }
+        if op.api_version {
+            builder = builder.parameter(
+                ParameterBuilder::new()
+                    .name("api-version")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::True)
+                    .schema(Some(string_schema())),
+            );
         }
         if let Some((schema, required)) = op.body {
             builder = builder.request_body(Some(
@@ -196,11 +227,6 @@ impl RouteTable {
         self.openapi
             .paths
             .add_path_operation(path, vec![http_method], builder.build());
-        if op.arm {
-            self.arm = std::mem::take(&mut self.arm).route(path, handler);
-        } else {
-            self.public = std::mem::take(&mut self.public).route(path, handler);
-        }
     }
 }
 

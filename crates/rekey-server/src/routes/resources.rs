@@ -65,6 +65,7 @@ async fn create(
     let id = resource_id(provider, &sub, &group, &name)?;
     let started = OffsetDateTime::now_utc();
     let spec = m.parse_create(&json_body(&body)?)?;
+    spec.upstream()?;
     let all: Vec<&'static Slot> = provider.slots.iter().collect();
     let lro = m.answers().create == Answer::AsyncOperation;
     let operation = lro.then(|| Operation::succeeded(&id, &spec.location, started));
@@ -117,6 +118,7 @@ async fn update(
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     let spec = m.parse_patch(&current.spec, &body)?;
+    spec.upstream()?;
     let resource = state
         .store
         .update_resource(&id, &spec)
@@ -190,7 +192,27 @@ async fn key_view(
         .keys(&id)
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    Ok(Json(m.render_key_view(view.action, &resource, &keys, &state.ctx)).into_response())
+    let mut body = m.render_key_view(view.action, &resource, &keys, &state.ctx);
+    if view.action == "listKeys" {
+        // rekey extension: when each slot's key was last accepted, so an operator can see which key
+        // is still in use before rotating it. Clients that do not know the field ignore it.
+        let last_used: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|k| (k.slot.name.to_string(), k.last_used.map(rfc3339).into()))
+            .collect();
+        if let Some(object) = body.as_object_mut() {
+            object.insert(LAST_USED_FIELD.into(), last_used.into());
+        }
+    }
+    Ok(Json(body).into_response())
+}
+
+/// The `listKeys` extension field with each slot's last data-plane use.
+pub const LAST_USED_FIELD: &str = "x-rekey-lastUsed";
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("an OffsetDateTime always formats as RFC 3339")
 }
 
 async fn regenerate(
@@ -303,10 +325,6 @@ async fn operation_status(
     if results {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let rfc3339 = |t: OffsetDateTime| {
-        t.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default()
-    };
     Ok(Json(serde_json::json!({
         "id": format!("/subscriptions/{}/providers/{}/locations/{}/operationsStatus/{}", op.subscription, op.namespace, location_slug(&op.location), op.id),
         "name": op.id.to_string(),

@@ -17,6 +17,7 @@ pub struct TestServer {
     child: Child,
     pub client: reqwest::Client,
     log_level: String,
+    env: Vec<(String, String)>,
 }
 
 fn wait_for_listen_line(log: &Path, skip: usize) -> String {
@@ -44,8 +45,17 @@ impl TestServer {
     }
 
     pub async fn start_with_log_level(level: &str) -> Self {
+        Self::start_with(level, &[]).await
+    }
+
+    /// Starts with extra environment variables (rekeyd's settings).
+    pub async fn start_with(level: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (child, base) = spawn(dir.path(), level);
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, base) = spawn(dir.path(), level, &env);
         let boot: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join("data/bootstrap.json")).unwrap(),
         )
@@ -58,6 +68,7 @@ impl TestServer {
             child,
             client: reqwest::Client::new(),
             log_level: level.to_string(),
+            env,
         }
     }
 
@@ -73,7 +84,7 @@ impl TestServer {
     pub fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let (child, base) = spawn(self.dir.path(), &self.log_level);
+        let (child, base) = spawn(self.dir.path(), &self.log_level, &self.env);
         self.child = child;
         self.base = base;
     }
@@ -171,7 +182,7 @@ impl TestServer {
     }
 }
 
-fn spawn(root: &Path, level: &str) -> (Child, String) {
+fn spawn(root: &Path, level: &str, env: &[(String, String)]) -> (Child, String) {
     let log_path = root.join("rekeyd.log");
     let skip = std::fs::metadata(&log_path)
         .map(|m| m.len() as usize)
@@ -189,6 +200,7 @@ fn spawn(root: &Path, level: &str) -> (Child, String) {
         .env("RUST_LOG", level)
         .env_remove("REKEY_MASTER_KEY")
         .env_remove("REKEY_DATABASE_URL")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

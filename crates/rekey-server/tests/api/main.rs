@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod dataplane;
 mod durability;
 mod errors;
 mod keys;

@@ -1,0 +1,174 @@
+//! Owns the data plane's in-memory key index: every live key's keyed digest mapped to its resource
+//! and slot, so a presented key is found in O(1) without touching the store, plus per-resource facts
+//! the data plane needs (key auth on/off, upstream, Cosmos signing keys). It follows the store's
+//! change feed: writers call [`KeyIndex::catch_up`] before they answer, so a regenerated key is gone
+//! from the index before the regeneration is acknowledged; a background task catches up every second
+//! as a safety net.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine as _;
+use rekey_core::providers::Slot;
+use rekey_core::secret::constant_time_eq;
+use rekey_core::Provider;
+use rekey_store::{IndexedResource, Store, StoreError};
+use ring::hmac;
+use uuid::Uuid;
+
+/// One slot of an indexed resource.
+pub struct EntrySlot {
+    pub slot: &'static Slot,
+    pub generation: i64,
+    pub digest: [u8; 32],
+    /// The HMAC key clients sign with, for types that sign requests (Cosmos DB).
+    pub signing_key: Option<hmac::Key>,
+}
+
+/// What the data plane knows about one resource.
+pub struct Entry {
+    pub internal_id: Uuid,
+    pub resource_id: String,
+    pub name: String,
+    pub location: String,
+    pub provider: &'static Provider,
+    pub key_auth_enabled: bool,
+    pub upstream: Option<String>,
+    pub slots: Vec<EntrySlot>,
+}
+
+#[derive(Default)]
+struct Maps {
+    by_digest: HashMap<[u8; 32], (Uuid, usize)>,
+    resources: HashMap<Uuid, Arc<Entry>>,
+}
+
+impl Maps {
+    fn remove(&mut self, id: &Uuid) {
+        if let Some(old) = self.resources.remove(id) {
+            for s in &old.slots {
+                self.by_digest.remove(&s.digest);
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        for (i, s) in entry.slots.iter().enumerate() {
+            self.by_digest.insert(s.digest, (entry.internal_id, i));
+        }
+        self.resources.insert(entry.internal_id, Arc::new(entry));
+    }
+}
+
+fn entry_of(indexed: IndexedResource) -> Entry {
+    let r = indexed.resource;
+    let slots = indexed
+        .slots
+        .into_iter()
+        .map(|s| EntrySlot {
+            slot: s.slot,
+            generation: s.generation,
+            digest: s.digest,
+            signing_key: s.secret.and_then(|secret| {
+                let bytes = zeroize::Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(secret.expose())
+                        .ok()?,
+                );
+                Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+            }),
+        })
+        .collect();
+    Entry {
+        internal_id: r.internal_id,
+        resource_id: r.id.to_string(),
+        name: r.id.name.to_string(),
+        location: r.spec.location.clone(),
+        provider: r.id.provider,
+        key_auth_enabled: r.spec.key_auth_enabled(),
+        upstream: r.spec.upstream().ok().flatten(),
+        slots,
+    }
+}
+
+/// A key found in the index.
+pub struct Found {
+    pub entry: Arc<Entry>,
+    pub slot: usize,
+}
+
+pub struct KeyIndex {
+    store: Arc<dyn Store>,
+    maps: RwLock<Maps>,
+    /// The last change-feed sequence number applied; the lock also serializes catch-ups.
+    applied: tokio::sync::Mutex<i64>,
+}
+
+impl KeyIndex {
+    /// Loads every resource. The feed position is read first, so changes made during the load are
+    /// applied again by the next catch-up (reloading is idempotent).
+    pub async fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let latest = store.latest_change().await?;
+        let mut maps = Maps::default();
+        for indexed in store.index_entries(None).await? {
+            maps.insert(entry_of(indexed));
+        }
+        Ok(Self {
+            store,
+            maps: RwLock::new(maps),
+            applied: tokio::sync::Mutex::new(latest),
+        })
+    }
+
+    /// Applies every change committed since the last catch-up.
+    pub async fn catch_up(&self) -> Result<(), StoreError> {
+        let mut applied = self.applied.lock().await;
+        let (latest, changed) = self.store.changes_since(*applied).await?;
+        if changed.is_empty() {
+            *applied = latest;
+            return Ok(());
+        }
+        let fresh = self.store.index_entries(Some(&changed)).await?;
+        let mut maps = self
+            .maps
+            .write()
+            .expect("index lock is never poisoned: no panics under it");
+        for id in &changed {
+            maps.remove(id);
+        }
+        for indexed in fresh {
+            maps.insert(entry_of(indexed));
+        }
+        *applied = latest;
+        Ok(())
+    }
+
+    pub fn resource(&self, id: &Uuid) -> Option<Arc<Entry>> {
+        self.maps
+            .read()
+            .expect("index lock is never poisoned")
+            .resources
+            .get(id)
+            .cloned()
+    }
+
+    /// The resource and slot whose current key digests to `digest`, compared in constant time.
+    pub fn find(&self, digest: &[u8; 32]) -> Option<Found> {
+        let maps = self.maps.read().expect("index lock is never poisoned");
+        let (id, slot) = maps.by_digest.get(digest)?;
+        let entry = maps.resources.get(id)?.clone();
+        constant_time_eq(&entry.slots[*slot].digest, digest).then_some(Found { entry, slot: *slot })
+    }
+
+    pub fn len(&self) -> usize {
+        self.maps
+            .read()
+            .expect("index lock is never poisoned")
+            .by_digest
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

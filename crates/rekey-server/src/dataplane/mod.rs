@@ -1,0 +1,272 @@
+//! The data plane: every call to a resource's endpoint (`/data/{internal id}/…`) is checked against
+//! the resource's live keys with the type's scheme (`Ocp-Apim-Subscription-Key`,
+//! `x-ms-quantum-api-key`, or Cosmos DB's signed `Authorization`), then forwarded to the resource's
+//! upstream or answered by rekeyd itself; and `POST /verify` for applications that check keys
+//! themselves. Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store.
+
+pub mod cosmos;
+pub mod gateway;
+pub mod index;
+pub mod throttle;
+pub mod usage;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rekey_core::cosmos_auth;
+use rekey_core::Provider;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use index::{Entry, KeyIndex};
+
+/// The data plane's shared parts.
+pub struct DataPlane {
+    pub index: KeyIndex,
+    pub usage: Arc<usage::Usage>,
+    pub throttle: throttle::Throttle,
+    pub client: gateway::HttpClient,
+}
+
+/// Why a data-plane call was refused; rendered in the resource type's own error shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    InvalidKey,
+    StaleDate,
+    Disabled,
+    ReadOnly,
+    Throttled(u64),
+    UpstreamFailed,
+}
+
+fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
+    let cosmos = provider.is_some_and(|p| p.signs_requests);
+    let (status, code, message) = match refusal {
+        Refusal::InvalidKey if cosmos => (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "The input authorization token can't serve the request. The wrong key is being used or the expected payload is not built as per the protocol.",
+        ),
+        Refusal::InvalidKey => (
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
+        ),
+        Refusal::StaleDate => (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "The authorization token is not valid at the current time: x-ms-date must be within 15 minutes of the server's time.",
+        ),
+        Refusal::Disabled => (
+            StatusCode::FORBIDDEN,
+            "AuthenticationTypeDisabled",
+            "Key based authentication is disabled for this resource.",
+        ),
+        Refusal::ReadOnly => (
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "A read-only key can serve only reads (GET, HEAD and queries); this request writes.",
+        ),
+        Refusal::Throttled(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many failed key checks from this address; retry after the time in Retry-After.",
+        ),
+        Refusal::UpstreamFailed => (StatusCode::BAD_GATEWAY, "BadGateway", "The resource's upstream did not answer."),
+    };
+    let body = if cosmos {
+        json!({ "code": code, "message": message })
+    } else {
+        json!({ "error": { "code": code, "message": message } })
+    };
+    let mut response = (status, Json(body)).into_response();
+    if let Refusal::Throttled(seconds) = refusal {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from(seconds));
+    }
+    response
+}
+
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The slot a key-header type's presented key opens on `entry`, if any.
+fn header_key_slot(
+    dp: &DataPlane,
+    state: &AppState,
+    entry: &Entry,
+    request: &Request,
+) -> Option<usize> {
+    let header = entry.provider.key_header?;
+    let presented = request.headers().get(header)?.to_str().ok()?;
+    // A malformed key is refused before any lookup.
+    entry.provider.key_format.check(presented).ok()?;
+    let found = dp.index.find(&state.store.key_digest(presented))?;
+    (found.entry.internal_id == entry.internal_id).then_some(found.slot)
+}
+
+fn is_cosmos_query(request: &Request) -> bool {
+    let headers = request.headers();
+    let is_query = headers
+        .get("x-ms-documentdb-isquery")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let query_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/query+json"));
+    is_query || query_type
+}
+
+/// `ANY /data/{id}` and `ANY /data/{id}/{*rest}`.
+pub async fn handle(
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    let dp = &state.dataplane;
+    let ip = client_ip(&request);
+    if let Some(seconds) = dp.throttle.blocked(ip) {
+        return refuse(None, Refusal::Throttled(seconds));
+    }
+    let entry = params
+        .get("resourceId")
+        .and_then(|id| Uuid::try_parse(id).ok())
+        .and_then(|id| dp.index.resource(&id));
+    let Some(entry) = entry else {
+        dp.throttle.failed(ip);
+        return ApiError::NotFound {
+            code: "ResourceNotFound",
+            message: "No rekey resource is served at this endpoint.".into(),
+        }
+        .into_response();
+    };
+    let provider = entry.provider;
+    let rest = params.get("path").map(String::as_str).unwrap_or("");
+    let method = request.method().as_str().to_string();
+
+    let slot = if provider.signs_requests {
+        cosmos::signing_slot(
+            &entry,
+            &method,
+            rest,
+            request.headers(),
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(|r| match r {
+            cosmos::CosmosRefusal::BadSignature => Refusal::InvalidKey,
+            cosmos::CosmosRefusal::StaleDate => Refusal::StaleDate,
+        })
+    } else {
+        header_key_slot(dp, &state, &entry, &request).ok_or(Refusal::InvalidKey)
+    };
+    let slot = match slot {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            dp.throttle.failed(ip);
+            return refuse(Some(provider), refusal);
+        }
+    };
+    if !entry.key_auth_enabled {
+        return refuse(Some(provider), Refusal::Disabled);
+    }
+    let slot = &entry.slots[slot];
+    if slot.slot.read_only && !cosmos_auth::is_read(&method, is_cosmos_query(&request)) {
+        return refuse(Some(provider), Refusal::ReadOnly);
+    }
+    dp.usage
+        .record(entry.internal_id, slot.slot.name, slot.generation);
+
+    let access = if slot.slot.read_only {
+        "readOnly"
+    } else {
+        "readWrite"
+    };
+    if let Some(upstream) = &entry.upstream {
+        let strip: &[&str] = match provider.key_header {
+            Some(h) => &[h][..],
+            None => &["authorization"],
+        };
+        let query = request.uri().query().map(str::to_string);
+        let forward = gateway::Forward {
+            upstream,
+            rest,
+            query: query.as_deref(),
+            strip,
+            key_name: slot.slot.name,
+            resource_id: &entry.resource_id,
+        };
+        return match gateway::forward(&dp.client, forward, request).await {
+            Some(response) => response,
+            None => refuse(Some(provider), Refusal::UpstreamFailed),
+        };
+    }
+    let who = json!({
+        "authenticated": true,
+        "resourceId": entry.resource_id,
+        "keyName": slot.slot.name,
+        "access": access,
+        "method": method,
+        "path": format!("/{rest}"),
+    });
+    if provider.signs_requests && rest.trim_matches('/').is_empty() && method == "GET" {
+        let endpoint = format!(
+            "{}/data/{}/",
+            state.ctx.public_url,
+            entry.internal_id.simple()
+        );
+        return Json(cosmos::account_document(&entry, &endpoint, who)).into_response();
+    }
+    Json(who).into_response()
+}
+
+/// `POST /verify` `{"key":"…"}`: whether the key opens a resource now, and which slot it is.
+pub async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let body: Value = crate::routes::json_body(&body)?;
+    let key = body.get("key").and_then(Value::as_str).ok_or_else(|| {
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            "The request content needs a string property 'key'.",
+        )
+    })?;
+    let dp = &state.dataplane;
+    let well_formed = rekey_core::CATALOGUE
+        .iter()
+        .any(|p| p.key_format.check(key).is_ok());
+    let found = well_formed
+        .then(|| dp.index.find(&state.store.key_digest(key)))
+        .flatten();
+    let answer = match found {
+        Some(found)
+            if found.entry.key_auth_enabled
+                && found.entry.provider.key_format.check(key).is_ok() =>
+        {
+            let slot = &found.entry.slots[found.slot];
+            dp.usage
+                .record(found.entry.internal_id, slot.slot.name, slot.generation);
+            json!({
+                "valid": true,
+                "resourceId": found.entry.resource_id,
+                "keyName": slot.slot.name,
+                "access": if slot.slot.read_only { "readOnly" } else { "readWrite" },
+            })
+        }
+        _ => json!({ "valid": false }),
+    };
+    Ok(Json(answer).into_response())
+}
