@@ -35,7 +35,8 @@ const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-req
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
 
 /// Every response carries `x-ms-request-id`, echoes `x-ms-correlation-request-id` (a new one if the
-/// client sent none) and `x-ms-client-request-id`. One log line per request, with no headers.
+/// client sent none) and `x-ms-client-request-id`. One log line per request, with no headers or
+/// bodies.
 async fn request_ids(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = Uuid::new_v4().to_string();
@@ -64,14 +65,14 @@ async fn request_ids(request: Request, next: Next) -> Response {
     if let Some(id) = client_id {
         headers.insert(CLIENT_REQUEST_ID, id);
     }
-    tracing::info!(
-        request_id,
-        %method,
-        path,
-        status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Data-plane calls are the high-volume path: logged at debug, management calls at info.
+    if path.starts_with("/data/") {
+        tracing::debug!(request_id, %method, path, status, elapsed_ms, "data-plane request");
+    } else {
+        tracing::info!(request_id, %method, path, status, elapsed_ms, "request");
+    }
     response
 }
 
