@@ -3,6 +3,7 @@
 //! domain records of `rekey-core`. Field names follow Azure's REST specifications exactly.
 
 pub mod arm;
+pub mod authorization;
 pub mod cognitive_services;
 pub mod cosmos_db;
 pub mod mapping;

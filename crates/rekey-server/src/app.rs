@@ -30,6 +30,10 @@ pub struct AppState {
     pub dataplane: Arc<DataPlane>,
 }
 
+/// The request's `x-ms-request-id`, for handlers and audit records.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
@@ -37,7 +41,7 @@ const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-reque
 /// Every response carries `x-ms-request-id`, echoes `x-ms-correlation-request-id` (a new one if the
 /// client sent none) and `x-ms-client-request-id`. One log line per request, with no headers or
 /// bodies.
-async fn request_ids(request: Request, next: Next) -> Response {
+async fn request_ids(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = Uuid::new_v4().to_string();
     let correlation = request
@@ -55,6 +59,9 @@ async fn request_ids(request: Request, next: Next) -> Response {
         .cloned();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
@@ -127,6 +134,7 @@ pub fn route_table() -> RouteTable {
     routes::subscriptions::register(&mut table);
     routes::resource_groups::register(&mut table);
     routes::resources::register(&mut table);
+    routes::access::register(&mut table);
     table.route(
         Method::POST,
         "/verify",

@@ -1,4 +1,5 @@
-//! Owns management authentication: a bearer token is digested and looked up as a principal. A
+//! Owns management authentication: a bearer token is digested and looked up as a principal, which
+//! must be neither expired nor revoked (checked on every call, so revocation is immediate). A
 //! missing or unknown token is answered 401 with ARM's codes and a `WWW-Authenticate` challenge; the
 //! token itself is never logged or echoed.
 
@@ -7,9 +8,13 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rekey_store::crypto::token_digest;
-use rekey_store::Principal;
 
-use crate::app::AppState;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+
+use crate::app::{AppState, RequestId};
+use crate::authz::Caller;
 use crate::error::ApiError;
 
 fn challenge(state: &AppState, description: &str) -> String {
@@ -50,12 +55,39 @@ pub async fn require_principal(
             }
         },
     };
+    let now = time::OffsetDateTime::now_utc();
     match state.store.principal_by_token(&token_digest(token)).await {
-        Ok(Some(principal)) => {
-            request.extensions_mut().insert::<Principal>(principal);
+        Ok(Some(principal)) if principal.active(now) => {
+            let assignments = match state.store.assignments_of(&principal.id).await {
+                Ok(a) => a,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            let request_id = request
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default();
+            let source = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            request.extensions_mut().insert(Caller {
+                principal,
+                assignments,
+                request_id,
+                source,
+            });
             next.run(request).await
         }
-        Ok(None) => ApiError::Unauthenticated {
+        Ok(Some(principal)) if principal.revoked_at.is_none() => ApiError::Unauthenticated {
+            code: "ExpiredAuthenticationToken",
+            message: "The access token expiry UTC time is earlier than the current UTC time."
+                .into(),
+            challenge: challenge(&state, "The access token has expired."),
+        }
+        .into_response(),
+        Ok(_) => ApiError::Unauthenticated {
             code: "InvalidAuthenticationToken",
             message: "The access token is invalid.".into(),
             challenge: challenge(&state, "The access token is invalid."),

@@ -11,6 +11,10 @@ use rekey_store::StoreError;
 
 #[derive(Debug)]
 pub enum ApiError {
+    Conflict {
+        code: &'static str,
+        message: String,
+    },
     /// 400 with an ARM code.
     BadRequest {
         code: &'static str,
@@ -52,6 +56,7 @@ impl ApiError {
             }
             ApiError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message),
             ApiError::NotFound { code, message } => (StatusCode::NOT_FOUND, code, message),
+            ApiError::Conflict { code, message } => (StatusCode::CONFLICT, code, message),
             ApiError::MethodNotAllowed(message) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
             }

@@ -3,6 +3,7 @@
 //! `rekey-core` records. Every key change is one transaction that also appends to the change feed,
 //! and a call returns only after its commit.
 
+pub mod audit;
 pub mod crypto;
 mod sqlite;
 
@@ -15,6 +16,7 @@ use rekey_core::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use audit::{AuditEntry, AuditRecord, ChainCheck};
 pub use crypto::{MasterKey, Sealer};
 pub use sqlite::SqliteStore;
 
@@ -38,12 +40,35 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Someone who may call the management API.
+/// Someone who may call the management API: a service token.
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub id: Uuid,
     pub display_name: String,
+    /// The bootstrap owner: Owner of every scope.
     pub is_owner: bool,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+    pub created_by: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+impl Principal {
+    /// Whether the token still opens the API at `now`.
+    pub fn active(&self, now: OffsetDateTime) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|t| now < t)
+    }
+}
+
+/// A role assignment in Azure's shape: `principal` holds `role_id` over `scope`.
+#[derive(Debug, Clone)]
+pub struct RoleAssignment {
+    pub id: Uuid,
+    pub scope: String,
+    pub role_id: Uuid,
+    pub principal_id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
 }
 
 /// What the first start creates: the tenant, the default subscription and the owner principal.
@@ -132,7 +157,43 @@ pub trait Store: Send + Sync + 'static {
         token_digest: [u8; 32],
     ) -> Result<(BootstrapRecord, bool)>;
 
+    /// The principal whose token digests to `token_digest`, active or not.
     async fn principal_by_token(&self, token_digest: &[u8; 32]) -> Result<Option<Principal>>;
+    async fn principal(&self, id: &Uuid) -> Result<Option<Principal>>;
+    async fn create_principal(
+        &self,
+        principal: &Principal,
+        token_digest: [u8; 32],
+        audit: &AuditRecord,
+    ) -> Result<()>;
+    async fn list_principals(&self) -> Result<Vec<Principal>>;
+    /// Revokes at once; false if there is no such principal.
+    async fn revoke_principal(&self, id: &Uuid, audit: &AuditRecord) -> Result<bool>;
+
+    async fn put_assignment(
+        &self,
+        assignment: &RoleAssignment,
+        audit: &AuditRecord,
+    ) -> Result<Written>;
+    async fn assignment(&self, id: &Uuid) -> Result<Option<RoleAssignment>>;
+    async fn delete_assignment(
+        &self,
+        id: &Uuid,
+        audit: &AuditRecord,
+    ) -> Result<Option<RoleAssignment>>;
+    async fn assignments_of(&self, principal: &Uuid) -> Result<Vec<RoleAssignment>>;
+    async fn list_assignments(&self) -> Result<Vec<RoleAssignment>>;
+
+    /// Appends a record that describes no stored change (a key read, a refusal).
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()>;
+    /// Records of one subscription at or after `since`, oldest first.
+    async fn audit_records(
+        &self,
+        subscription: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<AuditEntry>>;
+    /// Recomputes the whole chain.
+    async fn verify_audit_chain(&self) -> Result<ChainCheck>;
 
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>>;
     async fn subscription(&self, id: &SubscriptionId) -> Result<Subscription>;
@@ -140,13 +201,23 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &SubscriptionId,
         display_name: &str,
+        audit: &AuditRecord,
     ) -> Result<(Subscription, Written)>;
 
-    async fn put_group(&self, group: &ResourceGroup) -> Result<(ResourceGroup, Written)>;
+    async fn put_group(
+        &self,
+        group: &ResourceGroup,
+        audit: &AuditRecord,
+    ) -> Result<(ResourceGroup, Written)>;
     async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup>;
     async fn list_groups(&self, sub: &SubscriptionId) -> Result<Vec<ResourceGroup>>;
     /// Deletes the group, its resources and their keys; false if it did not exist.
-    async fn delete_group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<bool>;
+    async fn delete_group(
+        &self,
+        sub: &SubscriptionId,
+        name: &ResourceGroupName,
+        audit: &AuditRecord,
+    ) -> Result<bool>;
 
     /// Creates the resource with `initial_keys` (one per slot), or replaces an existing one's spec,
     /// keeping its keys.
@@ -156,8 +227,14 @@ pub trait Store: Send + Sync + 'static {
         spec: &ResourceSpec,
         initial_keys: Vec<(&'static Slot, Secret)>,
         operation: Option<&Operation>,
+        audit: &AuditRecord,
     ) -> Result<(Resource, Written)>;
-    async fn update_resource(&self, id: &ResourceId, spec: &ResourceSpec) -> Result<Resource>;
+    async fn update_resource(
+        &self,
+        id: &ResourceId,
+        spec: &ResourceSpec,
+        audit: &AuditRecord,
+    ) -> Result<Resource>;
     async fn resource(&self, id: &ResourceId) -> Result<Resource>;
     async fn list_resources(
         &self,
@@ -166,8 +243,12 @@ pub trait Store: Send + Sync + 'static {
         provider: &'static Provider,
     ) -> Result<Vec<Resource>>;
     /// false if it did not exist (and then no operation is recorded).
-    async fn delete_resource(&self, id: &ResourceId, operation: Option<&Operation>)
-        -> Result<bool>;
+    async fn delete_resource(
+        &self,
+        id: &ResourceId,
+        operation: Option<&Operation>,
+        audit: &AuditRecord,
+    ) -> Result<bool>;
 
     async fn keys(&self, id: &ResourceId) -> Result<(Resource, Vec<KeySlotState>)>;
     /// Replaces the named slots' keys in one transaction; returns every slot as committed.
@@ -176,6 +257,7 @@ pub trait Store: Send + Sync + 'static {
         id: &ResourceId,
         new_keys: Vec<(&'static Slot, Secret)>,
         operation: Option<&Operation>,
+        audit: &AuditRecord,
     ) -> Result<(Resource, Vec<KeySlotState>)>;
 
     /// The keyed digest under which a presented key would be indexed.

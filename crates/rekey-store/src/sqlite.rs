@@ -20,10 +20,11 @@ use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::{chain_hash, AuditEntry, AuditRecord, ChainCheck};
 use crate::crypto::Sealer;
 use crate::{
-    BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result, Store,
-    StoreError, Written,
+    BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
+    RoleAssignment, Store, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -228,6 +229,76 @@ impl SqliteStore {
         Ok(out)
     }
 
+    async fn write_audit(conn: &mut SqliteConnection, r: &AuditRecord) -> Result<()> {
+        let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+        let (seq, prev) = match last {
+            Some(row) => (row.get::<i64, _>("seq") + 1, row.get::<Vec<u8>, _>("hash")),
+            None => (1, vec![0u8; 32]),
+        };
+        let at = to_micros(r.at);
+        let hash = chain_hash(&prev, seq, at, r);
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, principal_id, action, scope, subscription_id, source, request_id, result, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(at)
+        .bind(&r.principal_id)
+        .bind(&r.action)
+        .bind(&r.scope)
+        .bind(r.subscription())
+        .bind(&r.source)
+        .bind(&r.request_id)
+        .bind(&r.result)
+        .bind(&prev)
+        .bind(&hash[..])
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    fn audit_row(row: &SqliteRow) -> AuditEntry {
+        AuditEntry {
+            seq: row.get("seq"),
+            record: AuditRecord {
+                at: from_micros(row.get("at")),
+                principal_id: row.get("principal_id"),
+                action: row.get("action"),
+                scope: row.get("scope"),
+                source: row.get("source"),
+                request_id: row.get("request_id"),
+                result: row.get("result"),
+            },
+            prev_hash: row.get("prev_hash"),
+            hash: row.get("hash"),
+        }
+    }
+
+    fn principal_row(row: &SqliteRow) -> Result<Principal> {
+        Ok(Principal {
+            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
+            display_name: row.get("display_name"),
+            is_owner: row.get::<i64, _>("is_owner") != 0,
+            expires_at: row.get::<Option<i64>, _>("expires_at").map(from_micros),
+            revoked_at: row.get::<Option<i64>, _>("revoked_at").map(from_micros),
+            created_by: row.get("created_by"),
+            created_at: from_micros(row.get("created_at")),
+        })
+    }
+
+    fn assignment_row(row: &SqliteRow) -> Result<RoleAssignment> {
+        Ok(RoleAssignment {
+            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
+            scope: row.get("scope"),
+            role_id: Uuid::parse_str(row.get::<&str, _>("role_id")).map_err(corrupt)?,
+            principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id")).map_err(corrupt)?,
+            created_at: from_micros(row.get("created_at")),
+            created_by: row.get("created_by"),
+        })
+    }
+
     async fn record_operation(conn: &mut SqliteConnection, op: Option<&Operation>) -> Result<()> {
         let Some(op) = op else { return Ok(()) };
         sqlx::query(
@@ -328,19 +399,200 @@ impl Store for SqliteStore {
     }
 
     async fn principal_by_token(&self, token_digest: &[u8; 32]) -> Result<Option<Principal>> {
-        let row =
-            sqlx::query("SELECT id, display_name, is_owner FROM principals WHERE token_digest = ?")
-                .bind(&token_digest[..])
-                .fetch_optional(&self.reader)
-                .await?;
-        row.map(|row| {
-            Ok(Principal {
-                id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
-                display_name: row.get("display_name"),
-                is_owner: row.get::<i64, _>("is_owner") != 0,
-            })
+        let row = sqlx::query("SELECT * FROM principals WHERE token_digest = ?")
+            .bind(&token_digest[..])
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Self::principal_row(&r)).transpose()
+    }
+
+    async fn principal(&self, id: &Uuid) -> Result<Option<Principal>> {
+        let row = sqlx::query("SELECT * FROM principals WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Self::principal_row(&r)).transpose()
+    }
+
+    async fn create_principal(
+        &self,
+        p: &Principal,
+        token_digest: [u8; 32],
+        audit: &AuditRecord,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO principals (id, display_name, token_digest, is_owner, created_at, expires_at, revoked_at, created_by)
+             VALUES (?, ?, ?, 0, ?, ?, NULL, ?)",
+        )
+        .bind(p.id.to_string())
+        .bind(&p.display_name)
+        .bind(&token_digest[..])
+        .bind(to_micros(p.created_at))
+        .bind(p.expires_at.map(to_micros))
+        .bind(&p.created_by)
+        .execute(&mut *tx)
+        .await?;
+        Self::write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_principals(&self) -> Result<Vec<Principal>> {
+        let rows = sqlx::query("SELECT * FROM principals ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(Self::principal_row).collect()
+    }
+
+    async fn revoke_principal(&self, id: &Uuid, audit: &AuditRecord) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let changed =
+            sqlx::query("UPDATE principals SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now_micros())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let exists = sqlx::query("SELECT 1 FROM principals WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if changed > 0 {
+            Self::write_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(exists)
+    }
+
+    async fn put_assignment(&self, a: &RoleAssignment, audit: &AuditRecord) -> Result<Written> {
+        let mut tx = self.writer.begin().await?;
+        let existed = sqlx::query("DELETE FROM role_assignments WHERE id = ?")
+            .bind(a.id.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        sqlx::query(
+            "INSERT INTO role_assignments (id, scope, scope_key, role_id, principal_id, created_at, created_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(a.id.to_string())
+        .bind(&a.scope)
+        .bind(a.scope.to_lowercase())
+        .bind(a.role_id.to_string())
+        .bind(a.principal_id.to_string())
+        .bind(to_micros(a.created_at))
+        .bind(&a.created_by)
+        .execute(&mut *tx)
+        .await?;
+        Self::write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(if existed {
+            Written::Updated
+        } else {
+            Written::Created
         })
-        .transpose()
+    }
+
+    async fn assignment(&self, id: &Uuid) -> Result<Option<RoleAssignment>> {
+        let row = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Self::assignment_row(&r)).transpose()
+    }
+
+    async fn delete_assignment(
+        &self,
+        id: &Uuid,
+        audit: &AuditRecord,
+    ) -> Result<Option<RoleAssignment>> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let found = Self::assignment_row(&row)?;
+        sqlx::query("DELETE FROM role_assignments WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Self::write_audit(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(Some(found))
+    }
+
+    async fn assignments_of(&self, principal: &Uuid) -> Result<Vec<RoleAssignment>> {
+        let rows = sqlx::query("SELECT * FROM role_assignments WHERE principal_id = ?")
+            .bind(principal.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(Self::assignment_row).collect()
+    }
+
+    async fn list_assignments(&self) -> Result<Vec<RoleAssignment>> {
+        let rows = sqlx::query("SELECT * FROM role_assignments ORDER BY created_at, id")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(Self::assignment_row).collect()
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        Self::write_audit(&mut tx, record).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_records(
+        &self,
+        subscription: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE subscription_id = ? AND at >= ? ORDER BY seq",
+        )
+        .bind(subscription.to_ascii_lowercase())
+        .bind(to_micros(since))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(Self::audit_row).collect())
+    }
+
+    async fn verify_audit_chain(&self) -> Result<ChainCheck> {
+        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq")
+            .fetch_all(&self.reader)
+            .await?;
+        let mut prev = vec![0u8; 32];
+        for (n, row) in rows.iter().enumerate() {
+            let expected_seq = n as i64 + 1;
+            let entry = Self::audit_row(row);
+            let broken = |reason: &str| ChainCheck::Broken {
+                seq: entry.seq,
+                records_before: n as u64,
+                reason: reason.to_string(),
+            };
+            if entry.seq != expected_seq {
+                return Ok(broken("a record before this one is missing"));
+            }
+            if entry.prev_hash != prev {
+                return Ok(broken("its link to the previous record does not match"));
+            }
+            let at: i64 = row.get("at");
+            if chain_hash(&prev, entry.seq, at, &entry.record)[..] != entry.hash[..] {
+                return Ok(broken("its contents do not match its hash"));
+            }
+            prev = entry.hash.clone();
+        }
+        Ok(ChainCheck::Intact {
+            records: rows.len() as u64,
+        })
     }
 
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
@@ -363,6 +615,7 @@ impl Store for SqliteStore {
         &self,
         id: &SubscriptionId,
         display_name: &str,
+        audit: &AuditRecord,
     ) -> Result<(Subscription, Written)> {
         let mut tx = self.writer.begin().await?;
         let updated = sqlx::query("UPDATE subscriptions SET display_name = ? WHERE id = ?")
@@ -389,11 +642,16 @@ impl Store for SqliteStore {
             .fetch_one(&mut *tx)
             .await?;
         let sub = Self::subscription_row(&row)?;
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok((sub, written))
     }
 
-    async fn put_group(&self, group: &ResourceGroup) -> Result<(ResourceGroup, Written)> {
+    async fn put_group(
+        &self,
+        group: &ResourceGroup,
+        audit: &AuditRecord,
+    ) -> Result<(ResourceGroup, Written)> {
         let mut tx = self.writer.begin().await?;
         Self::require_subscription(&mut tx, &group.subscription).await?;
         let tags = serde_json::to_string(&group.tags).expect("tags serialize");
@@ -427,6 +685,7 @@ impl Store for SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
         let stored = Self::group_row(&row)?;
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok((stored, written))
     }
@@ -460,7 +719,12 @@ impl Store for SqliteStore {
         rows.iter().map(Self::group_row).collect()
     }
 
-    async fn delete_group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<bool> {
+    async fn delete_group(
+        &self,
+        sub: &SubscriptionId,
+        name: &ResourceGroupName,
+        audit: &AuditRecord,
+    ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         Self::require_subscription(&mut tx, sub).await?;
         let now = now_micros();
@@ -483,6 +747,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)
     }
@@ -493,6 +758,7 @@ impl Store for SqliteStore {
         spec: &ResourceSpec,
         initial_keys: Vec<(&'static Slot, Secret)>,
         operation: Option<&Operation>,
+        audit: &AuditRecord,
     ) -> Result<(Resource, Written)> {
         let mut tx = self.writer.begin().await?;
         let now = now_micros();
@@ -554,11 +820,17 @@ impl Store for SqliteStore {
         };
         let resource = Self::find_resource(&mut tx, id).await?;
         Self::record_operation(&mut tx, operation).await?;
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok((resource, written))
     }
 
-    async fn update_resource(&self, id: &ResourceId, spec: &ResourceSpec) -> Result<Resource> {
+    async fn update_resource(
+        &self,
+        id: &ResourceId,
+        spec: &ResourceSpec,
+        audit: &AuditRecord,
+    ) -> Result<Resource> {
         let mut tx = self.writer.begin().await?;
         let existing = Self::find_resource(&mut tx, id).await?;
         sqlx::query("UPDATE resources SET kind = ?, sku = ?, tags = ?, settings = ?, etag = ?, updated_at = ? WHERE internal_id = ?")
@@ -580,6 +852,7 @@ impl Store for SqliteStore {
         )
         .await?;
         let resource = Self::find_resource(&mut tx, id).await?;
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(resource)
     }
@@ -619,6 +892,7 @@ impl Store for SqliteStore {
         &self,
         id: &ResourceId,
         operation: Option<&Operation>,
+        audit: &AuditRecord,
     ) -> Result<bool> {
         let mut tx = self.writer.begin().await?;
         let existing = match Self::find_resource(&mut tx, id).await {
@@ -639,6 +913,7 @@ impl Store for SqliteStore {
         )
         .await?;
         Self::record_operation(&mut tx, operation).await?;
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -657,6 +932,7 @@ impl Store for SqliteStore {
         id: &ResourceId,
         new_keys: Vec<(&'static Slot, Secret)>,
         operation: Option<&Operation>,
+        audit: &AuditRecord,
     ) -> Result<(Resource, Vec<KeySlotState>)> {
         let mut tx = self.writer.begin().await?;
         let resource = Self::find_resource(&mut tx, id).await?;
@@ -691,6 +967,7 @@ impl Store for SqliteStore {
         }
         let slots = self.slots(&mut tx, &resource).await?;
         Self::record_operation(&mut tx, operation).await?;
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok((resource, slots))
     }

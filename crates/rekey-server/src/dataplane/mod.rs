@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use rekey_core::cosmos_auth;
 use rekey_core::Provider;
 use serde_json::{json, Value};
@@ -26,6 +26,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::authz::{Caller, VERIFY_ACTION};
 use crate::error::ApiError;
 use index::{Entry, KeyIndex};
 
@@ -236,7 +237,20 @@ pub async fn handle(
 }
 
 /// `POST /verify` `{"key":"…"}`: whether the key opens a resource now, and which slot it is.
-pub async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn verify(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // Verify rights at some scope are needed to call at all; a key outside the caller's scopes is
+    // answered as invalid, so the endpoint reveals nothing about resources the caller cannot see.
+    if !caller.can_anywhere(VERIFY_ACTION) {
+        return Err(state
+            .authorize(&caller, VERIFY_ACTION, "/")
+            .await
+            .err()
+            .unwrap_or(ApiError::Internal));
+    }
     let body: Value = crate::routes::json_body(&body)?;
     let key = body.get("key").and_then(Value::as_str).ok_or_else(|| {
         ApiError::bad_request(
@@ -254,7 +268,8 @@ pub async fn verify(State(state): State<AppState>, body: Bytes) -> Result<Respon
     let answer = match found {
         Some(found)
             if found.entry.key_auth_enabled
-                && found.entry.provider.key_format.check(key).is_ok() =>
+                && found.entry.provider.key_format.check(key).is_ok()
+                && caller.can(VERIFY_ACTION, &found.entry.resource_id) =>
         {
             let slot = &found.entry.slots[found.slot];
             dp.usage

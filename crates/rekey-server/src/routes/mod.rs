@@ -3,6 +3,7 @@
 //! Also the extractors every ARM handler shares (path, `api-version`, JSON body) and the path
 //! normalization that makes ARM's fixed segments case-insensitive.
 
+pub mod access;
 pub mod resource_groups;
 pub mod resources;
 pub mod subscriptions;
@@ -268,6 +269,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
 }
 
 impl ApiVersion {
+    /// From an already parsed query string.
+    pub fn from_query(query: &HashMap<String, String>) -> Self {
+        ApiVersion(query.get("api-version").cloned())
+    }
+
     /// The version as sent (empty when missing); meaningful after [`ApiVersion::check`].
     pub fn as_str(&self) -> &str {
         self.0.as_deref().unwrap_or_default()
@@ -312,7 +318,7 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
 /// leaves names (which keep their casing) alone.
 pub fn normalize_path(path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
-    // ["", "subscriptions", sub, "resourceGroups", rg, "providers", ns, type, name, action]
+    // ["", "subscriptions", sub, ("resourceGroups", rg,)? "providers", ns, type, name, action | "providers" …]
     if segments.len() < 2
         || !segments[0].is_empty()
         || !segments[1].eq_ignore_ascii_case("subscriptions")
@@ -321,61 +327,76 @@ pub fn normalize_path(path: &str) -> Option<String> {
     }
     let mut out: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
     out[1] = "subscriptions".into();
-    let mut providers_at = None;
-    if let Some(kw) = segments.get(3) {
-        if kw.eq_ignore_ascii_case("resourcegroups") {
-            // Azure's own spec spells it `resourcegroups` for group operations and `resourceGroups`
-            // below a group; the routes follow it.
-            out[3] = if segments.len() <= 5 {
-                "resourcegroups"
-            } else {
-                "resourceGroups"
+    let canon = |out: &mut Vec<String>, at: usize, words: &[&str]| {
+        if let Some(seg) = segments.get(at) {
+            if let Some(word) = words.iter().find(|w| w.eq_ignore_ascii_case(seg)) {
+                out[at] = (*word).to_string();
             }
-            .into();
-            if segments
-                .get(5)
-                .is_some_and(|s| s.eq_ignore_ascii_case("providers"))
-            {
-                providers_at = Some(5);
-            }
-        } else if kw.eq_ignore_ascii_case("providers") {
-            providers_at = Some(3);
         }
+    };
+    let mut at = 3;
+    if segments
+        .get(3)
+        .is_some_and(|s| s.eq_ignore_ascii_case("resourcegroups"))
+    {
+        // Azure's own spec spells it `resourcegroups` for group operations and `resourceGroups`
+        // below a group; the routes follow it.
+        out[3] = if segments.len() <= 5 {
+            "resourcegroups"
+        } else {
+            "resourceGroups"
+        }
+        .into();
+        at = 5;
     }
-    if let Some(at) = providers_at {
+    // Each `providers/{namespace}/{type}/…` run, including extension resources below a resource.
+    while segments
+        .get(at)
+        .is_some_and(|s| s.eq_ignore_ascii_case("providers"))
+    {
         out[at] = "providers".into();
-        if let (Some(ns), Some(ty)) = (segments.get(at + 1), segments.get(at + 2)) {
-            let namespace = rekey_core::CATALOGUE
-                .iter()
-                .find(|p| p.namespace.eq_ignore_ascii_case(ns));
-            if let (Some(p), true) = (namespace, ty.eq_ignore_ascii_case("locations")) {
-                out[at + 1] = p.namespace.into();
-                out[at + 2] = "locations".into();
-                if let Some(kind) = segments.get(at + 4) {
-                    if let Some(canonical) = resources::OPERATION_KINDS
-                        .iter()
-                        .find(|k| k.eq_ignore_ascii_case(kind))
-                    {
-                        out[at + 4] = (*canonical).into();
-                    }
-                }
-            }
-            if let Some(provider) = rekey_core::providers::lookup(ns, ty) {
-                out[at + 1] = provider.namespace.into();
-                out[at + 2] = provider.resource_type.into();
-                if let Some(action) = segments.get(at + 4) {
-                    if let Some(canonical) = resources::ACTIONS
-                        .iter()
-                        .find(|a| a.eq_ignore_ascii_case(action))
-                    {
-                        out[at + 4] = (*canonical).into();
-                    }
-                }
-            }
+        let Some(ns) = segments.get(at + 1) else {
+            break;
+        };
+        if let Some(known) = NAMESPACES.iter().find(|n| n.eq_ignore_ascii_case(ns)) {
+            out[at + 1] = (*known).to_string();
         }
+        let namespace = out[at + 1].clone();
+        let Some(ty) = segments.get(at + 2) else {
+            break;
+        };
+        if let Some(provider) = rekey_core::providers::lookup(&namespace, ty) {
+            out[at + 2] = provider.resource_type.into();
+            canon(&mut out, at + 4, resources::ACTIONS);
+            at += 4;
+            continue;
+        }
+        canon(
+            &mut out,
+            at + 2,
+            &[
+                "locations",
+                "roleAssignments",
+                "roleDefinitions",
+                "eventtypes",
+            ],
+        );
+        if out[at + 2] == "locations" {
+            canon(&mut out, at + 4, resources::OPERATION_KINDS);
+        }
+        break;
     }
     Some(out.join("/"))
 }
+
+/// Namespaces whose casing is canonicalized: the catalogue's, and those of rekey's ARM extras.
+static NAMESPACES: &[&str] = &[
+    "Microsoft.CognitiveServices",
+    "Microsoft.Quantum",
+    "Microsoft.DocumentDB",
+    "Microsoft.Authorization",
+    "Microsoft.Insights",
+];
 
 /// Applies [`normalize_path`] to a request URI, keeping its query.
 pub fn normalize_uri(uri: &Uri) -> Option<Uri> {
@@ -410,5 +431,13 @@ mod tests {
             format!("/subscriptions/{sub}/providers/Microsoft.CognitiveServices/accounts")
         );
         assert!(normalize_path("/healthz").is_none());
+        assert_eq!(
+            normalize_path(&format!("/subscriptions/{sub}/resourcegroups/rg/providers/microsoft.documentdb/databaseaccounts/a/PROVIDERS/microsoft.authorization/ROLEASSIGNMENTS/x")).unwrap(),
+            format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/a/providers/Microsoft.Authorization/roleAssignments/x")
+        );
+        assert_eq!(
+            normalize_path(&format!("/subscriptions/{sub}/providers/microsoft.documentdb/LOCATIONS/West US/operationsstatus/x")).unwrap(),
+            format!("/subscriptions/{sub}/providers/Microsoft.DocumentDB/locations/West US/operationsStatus/x")
+        );
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, head, patch, put};
-use axum::Json;
+use axum::{Extension, Json};
 use rekey_api::arm::{
     ResourceGroup as WireGroup, ResourceGroupCreate, ResourceGroupPatch, ResourceGroupProperties,
 };
@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 
 use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
+use crate::authz::Caller;
 use crate::error::ApiError;
 
 fn render(group: &ResourceGroup) -> WireGroup {
@@ -53,14 +54,24 @@ fn ids(sub: &str, group: &str) -> Result<(SubscriptionId, ResourceGroupName), Ap
     ))
 }
 
+fn scope(sub: &SubscriptionId, name: &ResourceGroupName) -> String {
+    format!("/subscriptions/{sub}/resourceGroups/{name}")
+}
+
+const READ: &str = "Microsoft.Resources/subscriptions/resourceGroups/read";
+const WRITE: &str = "Microsoft.Resources/subscriptions/resourceGroups/write";
+const DELETE: &str = "Microsoft.Resources/subscriptions/resourceGroups/delete";
+
 async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
+    let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
     let body: ResourceGroupCreate = parse(&body)?;
     if body.location.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -75,7 +86,7 @@ async fn create(
         tags: body.tags.unwrap_or_default(),
         created_at: OffsetDateTime::now_utc(),
     };
-    let (stored, written) = state.store.put_group(&group).await?;
+    let (stored, written) = state.store.put_group(&group, &audit).await?;
     let status = if written == Written::Created {
         StatusCode::CREATED
     } else {
@@ -86,51 +97,61 @@ async fn create(
 
 async fn show(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
+    state.authorize(&caller, READ, &scope(&sub, &name)).await?;
     Ok(Json(render(&state.store.group(&sub, &name).await?)).into_response())
 }
 
 async fn exists(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
+    state.authorize(&caller, READ, &scope(&sub, &name)).await?;
     state.store.group(&sub, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
+    let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
     let body: ResourceGroupPatch = parse(&body)?;
     let mut current = state.store.group(&sub, &name).await?;
     if let Some(tags) = body.tags {
         current.tags = tags;
     }
-    let (stored, _) = state.store.put_group(&current).await?;
+    let (stored, _) = state.store.put_group(&current, &audit).await?;
     Ok(Json(render(&stored)).into_response())
 }
 
 async fn remove(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
+    let audit = state
+        .authorize(&caller, DELETE, &scope(&sub, &name))
+        .await?;
     // Azure answers 202 and deletes later; rekey deletes at once, so the operation is already done.
-    if state.store.delete_group(&sub, &name).await? {
+    if state.store.delete_group(&sub, &name, &audit).await? {
         Ok(StatusCode::OK.into_response())
     } else {
         Err(ApiError::NotFound {
@@ -142,6 +163,7 @@ async fn remove(
 
 async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Response, ApiError> {
@@ -150,7 +172,13 @@ async fn list(
         .store
         .list_groups(&SubscriptionId::parse(&sub)?)
         .await?;
-    Ok(Json(List::of(groups.iter().map(render).collect())).into_response())
+    // The groups the caller has some role in, at, above or below the group.
+    let value = groups
+        .iter()
+        .filter(|g| caller.sees(&scope(&g.subscription, &g.name)))
+        .map(render)
+        .collect();
+    Ok(Json(List::of(value)).into_response())
 }
 
 pub fn register(table: &mut RouteTable) {

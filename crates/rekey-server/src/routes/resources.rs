@@ -7,16 +7,17 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
-use axum::Json;
+use axum::{Extension, Json};
 use rekey_api::{Answer, KeyView, List, RenderContext, WireMapping};
 use rekey_core::providers::Slot;
 use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, Secret, SubscriptionId};
-use rekey_store::{Operation, Written};
+use rekey_store::{AuditRecord, Operation, StoreError, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
+use crate::authz::Caller;
 use crate::error::ApiError;
 
 /// Action segments after a resource name, in canonical casing.
@@ -53,9 +54,23 @@ fn fresh_keys(slots: &[&'static Slot], provider: &Provider) -> Vec<(&'static Slo
         .collect()
 }
 
+/// Azure's action name for `verb` on this type: `Microsoft.CognitiveServices/accounts/read`.
+fn action(m: Mapping, verb: &str) -> String {
+    format!("{}/{verb}", m.provider().type_name())
+}
+
+/// Maps a failed store call to its ARM error, recording the failed attempt in the audit log.
+async fn failed(state: &AppState, audit: &AuditRecord, id: &ResourceId, e: StoreError) -> ApiError {
+    if let Err(audit_error) = state.store.append_audit(&audit.with_result("Failed")).await {
+        tracing::warn!(error = %audit_error, "could not record a failed call in the audit log");
+    }
+    ApiError::from_store(e, Some(id))
+}
+
 async fn create(
     m: Mapping,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
     body: Bytes,
@@ -63,17 +78,29 @@ async fn create(
     let provider = m.provider();
     version.check(provider.api_versions)?;
     let id = resource_id(provider, &sub, &group, &name)?;
+    let audit = state
+        .authorize(&caller, &action(m, "write"), &id.to_string())
+        .await?;
     let started = OffsetDateTime::now_utc();
     let spec = m.parse_create(&json_body(&body)?)?;
     spec.upstream()?;
     let all: Vec<&'static Slot> = provider.slots.iter().collect();
     let lro = m.answers().create == Answer::AsyncOperation;
     let operation = lro.then(|| Operation::succeeded(&id, &spec.location, started));
-    let (resource, written) = state
+    let stored = state
         .store
-        .put_resource(&id, &spec, fresh_keys(&all, provider), operation.as_ref())
-        .await
-        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
+        .put_resource(
+            &id,
+            &spec,
+            fresh_keys(&all, provider),
+            operation.as_ref(),
+            &audit,
+        )
+        .await;
+    let (resource, written) = match stored {
+        Ok(v) => v,
+        Err(e) => return Err(failed(&state, &audit, &id, e).await),
+    };
     let body = Json(m.render(&resource, &state.ctx));
     Ok(match operation {
         // The SDKs of such types accept only 200 here, with the operation to poll in a header.
@@ -89,11 +116,15 @@ async fn create(
 async fn show(
     m: Mapping,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
+    state
+        .authorize(&caller, &action(m, "read"), &id.to_string())
+        .await?;
     let resource = state
         .store
         .resource(&id)
@@ -105,12 +136,16 @@ async fn show(
 async fn update(
     m: Mapping,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
     body: Bytes,
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
+    let audit = state
+        .authorize(&caller, &action(m, "write"), &id.to_string())
+        .await?;
     let body = json_body(&body)?;
     let current = state
         .store
@@ -119,37 +154,42 @@ async fn update(
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     let spec = m.parse_patch(&current.spec, &body)?;
     spec.upstream()?;
-    let resource = state
-        .store
-        .update_resource(&id, &spec)
-        .await
-        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    Ok(Json(m.render(&resource, &state.ctx)).into_response())
+    match state.store.update_resource(&id, &spec, &audit).await {
+        Ok(resource) => Ok(Json(m.render(&resource, &state.ctx)).into_response()),
+        Err(e) => Err(failed(&state, &audit, &id, e).await),
+    }
 }
 
 async fn remove(
     m: Mapping,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
+    let audit = state
+        .authorize(&caller, &action(m, "delete"), &id.to_string())
+        .await?;
     let started = OffsetDateTime::now_utc();
     // The operation's location comes from the resource; a missing resource records no operation.
     let operation = match m.answers().delete {
         Answer::AsyncOperation => match state.store.resource(&id).await {
             Ok(r) => Some(Operation::succeeded(&id, &r.spec.location, started)),
-            Err(rekey_store::StoreError::ResourceNotFound(_)) => None,
+            Err(StoreError::ResourceNotFound(_)) => None,
             Err(e) => return Err(ApiError::from_store(e, Some(&id))),
         },
         _ => None,
     };
-    let deleted = state
+    let deleted = match state
         .store
-        .delete_resource(&id, operation.as_ref())
+        .delete_resource(&id, operation.as_ref(), &audit)
         .await
-        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
+    {
+        Ok(deleted) => deleted,
+        Err(e) => return Err(failed(&state, &audit, &id, e).await),
+    };
     Ok(match (deleted, operation) {
         (true, Some(op)) => {
             let headers = operation_headers(&state.ctx, &op, version.as_str(), true);
@@ -163,6 +203,7 @@ async fn remove(
 async fn list(
     m: Mapping,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     sub: String,
     group: Option<String>,
@@ -174,7 +215,13 @@ async fn list(
         .store
         .list_resources(&sub, group.as_ref(), m.provider())
         .await?;
-    let value = resources.iter().map(|r| m.render(r, &state.ctx)).collect();
+    // A list shows what the caller may read, as Azure's does.
+    let read = action(m, "read");
+    let value = resources
+        .iter()
+        .filter(|r| caller.can(&read, &r.id.to_string()))
+        .map(|r| m.render(r, &state.ctx))
+        .collect();
     Ok(Json(List::of(value)).into_response())
 }
 
@@ -182,16 +229,25 @@ async fn key_view(
     m: Mapping,
     view: &'static KeyView,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
 ) -> Result<Response, ApiError> {
     version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
-    let (resource, keys) = state
-        .store
-        .keys(&id)
-        .await
-        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
+    let audit = state
+        .authorize(
+            &caller,
+            &action(m, &format!("{}/action", view.action)),
+            &id.to_string(),
+        )
+        .await?;
+    let (resource, keys) = match state.store.keys(&id).await {
+        Ok(v) => v,
+        Err(e) => return Err(failed(&state, &audit, &id, e).await),
+    };
+    // Every key read is in the audit log before the keys leave.
+    state.audit_read(&audit).await?;
     let mut body = m.render_key_view(view.action, &resource, &keys, &state.ctx);
     if view.action == "listKeys" {
         // rekey extension: when each slot's key was last accepted, so an operator can see which key
@@ -218,6 +274,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 async fn regenerate(
     m: Mapping,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
     body: Bytes,
@@ -225,6 +282,9 @@ async fn regenerate(
     let provider = m.provider();
     version.check(provider.api_versions)?;
     let id = resource_id(provider, &sub, &group, &name)?;
+    let audit = state
+        .authorize(&caller, &action(m, "regenerateKey/action"), &id.to_string())
+        .await?;
     let started = OffsetDateTime::now_utc();
     let slots = m.parse_regenerate(&json_body(&body)?)?;
     let answer = m.answers().regenerate;
@@ -232,22 +292,29 @@ async fn regenerate(
     let operation = match answer {
         Answer::AsyncOperation => match state.store.resource(&id).await {
             Ok(r) => Some(Operation::succeeded(&id, &r.spec.location, started)),
-            Err(e) => return Err(ApiError::from_store(e, Some(&id))),
+            Err(e) => return Err(failed(&state, &audit, &id, e).await),
         },
         _ => None,
     };
     // Every answer below is sent only after the store committed the new keys.
-    let (resource, keys) = state
+    let regenerated = state
         .store
-        .regenerate(&id, fresh_keys(&slots, provider), operation.as_ref())
-        .await
-        .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-    Ok(match (answer, operation) {
-        (Answer::AsyncOperation, Some(op)) => (
-            StatusCode::ACCEPTED,
-            operation_headers(&state.ctx, &op, version.as_str(), true),
+        .regenerate(
+            &id,
+            fresh_keys(&slots, provider),
+            operation.as_ref(),
+            &audit,
         )
-            .into_response(),
+        .await;
+    let (resource, keys) = match regenerated {
+        Ok(v) => v,
+        Err(e) => return Err(failed(&state, &audit, &id, e).await),
+    };
+    Ok(match (answer, operation) {
+        (Answer::AsyncOperation, Some(op)) => {
+            let headers = operation_headers(&state.ctx, &op, version.as_str(), true);
+            (StatusCode::ACCEPTED, headers).into_response()
+        }
         (Answer::NoContent, _) => StatusCode::NO_CONTENT.into_response(),
         _ => {
             let list_keys = m.key_views()[0].action;
@@ -303,6 +370,7 @@ fn operation_headers(
 async fn operation_status(
     m: Mapping,
     state: AppState,
+    caller: Caller,
     version: ApiVersion,
     (sub, location, operation): (String, String, String),
     results: bool,
@@ -318,6 +386,8 @@ async fn operation_status(
         .store
         .operation(&sub, &id)
         .await?
+        // Whoever can reach the resource an operation changed may poll it (a Key Operator too).
+        .filter(|op| caller.sees(&op.resource_id))
         .ok_or_else(not_found)?;
     if location_slug(&location) != location_slug(&op.location) {
         return Err(not_found());
@@ -360,7 +430,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         .body(schemas.create.clone(), true)
         .response(200, "Replaced", Some(schemas.resource.clone()))
         .response(201, "Created", Some(schemas.resource.clone())),
-        put(move |State(s), v, ArmPath(p), b| create(m, s, v, p, b)),
+        put(move |State(s), Extension(c), v, ArmPath(p), b| create(m, s, c, v, p, b)),
     );
     table.route(
         Method::GET,
@@ -370,7 +440,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             "The resource",
             Some(schemas.resource.clone()),
         ),
-        get(move |State(s), v, ArmPath(p)| show(m, s, v, p)),
+        get(move |State(s), Extension(c), v, ArmPath(p)| show(m, s, c, v, p)),
     );
     table.route(
         Method::PATCH,
@@ -381,7 +451,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         )
         .body(schemas.patch.clone(), true)
         .response(200, "Updated", Some(schemas.resource.clone())),
-        patch(move |State(s), v, ArmPath(p), b| update(m, s, v, p, b)),
+        patch(move |State(s), Extension(c), v, ArmPath(p), b| update(m, s, c, v, p, b)),
     );
     table.route(
         Method::DELETE,
@@ -397,7 +467,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             None,
         )
         .response(204, "Did not exist", None),
-        delete(move |State(s), v, ArmPath(p)| remove(m, s, v, p)),
+        delete(move |State(s), Extension(c), v, ArmPath(p)| remove(m, s, c, v, p)),
     );
     table.route(
         Method::GET,
@@ -408,8 +478,8 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         )
         .response(200, "The resources", None),
         get(
-            move |State(s), v, ArmPath((sub, g)): ArmPath<(String, String)>| {
-                list(m, s, v, sub, Some(g))
+            move |State(s), Extension(c), v, ArmPath((sub, g)): ArmPath<(String, String)>| {
+                list(m, s, c, v, sub, Some(g))
             },
         ),
     );
@@ -421,7 +491,11 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             format!("Lists the {ty} of a subscription."),
         )
         .response(200, "The resources", None),
-        get(move |State(s), v, ArmPath(sub): ArmPath<String>| list(m, s, v, sub, None)),
+        get(
+            move |State(s), Extension(c), v, ArmPath(sub): ArmPath<String>| {
+                list(m, s, c, v, sub, None)
+            },
+        ),
     );
     for (view, schema) in m.key_views().iter().zip(&schemas.key_views) {
         let path = format!("{one}/{}", view.action);
@@ -436,14 +510,14 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             Method::POST,
             &path,
             op(""),
-            post(move |State(s), v, ArmPath(p)| key_view(m, view, s, v, p)),
+            post(move |State(s), Extension(c), v, ArmPath(p)| key_view(m, view, s, c, v, p)),
         );
         if view.also_get {
             table.route(
                 Method::GET,
                 &path,
                 op("Get"),
-                get(move |State(s), v, ArmPath(p)| key_view(m, view, s, v, p)),
+                get(move |State(s), Extension(c), v, ArmPath(p)| key_view(m, view, s, c, v, p)),
             );
         }
     }
@@ -462,7 +536,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             None,
         )
         .response(204, "Regenerated", None),
-        post(move |State(s), v, ArmPath(p), b| regenerate(m, s, v, p, b)),
+        post(move |State(s), Extension(c), v, ArmPath(p), b| regenerate(m, s, c, v, p, b)),
     );
     let answers = m.answers();
     if [answers.create, answers.delete, answers.regenerate].contains(&Answer::AsyncOperation) {
@@ -476,7 +550,9 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
                 "The status of a long-running operation.",
             )
             .response(200, "The operation", None),
-            get(move |State(s), v, ArmPath(p)| operation_status(m, s, v, p, false)),
+            get(move |State(s), Extension(c), v, ArmPath(p)| {
+                operation_status(m, s, c, v, p, false)
+            }),
         );
         table.route(
             Method::GET,
@@ -486,7 +562,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
                 "The result of a finished long-running operation.",
             )
             .response(204, "Finished", None),
-            get(move |State(s), v, ArmPath(p)| operation_status(m, s, v, p, true)),
+            get(move |State(s), Extension(c), v, ArmPath(p)| operation_status(m, s, c, v, p, true)),
         );
     }
     table.schemas(schemas.all);

@@ -11,10 +11,11 @@ use rekey_api::mapping::schema_of;
 use rekey_api::List;
 use rekey_core::providers::RESOURCES_API_VERSIONS;
 use rekey_core::{Subscription, SubscriptionId};
-use rekey_store::{Principal, Written};
+use rekey_store::Written;
 
 use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
+use crate::authz::Caller;
 use crate::error::ApiError;
 
 fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
@@ -35,46 +36,55 @@ fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
 
 async fn list(
     state: axum::extract::State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let subs = state.store.list_subscriptions().await?;
-    let value: Vec<_> = subs.iter().map(|s| render(&state, s)).collect();
+    // Like Azure: the subscriptions in which the caller holds some role.
+    let value: Vec<_> = subs
+        .iter()
+        .filter(|s| caller.sees(&format!("/subscriptions/{}", s.id)))
+        .map(|s| render(&state, s))
+        .collect();
     Ok(Json(List::of(value)).into_response())
 }
 
 async fn show(
     state: axum::extract::State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
-    let sub = state
-        .store
-        .subscription(&SubscriptionId::parse(&sub)?)
-        .await?;
+    let id = SubscriptionId::parse(&sub)?;
+    let scope = format!("/subscriptions/{id}");
+    if !caller.sees(&scope) {
+        state
+            .authorize(&caller, "Microsoft.Resources/subscriptions/read", &scope)
+            .await?;
+    }
+    let sub = state.store.subscription(&id).await?;
     Ok(Json(render(&state, &sub)).into_response())
 }
 
 async fn create(
     state: axum::extract::State<AppState>,
-    Extension(principal): Extension<Principal>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let id = SubscriptionId::parse(&sub)?;
-    if !principal.is_owner {
-        return Err(ApiError::Forbidden {
-            code: "AuthorizationFailed",
-            message: format!(
-                "The client '{}' with object id '{}' does not have authorization to perform action \
-                 'Microsoft.Subscription/subscriptions/write' over scope '/subscriptions/{id}'.",
-                principal.id, principal.id
-            ),
-        });
-    }
+    // Only an Owner above the subscription (the bootstrap owner) can make a new one.
+    let audit = state
+        .authorize(
+            &caller,
+            "Microsoft.Subscription/subscriptions/write",
+            &format!("/subscriptions/{id}"),
+        )
+        .await?;
     let body: SubscriptionCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
         ApiError::bad_request(
             "InvalidRequestContent",
@@ -88,7 +98,7 @@ async fn create(
             "displayName must be 1 to 64 characters.",
         ));
     }
-    let (stored, written) = state.store.put_subscription(&id, name).await?;
+    let (stored, written) = state.store.put_subscription(&id, name, &audit).await?;
     let status = if written == Written::Created {
         StatusCode::CREATED
     } else {

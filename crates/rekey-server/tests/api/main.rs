@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod access;
 mod dataplane;
 mod durability;
 mod errors;

@@ -1,0 +1,778 @@
+//! Owns access management: Azure-shaped role assignments at subscription, resource group and
+//! resource scope, the built-in role definitions, rekey's service-token extension (`/rekey/tokens`),
+//! and reading the audit log (Azure's activity-log shape, and a check of its hash chain).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Extension, Json};
+use rekey_api::authorization::{
+    AuditVerification, Permission, RoleAssignment as WireAssignment, RoleAssignmentCreate,
+    RoleAssignmentProperties, RoleDefinition, RoleDefinitionProperties, TokenCreate, TokenCreated,
+    TokenInfo,
+};
+use rekey_api::mapping::schema_of;
+use rekey_api::List;
+use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, SubscriptionId};
+use rekey_store::crypto::token_digest;
+use rekey_store::{ChainCheck, Principal, RoleAssignment, Written};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::app::AppState;
+use crate::authz::{self, Caller};
+use crate::error::ApiError;
+
+/// api-versions of `Microsoft.Authorization` that rekey accepts.
+pub static AUTHORIZATION_API_VERSIONS: &[&str] = &[
+    "2015-07-01",
+    "2018-01-01-preview",
+    "2018-07-01",
+    "2018-09-01-preview",
+    "2020-03-01-preview",
+    "2020-04-01-preview",
+    "2020-08-01-preview",
+    "2020-10-01-preview",
+    "2021-04-01-preview",
+    "2022-01-01-preview",
+    "2022-04-01",
+    "2022-05-01-preview",
+];
+
+const ASSIGNMENT_READ: &str = "Microsoft.Authorization/roleAssignments/read";
+const ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
+const ASSIGNMENT_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("an OffsetDateTime formats as RFC 3339")
+}
+
+fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(code, message)
+}
+
+/// Where an assignment route is mounted.
+#[derive(Clone, Copy)]
+enum Level {
+    Subscription,
+    Group,
+    Resource(&'static Provider),
+}
+
+/// The scope a route's path names, checked to exist.
+async fn scope_of(
+    state: &AppState,
+    level: Level,
+    p: &HashMap<String, String>,
+) -> Result<String, ApiError> {
+    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
+    let sub = SubscriptionId::parse(get("subscriptionId"))?;
+    match level {
+        Level::Subscription => {
+            state.store.subscription(&sub).await?;
+            Ok(format!("/subscriptions/{sub}"))
+        }
+        Level::Group => {
+            let group = ResourceGroupName::parse(get("resourceGroupName"))?;
+            let stored = state.store.group(&sub, &group).await?;
+            Ok(format!(
+                "/subscriptions/{sub}/resourceGroups/{}",
+                stored.name
+            ))
+        }
+        Level::Resource(provider) => {
+            let id = ResourceId {
+                subscription: sub,
+                group: ResourceGroupName::parse(get("resourceGroupName"))?,
+                provider,
+                name: ResourceName::parse(provider, get(provider.name_param))?,
+            };
+            let stored = state
+                .store
+                .resource(&id)
+                .await
+                .map_err(|e| ApiError::from_store(e, Some(&id)))?;
+            Ok(stored.id.to_string())
+        }
+    }
+}
+
+fn definition_id(sub: Option<&str>, role: Uuid) -> String {
+    match sub {
+        Some(sub) => {
+            format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{role}")
+        }
+        None => format!("/providers/Microsoft.Authorization/roleDefinitions/{role}"),
+    }
+}
+
+fn subscription_of(scope: &str) -> Option<&str> {
+    scope
+        .strip_prefix("/subscriptions/")
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+}
+
+fn render_assignment(a: &RoleAssignment) -> WireAssignment {
+    WireAssignment {
+        id: format!(
+            "{}/providers/Microsoft.Authorization/roleAssignments/{}",
+            a.scope, a.id
+        ),
+        name: a.id.to_string(),
+        type_name: "Microsoft.Authorization/roleAssignments".into(),
+        properties: RoleAssignmentProperties {
+            role_definition_id: definition_id(subscription_of(&a.scope), a.role_id),
+            principal_id: a.principal_id.to_string(),
+            principal_type: "ServicePrincipal".into(),
+            scope: a.scope.clone(),
+            created_on: rfc3339(a.created_at),
+            created_by: a.created_by.clone(),
+        },
+    }
+}
+
+fn assignment_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        bad(
+            "InvalidRoleAssignmentId",
+            format!("The role assignment ID '{raw}' is not valid: it must be a GUID."),
+        )
+    })
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound {
+        code: "RoleAssignmentNotFound",
+        message: format!("The role assignment '{id}' is not found."),
+    }
+}
+
+async fn put_assignment(
+    level: Level,
+    state: AppState,
+    caller: Caller,
+    version: ApiVersion,
+    p: HashMap<String, String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    version.check(AUTHORIZATION_API_VERSIONS)?;
+    let scope = scope_of(&state, level, &p).await?;
+    let id = assignment_id(
+        p.get("roleAssignmentName")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )?;
+    let audit = state.authorize(&caller, ASSIGNMENT_WRITE, &scope).await?;
+    let body: RoleAssignmentCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
+        bad(
+            "InvalidRequestContent",
+            format!("The request content is invalid: {e}."),
+        )
+    })?;
+    let raw_role = body
+        .properties
+        .role_definition_id
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let role = Uuid::parse_str(raw_role)
+        .ok()
+        .and_then(|id| authz::role(&id))
+        .ok_or_else(|| {
+            bad(
+                "RoleDefinitionDoesNotExist",
+                format!("The specified role definition with ID '{raw_role}' does not exist."),
+            )
+        })?;
+    let principal_id = Uuid::parse_str(&body.properties.principal_id).map_err(|_| {
+        bad(
+            "InvalidPrincipalId",
+            "properties.principalId must be the GUID of a principal.",
+        )
+    })?;
+    if state.store.principal(&principal_id).await?.is_none() {
+        return Err(bad(
+            "PrincipalNotFound",
+            format!(
+                "Principal {} does not exist in the directory.",
+                principal_id.simple()
+            ),
+        ));
+    }
+    if let Some(existing) = state.store.assignment(&id).await? {
+        if !existing.scope.eq_ignore_ascii_case(&scope) {
+            return Err(ApiError::Conflict {
+                code: "RoleAssignmentExists",
+                message: format!("The role assignment '{id}' already exists at another scope."),
+            });
+        }
+    }
+    let assignment = RoleAssignment {
+        id,
+        scope,
+        role_id: role.id,
+        principal_id,
+        created_at: OffsetDateTime::now_utc(),
+        created_by: caller.principal.id.to_string(),
+    };
+    let written = state.store.put_assignment(&assignment, &audit).await?;
+    let status = if written == Written::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(render_assignment(&assignment))).into_response())
+}
+
+async fn get_assignment(
+    level: Level,
+    state: AppState,
+    caller: Caller,
+    version: ApiVersion,
+    p: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    version.check(AUTHORIZATION_API_VERSIONS)?;
+    let scope = scope_of(&state, level, &p).await?;
+    let raw = p
+        .get("roleAssignmentName")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let id = assignment_id(raw)?;
+    state.authorize(&caller, ASSIGNMENT_READ, &scope).await?;
+    let found = state
+        .store
+        .assignment(&id)
+        .await?
+        .filter(|a| a.scope.eq_ignore_ascii_case(&scope));
+    Ok(Json(render_assignment(&found.ok_or_else(|| not_found(raw))?)).into_response())
+}
+
+async fn delete_assignment(
+    level: Level,
+    state: AppState,
+    caller: Caller,
+    version: ApiVersion,
+    p: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    version.check(AUTHORIZATION_API_VERSIONS)?;
+    let scope = scope_of(&state, level, &p).await?;
+    let id = assignment_id(
+        p.get("roleAssignmentName")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )?;
+    let audit = state.authorize(&caller, ASSIGNMENT_DELETE, &scope).await?;
+    match state.store.assignment(&id).await? {
+        Some(a) if a.scope.eq_ignore_ascii_case(&scope) => {
+            let deleted = state.store.delete_assignment(&id, &audit).await?;
+            Ok(match deleted {
+                Some(a) => Json(render_assignment(&a)).into_response(),
+                None => StatusCode::NO_CONTENT.into_response(),
+            })
+        }
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// The value of `principalId eq '…'` in an OData `$filter`, if that is what it says.
+fn filter_value<'a>(filter: &'a str, field: &str) -> Option<&'a str> {
+    let rest = filter.trim().strip_prefix(field)?.trim_start();
+    let rest = rest.strip_prefix("eq")?.trim_start();
+    rest.strip_prefix('\'')?.split('\'').next()
+}
+
+async fn list_assignments(
+    level: Level,
+    state: AppState,
+    caller: Caller,
+    version: ApiVersion,
+    p: HashMap<String, String>,
+    query: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    version.check(AUTHORIZATION_API_VERSIONS)?;
+    let scope = scope_of(&state, level, &p).await?;
+    state.authorize(&caller, ASSIGNMENT_READ, &scope).await?;
+    let principal = query
+        .get("$filter")
+        .and_then(|f| filter_value(f, "principalId"));
+    let value: Vec<_> = state
+        .store
+        .list_assignments()
+        .await?
+        .into_iter()
+        // At, above and below the scope, as Azure lists them.
+        .filter(|a| authz::covers(&a.scope, &scope) || authz::covers(&scope, &a.scope))
+        .filter(|a| principal.is_none_or(|p| a.principal_id.to_string().eq_ignore_ascii_case(p)))
+        .map(|a| render_assignment(&a))
+        .collect();
+    Ok(Json(List::of(value)).into_response())
+}
+
+fn render_definition(sub: &str, role: &authz::Role) -> RoleDefinition {
+    RoleDefinition {
+        id: definition_id(Some(sub), role.id),
+        name: role.id.to_string(),
+        type_name: "Microsoft.Authorization/roleDefinitions".into(),
+        properties: RoleDefinitionProperties {
+            role_name: role.name.into(),
+            type_name: "BuiltInRole".into(),
+            description: role.description.into(),
+            assignable_scopes: vec!["/".into()],
+            permissions: vec![Permission {
+                actions: role.actions.iter().map(|s| s.to_string()).collect(),
+                not_actions: role.not_actions.iter().map(|s| s.to_string()).collect(),
+                data_actions: Vec::new(),
+                not_data_actions: Vec::new(),
+            }],
+        },
+    }
+}
+
+async fn list_definitions(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath(sub): ArmPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    version.check(AUTHORIZATION_API_VERSIONS)?;
+    let sub = SubscriptionId::parse(&sub)?;
+    state.store.subscription(&sub).await?;
+    let name = query
+        .get("$filter")
+        .and_then(|f| filter_value(f, "roleName"));
+    let value: Vec<_> = authz::ROLES
+        .iter()
+        .filter(|r| name.is_none_or(|n| r.name.eq_ignore_ascii_case(n)))
+        .map(|r| render_definition(sub.as_str(), r))
+        .collect();
+    Ok(Json(List::of(value)).into_response())
+}
+
+async fn get_definition(
+    State(state): State<AppState>,
+    version: ApiVersion,
+    ArmPath((sub, role)): ArmPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    version.check(AUTHORIZATION_API_VERSIONS)?;
+    let sub = SubscriptionId::parse(&sub)?;
+    state.store.subscription(&sub).await?;
+    let found = Uuid::parse_str(&role)
+        .ok()
+        .and_then(|id| authz::role(&id))
+        .ok_or_else(|| ApiError::NotFound {
+            code: "RoleDefinitionDoesNotExist",
+            message: format!("The specified role definition with ID '{role}' does not exist."),
+        })?;
+    Ok(Json(render_definition(sub.as_str(), found)).into_response())
+}
+
+/// `90s`, `30m`, `12h`, `7d`.
+fn parse_duration(raw: &str) -> Option<time::Duration> {
+    let raw = raw.trim();
+    let (number, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    let n: i64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0 && *n <= 3650 * 86_400)?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    (seconds <= 3650 * 86_400).then(|| time::Duration::seconds(seconds))
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    // "The owner of a scope creates tokens": whoever may assign roles somewhere.
+    if !caller.can_anywhere(ASSIGNMENT_WRITE) {
+        state
+            .authorize(&caller, "Rekey/tokens/write", "/rekey/tokens")
+            .await?;
+    }
+    let body: TokenCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
+        bad(
+            "InvalidRequestContent",
+            format!("The request content is invalid: {e}."),
+        )
+    })?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(bad("InvalidParameter", "name must be 1 to 100 characters."));
+    }
+    let now = OffsetDateTime::now_utc();
+    let expires_at = match body.expires_in.as_deref() {
+        None => None,
+        Some(raw) => Some(now + parse_duration(raw).ok_or_else(|| {
+            bad("InvalidParameter", format!("expiresIn must look like 90s, 30m, 12h or 7d (up to 3650d); got \"{raw}\"."))
+        })?),
+    };
+    let token = crate::bootstrap::new_token();
+    let principal = Principal {
+        id: Uuid::new_v4(),
+        display_name: name.to_string(),
+        is_owner: false,
+        expires_at,
+        revoked_at: None,
+        created_by: Some(caller.principal.id.to_string()),
+        created_at: now,
+    };
+    let audit = caller.record(
+        "Rekey/tokens/write",
+        &format!("/rekey/tokens/{}", principal.id),
+        "Succeeded",
+    );
+    state
+        .store
+        .create_principal(&principal, token_digest(token.expose()), &audit)
+        .await?;
+    let created = TokenCreated {
+        principal_id: principal.id.to_string(),
+        name: principal.display_name,
+        token: token.expose().to_string(),
+        expires_at: expires_at.map(rfc3339),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+fn visible_to(caller: &Caller, p: &Principal) -> bool {
+    caller.principal.is_owner
+        || p.id == caller.principal.id
+        || p.created_by.as_deref() == Some(&caller.principal.id.to_string())
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let value: Vec<_> = state
+        .store
+        .list_principals()
+        .await?
+        .into_iter()
+        .filter(|p| visible_to(&caller, p))
+        .map(|p| TokenInfo {
+            principal_id: p.id.to_string(),
+            name: p.display_name,
+            created_at: rfc3339(p.created_at),
+            expires_at: p.expires_at.map(rfc3339),
+            revoked: p.revoked_at.is_some(),
+            created_by: p.created_by,
+        })
+        .collect();
+    Ok(Json(List::of(value)).into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath(id): ArmPath<String>,
+) -> Result<Response, ApiError> {
+    let missing = || ApiError::NotFound {
+        code: "PrincipalNotFound",
+        message: format!("No token has principal id '{id}'."),
+    };
+    let pid = Uuid::parse_str(&id).map_err(|_| missing())?;
+    let principal = state
+        .store
+        .principal(&pid)
+        .await?
+        .filter(|p| visible_to(&caller, p))
+        .ok_or_else(missing)?;
+    if principal.is_owner {
+        return Err(bad(
+            "InvalidParameter",
+            "The bootstrap owner's token cannot be revoked through the API.",
+        ));
+    }
+    let audit = caller.record(
+        "Rekey/tokens/delete",
+        &format!("/rekey/tokens/{pid}"),
+        "Succeeded",
+    );
+    state.store.revoke_principal(&pid, &audit).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn activity_log(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmPath(sub): ArmPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    ApiVersion::from_query(&query).check(&["2015-04-01"])?;
+    let sub = SubscriptionId::parse(&sub)?;
+    let scope = format!("/subscriptions/{sub}");
+    state
+        .authorize(&caller, "Microsoft.Insights/eventtypes/values/read", &scope)
+        .await?;
+    let since = match query.get("$filter") {
+        Some(filter) => {
+            let raw = filter
+                .split(" and ")
+                .find_map(|part| part.trim().strip_prefix("eventTimestamp ge "))
+                .map(|v| v.trim().trim_matches('\''))
+                .ok_or_else(|| {
+                    bad(
+                        "BadRequest",
+                        "$filter must include eventTimestamp ge '<RFC 3339 time>'.",
+                    )
+                })?;
+            OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(
+                |_| {
+                    bad(
+                        "BadRequest",
+                        format!("eventTimestamp '{raw}' is not an RFC 3339 time."),
+                    )
+                },
+            )?
+        }
+        None => OffsetDateTime::now_utc() - time::Duration::days(90),
+    };
+    let value: Vec<Value> = state
+        .store
+        .audit_records(sub.as_str(), since)
+        .await?
+        .into_iter()
+        .rev()
+        .map(|e| {
+            let r = &e.record;
+            let level = match r.result.as_str() {
+                "Succeeded" => "Informational",
+                "Denied" => "Warning",
+                _ => "Error",
+            };
+            json!({
+                "authorization": { "action": r.action, "scope": r.scope },
+                "caller": r.principal_id,
+                "channels": "Operation",
+                "correlationId": r.request_id,
+                "eventDataId": e.seq.to_string(),
+                "eventName": { "value": "EndRequest", "localizedValue": "End request" },
+                "category": { "value": "Administrative", "localizedValue": "Administrative" },
+                "eventTimestamp": rfc3339(r.at),
+                "submissionTimestamp": rfc3339(r.at),
+                "id": format!("{}/events/{}", r.scope, e.seq),
+                "level": level,
+                "operationId": r.request_id,
+                "operationName": { "value": r.action, "localizedValue": r.action },
+                "resourceId": r.scope,
+                "status": { "value": r.result, "localizedValue": r.result },
+                "subscriptionId": sub.as_str(),
+                "tenantId": state.tenant_id.to_string(),
+                "httpRequest": { "clientIpAddress": r.source },
+            })
+        })
+        .collect();
+    Ok(Json(List::of(value)).into_response())
+}
+
+async fn verify_audit(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    state.authorize(&caller, "Rekey/audit/read", "/").await?;
+    let answer = match state.store.verify_audit_chain().await? {
+        ChainCheck::Intact { records } => AuditVerification {
+            intact: true,
+            records,
+            first_broken_seq: None,
+            reason: None,
+        },
+        ChainCheck::Broken {
+            seq,
+            records_before,
+            reason,
+        } => AuditVerification {
+            intact: false,
+            records: records_before,
+            first_broken_seq: Some(seq),
+            reason: Some(reason),
+        },
+    };
+    Ok(Json(answer).into_response())
+}
+
+pub fn register(table: &mut RouteTable) {
+    let mut schemas = Vec::new();
+    let assignment = schema_of::<WireAssignment>(&mut schemas);
+    let create = schema_of::<RoleAssignmentCreate>(&mut schemas);
+    let definition = schema_of::<RoleDefinition>(&mut schemas);
+    let token_body = schema_of::<TokenCreate>(&mut schemas);
+    let token = schema_of::<TokenCreated>(&mut schemas);
+    let verification = schema_of::<AuditVerification>(&mut schemas);
+    table.schemas(schemas);
+
+    let sub = "/subscriptions/{subscriptionId}";
+    let group = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}";
+    let mut levels: Vec<(String, Level, String)> = vec![
+        (sub.to_string(), Level::Subscription, "Subscription".into()),
+        (group.to_string(), Level::Group, "ResourceGroup".into()),
+    ];
+    for provider in rekey_core::CATALOGUE.iter().copied() {
+        levels.push((
+            format!(
+                "{group}/providers/{}/{}/{{{}}}",
+                provider.namespace, provider.resource_type, provider.name_param
+            ),
+            Level::Resource(provider),
+            format!(
+                "{}{}",
+                provider.namespace.replace('.', ""),
+                provider.resource_type
+            ),
+        ));
+    }
+    for (prefix, level, tag) in levels {
+        let base = format!("{prefix}/providers/Microsoft.Authorization/roleAssignments");
+        let one = format!("{base}/{{roleAssignmentName}}");
+        table.route(
+            Method::PUT,
+            &one,
+            Op::arm(
+                format!("RoleAssignments_CreateAt{tag}"),
+                "Assigns a role to a principal at this scope.",
+            )
+            .body(create.clone(), true)
+            .response(200, "Updated", Some(assignment.clone()))
+            .response(201, "Created", Some(assignment.clone())),
+            put(move |State(s), Extension(c), v, ArmPath(p), b| {
+                put_assignment(level, s, c, v, p, b)
+            }),
+        );
+        table.route(
+            Method::GET,
+            &one,
+            Op::arm(
+                format!("RoleAssignments_GetAt{tag}"),
+                "Gets a role assignment.",
+            )
+            .response(200, "The assignment", Some(assignment.clone())),
+            get(move |State(s), Extension(c), v, ArmPath(p)| get_assignment(level, s, c, v, p)),
+        );
+        table.route(
+            Method::DELETE,
+            &one,
+            Op::arm(
+                format!("RoleAssignments_DeleteAt{tag}"),
+                "Deletes a role assignment.",
+            )
+            .response(200, "Deleted", Some(assignment.clone()))
+            .response(204, "Did not exist", None),
+            delete(move |State(s), Extension(c), v, ArmPath(p)| {
+                delete_assignment(level, s, c, v, p)
+            }),
+        );
+        table.route(
+            Method::GET,
+            &base,
+            Op::arm(
+                format!("RoleAssignments_ListFor{tag}"),
+                "Lists role assignments at, above and below this scope.",
+            )
+            .response(200, "The assignments", None),
+            get(move |State(s), Extension(c), v, ArmPath(p), Query(q)| {
+                list_assignments(level, s, c, v, p, q)
+            }),
+        );
+    }
+    table.route(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleDefinitions",
+        Op::arm(
+            "RoleDefinitions_List",
+            "Lists the built-in roles; `$filter=roleName eq 'Reader'` picks one.",
+        )
+        .response(200, "The roles", None),
+        get(list_definitions),
+    );
+    table.route(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/{roleDefinitionId}",
+        Op::arm("RoleDefinitions_Get", "Gets a built-in role.").response(200, "The role", Some(definition)),
+        get(get_definition),
+    );
+    table.route(
+        Method::POST,
+        "/rekey/tokens",
+        Op::authenticated(
+            "Tokens_Create",
+            "Creates a service token (rekey extension); the token is shown only here.",
+        )
+        .body(token_body, true)
+        .response(201, "Created", Some(token)),
+        post(create_token),
+    );
+    table.route(
+        Method::GET,
+        "/rekey/tokens",
+        Op::authenticated(
+            "Tokens_List",
+            "Lists the tokens the caller made (all, for the bootstrap owner).",
+        )
+        .response(200, "The tokens", None),
+        get(list_tokens),
+    );
+    table.route(
+        Method::DELETE,
+        "/rekey/tokens/{principalId}",
+        Op::authenticated("Tokens_Revoke", "Revokes a token at once.")
+            .response(200, "Revoked", None),
+        delete(revoke_token),
+    );
+    table.route(
+        Method::GET,
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values",
+        Op::arm(
+            "ActivityLogs_List",
+            "The audit log in Azure's activity-log shape; `$filter=eventTimestamp ge '…'`.",
+        )
+        .response(200, "The events", None),
+        get(activity_log),
+    );
+    table.route(
+        Method::GET,
+        "/rekey/audit/verify",
+        Op::authenticated(
+            "Audit_Verify",
+            "Checks the audit log's hash chain and names the first broken record.",
+        )
+        .response(200, "The result", Some(verification)),
+        get(verify_audit),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_filters_parse() {
+        assert_eq!(parse_duration("90s"), Some(time::Duration::seconds(90)));
+        assert_eq!(parse_duration("7d"), Some(time::Duration::days(7)));
+        for bad in ["", "d", "0h", "-1h", "5y", "99999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(
+            filter_value("principalId eq 'abc'", "principalId"),
+            Some("abc")
+        );
+        assert_eq!(
+            filter_value("roleName eq 'Key Operator'", "roleName"),
+            Some("Key Operator")
+        );
+        assert_eq!(filter_value("atScope()", "principalId"), None);
+    }
+}
