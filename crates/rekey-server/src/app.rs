@@ -43,14 +43,14 @@ const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-reque
 /// bodies.
 async fn request_ids(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = Uuid::new_v4().to_string();
+    let request_id = new_request_id();
     let correlation = request
         .headers()
         .get(&CORRELATION_ID)
         .filter(|v| v.len() <= 128)
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&Uuid::new_v4().to_string()).expect("a UUID is a header value")
+            HeaderValue::from_str(&new_request_id()).expect("a UUID is a header value")
         });
     let client_id = request
         .headers()
@@ -149,13 +149,6 @@ pub fn route_table() -> RouteTable {
         ),
         post(dataplane::verify),
     );
-    for path in [
-        "/data/{resourceId}",
-        "/data/{resourceId}/",
-        "/data/{resourceId}/{*path}",
-    ] {
-        table.serve(path, false, any(dataplane::handle));
-    }
     for method in [
         Method::GET,
         Method::POST,
@@ -250,9 +243,27 @@ pub fn build(
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(too_large))
         .layer(middleware::from_fn(request_ids))
-        .with_state(state);
-    // ARM's fixed path segments are case-insensitive; routing is not, so paths are normalized first.
-    Router::new().fallback_service(MapRequestLayer::new(normalize).layer(inner))
+        .with_state(state.clone());
+    // The data plane is the hot path: routed first, without the management API's middleware (it
+    // sets its own request id). ARM's fixed path segments are case-insensitive and routing is not,
+    // so everything else is normalized first.
+    Router::new()
+        .route("/data/{resourceId}", any(dataplane::handle_root))
+        .route("/data/{resourceId}/", any(dataplane::handle_root))
+        .route("/data/{resourceId}/{*path}", any(dataplane::handle_path))
+        .with_state(state)
+        .fallback_service(MapRequestLayer::new(normalize).layer(inner))
+}
+
+/// A request id in UUID form: a random per-process prefix and a counter. Request ids need to be
+/// unique, not secret, so this avoids an OS random-number call per request.
+pub fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| Uuid::new_v4().as_u64_pair().0);
+    Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed)).to_string()
 }
 
 fn normalize(mut request: Request) -> Request {

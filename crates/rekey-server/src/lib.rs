@@ -76,7 +76,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(keys = index.len(), "key index loaded");
     let dataplane = Arc::new(dataplane::DataPlane {
         index,
-        usage: Arc::default(),
         throttle: dataplane::throttle::Throttle::new(
             config.auth_failure_limit,
             std::time::Duration::from_secs(config.auth_failure_window_seconds),
@@ -124,7 +123,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Periodic work off the request path: catching the key index up with the change feed (a safety net:
 /// writers catch it up before answering), writing last-use times, forgetting old throttle windows.
 fn spawn_background(store: Arc<dyn Store>, dataplane: Arc<dataplane::DataPlane>, config: &Config) {
-    dataplane.usage.spawn_flusher(
+    dataplane::usage::spawn_flusher(
+        dataplane.clone(),
         store,
         std::time::Duration::from_millis(config.usage_flush_ms),
     );

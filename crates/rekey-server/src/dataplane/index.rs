@@ -6,13 +6,14 @@
 //! as a safety net.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine as _;
 use rekey_core::providers::Slot;
 use rekey_core::secret::constant_time_eq;
 use rekey_core::Provider;
-use rekey_store::{IndexedResource, Store, StoreError};
+use rekey_store::{IndexedResource, KeyUse, Store, StoreError};
 use ring::hmac;
 use uuid::Uuid;
 
@@ -23,6 +24,9 @@ pub struct EntrySlot {
     pub digest: [u8; 32],
     /// The HMAC key clients sign with, for types that sign requests (Cosmos DB).
     pub signing_key: Option<hmac::Key>,
+    /// When the data plane last accepted this key (Unix microseconds), not yet written to the
+    /// store; 0 when nothing is pending. An atomic store keeps the request path lock-free.
+    pub last_used: AtomicI64,
 }
 
 /// What the data plane knows about one resource.
@@ -77,6 +81,7 @@ fn entry_of(indexed: IndexedResource) -> Entry {
                 );
                 Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
             }),
+            last_used: AtomicI64::new(0),
         })
         .collect();
     Entry {
@@ -91,6 +96,24 @@ fn entry_of(indexed: IndexedResource) -> Entry {
     }
 }
 
+/// Takes the uses noted on `entry`'s slots.
+fn pending_uses(entry: &Entry) -> Vec<KeyUse> {
+    entry
+        .slots
+        .iter()
+        .filter_map(|s| {
+            let micros = s.last_used.swap(0, Ordering::Relaxed);
+            (micros != 0).then(|| KeyUse {
+                resource: entry.internal_id,
+                slot: s.slot.name,
+                generation: s.generation,
+                at: time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            })
+        })
+        .collect()
+}
+
 /// A key found in the index.
 pub struct Found {
     pub entry: Arc<Entry>,
@@ -100,6 +123,8 @@ pub struct Found {
 pub struct KeyIndex {
     store: Arc<dyn Store>,
     maps: RwLock<Maps>,
+    /// Uses noted on entries that a catch-up replaced before they were flushed.
+    spilled: Mutex<Vec<KeyUse>>,
     /// The last change-feed sequence number applied; the lock also serializes catch-ups.
     applied: tokio::sync::Mutex<i64>,
 }
@@ -116,6 +141,7 @@ impl KeyIndex {
         Ok(Self {
             store,
             maps: RwLock::new(maps),
+            spilled: Mutex::new(Vec::new()),
             applied: tokio::sync::Mutex::new(latest),
         })
     }
@@ -134,6 +160,15 @@ impl KeyIndex {
             .write()
             .expect("index lock is never poisoned: no panics under it");
         for id in &changed {
+            if let Some(old) = maps.resources.get(id) {
+                let pending = pending_uses(old);
+                if !pending.is_empty() {
+                    self.spilled
+                        .lock()
+                        .expect("spill lock is never poisoned")
+                        .extend(pending);
+                }
+            }
             maps.remove(id);
         }
         for indexed in fresh {
@@ -158,6 +193,23 @@ impl KeyIndex {
         let (id, slot) = maps.by_digest.get(digest)?;
         let entry = maps.resources.get(id)?.clone();
         constant_time_eq(&entry.slots[*slot].digest, digest).then_some(Found { entry, slot: *slot })
+    }
+
+    /// Notes that `entry`'s slot accepted a request now.
+    pub fn record_use(&self, entry: &Entry, slot: usize) {
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+        entry.slots[slot].last_used.store(now, Ordering::Relaxed);
+    }
+
+    /// Takes every use noted since the last call, for the store.
+    pub fn drain_uses(&self) -> Vec<KeyUse> {
+        let mut out =
+            std::mem::take(&mut *self.spilled.lock().expect("spill lock is never poisoned"));
+        let maps = self.maps.read().expect("index lock is never poisoned");
+        for entry in maps.resources.values() {
+            out.extend(pending_uses(entry));
+        }
+        out
     }
 
     pub fn len(&self) -> usize {

@@ -10,9 +10,7 @@ pub mod index;
 pub mod throttle;
 pub mod usage;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -21,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rekey_core::cosmos_auth;
 use rekey_core::Provider;
+use serde::Serialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -33,7 +32,6 @@ use index::{Entry, KeyIndex};
 /// The data plane's shared parts.
 pub struct DataPlane {
     pub index: KeyIndex,
-    pub usage: Arc<usage::Usage>,
     pub throttle: throttle::Throttle,
     pub client: gateway::HttpClient,
 }
@@ -134,20 +132,52 @@ fn is_cosmos_query(request: &Request) -> bool {
     is_query || query_type
 }
 
-/// `ANY /data/{id}` and `ANY /data/{id}/{*rest}`.
-pub async fn handle(
+/// `ANY /data/{id}` and `ANY /data/{id}/`.
+pub async fn handle_root(
     State(state): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    Path(id): Path<String>,
     request: Request,
 ) -> Response {
+    with_request_id(serve(&state, &id, "", request).await)
+}
+
+/// `ANY /data/{id}/{*path}`.
+pub async fn handle_path(
+    State(state): State<AppState>,
+    Path((id, rest)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    with_request_id(serve(&state, &id, &rest, request).await)
+}
+
+fn with_request_id(mut response: Response) -> Response {
+    let id = crate::app::new_request_id();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-ms-request-id", value);
+    }
+    response
+}
+
+/// What rekeyd answers for an authenticated call when no upstream is configured.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Authenticated<'a> {
+    authenticated: bool,
+    resource_id: &'a str,
+    key_name: &'a str,
+    access: &'a str,
+    method: &'a str,
+    path: String,
+}
+
+async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Response {
     let dp = &state.dataplane;
     let ip = client_ip(&request);
     if let Some(seconds) = dp.throttle.blocked(ip) {
         return refuse(None, Refusal::Throttled(seconds));
     }
-    let entry = params
-        .get("resourceId")
-        .and_then(|id| Uuid::try_parse(id).ok())
+    let entry = Uuid::try_parse(id)
+        .ok()
         .and_then(|id| dp.index.resource(&id));
     let Some(entry) = entry else {
         dp.throttle.failed(ip);
@@ -158,7 +188,6 @@ pub async fn handle(
         .into_response();
     };
     let provider = entry.provider;
-    let rest = params.get("path").map(String::as_str).unwrap_or("");
     let method = request.method().as_str().to_string();
 
     let slot = if provider.signs_requests {
@@ -174,7 +203,7 @@ pub async fn handle(
             cosmos::CosmosRefusal::StaleDate => Refusal::StaleDate,
         })
     } else {
-        header_key_slot(dp, &state, &entry, &request).ok_or(Refusal::InvalidKey)
+        header_key_slot(dp, state, &entry, &request).ok_or(Refusal::InvalidKey)
     };
     let slot = match slot {
         Ok(slot) => slot,
@@ -186,12 +215,11 @@ pub async fn handle(
     if !entry.key_auth_enabled {
         return refuse(Some(provider), Refusal::Disabled);
     }
+    dp.index.record_use(&entry, slot);
     let slot = &entry.slots[slot];
     if slot.slot.read_only && !cosmos_auth::is_read(&method, is_cosmos_query(&request)) {
         return refuse(Some(provider), Refusal::ReadOnly);
     }
-    dp.usage
-        .record(entry.internal_id, slot.slot.name, slot.generation);
 
     let access = if slot.slot.read_only {
         "readOnly"
@@ -217,20 +245,21 @@ pub async fn handle(
             None => refuse(Some(provider), Refusal::UpstreamFailed),
         };
     }
-    let who = json!({
-        "authenticated": true,
-        "resourceId": entry.resource_id,
-        "keyName": slot.slot.name,
-        "access": access,
-        "method": method,
-        "path": format!("/{rest}"),
-    });
+    let who = Authenticated {
+        authenticated: true,
+        resource_id: &entry.resource_id,
+        key_name: slot.slot.name,
+        access,
+        method: &method,
+        path: format!("/{rest}"),
+    };
     if provider.signs_requests && rest.trim_matches('/').is_empty() && method == "GET" {
         let endpoint = format!(
             "{}/data/{}/",
             state.ctx.public_url,
             entry.internal_id.simple()
         );
+        let who = serde_json::to_value(&who).expect("the authenticated description serializes");
         return Json(cosmos::account_document(&entry, &endpoint, who)).into_response();
     }
     Json(who).into_response()
@@ -272,8 +301,7 @@ pub async fn verify(
                 && caller.can(VERIFY_ACTION, &found.entry.resource_id) =>
         {
             let slot = &found.entry.slots[found.slot];
-            dp.usage
-                .record(found.entry.internal_id, slot.slot.name, slot.generation);
+            dp.index.record_use(&found.entry, found.slot);
             json!({
                 "valid": true,
                 "resourceId": found.entry.resource_id,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,8 @@ pub struct Throttle {
     limit: u32,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    /// Whether `failures` may hold anything: while it does not, checks take no lock.
+    any: AtomicBool,
 }
 
 impl Throttle {
@@ -19,11 +22,15 @@ impl Throttle {
             limit,
             window,
             failures: Mutex::new(HashMap::new()),
+            any: AtomicBool::new(false),
         }
     }
 
     /// Seconds to wait, if `ip` is throttled now.
     pub fn blocked(&self, ip: IpAddr) -> Option<u64> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
         let failures = self
             .failures
             .lock()
@@ -39,6 +46,7 @@ impl Throttle {
             .failures
             .lock()
             .expect("throttle lock is never poisoned");
+        self.any.store(true, Ordering::Release);
         let now = Instant::now();
         let entry = failures.entry(ip).or_insert((now, 0));
         if now.duration_since(entry.0) >= self.window {
@@ -50,10 +58,14 @@ impl Throttle {
     /// Drops windows that have ended, so memory stays bounded by recent failing addresses.
     pub fn prune(&self) {
         let window = self.window;
-        self.failures
+        let mut failures = self
+            .failures
             .lock()
-            .expect("throttle lock is never poisoned")
-            .retain(|_, (start, _)| start.elapsed() < window);
+            .expect("throttle lock is never poisoned");
+        failures.retain(|_, (start, _)| start.elapsed() < window);
+        if failures.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
     }
 }
 

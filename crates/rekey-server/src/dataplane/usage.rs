@@ -1,55 +1,28 @@
-//! Owns last-use tracking: the data plane notes each accepted key in memory (a map insert), and a
-//! background task writes the batch to the store every interval, so no request waits on a write.
+//! Owns writing last-use times: the data plane notes each accepted key on its index entry (an atomic
+//! store, no lock), and this task takes the noted uses every interval and writes them in one batch,
+//! so no request waits on the store.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rekey_store::{KeyUse, Store};
-use time::OffsetDateTime;
-use uuid::Uuid;
+use rekey_store::Store;
 
-#[derive(Default)]
-pub struct Usage {
-    pending: Mutex<HashMap<(Uuid, &'static str, i64), OffsetDateTime>>,
+use super::index::KeyIndex;
+
+/// Writes what was noted since the last flush.
+pub async fn flush(index: &KeyIndex, store: &dyn Store) {
+    let batch = index.drain_uses();
+    if let Err(e) = store.record_key_uses(&batch).await {
+        tracing::warn!(error = %e, dropped = batch.len(), "could not record key last-use times");
+    }
 }
 
-impl Usage {
-    pub fn record(&self, resource: Uuid, slot: &'static str, generation: i64) {
-        let now = OffsetDateTime::now_utc();
-        self.pending
-            .lock()
-            .expect("usage lock is never poisoned")
-            .insert((resource, slot, generation), now);
-    }
-
-    /// Writes what was recorded since the last flush.
-    pub async fn flush(&self, store: &dyn Store) {
-        let batch: Vec<KeyUse> = {
-            let mut pending = self.pending.lock().expect("usage lock is never poisoned");
-            pending
-                .drain()
-                .map(|((resource, slot, generation), at)| KeyUse {
-                    resource,
-                    slot,
-                    generation,
-                    at,
-                })
-                .collect()
-        };
-        if let Err(e) = store.record_key_uses(&batch).await {
-            tracing::warn!(error = %e, dropped = batch.len(), "could not record key last-use times");
+pub fn spawn_flusher(dataplane: Arc<super::DataPlane>, store: Arc<dyn Store>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            flush(&dataplane.index, store.as_ref()).await;
         }
-    }
-
-    pub fn spawn_flusher(self: &Arc<Self>, store: Arc<dyn Store>, every: Duration) {
-        let usage = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                usage.flush(store.as_ref()).await;
-            }
-        });
-    }
+    });
 }
