@@ -28,6 +28,7 @@ pub struct AppState {
     pub tenant_id: Uuid,
     pub openapi: Arc<serde_json::Value>,
     pub dataplane: Arc<DataPlane>,
+    pub issuer: Arc<crate::oauth::TokenIssuer>,
 }
 
 /// The request's `x-ms-request-id`, for handlers and audit records.
@@ -135,6 +136,7 @@ pub fn route_table() -> RouteTable {
     routes::resource_groups::register(&mut table);
     routes::resources::register(&mut table);
     routes::access::register(&mut table);
+    crate::oauth::register(&mut table);
     table.route(
         Method::POST,
         "/verify",
@@ -211,6 +213,7 @@ pub fn openapi_document() -> serde_json::Value {
 pub fn build(
     store: Arc<dyn Store>,
     dataplane: Arc<DataPlane>,
+    issuer: Arc<crate::oauth::TokenIssuer>,
     ctx: RenderContext,
     tenant_id: Uuid,
     max_body_bytes: usize,
@@ -224,6 +227,7 @@ pub fn build(
         tenant_id,
         openapi,
         dataplane,
+        issuer,
     };
     let arm = table
         .arm

@@ -1,4 +1,5 @@
-//! Owns management authentication: a bearer token is digested and looked up as a principal, which
+//! Owns management authentication: a bearer token (a service token, or an access token rekey issued
+//! itself, see `oauth`) is resolved to a principal, which
 //! must be neither expired nor revoked (checked on every call, so revocation is immediate). A
 //! missing or unknown token is answered 401 with ARM's codes and a `WWW-Authenticate` challenge; the
 //! token itself is never logged or echoed.
@@ -16,6 +17,7 @@ use axum::extract::ConnectInfo;
 use crate::app::{AppState, RequestId};
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::oauth::JwtError;
 
 fn challenge(state: &AppState, description: &str) -> String {
     format!(
@@ -56,7 +58,37 @@ pub async fn require_principal(
         },
     };
     let now = time::OffsetDateTime::now_utc();
-    match state.store.principal_by_token(&token_digest(token)).await {
+    let found = if looks_like_jwt(token) {
+        let verified = state
+            .issuer
+            .verify(
+                state.store.as_ref(),
+                token,
+                &state.token_audience(),
+                &state.token_issuer_url(),
+            )
+            .await;
+        match verified {
+            Ok(claims) => match uuid::Uuid::parse_str(&claims.oid) {
+                Ok(id) => state.store.principal(&id).await,
+                Err(_) => Ok(None),
+            },
+            Err(JwtError::Expired) => {
+                return ApiError::Unauthenticated {
+                    code: "ExpiredAuthenticationToken",
+                    message:
+                        "The access token expiry UTC time is earlier than the current UTC time."
+                            .into(),
+                    challenge: challenge(&state, "The access token has expired."),
+                }
+                .into_response()
+            }
+            Err(_) => Ok(None),
+        }
+    } else {
+        state.store.principal_by_token(&token_digest(token)).await
+    };
+    match found {
         Ok(Some(principal)) if principal.active(now) => {
             let assignments = match state.store.assignments_of(&principal.id).await {
                 Ok(a) => a,
@@ -95,4 +127,9 @@ pub async fn require_principal(
         .into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// rekey's own tokens start `rkt_`; a JWT is three base64url parts, its header starting `eyJ`.
+fn looks_like_jwt(token: &str) -> bool {
+    token.starts_with("eyJ") && token.matches('.').count() == 2
 }

@@ -62,6 +62,10 @@ pub struct Config {
     #[arg(long, env = "REKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
 
+    /// Lifetime of the access tokens the OAuth endpoint issues, in seconds.
+    #[arg(long, env = "REKEY_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 3600)]
+    pub access_token_ttl_seconds: u64,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "REKEY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod dataplane;
 pub mod error;
+pub mod oauth;
 pub mod routes;
 pub mod telemetry;
 
@@ -83,9 +84,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client: dataplane::gateway::client(),
     });
     spawn_background(store.clone(), dataplane.clone(), &config);
+    let issuer = oauth::TokenIssuer::load(
+        store.as_ref(),
+        time::Duration::seconds(config.access_token_ttl_seconds as i64),
+    )
+    .await
+    .context("loading the token-signing keys")?;
     let app = app::build(
         store,
         dataplane,
+        Arc::new(issuer),
         RenderContext { public_url },
         record.tenant_id,
         config.max_body_bytes,

@@ -126,11 +126,16 @@ impl Sealer {
 
     /// `nonce || ciphertext || tag`.
     pub fn seal(&self, secret: &Secret, context: &str) -> Vec<u8> {
+        self.seal_bytes(secret.expose().as_bytes(), context)
+    }
+
+    /// Seals arbitrary bytes (a private key) the same way.
+    pub fn seal_bytes(&self, plain: &[u8], context: &str) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
             .expect("the OS random number generator is available");
-        let mut buf = secret.expose().as_bytes().to_vec();
+        let mut buf = plain.to_vec();
         self.aead
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
@@ -145,6 +150,16 @@ impl Sealer {
     }
 
     pub fn open(&self, sealed: &[u8], context: &str) -> Result<Secret, CryptoError> {
+        let plain = self.open_bytes(sealed, context)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| CryptoError::Open)?;
+        Ok(Secret::new(text.to_string()))
+    }
+
+    pub fn open_bytes(
+        &self,
+        sealed: &[u8],
+        context: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         if sealed.len() < NONCE_LEN + aead::AES_256_GCM.tag_len() {
             return Err(CryptoError::Open);
         }
@@ -155,8 +170,7 @@ impl Sealer {
             .aead
             .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
             .map_err(|_| CryptoError::Open)?;
-        let text = std::str::from_utf8(plain).map_err(|_| CryptoError::Open)?;
-        Ok(Secret::new(text.to_string()))
+        Ok(Zeroizing::new(plain.to_vec()))
     }
 
     /// The keyed digest under which a live key is indexed.

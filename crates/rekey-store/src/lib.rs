@@ -137,6 +137,24 @@ pub struct KeyUse {
     pub at: OffsetDateTime,
 }
 
+/// A key that signs access tokens. `pkcs8` is the private key, decrypted; it never leaves the process.
+pub struct SigningKey {
+    pub kid: String,
+    pub pkcs8: zeroize::Zeroizing<Vec<u8>>,
+    pub public_key: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The outcome of a create-or-replace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
@@ -275,6 +293,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records last uses; a use of a key that has since been regenerated is ignored.
     async fn record_key_uses(&self, uses: &[KeyUse]) -> Result<()>;
+
+    /// Token-signing keys, newest first; retired ones included.
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>>;
+    /// Adds `key` as the active signing key and retires the previous one, in one transaction.
+    async fn rotate_signing_key(&self, key: &SigningKey, audit: &AuditRecord) -> Result<()>;
 
     /// A recorded operation of `sub`; another subscription's operation is not found.
     async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>>;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::audit::{chain_hash, AuditEntry, AuditRecord, ChainCheck};
 use crate::crypto::Sealer;
+use crate::SigningKey;
 use crate::{
     BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
     RoleAssignment, Store, StoreError, Written,
@@ -1098,6 +1099,47 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kid: String = row.get("kid");
+                let sealed: &[u8] = row.get("sealed");
+                let pkcs8 = self
+                    .sealer
+                    .open_bytes(sealed, &format!("signing-key/{kid}"))?;
+                Ok(SigningKey {
+                    kid,
+                    pkcs8,
+                    public_key: row.get("public_key"),
+                    created_at: from_micros(row.get("created_at")),
+                    retired_at: row.get::<Option<i64>, _>("retired_at").map(from_micros),
+                })
+            })
+            .collect()
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKey, audit: &AuditRecord) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_micros();
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO signing_keys (kid, sealed, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)")
+            .bind(&key.kid)
+            .bind(self.sealer.seal_bytes(&key.pkcs8, &format!("signing-key/{}", key.kid)))
+            .bind(&key.public_key)
+            .bind(to_micros(key.created_at))
+            .execute(&mut *tx)
+            .await?;
+        Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
