@@ -400,7 +400,19 @@ static NAMESPACES: &[&str] = &[
 
 /// Applies [`normalize_path`] to a request URI, keeping its query.
 pub fn normalize_uri(uri: &Uri) -> Option<Uri> {
-    let path = normalize_path(uri.path())?;
+    // Clients that join a base URL ending in `/` with a path starting with `/` (az does, for
+    // `/metadata/endpoints`) send `//`; ARM treats repeated slashes as one.
+    let collapsed;
+    let mut path = uri.path();
+    if path.contains("//") {
+        collapsed = collapse_slashes(path);
+        path = &collapsed;
+    }
+    let path = match normalize_path(path) {
+        Some(p) => p,
+        None if path.len() != uri.path().len() => path.to_string(),
+        None => return None,
+    };
     let rebuilt = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -408,9 +420,32 @@ pub fn normalize_uri(uri: &Uri) -> Option<Uri> {
     rebuilt.parse().ok()
 }
 
+fn collapse_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_slashes_are_one() {
+        let uri: Uri = "//metadata/endpoints?api-version=2022-09-01"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            normalize_uri(&uri).unwrap(),
+            "/metadata/endpoints?api-version=2022-09-01"
+        );
+        let uri: Uri = "/healthz".parse().unwrap();
+        assert!(normalize_uri(&uri).is_none());
+    }
 
     #[test]
     fn fixed_segments_are_canonicalized_and_names_kept() {
