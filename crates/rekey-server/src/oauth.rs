@@ -268,11 +268,12 @@ async fn metadata_endpoints(State(state): State<AppState>) -> Json<serde_json::V
     }))
 }
 
-fn check_tenant(state: &AppState, tenant: &str) -> Result<(), Response> {
+/// The refusal for a tenant that is not this rekey's, if it is not.
+fn wrong_tenant(state: &AppState, tenant: &str) -> Option<Response> {
     if tenant.eq_ignore_ascii_case(&state.tenant_id.to_string()) {
-        return Ok(());
+        return None;
     }
-    Err(oauth_error(
+    Some(oauth_error(
         StatusCode::BAD_REQUEST,
         "invalid_tenant",
         &format!("Tenant '{tenant}' not found: this rekey's tenant is another."),
@@ -283,7 +284,7 @@ async fn openid_configuration(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
 ) -> Response {
-    if let Err(r) = check_tenant(&state, &tenant) {
+    if let Some(r) = wrong_tenant(&state, &tenant) {
         return r;
     }
     let base = format!("{}/{}", state.ctx.public_url, state.tenant_id);
@@ -303,7 +304,7 @@ async fn openid_configuration(
 }
 
 async fn jwks(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
-    if let Err(r) = check_tenant(&state, &tenant) {
+    if let Some(r) = wrong_tenant(&state, &tenant) {
         return r;
     }
     Json(state.issuer.jwks()).into_response()
@@ -322,7 +323,7 @@ async fn token(
     Path(tenant): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = check_tenant(&state, &tenant) {
+    if let Some(r) = wrong_tenant(&state, &tenant) {
         return r;
     }
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
