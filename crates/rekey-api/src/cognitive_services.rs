@@ -10,8 +10,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    field, require_object, required, rfc3339, schema_of, Answer, Answers, KeyView, RenderContext,
-    WireMapping, WireSchemas,
+    field, one_slot, optional_property, require_object, required, rfc3339, schema_of,
+    without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping,
+    WireSchemas,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -78,18 +79,11 @@ const READ_ONLY_PROPERTIES: &[&str] = &[
 ];
 
 fn check_properties(props: &Map<String, Value>) -> Result<(), InvalidInput> {
-    match props.get("disableLocalAuth") {
-        None | Some(Value::Null) | Some(Value::Bool(_)) => Ok(()),
-        Some(_) => Err(InvalidInput::new(
-            "InvalidRequestContent",
-            "The request content has an invalid value for 'properties.disableLocalAuth': it must be true or false.",
-        )),
-    }
+    optional_property(props, "disableLocalAuth", PropertyKind::Bool)
 }
 
-fn writable(mut props: Map<String, Value>) -> Map<String, Value> {
-    props.retain(|k, _| !READ_ONLY_PROPERTIES.contains(&k.as_str()));
-    props
+fn writable(props: Map<String, Value>) -> Map<String, Value> {
+    without_computed(props, READ_ONLY_PROPERTIES)
 }
 
 fn sku_value(sku: Sku) -> Result<Value, InvalidInput> {
@@ -202,15 +196,7 @@ impl WireMapping for Mapping {
     }
 
     fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput> {
-        require_object(body)?;
-        let name: String = required(body, "keyName")?;
-        let slot = ACCOUNTS.slot(&name).ok_or_else(|| {
-            InvalidInput::new(
-                "InvalidParameter",
-                format!("keyName must be one of Key1, Key2; got \"{name}\"."),
-            )
-        })?;
-        Ok(vec![slot])
+        one_slot(&ACCOUNTS, body, "keyName", "Key1, Key2")
     }
 
     fn schemas(&self) -> WireSchemas {

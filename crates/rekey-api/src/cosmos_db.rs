@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    field, require_object, required, schema_of, Answer, Answers, KeyView, RenderContext,
-    WireMapping, WireSchemas,
+    field, one_slot, optional_property, require_object, required, schema_of, without_computed,
+    Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping, WireSchemas,
 };
 
 /// Body of `PUT`: `location`, and `properties` with `databaseAccountOfferType: "Standard"` and at
@@ -120,15 +120,11 @@ fn check_properties(props: &Map<String, Value>, creating: bool) -> Result<(), In
             ))
         }
     }
-    match props.get("disableLocalAuth") {
-        None | Some(Value::Null) | Some(Value::Bool(_)) => Ok(()),
-        Some(_) => Err(bad("The request content has an invalid value for 'properties.disableLocalAuth': it must be true or false.")),
-    }
+    optional_property(props, "disableLocalAuth", PropertyKind::Bool)
 }
 
-fn writable(mut props: Map<String, Value>) -> Map<String, Value> {
-    props.retain(|k, _| !COMPUTED.contains(&k.as_str()));
-    props
+fn writable(props: Map<String, Value>) -> Map<String, Value> {
+    without_computed(props, COMPUTED)
 }
 
 pub struct Mapping;
@@ -278,15 +274,12 @@ impl WireMapping for Mapping {
     }
 
     fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput> {
-        require_object(body)?;
-        let kind: String = required(body, "keyKind")?;
-        let slot = DATABASE_ACCOUNTS.slot(&kind).ok_or_else(|| {
-            InvalidInput::new(
-                "InvalidParameter",
-                format!("keyKind must be one of primary, secondary, primaryReadonly, secondaryReadonly; got \"{kind}\"."),
-            )
-        })?;
-        Ok(vec![slot])
+        one_slot(
+            &DATABASE_ACCOUNTS,
+            body,
+            "keyKind",
+            "primary, secondary, primaryReadonly, secondaryReadonly",
+        )
     }
 
     fn schemas(&self) -> WireSchemas {

@@ -160,6 +160,70 @@ pub(crate) fn required<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Checks that `properties.{name}`, if present, has the JSON type `kind` names.
+pub(crate) fn optional_property(
+    props: &serde_json::Map<String, Value>,
+    name: &str,
+    kind: PropertyKind,
+) -> Result<(), InvalidInput> {
+    let ok = matches!(
+        (props.get(name), kind),
+        (None | Some(Value::Null), _)
+            | (Some(Value::Bool(_)), PropertyKind::Bool)
+            | (Some(Value::Array(_)), PropertyKind::Array)
+            | (Some(Value::String(_)), PropertyKind::String)
+    );
+    if ok {
+        return Ok(());
+    }
+    let what = match kind {
+        PropertyKind::Bool => "true or false",
+        PropertyKind::Array => "an array",
+        PropertyKind::String => "a string",
+    };
+    Err(InvalidInput::new(
+        "InvalidRequestContent",
+        format!(
+            "The request content has an invalid value for 'properties.{name}': it must be {what}."
+        ),
+    ))
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PropertyKind {
+    Bool,
+    Array,
+    String,
+}
+
+/// `props` without the properties rekey computes, which a caller cannot set.
+pub(crate) fn without_computed(
+    mut props: serde_json::Map<String, Value>,
+    computed: &[&str],
+) -> serde_json::Map<String, Value> {
+    props.retain(|k, _| !computed.contains(&k.as_str()));
+    props
+}
+
+/// The one slot a regenerate body's `field` names (any case), for types that regenerate one slot
+/// per call; `allowed` lists the values as the type's documentation spells them.
+pub(crate) fn one_slot(
+    provider: &'static Provider,
+    body: &Value,
+    field: &str,
+    allowed: &str,
+) -> Result<Vec<&'static Slot>, InvalidInput> {
+    require_object(body)?;
+    let name: String = required(body, field)?;
+    let slot = provider.slot(&name).ok_or_else(|| {
+        InvalidInput::new(
+            "InvalidParameter",
+            format!("{field} must be one of {allowed}; got \"{name}\"."),
+        )
+    })?;
+    Ok(vec![slot])
+}
+
 pub(crate) fn require_object(body: &Value) -> Result<(), InvalidInput> {
     if body.is_object() {
         Ok(())

@@ -11,8 +11,8 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    field, require_object, required, rfc3339, schema_of, Answer, Answers, KeyView, RenderContext,
-    WireMapping, WireSchemas,
+    field, optional_property, require_object, required, rfc3339, schema_of, without_computed,
+    Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping, WireSchemas,
 };
 
 /// Body of `PUT` (needs `location`) and `PATCH` (tags and `properties.apiKeyEnabled`).
@@ -67,29 +67,13 @@ pub struct ApiKeys {
 const COMPUTED: &[&str] = &["provisioningState", "endpointUri", "usable", "creationTime"];
 
 fn check_properties(props: &Map<String, Value>) -> Result<(), InvalidInput> {
-    let bad = |name: &str, what: &str| {
-        Err(InvalidInput::new(
-            "InvalidRequestContent",
-            format!("The request content has an invalid value for 'properties.{name}': it must be {what}."),
-        ))
-    };
-    match props.get("apiKeyEnabled") {
-        None | Some(Value::Null) | Some(Value::Bool(_)) => {}
-        Some(_) => return bad("apiKeyEnabled", "true or false"),
-    }
-    match props.get("providers") {
-        None | Some(Value::Null) | Some(Value::Array(_)) => {}
-        Some(_) => return bad("providers", "an array"),
-    }
-    match props.get("storageAccount") {
-        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
-        Some(_) => bad("storageAccount", "a string"),
-    }
+    optional_property(props, "apiKeyEnabled", PropertyKind::Bool)?;
+    optional_property(props, "providers", PropertyKind::Array)?;
+    optional_property(props, "storageAccount", PropertyKind::String)
 }
 
-fn writable(mut props: Map<String, Value>) -> Map<String, Value> {
-    props.retain(|k, _| !COMPUTED.contains(&k.as_str()));
-    props
+fn writable(props: Map<String, Value>) -> Map<String, Value> {
+    without_computed(props, COMPUTED)
 }
 
 /// Whether the data plane accepts this workspace's keys.
