@@ -5,7 +5,7 @@ use rekey_api::arm::ResourceGroupCreate;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{for_each, list_value, tags};
+use super::{delete_at, for_each, list_value, tags};
 use crate::cli::{GroupCommand, GroupName};
 use crate::context::{Context, OffTerminal};
 use crate::error::CliError;
@@ -80,17 +80,7 @@ pub fn run(ctx: &Context, command: GroupCommand) -> Result<(), CliError> {
                 OffTerminal::Refuse,
             )?;
             for_each(ctx, &targets, |(sub, group)| {
-                let client = client()?;
-                let reply = client.call(
-                    Method::DELETE,
-                    &group_path(sub, group),
-                    GROUPS_API_VERSION,
-                    None,
-                )?;
-                if !no_wait {
-                    client.wait(&reply, ctx.spinner())?;
-                }
-                Ok(None)
+                delete_at(ctx, &group_path(sub, group), GROUPS_API_VERSION, no_wait)
             })
         }
     }

@@ -116,7 +116,7 @@ pub fn group_location(ctx: &Context, subscription: &str, group: &str) -> Result<
         .ok_or_else(|| CliError::Other(format!("Resource group '{group}' has no location.")))
 }
 
-/// The resource's current state, after a create or update that may have answered before it was done.
+/// GETs one resource.
 pub fn show(ctx: &Context, ty: &ResourceType, r: &ResourceRef) -> Result<Option<Value>, CliError> {
     Ok(ctx
         .client()?
@@ -146,15 +146,25 @@ pub fn create(
     }
 }
 
-/// Sends a `DELETE` and, unless `no_wait`, waits for a long-running one.
+/// Deletes one resource and, unless `no_wait`, waits for a long-running deletion.
 pub fn delete(
     ctx: &Context,
     ty: &ResourceType,
     r: &ResourceRef,
     no_wait: bool,
 ) -> Result<Option<Value>, CliError> {
+    delete_at(ctx, &ty.path(r), ty.api_version, no_wait)
+}
+
+/// Sends a `DELETE` to `path` and, unless `no_wait`, waits for a long-running one.
+pub fn delete_at(
+    ctx: &Context,
+    path: &str,
+    api_version: &str,
+    no_wait: bool,
+) -> Result<Option<Value>, CliError> {
     let client = ctx.client()?;
-    let reply = client.call(Method::DELETE, &ty.path(r), ty.api_version, None)?;
+    let reply = client.call(Method::DELETE, path, api_version, None)?;
     if !no_wait {
         client.wait(&reply, ctx.spinner())?;
     }
