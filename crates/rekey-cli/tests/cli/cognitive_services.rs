@@ -121,10 +121,7 @@ fn account_create_show_list_and_delete_change_the_server() {
 
 #[test]
 fn keys_list_prints_the_keys_rekeyd_holds() {
-    let server = Rekeyd::start();
-    server.create_group("rg");
-    server.create_account("rg", "acct");
-    let cli = Cli::logged_in(&server);
+    let (server, cli) = Rekeyd::with_account();
     let keys = cli
         .run(&[
             "cognitiveservices",
@@ -157,11 +154,8 @@ fn keys_list_prints_the_keys_rekeyd_holds() {
 
 #[test]
 fn regenerate_key1_replaces_key1_and_leaves_key2() {
-    let server = Rekeyd::start();
-    server.create_group("rg");
-    server.create_account("rg", "acct");
+    let (server, cli) = Rekeyd::with_account();
     let before = server.account_keys("rg", "acct").unwrap();
-    let cli = Cli::logged_in(&server);
 
     let printed = cli
         .run(&[
@@ -255,11 +249,8 @@ fn ids_act_on_every_account_named_and_print_a_list() {
 
 #[test]
 fn what_if_prints_the_operation_and_changes_nothing() {
-    let server = Rekeyd::start();
-    server.create_group("rg");
-    server.create_account("rg", "acct");
+    let (server, cli) = Rekeyd::with_account();
     let before = server.account_keys("rg", "acct").unwrap();
-    let cli = Cli::logged_in(&server);
 
     let run = cli.run(&[
         "cognitiveservices",

@@ -133,6 +133,15 @@ impl Rekeyd {
         }
     }
 
+    /// A rekeyd with group `rg` holding Cognitive Services account `acct`, and a CLI logged in to it.
+    pub fn with_account() -> (Self, Cli) {
+        let server = Self::start();
+        server.create_group("rg");
+        server.create_account("rg", "acct");
+        let cli = Cli::logged_in(&server);
+        (server, cli)
+    }
+
     pub fn bootstrap_file(&self) -> PathBuf {
         self.dir.path().join("data/bootstrap.json")
     }

@@ -6,10 +6,7 @@ use crate::helpers::{redact, Cli, Rekeyd};
 /// A server with group `rg` and account `acct`, a CLI logged in to it, and the placeholders for
 /// every random value the outputs contain.
 fn setup() -> (Rekeyd, Cli, Vec<(String, String)>) {
-    let server = Rekeyd::start();
-    server.create_group("rg");
-    server.create_account("rg", "acct");
-    let cli = Cli::logged_in(&server);
+    let (server, cli) = Rekeyd::with_account();
     let keys = server.account_keys("rg", "acct").unwrap();
     let account = server
         .call(

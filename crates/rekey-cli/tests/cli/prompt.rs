@@ -25,11 +25,8 @@ fn answer_prompt(cli: &Cli, args: &[&str], answer: &str) -> (String, i32) {
 
 #[test]
 fn answering_no_changes_nothing_and_yes_regenerates() {
-    let server = Rekeyd::start();
-    server.create_group("rg");
-    server.create_account("rg", "acct");
+    let (server, cli) = Rekeyd::with_account();
     let before = server.account_keys("rg", "acct").unwrap();
-    let cli = Cli::logged_in(&server);
     let args = [
         "cognitiveservices",
         "account",
@@ -58,10 +55,7 @@ fn answering_no_changes_nothing_and_yes_regenerates() {
 
 #[test]
 fn the_prompt_names_the_key_and_the_account() {
-    let server = Rekeyd::start();
-    server.create_group("rg");
-    server.create_account("rg", "acct");
-    let cli = Cli::logged_in(&server);
+    let (_server, cli) = Rekeyd::with_account();
     let mut cmd = cli.command();
     cmd.args([
         "cognitiveservices",
@@ -89,11 +83,8 @@ fn the_prompt_names_the_key_and_the_account() {
 
 #[test]
 fn yes_skips_the_prompt_on_a_terminal() {
-    let server = Rekeyd::start();
-    server.create_group("rg");
-    server.create_account("rg", "acct");
+    let (server, cli) = Rekeyd::with_account();
     let before = server.account_keys("rg", "acct").unwrap();
-    let cli = Cli::logged_in(&server);
     let mut cmd = cli.command();
     cmd.args([
         "cognitiveservices",
