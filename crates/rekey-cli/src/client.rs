@@ -239,6 +239,11 @@ fn send(request: RequestBuilder) -> Result<reqwest::blocking::Response, String> 
         }
         if e.is_timeout() {
             "no reply in time".to_string()
+        } else if cause.to_string().contains("certificate") {
+            format!(
+                "{cause} (if rekeyd's certificate comes from a private CA, pass the CA with \
+                 `rekey login --ca-file FILE` or REKEY_CA_BUNDLE)"
+            )
         } else {
             cause.to_string()
         }

@@ -11,8 +11,8 @@ use crate::error::CliError;
 
 const PROFILE_FILE: &str = "profile.json";
 
-/// What `rekey login` stores.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What `rekey login` stores. Not Debug: it holds the token.
+#[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
     #[serde(default)]

@@ -91,12 +91,17 @@ pub struct Rekeyd {
 
 impl Rekeyd {
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// Starts rekeyd in `dir` with extra flags (such as `--tls-cert`).
+    pub fn start_with(dir: tempfile::TempDir, flags: &[&std::ffi::OsStr]) -> Self {
         let log_path = dir.path().join("rekeyd.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(rekeyd_bin())
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
+            .args(flags)
             .env("RUST_LOG", "info")
             .env_remove("REKEY_MASTER_KEY")
             .env_remove("REKEY_DATABASE_URL")

@@ -192,3 +192,121 @@ fn account_set_chooses_the_subscription_later_commands_act_in() {
     assert_eq!(unknown.code, 2, "{unknown:?}");
     assert!(unknown.stderr.contains("Nope"));
 }
+
+/// Runs openssl in `dir`, failing the test with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed (scripts/test needs it too)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_https_endpoint_signed_by_a_private_ca_works_once_the_ca_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rekey test CA",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    let (cert, key, ca) = (d.join("server.pem"), d.join("server.key"), d.join("ca.pem"));
+    let server = Rekeyd::start_with(
+        dir,
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+
+    let cli = Cli::new();
+    let refused = cli.run(&[
+        "login",
+        "--endpoint",
+        &server.base,
+        "--token",
+        &server.token,
+    ]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(refused.stderr.contains("--ca-file"), "{refused:?}");
+
+    cli.run(&[
+        "login",
+        "--endpoint",
+        &server.base,
+        "--token",
+        &server.token,
+        "--ca-file",
+        ca.to_str().unwrap(),
+    ])
+    .json();
+    cli.run(&["group", "create", "-n", "over-tls", "-l", "westus"])
+        .json();
+    // Without the profile, REKEY_CA_BUNDLE does the same.
+    let bare = Cli::new()
+        .with_env("REKEY_ENDPOINT", &server.base)
+        .with_env("REKEY_TOKEN", &server.token)
+        .with_env("REKEY_CA_BUNDLE", ca.to_str().unwrap());
+    assert_eq!(
+        bare.run(&["group", "exists", "-n", "over-tls"]).ok(),
+        "true\n"
+    );
+}
