@@ -29,8 +29,14 @@ pub fn render_subscriptions(subscriptions: &[Subscription], default: Option<&str
 pub fn run(ctx: &Context, command: AccountCommand) -> Result<(), CliError> {
     match command {
         AccountCommand::List => {
-            let current = ctx.subscription()?.to_string();
-            ctx.print(&render_subscriptions(&ctx.subscriptions()?, Some(&current)))
+            let subscriptions = ctx.subscriptions()?;
+            // A token that sees no subscription has no default either: the list is just empty.
+            let current = if subscriptions.is_empty() {
+                None
+            } else {
+                Some(ctx.subscription()?)
+            };
+            ctx.print(&render_subscriptions(&subscriptions, current))
         }
         AccountCommand::Show(args) => {
             let current = ctx.subscription()?.to_string();
