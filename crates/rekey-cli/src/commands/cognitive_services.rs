@@ -1,0 +1,85 @@
+//! Owns `rekey cognitiveservices account …`: create/show/list/delete and `keys list|regenerate
+//! --key-name key1|key2`, with the bodies of rekey-api's Cognitive Services wire types.
+
+use rekey_api::cognitive_services::{AccountUpdate, RegenerateKeyParameters, Sku};
+use serde_json::Value;
+
+use super::{
+    action, create, delete, for_each, group_location, list, regenerate, resources, show, tags,
+};
+use crate::cli::{
+    CognitiveAccountCommand, CognitiveKeyName, CognitiveKeysCommand, CognitiveServicesCommand,
+};
+use crate::context::Context;
+use crate::error::CliError;
+use crate::target::{ResourceRef, COGNITIVE_SERVICES as TYPE};
+
+pub fn run(ctx: &Context, command: CognitiveServicesCommand) -> Result<(), CliError> {
+    let CognitiveServicesCommand::Account(command) = command;
+    match command {
+        CognitiveAccountCommand::Create {
+            name,
+            resource_group,
+            kind,
+            sku,
+            location,
+            tags: raw_tags,
+            yes: _,
+        } => {
+            let r = ResourceRef {
+                subscription: ctx.subscription()?.to_string(),
+                group: resource_group,
+                name,
+            };
+            let location = match location {
+                Some(l) => l,
+                None => group_location(ctx, &r.subscription, &r.group)?,
+            };
+            let body = AccountUpdate {
+                location: Some(location),
+                kind: Some(kind),
+                sku: Some(Sku {
+                    name: sku,
+                    tier: None,
+                }),
+                tags: tags(&raw_tags),
+                properties: Some(Default::default()),
+                identity: None,
+            };
+            let body = serde_json::to_value(body).expect("an account body serializes");
+            let account = create(ctx, &TYPE, &r, &body, false)?;
+            ctx.print(&account.unwrap_or(Value::Null))
+        }
+        CognitiveAccountCommand::Show(args) => {
+            for_each(ctx, &resources(ctx, &TYPE, &args)?, |r| show(ctx, &TYPE, r))
+        }
+        CognitiveAccountCommand::List(args) => list(ctx, &TYPE, args.resource_group.as_deref()),
+        CognitiveAccountCommand::Delete(args) => {
+            for_each(ctx, &resources(ctx, &TYPE, &args)?, |r| {
+                delete(ctx, &TYPE, r, false)
+            })
+        }
+        CognitiveAccountCommand::Keys(CognitiveKeysCommand::List(args)) => {
+            for_each(ctx, &resources(ctx, &TYPE, &args)?, |r| {
+                Ok(action(ctx, &TYPE, r, "listKeys", None)?.body)
+            })
+        }
+        CognitiveAccountCommand::Keys(CognitiveKeysCommand::Regenerate {
+            target,
+            key_name,
+            safety,
+        }) => {
+            let (slot, wire) = match key_name {
+                CognitiveKeyName::Key1 => ("key1", "Key1"),
+                CognitiveKeyName::Key2 => ("key2", "Key2"),
+            };
+            let body = serde_json::to_value(RegenerateKeyParameters {
+                key_name: wire.into(),
+            })
+            .expect("a regenerate body serializes");
+            for_each(ctx, &resources(ctx, &TYPE, &target)?, |r| {
+                Ok(regenerate(ctx, &TYPE, r, slot, &body, &safety)?.and_then(|reply| reply.body))
+            })
+        }
+    }
+}

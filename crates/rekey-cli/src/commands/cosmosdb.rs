@@ -1,0 +1,216 @@
+//! Owns `rekey cosmosdb …` (alias `documentdb`): create/show/list/delete, `keys list --type
+//! keys|read-only-keys|connection-strings` and `keys regenerate --key-kind …`, a long-running
+//! operation. Also az's older `cosmosdb list-keys` and `regenerate-key`, which the seeds' script uses.
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    action, create, delete, for_each, group_location, list, regenerate, resources, show, tags,
+};
+use crate::cli::{
+    CosmosCommand, CosmosCreate, CosmosKeyKind, CosmosKeyType, CosmosKeysCommand, CosmosRegenerate,
+    ResourceArgs,
+};
+use crate::context::{Context, OffTerminal};
+use crate::error::CliError;
+use crate::target::{ResourceRef, COSMOS_DB as TYPE};
+
+pub fn run(ctx: &Context, command: CosmosCommand) -> Result<(), CliError> {
+    match command {
+        CosmosCommand::Create(args) => create_account(ctx, args),
+        CosmosCommand::Show(args) => {
+            for_each(ctx, &resources(ctx, &TYPE, &args)?, |r| show(ctx, &TYPE, r))
+        }
+        CosmosCommand::List(args) => list(ctx, &TYPE, args.resource_group.as_deref()),
+        CosmosCommand::Delete {
+            target,
+            yes,
+            no_wait,
+        } => {
+            let targets = resources(ctx, &TYPE, &target)?;
+            ctx.confirm(
+                "Are you sure you want to perform this operation?",
+                yes,
+                OffTerminal::Refuse,
+            )?;
+            for_each(ctx, &targets, |r| delete(ctx, &TYPE, r, no_wait))
+        }
+        CosmosCommand::Keys(CosmosKeysCommand::List { target, key_type }) => {
+            list_keys(ctx, &target, key_type)
+        }
+        CosmosCommand::Keys(CosmosKeysCommand::Regenerate(args)) => regenerate_key(ctx, args),
+        CosmosCommand::ListKeys(target) => {
+            ctx.warn(
+                "This command has been deprecated and will be removed in a future release. \
+                 Use 'cosmosdb keys list' instead.",
+            );
+            list_keys(ctx, &target, CosmosKeyType::Keys)
+        }
+        CosmosCommand::RegenerateKey(args) => {
+            ctx.warn(
+                "This command has been deprecated and will be removed in a future release. \
+                 Use 'cosmosdb keys regenerate' instead.",
+            );
+            regenerate_key(ctx, args)
+        }
+    }
+}
+
+fn list_keys(
+    ctx: &Context,
+    target: &ResourceArgs,
+    key_type: CosmosKeyType,
+) -> Result<(), CliError> {
+    let action_name = match key_type {
+        CosmosKeyType::Keys => "listKeys",
+        CosmosKeyType::ReadOnlyKeys => "readonlykeys",
+        CosmosKeyType::ConnectionStrings => "listConnectionStrings",
+    };
+    for_each(ctx, &resources(ctx, &TYPE, target)?, |r| {
+        Ok(action(ctx, &TYPE, r, action_name, None)?.body)
+    })
+}
+
+fn regenerate_key(ctx: &Context, args: CosmosRegenerate) -> Result<(), CliError> {
+    let kind = match args.key_kind {
+        CosmosKeyKind::Primary => "primary",
+        CosmosKeyKind::Secondary => "secondary",
+        CosmosKeyKind::PrimaryReadonly => "primaryReadonly",
+        CosmosKeyKind::SecondaryReadonly => "secondaryReadonly",
+    };
+    let body = json!({ "keyKind": kind });
+    let what = format!("the {kind} key");
+    for_each(ctx, &resources(ctx, &TYPE, &args.target)?, |r| {
+        if let Some(reply) = regenerate(ctx, &TYPE, r, &what, &body, &args.safety)? {
+            if !args.no_wait {
+                ctx.client()?.wait(&reply, ctx.spinner())?;
+            }
+        }
+        Ok(None)
+    })
+}
+
+/// One entry of `properties.locations`.
+fn location(name: &str, priority: u64, zone_redundant: bool) -> Value {
+    json!({
+        "locationName": name,
+        "failoverPriority": priority,
+        "isZoneRedundant": zone_redundant,
+    })
+}
+
+/// `--locations` in az's two syntaxes: `regionName=R failoverPriority=N isZoneRedundant=B` (the
+/// keys may repeat for more regions) and the older `"Region Name"=N`.
+fn parse_locations(raw: &[String]) -> Result<Vec<Value>, CliError> {
+    let bad = |item: &str| {
+        CliError::Usage(format!(
+            "argument --locations: '{item}' is neither regionName=R, failoverPriority=N, \
+             isZoneRedundant=B nor \"Region Name\"=N"
+        ))
+    };
+    let mut out: Vec<(String, u64, bool)> = Vec::new();
+    for item in raw {
+        let (key, value) = item.split_once('=').ok_or_else(|| bad(item))?;
+        match key {
+            "regionName" => out.push((value.to_string(), out.len() as u64, false)),
+            "failoverPriority" => {
+                let last = out.last_mut().ok_or_else(|| bad(item))?;
+                last.1 = value.parse().map_err(|_| bad(item))?;
+            }
+            "isZoneRedundant" => {
+                let last = out.last_mut().ok_or_else(|| bad(item))?;
+                last.2 = value.eq_ignore_ascii_case("true");
+            }
+            region => out.push((
+                region.to_string(),
+                value.parse().map_err(|_| bad(item))?,
+                false,
+            )),
+        }
+    }
+    Ok(out
+        .iter()
+        .map(|(name, priority, zones)| location(name, *priority, *zones))
+        .collect())
+}
+
+fn create_account(ctx: &Context, args: CosmosCreate) -> Result<(), CliError> {
+    let mut locations = parse_locations(&args.locations)?;
+    let r = ResourceRef {
+        subscription: ctx.subscription()?.to_string(),
+        group: args.resource_group,
+        name: args.name,
+    };
+    // As in az, the account lives in its group's location; --locations only lists its regions.
+    let group_location = group_location(ctx, &r.subscription, &r.group)?;
+    if locations.is_empty() {
+        locations.push(location(&group_location, 0, false));
+    }
+    let mut properties = Map::new();
+    properties.insert("databaseAccountOfferType".into(), json!("Standard"));
+    properties.insert("locations".into(), Value::Array(locations));
+    let mut consistency = Map::new();
+    if let Some(level) = args.default_consistency_level {
+        consistency.insert("defaultConsistencyLevel".into(), json!(level));
+    }
+    if let Some(seconds) = args.max_interval {
+        consistency.insert("maxIntervalInSeconds".into(), json!(seconds));
+    }
+    if let Some(prefix) = args.max_staleness_prefix {
+        consistency.insert("maxStalenessPrefix".into(), json!(prefix));
+    }
+    if !consistency.is_empty() {
+        consistency
+            .entry("defaultConsistencyLevel")
+            .or_insert(json!("Session"));
+        properties.insert("consistencyPolicy".into(), Value::Object(consistency));
+    }
+    let body = json!({
+        "location": group_location,
+        "kind": args.kind,
+        "tags": tags(&args.tags).unwrap_or_default(),
+        "properties": properties,
+    });
+    let account = create(ctx, &TYPE, &r, &body, args.no_wait)?;
+    ctx.print(&account.unwrap_or(Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn locations_accept_the_seed_syntax_and_the_current_one() {
+        let old = parse_locations(&strings(&["China East=0", "China North=1"])).unwrap();
+        assert_eq!(
+            old,
+            vec![
+                location("China East", 0, false),
+                location("China North", 1, false)
+            ]
+        );
+        let new = parse_locations(&strings(&[
+            "regionName=westus",
+            "failoverPriority=0",
+            "isZoneRedundant=True",
+            "regionName=eastus",
+            "failoverPriority=1",
+        ]))
+        .unwrap();
+        assert_eq!(
+            new,
+            vec![location("westus", 0, true), location("eastus", 1, false)]
+        );
+        assert_eq!(
+            parse_locations(&strings(&["failoverPriority=0"]))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert!(parse_locations(&strings(&["westus"])).is_err());
+    }
+}

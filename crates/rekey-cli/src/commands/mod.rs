@@ -1,0 +1,237 @@
+//! Owns dispatching a parsed command to its module, and the steps resource commands share: resolving
+//! `-n`/`-g` or `--ids` to resources, running a command once per `--ids` entry (one result prints as
+//! itself, several as a list, as az does), tags, the default location, and the regenerate safety
+//! switches (`--what-if`, confirmation).
+
+mod account;
+mod cognitive_services;
+mod cosmosdb;
+mod group;
+mod login;
+mod quantum;
+
+use std::collections::BTreeMap;
+
+use clap::CommandFactory as _;
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::cli::{Cli, Command, ResourceArgs, Safety, Shell};
+use crate::client::Reply;
+use crate::context::{write_out, Context, OffTerminal};
+use crate::error::CliError;
+use crate::target::{group_path, ResourceRef, ResourceType, GROUPS_API_VERSION};
+
+pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Login(args) => login::login(ctx, args),
+        Command::Logout => login::logout(),
+        Command::Account(cmd) => account::run(ctx, cmd),
+        Command::Group(cmd) => group::run(ctx, cmd),
+        Command::CognitiveServices(cmd) => cognitive_services::run(ctx, cmd),
+        Command::Cosmosdb(cmd) => cosmosdb::run(ctx, cmd),
+        Command::Quantum(cmd) => quantum::run(ctx, cmd),
+        Command::Completion { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "rekey", &mut script);
+            write_out(&String::from_utf8_lossy(&script))
+        }
+    }
+}
+
+/// The resources a command names: each `--ids` entry, or `-n` in `-g` in the current subscription.
+pub fn resources(
+    ctx: &Context,
+    ty: &ResourceType,
+    args: &ResourceArgs,
+) -> Result<Vec<ResourceRef>, CliError> {
+    if !args.ids.is_empty() {
+        return args.ids.iter().map(|id| ty.parse_id(id)).collect();
+    }
+    let (Some(name), Some(group)) = (&args.name, &args.resource_group) else {
+        return Err(CliError::Usage(
+            "the following arguments are required: --name/-n, --resource-group/-g (or --ids)"
+                .into(),
+        ));
+    };
+    Ok(vec![ResourceRef {
+        subscription: ctx.subscription()?.to_string(),
+        group: group.clone(),
+        name: name.clone(),
+    }])
+}
+
+/// Runs `each` for every target and prints what they return: one result as itself, several as a
+/// list; `None` results print nothing.
+pub fn for_each<T>(
+    ctx: &Context,
+    targets: &[T],
+    mut each: impl FnMut(&T) -> Result<Option<Value>, CliError>,
+) -> Result<(), CliError> {
+    let mut results = Vec::new();
+    for target in targets {
+        if let Some(value) = each(target)? {
+            results.push(value);
+        }
+    }
+    match (targets.len(), results.len()) {
+        (_, 0) => Ok(()),
+        (1, _) => ctx.print(&results[0]),
+        _ => ctx.print(&Value::Array(results)),
+    }
+}
+
+/// `--tags a=b c` as ARM's tag map (`c` gets an empty value, as in az).
+pub fn tags(raw: &Option<Vec<String>>) -> Option<BTreeMap<String, String>> {
+    raw.as_ref().map(|pairs| {
+        pairs
+            .iter()
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (pair.to_string(), String::new()),
+            })
+            .collect()
+    })
+}
+
+/// The resource group's location, the default for a new resource as in az.
+pub fn group_location(ctx: &Context, subscription: &str, group: &str) -> Result<String, CliError> {
+    let reply = ctx.client()?.call(
+        Method::GET,
+        &group_path(subscription, group),
+        GROUPS_API_VERSION,
+        None,
+    )?;
+    reply
+        .body
+        .as_ref()
+        .and_then(|b| b.get("location"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| CliError::Other(format!("Resource group '{group}' has no location.")))
+}
+
+/// GETs one resource.
+pub fn show(ctx: &Context, ty: &ResourceType, r: &ResourceRef) -> Result<Option<Value>, CliError> {
+    Ok(ctx
+        .client()?
+        .call(Method::GET, &ty.path(r), ty.api_version, None)?
+        .body)
+}
+
+/// Sends a create (`PUT`) and, unless `no_wait`, waits for it and returns the resource as it ended.
+pub fn create(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    body: &Value,
+    no_wait: bool,
+) -> Result<Option<Value>, CliError> {
+    let client = ctx.client()?;
+    let reply = client.call(Method::PUT, &ty.path(r), ty.api_version, Some(body))?;
+    if no_wait {
+        return Ok(None);
+    }
+    if client.wait(&reply, ctx.spinner())? {
+        return show(ctx, ty, r);
+    }
+    match reply.body {
+        Some(body) => Ok(Some(body)),
+        None => show(ctx, ty, r),
+    }
+}
+
+/// Deletes one resource and, unless `no_wait`, waits for a long-running deletion.
+pub fn delete(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    no_wait: bool,
+) -> Result<Option<Value>, CliError> {
+    delete_at(ctx, &ty.path(r), ty.api_version, no_wait)
+}
+
+/// Sends a `DELETE` to `path` and, unless `no_wait`, waits for a long-running one.
+pub fn delete_at(
+    ctx: &Context,
+    path: &str,
+    api_version: &str,
+    no_wait: bool,
+) -> Result<Option<Value>, CliError> {
+    let client = ctx.client()?;
+    let reply = client.call(Method::DELETE, path, api_version, None)?;
+    if !no_wait {
+        client.wait(&reply, ctx.spinner())?;
+    }
+    Ok(None)
+}
+
+/// Lists a type in a group or the whole subscription.
+pub fn list(ctx: &Context, ty: &ResourceType, group: Option<&str>) -> Result<(), CliError> {
+    let path = ty.list_path(ctx.subscription()?, group);
+    let reply = ctx
+        .client()?
+        .call(Method::GET, &path, ty.api_version, None)?;
+    ctx.print(&list_value(reply))
+}
+
+/// The `value` of an ARM list reply.
+pub fn list_value(reply: Reply) -> Value {
+    reply
+        .body
+        .and_then(|mut b| b.get_mut("value").map(Value::take))
+        .unwrap_or(Value::Array(Vec::new()))
+}
+
+/// POSTs to one of a resource's actions (`listKeys`, `readonlykeys`, …) and returns the body.
+pub fn action(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    name: &str,
+    body: Option<&Value>,
+) -> Result<Reply, CliError> {
+    ctx.client()?.call(
+        Method::POST,
+        &format!("{}/{name}", ty.path(r)),
+        ty.api_version,
+        body,
+    )
+}
+
+/// The safety switches of a regeneration. With `--what-if`, checks that the resource exists, prints
+/// the operation and returns `None`; otherwise asks on a terminal (unless `--yes`), then POSTs
+/// `regenerateKey` with `body` and returns the reply.
+pub fn regenerate(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    what: &str,
+    body: &Value,
+    safety: &Safety,
+) -> Result<Option<Reply>, CliError> {
+    if safety.what_if {
+        // A GET changes nothing and lets a missing resource fail as it would for real.
+        show(ctx, ty, r)?;
+        write_out(&format!(
+            "What if: Performing the operation \"Regenerate {what}\" on target \"{}\".\n",
+            ty.path(r)
+        ))?;
+        return Ok(None);
+    }
+    ctx.confirm(
+        &format!(
+            "Regenerate {what} of {} '{}' in resource group '{}'? Applications using the current \
+             {what} stop working at once.",
+            ty.noun, r.name, r.group
+        ),
+        safety.yes,
+        OffTerminal::Proceed,
+    )?;
+    action(ctx, ty, r, "regenerateKey", Some(body)).map(Some)
+}

@@ -1,0 +1,133 @@
+//! Owns `rekey quantum workspace …`: create/show/list/delete, `keys list`, and `keys regenerate
+//! --key-type Primary,Secondary` with PowerShell's `--pass-thru` (prints `true` on success, as
+//! `New-AzQuantumApiWorkspaceKey -PassThru` does).
+
+use serde_json::{json, Map, Value};
+
+use super::{action, create, delete, for_each, group_location, list, regenerate, resources, show};
+use crate::cli::{QuantumCommand, QuantumKeyType, QuantumKeysCommand, QuantumWorkspaceCommand};
+use crate::context::Context;
+use crate::error::CliError;
+use crate::target::{ResourceRef, QUANTUM as TYPE};
+
+pub fn run(ctx: &Context, command: QuantumCommand) -> Result<(), CliError> {
+    let QuantumCommand::Workspace(command) = command;
+    match command {
+        QuantumWorkspaceCommand::Create {
+            name,
+            resource_group,
+            location,
+            storage_account,
+            provider_sku_list,
+            enable_api_key,
+            no_wait,
+        } => {
+            let r = ResourceRef {
+                subscription: ctx.subscription()?.to_string(),
+                group: resource_group,
+                name,
+            };
+            let location = match location {
+                Some(l) => l,
+                None => group_location(ctx, &r.subscription, &r.group)?,
+            };
+            let mut properties = Map::new();
+            properties.insert(
+                "providers".into(),
+                parse_providers(provider_sku_list.as_deref())?,
+            );
+            if let Some(account) = storage_account {
+                properties.insert("storageAccount".into(), json!(account));
+            }
+            if let Some(enabled) = enable_api_key {
+                properties.insert("apiKeyEnabled".into(), json!(enabled));
+            }
+            let body = json!({ "location": location, "properties": properties });
+            let workspace = create(ctx, &TYPE, &r, &body, no_wait)?;
+            ctx.print(&workspace.unwrap_or(Value::Null))
+        }
+        QuantumWorkspaceCommand::Show(args) => {
+            for_each(ctx, &resources(ctx, &TYPE, &args.into())?, |r| {
+                show(ctx, &TYPE, r)
+            })
+        }
+        QuantumWorkspaceCommand::List(args) => list(ctx, &TYPE, args.resource_group.as_deref()),
+        QuantumWorkspaceCommand::Delete { target, no_wait } => {
+            for_each(ctx, &resources(ctx, &TYPE, &target.into())?, |r| {
+                delete(ctx, &TYPE, r, no_wait)
+            })
+        }
+        QuantumWorkspaceCommand::Keys(QuantumKeysCommand::List(args)) => {
+            for_each(ctx, &resources(ctx, &TYPE, &args.into())?, |r| {
+                Ok(action(ctx, &TYPE, r, "listKeys", None)?.body)
+            })
+        }
+        QuantumWorkspaceCommand::Keys(QuantumKeysCommand::Regenerate {
+            target,
+            key_type,
+            safety,
+            pass_thru,
+        }) => {
+            let mut keys: Vec<&str> = Vec::new();
+            for k in &key_type {
+                let name = match k {
+                    QuantumKeyType::Primary => "Primary",
+                    QuantumKeyType::Secondary => "Secondary",
+                };
+                if !keys.contains(&name) {
+                    keys.push(name);
+                }
+            }
+            let what = match keys.as_slice() {
+                [one] => format!("the {} key", one.to_ascii_lowercase()),
+                _ => "the primary and secondary keys".to_string(),
+            };
+            let body = json!({ "keys": keys });
+            for_each(ctx, &resources(ctx, &TYPE, &target.into())?, |r| {
+                let done = regenerate(ctx, &TYPE, r, &what, &body, &safety)?;
+                Ok((done.is_some() && pass_thru).then_some(Value::Bool(true)))
+            })
+        }
+    }
+}
+
+/// `-r Microsoft/Basic,Quantinuum/Standard` as `[{"providerId","providerSku"}]`.
+fn parse_providers(raw: Option<&str>) -> Result<Value, CliError> {
+    let Some(raw) = raw else {
+        return Ok(Value::Array(Vec::new()));
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once('/') {
+            Some((id, sku)) if !id.is_empty() && !sku.is_empty() => {
+                Ok(json!({ "providerId": id, "providerSku": sku }))
+            }
+            _ => Err(CliError::Usage(format!(
+                "argument --provider-sku-list/-r: '{pair}' is not ProviderId/SKU"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_sku_list_becomes_the_providers_array() {
+        assert_eq!(
+            parse_providers(Some("Microsoft/Basic, quantinuum/standard1")).unwrap(),
+            json!([
+                {"providerId": "Microsoft", "providerSku": "Basic"},
+                {"providerId": "quantinuum", "providerSku": "standard1"}
+            ])
+        );
+        assert_eq!(parse_providers(None).unwrap(), json!([]));
+        assert_eq!(
+            parse_providers(Some("Microsoft")).unwrap_err().exit_code(),
+            2
+        );
+    }
+}
