@@ -11,6 +11,7 @@ pub mod dataplane;
 pub mod error;
 pub mod routes;
 pub mod telemetry;
+pub mod web;
 
 use std::sync::Arc;
 

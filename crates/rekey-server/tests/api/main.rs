@@ -10,3 +10,4 @@ mod keys;
 mod openapi;
 mod other_types;
 mod secrets;
+mod web;
