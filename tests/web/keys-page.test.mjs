@@ -260,6 +260,19 @@ describe('the Keys & Endpoint page', () => {
     await context.close();
   });
 
+  test('a resource link to anywhere but a rekey resource id opens nothing', async () => {
+    const { context, page, errors } = await openPage();
+    const requests = [];
+    page.on('request', (r) => requests.push(r.url()));
+    await signIn(page, fixture.ownerToken);
+    const forged = '//attacker.example/a/b/c/Microsoft.CognitiveServices/accounts/x';
+    await page.goto(`${base}/web/#/resource/${encodeURIComponent(forged)}`);
+    await page.getByText('rekey does not serve this resource type.').waitFor();
+    assert.ok(requests.every((u) => u.startsWith(base)), 'every request stayed on rekeyd');
+    noErrors(errors);
+    await context.close();
+  });
+
   test('the keyboard alone signs in, opens a resource and shows a key', async () => {
     const { context, page, errors } = await openPage();
     await page.goto(`${base}/web/`);

@@ -90,6 +90,8 @@ class ApiError extends Error {
 
 /** Calls rekeyd with the session cookie; writes carry the CSRF token. Answers the parsed body. */
 async function api(method, path, body) {
+  // Only this origin's own paths: the CSRF token must never travel anywhere else.
+  if (!path.startsWith('/') || path.startsWith('//')) throw new ApiError(0, 'BadPath', `Not a path: ${path}`);
   const headers = { accept: 'application/json' };
   if (method !== 'GET' && method !== 'HEAD' && state.session) {
     headers['x-csrf-token'] = state.session.csrfToken;
@@ -188,8 +190,12 @@ function signedIn() {
 
 // ---- Resource list -------------------------------------------------------------------------
 
+// /subscriptions/{sub}/resourceGroups/{group}/providers/{namespace}/{type}/{name}, nothing else:
+// a resource id also arrives from the URL's fragment, which anyone can write into a link.
+const RESOURCE_ID = /^\/subscriptions\/[^/?#]+\/resourceGroups\/[^/?#]+\/providers\/[^/?#]+\/[^/?#]+\/[^/?#]+$/i;
+
 function typeOf(id) {
-  // /subscriptions/{sub}/resourceGroups/{group}/providers/{namespace}/{type}/{name}
+  if (!RESOURCE_ID.test(id)) return undefined;
   const parts = id.split('/');
   const name = `${parts[6]}/${parts[7]}`.toLowerCase();
   return Object.keys(TYPES).find((t) => t.toLowerCase() === name);
