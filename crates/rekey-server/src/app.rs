@@ -29,6 +29,8 @@ pub struct AppState {
     pub openapi: Arc<serde_json::Value>,
     pub dataplane: Arc<DataPlane>,
     pub issuer: Arc<crate::oauth::TokenIssuer>,
+    /// The web page's sign-in sessions (`web::session`).
+    pub sessions: Arc<crate::web::session::Sessions>,
 }
 
 /// The request's `x-ms-request-id`, for handlers and audit records.
@@ -137,6 +139,7 @@ pub fn route_table() -> RouteTable {
     routes::resources::register(&mut table);
     routes::access::register(&mut table);
     crate::oauth::register(&mut table);
+    crate::web::register(&mut table);
     table.route(
         Method::POST,
         "/verify",
@@ -221,8 +224,13 @@ pub fn build(
     let table = route_table();
     let openapi =
         Arc::new(serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes"));
+    // The session cookie is Secure whenever browsers reach rekeyd over HTTPS.
+    let sessions = Arc::new(crate::web::session::Sessions::new(
+        ctx.public_url.starts_with("https://"),
+    ));
     let state = AppState {
         store,
+        sessions,
         ctx: Arc::new(ctx),
         tenant_id,
         openapi,

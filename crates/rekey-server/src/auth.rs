@@ -2,13 +2,15 @@
 //! itself, see `oauth`) is resolved to a principal, which
 //! must be neither expired nor revoked (checked on every call, so revocation is immediate). A
 //! missing or unknown token is answered 401 with ARM's codes and a `WWW-Authenticate` challenge; the
-//! token itself is never logged or echoed.
+//! token itself is never logged or echoed. Without an `Authorization` header, the web page's session
+//! cookie stands in for the token (`web::session`).
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rekey_store::crypto::token_digest;
+use rekey_store::Principal;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -29,7 +31,7 @@ fn challenge(state: &AppState, description: &str) -> String {
 /// Puts the authenticated [`Principal`] into the request's extensions, or answers 401.
 pub async fn require_principal(
     State(state): State<AppState>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     let header = request
@@ -38,6 +40,20 @@ pub async fn require_principal(
         .and_then(|v| v.to_str().ok());
     let token = match header {
         None => {
+            // The web page authenticates with its session cookie instead (see `web::session`).
+            if let Some(session) = state.sessions.find(request.headers()) {
+                let checked = crate::web::session_principal(
+                    &state,
+                    &session,
+                    request.method(),
+                    request.headers(),
+                )
+                .await;
+                return match checked {
+                    Ok(principal) => admit(&state, principal, request, next).await,
+                    Err(e) => e.into_response(),
+                };
+            }
             return ApiError::Unauthenticated {
                 code: "AuthenticationFailed",
                 message: "Authentication failed. The 'Authorization' header is missing.".into(),
@@ -90,27 +106,7 @@ pub async fn require_principal(
     };
     match found {
         Ok(Some(principal)) if principal.active(now) => {
-            let assignments = match state.store.assignments_of(&principal.id).await {
-                Ok(a) => a,
-                Err(e) => return ApiError::from(e).into_response(),
-            };
-            let request_id = request
-                .extensions()
-                .get::<RequestId>()
-                .map(|r| r.0.clone())
-                .unwrap_or_default();
-            let source = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-            request.extensions_mut().insert(Caller {
-                principal,
-                assignments,
-                request_id,
-                source,
-            });
-            next.run(request).await
+            admit(&state, principal, request, next).await
         }
         Ok(Some(principal)) if principal.revoked_at.is_none() => ApiError::Unauthenticated {
             code: "ExpiredAuthenticationToken",
@@ -132,4 +128,34 @@ pub async fn require_principal(
 /// rekey's own tokens start `rkt_`; a JWT is three base64url parts, its header starting `eyJ`.
 fn looks_like_jwt(token: &str) -> bool {
     token.starts_with("eyJ") && token.matches('.').count() == 2
+}
+
+/// Loads an authenticated principal's role assignments and passes the request on as its [`Caller`].
+async fn admit(
+    state: &AppState,
+    principal: Principal,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let assignments = match state.store.assignments_of(&principal.id).await {
+        Ok(a) => a,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    request.extensions_mut().insert(Caller {
+        principal,
+        assignments,
+        request_id,
+        source,
+    });
+    next.run(request).await
 }

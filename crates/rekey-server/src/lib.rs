@@ -12,6 +12,7 @@ pub mod error;
 pub mod oauth;
 pub mod routes;
 pub mod telemetry;
+pub mod web;
 
 use std::sync::Arc;
 

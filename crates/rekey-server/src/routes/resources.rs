@@ -256,8 +256,15 @@ async fn key_view(
             .iter()
             .map(|k| (k.slot.name.to_string(), k.last_used.map(rfc3339).into()))
             .collect();
+        // rekey extension: when each slot's current key was made (Quantum's body has it already;
+        // the other types' bodies have no place for it), so the web page can show every type alike.
+        let created: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|k| (k.slot.name.to_string(), rfc3339(k.created_at).into()))
+            .collect();
         if let Some(object) = body.as_object_mut() {
             object.insert(LAST_USED_FIELD.into(), last_used.into());
+            object.insert(CREATED_FIELD.into(), created.into());
         }
     }
     Ok(Json(body).into_response())
@@ -265,6 +272,8 @@ async fn key_view(
 
 /// The `listKeys` extension field with each slot's last data-plane use.
 pub const LAST_USED_FIELD: &str = "x-rekey-lastUsed";
+/// The `listKeys` extension field with when each slot's current key was made.
+pub const CREATED_FIELD: &str = "x-rekey-createdAt";
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)

@@ -9,7 +9,7 @@ const AUTHZ: &str = "2022-04-01";
 const ROLES: [&str; 5] = ["Owner", "Contributor", "Key Operator", "Reader", "Verifier"];
 
 /// Calls as `token`; returns status and body.
-async fn call_as(
+pub async fn call_as(
     s: &TestServer,
     token: &str,
     method: Method,
@@ -26,7 +26,7 @@ async fn call_as(
 }
 
 /// A new token (made by the owner) holding `role` at `scope`; returns (principal id, token).
-async fn token_with_role(s: &TestServer, role: &str, scope: &str) -> (String, String) {
+pub async fn token_with_role(s: &TestServer, role: &str, scope: &str) -> (String, String) {
     let (status, created) = call_as(
         s,
         &s.token,

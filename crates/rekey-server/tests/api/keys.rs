@@ -213,3 +213,21 @@ async fn owner_creates_further_subscriptions() {
         .await;
     assert_eq!(status, 201);
 }
+
+#[tokio::test]
+async fn list_keys_says_when_each_slot_was_made() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    s.create_account("rg", "acct").await;
+    let (_, before) = s.list_keys("rg", "acct").await;
+    let created = &before["x-rekey-createdAt"];
+    assert!(
+        created["key1"].is_string() && created["key2"].is_string(),
+        "{before}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.regenerate("rg", "acct", "Key1").await;
+    let (_, after) = s.list_keys("rg", "acct").await;
+    assert_ne!(after["x-rekey-createdAt"]["key1"], created["key1"]);
+    assert_eq!(after["x-rekey-createdAt"]["key2"], created["key2"]);
+}

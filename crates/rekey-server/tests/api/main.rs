@@ -11,3 +11,4 @@ mod oauth;
 mod openapi;
 mod other_types;
 mod secrets;
+mod web;

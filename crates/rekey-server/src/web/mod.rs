@@ -1,0 +1,495 @@
+//! Owns the Keys & Endpoint web page that rekeyd serves itself: its assets (plain HTML, CSS and one
+//! vanilla JavaScript file, built into the binary), the security headers on them, sign-in and
+//! sign-out (`/web/session`, see [`session`]), and `GET /rekey/permissions`, which tells the page
+//! what its caller may do on a resource so a Reader is never offered keys or Regenerate buttons.
+//!
+//! The page holds no logic the API lacks: it calls the same ARM routes any client calls, with the
+//! session cookie instead of a bearer token. Registered by `app::route_table`.
+
+pub mod session;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
+    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, MethodRouter};
+use axum::{Extension, Json};
+use rekey_api::ErrorResponse;
+use rekey_store::crypto::token_digest;
+use rekey_store::{AuditRecord, Principal};
+use serde::Deserialize;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::app::{AppState, RequestId};
+use crate::authz::Caller;
+use crate::error::ApiError;
+use crate::routes::{Op, RouteTable};
+use session::Session;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+const FAVICON_SVG: &str = include_str!("assets/favicon.svg");
+
+/// Only this origin's own files may run, style or be fetched; nothing inline, no frames, no plugins.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; \
+     frame-ancestors 'none'";
+
+/// The headers every page response carries: the page shows keys, so it must not be framed
+/// (clickjacking a Regenerate button), sniffed into another type, or leak its URL onward.
+async fn page_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+    );
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers
+        .entry(CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> MethodRouter<AppState> {
+    get(move || async move { ([(CONTENT_TYPE, content_type)], body) })
+}
+
+fn signed_out(message: &str) -> Response {
+    let body = ErrorResponse::new("NotSignedIn", message);
+    (
+        StatusCode::UNAUTHORIZED,
+        [(CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// What the page learns about its session: who is signed in and the CSRF token for its writes.
+fn session_body(principal: &Principal, session: &Session) -> serde_json::Value {
+    let remaining = session
+        .expires
+        .saturating_duration_since(std::time::Instant::now());
+    json!({
+        "signedIn": true,
+        "principalId": principal.id.to_string(),
+        "name": principal.display_name,
+        "isOwner": principal.is_owner,
+        "csrfToken": session.csrf_token,
+        "expiresInSeconds": remaining.as_secs(),
+    })
+}
+
+/// The principal behind a session, checked as a bearer token is on every call: a revoked or expired
+/// token ends its sessions at once. A write without the session's CSRF token is refused.
+pub async fn session_principal(
+    state: &AppState,
+    session: &Session,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    session::check_csrf(session, method, headers)?;
+    let now = OffsetDateTime::now_utc();
+    match state.store.principal(&session.principal_id).await? {
+        Some(principal) if principal.active(now) => Ok(principal),
+        _ => {
+            state.sessions.end_all_of(session.principal_id);
+            Err(ApiError::Unauthenticated {
+                code: "InvalidAuthenticationToken",
+                message: "The session's token is no longer valid; sign in again.".into(),
+                challenge: "Bearer error=\"invalid_token\"".into(),
+            })
+        }
+    }
+}
+
+/// Sign-in arrives from this page only: a browser names the requesting site, and another site's
+/// form must not sign a visitor in to an account of the attacker's choosing.
+fn from_this_site(headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(fetch_site, Some("cross-site" | "same-site")) {
+        return false;
+    }
+    match (headers.get(ORIGIN), headers.get(HOST)) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .is_some_and(|(_, authority)| authority.as_bytes() == host.as_bytes()),
+        (Some(_), None) => false,
+    }
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+fn audit(principal: &Principal, action: &str, request: &RequestMeta) -> AuditRecord {
+    AuditRecord {
+        at: OffsetDateTime::now_utc(),
+        principal_id: principal.id.to_string(),
+        action: action.to_string(),
+        scope: "/web/session".into(),
+        source: request.source.to_string(),
+        request_id: request.request_id.clone(),
+        result: "Succeeded".into(),
+    }
+}
+
+/// Who sent a request, for the audit log.
+struct RequestMeta {
+    source: IpAddr,
+    request_id: String,
+}
+
+impl RequestMeta {
+    fn of(request: &Request) -> Self {
+        Self {
+            source: request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            request_id: request
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `POST /web/session`: a token (JSON `{"token"}` or a form field `token`) becomes a session cookie.
+/// JSON gets the session's details; a plain form post is sent back to the page.
+async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    if !from_this_site(request.headers()) {
+        return Err(ApiError::Forbidden {
+            code: "CrossSiteSignIn",
+            message: "Sign-in is accepted only from rekeyd's own page.".into(),
+        });
+    }
+    let meta = RequestMeta::of(&request);
+    let is_form = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    // A sign-in body is a token and a field name: a few hundred bytes.
+    let body: Bytes = axum::body::to_bytes(request.into_body(), 16 * 1024)
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(
+                "InvalidRequestContent",
+                "The request body could not be read.",
+            )
+        })?;
+    let parsed: Result<SignIn, String> = if is_form {
+        serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_value(crate::routes::json_body(&body)?).map_err(|e| e.to_string())
+    };
+    let token = parsed
+        .map_err(|e| {
+            ApiError::bad_request(
+                "InvalidRequestContent",
+                format!("The sign-in body must carry the token in a field named token: {e}."),
+            )
+        })?
+        .token;
+    let now = OffsetDateTime::now_utc();
+    let principal = match state
+        .store
+        .principal_by_token(&token_digest(token.trim()))
+        .await?
+    {
+        Some(p) if p.active(now) => p,
+        _ => {
+            tracing::info!(source = %meta.source, "a web sign-in was refused");
+            return Ok(signed_out(
+                "The token is not valid: unknown, expired or revoked.",
+            ));
+        }
+    };
+    state
+        .store
+        .append_audit(&audit(&principal, "Rekey/web/session/write", &meta))
+        .await?;
+    let (id, session) = state.sessions.start(principal.id);
+    let cookie = state.sessions.cookie(&id);
+    if is_form {
+        return Ok((
+            StatusCode::SEE_OTHER,
+            [
+                (SET_COOKIE, cookie),
+                (LOCATION, HeaderValue::from_static("/web/")),
+            ],
+        )
+            .into_response());
+    }
+    Ok((
+        [
+            (SET_COOKIE, cookie),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        Json(session_body(&principal, &session)),
+    )
+        .into_response())
+}
+
+/// `GET /web/session`: who is signed in, and the CSRF token the page sends with its writes. Being
+/// signed out is an answer here, not an error: it is what the page asks on every load.
+async fn current(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let no_session = || {
+        (
+            [(CACHE_CONTROL, "no-store")],
+            Json(json!({ "signedIn": false })),
+        )
+    };
+    let Some(session) = state.sessions.find(&headers) else {
+        return Ok(no_session().into_response());
+    };
+    let principal = match session_principal(&state, &session, &Method::GET, &headers).await {
+        Ok(p) => p,
+        Err(ApiError::Unauthenticated { .. }) => return Ok(no_session().into_response()),
+        Err(e) => return Err(e),
+    };
+    Ok((
+        [(CACHE_CONTROL, "no-store")],
+        Json(session_body(&principal, &session)),
+    )
+        .into_response())
+}
+
+/// `DELETE /web/session`: signs out. Needs the CSRF token, like every other write from the page.
+async fn sign_out(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let meta = RequestMeta::of(&request);
+    let headers = request.headers();
+    if let Some(session) = state.sessions.find(headers) {
+        session::check_csrf(&session, &Method::DELETE, headers)?;
+        state.sessions.end(headers);
+        if let Some(principal) = state.store.principal(&session.principal_id).await? {
+            state
+                .store
+                .append_audit(&audit(&principal, "Rekey/web/session/delete", &meta))
+                .await?;
+        }
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(SET_COOKIE, state.sessions.clearing_cookie())],
+    )
+        .into_response())
+}
+
+/// The longest scope and the most actions one permissions question may name.
+const MAX_SCOPE_LEN: usize = 2048;
+const MAX_ACTIONS: usize = 32;
+
+/// `GET /rekey/permissions?scope=…&actions=a,b`: whether the caller's roles allow each action on the
+/// scope. It speaks only of the caller's own rights, so it needs no right of its own, and it says
+/// nothing about whether the scope exists.
+async fn permissions(
+    Extension(caller): Extension<Caller>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let scope = query
+        .get("scope")
+        .map(String::as_str)
+        .filter(|s| s.starts_with('/') && s.len() <= MAX_SCOPE_LEN)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidParameter",
+                format!("scope must be a resource id starting with '/', up to {MAX_SCOPE_LEN} characters."),
+            )
+        })?;
+    let actions: Vec<&str> = query
+        .get("actions")
+        .map(|a| {
+            a.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if actions.is_empty() || actions.len() > MAX_ACTIONS || actions.iter().any(|a| a.len() > 256) {
+        return Err(ApiError::bad_request(
+            "InvalidParameter",
+            format!("actions must list 1 to {MAX_ACTIONS} action names separated by commas, each up to 256 characters."),
+        ));
+    }
+    let allowed: serde_json::Map<String, serde_json::Value> = actions
+        .iter()
+        .map(|a| (a.to_string(), caller.can(a, scope).into()))
+        .collect();
+    Ok(Json(json!({ "scope": scope, "actions": allowed })).into_response())
+}
+
+pub fn register(table: &mut RouteTable) {
+    let page = || middleware::from_fn(page_headers);
+    let index = || get(|| async { ([(CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) });
+    table.route(
+        Method::GET,
+        "/web/",
+        Op::public("Web_Page", "The Keys & Endpoint page.").response(200, "HTML", None),
+        index().layer(page()),
+    );
+    // `/` and `/web` lead to the page, whose relative asset URLs need the trailing slash.
+    for path in ["/", "/web"] {
+        table.serve(
+            path,
+            false,
+            get(|| async { axum::response::Redirect::to("/web/") }),
+        );
+    }
+    for (path, content_type, body) in [
+        ("/web/app.js", "text/javascript; charset=utf-8", APP_JS),
+        ("/web/app.css", "text/css; charset=utf-8", APP_CSS),
+        ("/web/favicon.svg", "image/svg+xml", FAVICON_SVG),
+    ] {
+        table.route(
+            Method::GET,
+            path,
+            Op::public("Web_Asset", "One of the page's files, built into rekeyd.")
+                .response(200, "The file", None),
+            asset(content_type, body).layer(page()),
+        );
+    }
+    table.route(
+        Method::POST,
+        "/web/session",
+        Op::public(
+            "Web_SignIn",
+            "Signs in with a token (JSON or form field `token`): sets an HttpOnly, SameSite=Strict session cookie.",
+        )
+        .response(200, "Signed in; the session's CSRF token", None)
+        .response(401, "The token is not valid", None),
+        axum::routing::post(sign_in)
+            .get(current)
+            .delete(sign_out)
+            .layer(page()),
+    );
+    table.document(
+        Method::GET,
+        "/web/session",
+        Op::public(
+            "Web_Session",
+            "Who is signed in by the session cookie, and the CSRF token for the page's writes.",
+        )
+        .response(200, "The session, or {\"signedIn\":false}", None),
+    );
+    table.document(
+        Method::DELETE,
+        "/web/session",
+        Op::public(
+            "Web_SignOut",
+            "Ends the session (needs the x-csrf-token header).",
+        )
+        .response(204, "Signed out", None),
+    );
+    table.route(
+        Method::GET,
+        "/rekey/permissions",
+        Op::authenticated(
+            "Permissions_Check",
+            "Whether the caller may perform each of `actions` (comma-separated) on `scope` (rekey extension).",
+        )
+        .response(200, "{\"scope\",\"actions\":{\"<action>\":true|false}}", None),
+        get(permissions),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_allows_no_inline_script_or_style_and_no_framing() {
+        let policy = CONTENT_SECURITY_POLICY_VALUE;
+        assert!(policy.contains("script-src 'self';"));
+        assert!(policy.contains("style-src 'self';"));
+        assert!(policy.contains("frame-ancestors 'none'"));
+        assert!(!policy.contains("unsafe"));
+    }
+
+    #[test]
+    fn the_page_has_no_inline_script_or_style() {
+        let html = INDEX_HTML.to_ascii_lowercase();
+        assert!(!html.contains("<script>") && !html.contains("<style"));
+        assert!(!html.contains(" style="), "no inline styles");
+        // No inline event handler: ` on<letters>=` anywhere in a tag.
+        let handler = html.match_indices(" on").any(|(at, _)| {
+            let rest = &html[at + 3..];
+            let name_len = rest.chars().take_while(char::is_ascii_alphabetic).count();
+            name_len > 0 && rest[name_len..].starts_with('=')
+        });
+        assert!(!handler, "no inline event handlers");
+        assert!(html.contains(r#"<script src="app.js" defer></script>"#));
+    }
+
+    /// The page names api-versions itself (ARM requires one on every call); each must be one the
+    /// catalogue serves, so a catalogue change cannot break the page unnoticed.
+    #[test]
+    fn the_page_uses_only_api_versions_rekey_serves() {
+        let versions = |name: &str| -> &str {
+            let needle = format!("'{name}': '");
+            let start = APP_JS
+                .find(&needle)
+                .unwrap_or_else(|| panic!("app.js names the api-version for {name}"));
+            let rest = &APP_JS[start + needle.len()..];
+            &rest[..rest.find('\'').expect("a closing quote")]
+        };
+        let resources = rekey_core::providers::RESOURCES_API_VERSIONS;
+        assert!(resources.contains(&versions("resources")));
+        for provider in rekey_core::CATALOGUE {
+            let version = versions(&provider.type_name());
+            assert!(
+                provider.api_versions.contains(&version),
+                "{} does not serve {version}",
+                provider.type_name()
+            );
+        }
+    }
+
+    #[test]
+    fn sign_in_from_another_site_is_refused() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(from_this_site(&headers(&[("host", "127.0.0.1:8080")])));
+        assert!(from_this_site(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+        assert!(!from_this_site(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example"),
+        ])));
+        assert!(!from_this_site(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("sec-fetch-site", "cross-site"),
+        ])));
+    }
+}

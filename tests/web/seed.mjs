@@ -1,0 +1,71 @@
+// Owns the web tests' starting data: with the owner token from bootstrap.json it makes resources of
+// every type in two groups, uses one key on the data plane (so a last-use time shows), and makes a
+// Reader token (POST /rekey/tokens plus a Reader role assignment on the subscription). Writes what
+// the tests need to $REKEY_FIXTURE. Called by run.sh once rekeyd listens.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+
+const base = process.env.REKEY_URL;
+const boot = JSON.parse(readFileSync(process.env.REKEY_BOOTSTRAP, 'utf8'));
+const sub = boot.subscriptionId;
+
+async function call(method, path, body, token = boot.token) {
+  const response = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+const RG = '2025-04-01';
+const CS = '2025-09-01';
+const QW = '2025-12-15-preview';
+const DB = '2025-10-15';
+const AUTHZ = '2022-04-01';
+const group = (g) => `/subscriptions/${sub}/resourcegroups/${g}?api-version=${RG}`;
+const id = (g, type, name) => `/subscriptions/${sub}/resourceGroups/${g}/providers/${type}/${name}`;
+
+await call('PUT', group('rg-web'), { location: 'westus' });
+await call('PUT', group('rg-other'), { location: 'westeurope' });
+
+const account = id('rg-web', 'Microsoft.CognitiveServices/accounts', 'contoso-text');
+const created = await call('PUT', `${account}?api-version=${CS}`,
+  { location: 'westus', kind: 'TextAnalytics', sku: { name: 'S0' }, properties: {} });
+const other = id('rg-other', 'Microsoft.CognitiveServices/accounts', 'fabrikam-vision');
+await call('PUT', `${other}?api-version=${CS}`,
+  { location: 'westeurope', kind: 'ComputerVision', sku: { name: 'S1' }, properties: {} });
+const workspace = id('rg-web', 'Microsoft.Quantum/workspaces', 'qws-web');
+await call('PUT', `${workspace}?api-version=${QW}`, { location: 'westus', properties: {} });
+const cosmos = id('rg-web', 'Microsoft.DocumentDB/databaseAccounts', 'cosmos-web');
+await call('PUT', `${cosmos}?api-version=${DB}`, {
+  location: 'West US',
+  kind: 'GlobalDocumentDB',
+  properties: {
+    databaseAccountOfferType: 'Standard',
+    locations: [{ locationName: 'West US', failoverPriority: 0 }],
+  },
+});
+
+// One data-plane call with Key2, so the page has a last-use time to show.
+const keys = await call('POST', `${account}/listKeys?api-version=${CS}`);
+const used = await fetch(created.properties.endpoint, {
+  headers: { 'Ocp-Apim-Subscription-Key': keys.key2 },
+});
+if (used.status !== 200) throw new Error(`the data plane refused key2: ${used.status}`);
+
+const reader = await call('POST', '/rekey/tokens', { name: 'web reader' });
+const roles = await call('GET', `/subscriptions/${sub}/providers/Microsoft.Authorization/roleDefinitions`
+  + `?api-version=${AUTHZ}&$filter=${encodeURIComponent("roleName eq 'Reader'")}`);
+await call('PUT', `/subscriptions/${sub}/providers/Microsoft.Authorization/roleAssignments/${randomUUID()}`
+  + `?api-version=${AUTHZ}`,
+{ properties: { roleDefinitionId: roles.value[0].id, principalId: reader.principalId } });
+
+writeFileSync(process.env.REKEY_FIXTURE, JSON.stringify({
+  base, subscription: sub, ownerToken: boot.token, readerToken: reader.token,
+  account, other, workspace, cosmos,
+  versions: { CS, QW, DB },
+}));
+console.log(`seeded ${base}: 4 resources in 2 groups, a Reader token`);
