@@ -188,7 +188,8 @@ pub fn list_value(reply: Reply) -> Value {
         .unwrap_or(Value::Array(Vec::new()))
 }
 
-/// POSTs to one of a resource's actions (`listKeys`, `readonlykeys`, …) and returns the body.
+/// POSTs to one of a resource's actions (`listKeys`, `readonlykeys`, …) and returns the body,
+/// without rekey's extension fields.
 pub fn action(
     ctx: &Context,
     ty: &ResourceType,
@@ -196,12 +197,18 @@ pub fn action(
     name: &str,
     body: Option<&Value>,
 ) -> Result<Reply, CliError> {
-    ctx.client()?.call(
+    let mut reply = ctx.client()?.call(
         Method::POST,
         &format!("{}/{name}", ty.path(r)),
         ty.api_version,
         body,
-    )
+    )?;
+    // rekeyd adds extension fields (`x-rekey-lastUsed`, `x-rekey-createdAt`) to key lists; the CLI
+    // prints az's shape, so scripts parsing az's output work unchanged.
+    if let Some(Value::Object(map)) = reply.body.as_mut() {
+        map.retain(|k, _| !k.starts_with("x-rekey-"));
+    }
+    Ok(reply)
 }
 
 /// The safety switches of a regeneration. With `--what-if`, checks that the resource exists, prints

@@ -225,7 +225,7 @@ impl Rekeyd {
             self.account_path(group, name)
         );
         match self.call("POST", &path, None) {
-            (200, keys) => Ok(keys),
+            (200, keys) => Ok(without_extensions(keys)),
             (status, _) => Err(status),
         }
     }
@@ -247,7 +247,7 @@ impl Rekeyd {
         );
         let (status, body) = self.call("POST", &path, None);
         assert_eq!(status, 200, "{action}: {body}");
-        body
+        without_extensions(body)
     }
 
     /// False, with a printed reason, when this rekeyd does not serve the resource type yet (the
@@ -424,4 +424,12 @@ pub fn redact(text: &str, pairs: &[(&str, &str)]) -> String {
         .fold(text.to_string(), |t, (value, placeholder)| {
             t.replace(value, placeholder)
         })
+}
+
+/// A key-list body without rekeyd's `x-rekey-*` extension fields, which the CLI does not print.
+pub fn without_extensions(mut body: Value) -> Value {
+    if let Value::Object(map) = &mut body {
+        map.retain(|k, _| !k.starts_with("x-rekey-"));
+    }
+    body
 }
