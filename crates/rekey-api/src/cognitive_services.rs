@@ -112,12 +112,7 @@ impl WireMapping for Mapping {
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
         require_object(body)?;
         let location: String = required(body, "location")?;
-        if location.trim().is_empty() {
-            return Err(InvalidInput::new(
-                "LocationRequired",
-                "The request content has an empty 'location'.",
-            ));
-        }
+        rekey_core::check_location(&location)?;
         let kind: String = required(body, "kind")?;
         let sku: Sku = required(body, "sku")?;
         let properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();

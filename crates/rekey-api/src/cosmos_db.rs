@@ -151,12 +151,7 @@ impl WireMapping for Mapping {
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
         require_object(body)?;
         let location: String = required(body, "location")?;
-        if location.trim().is_empty() {
-            return Err(InvalidInput::new(
-                "LocationRequired",
-                "The request content has an empty 'location'.",
-            ));
-        }
+        rekey_core::check_location(&location)?;
         let kind = field::<String>(body, "kind")?.unwrap_or_else(|| "GlobalDocumentDB".into());
         let Some(kind) = KINDS.iter().find(|k| k.eq_ignore_ascii_case(&kind)) else {
             return Err(InvalidInput::new(

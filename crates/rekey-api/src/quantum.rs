@@ -122,12 +122,7 @@ impl WireMapping for Mapping {
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
         require_object(body)?;
         let location: String = required(body, "location")?;
-        if location.trim().is_empty() {
-            return Err(InvalidInput::new(
-                "LocationRequired",
-                "The request content has an empty 'location'.",
-            ));
-        }
+        rekey_core::check_location(&location)?;
         let mut properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
         check_properties(&properties)?;
         properties

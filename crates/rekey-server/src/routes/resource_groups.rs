@@ -62,12 +62,7 @@ async fn create(
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     let body: ResourceGroupCreate = parse(&body)?;
-    if body.location.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "LocationRequired",
-            "The location property is required for this definition.",
-        ));
-    }
+    rekey_core::check_location(&body.location)?;
     let group = ResourceGroup {
         subscription: sub,
         name,

@@ -256,12 +256,14 @@ async fn regenerate(
     })
 }
 
-/// Lower-case, no spaces: `West US` becomes `westus`, as ARM spells locations in paths.
+/// Lower-case, no spaces: `West US` becomes `westus`, as ARM spells locations in paths. Only ASCII
+/// letters and digits are kept (locations are checked to be nothing else), so operation URLs are
+/// always valid header values.
 fn location_slug(location: &str) -> String {
     location
         .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
         .collect()
 }
 

@@ -5,6 +5,7 @@ mod helpers;
 mod dataplane;
 mod durability;
 mod errors;
+mod hostile_input;
 mod keys;
 mod openapi;
 mod other_types;
