@@ -111,6 +111,23 @@ fn check_properties(props: &Map<String, Value>, creating: bool) -> Result<(), In
                         "properties.locations[{i}].locationName must be a string."
                     )));
                 }
+                // Azure's failoverPriority is a 32-bit integer, 0 for the write region. JSON
+                // allows an integer written as `2.0`; that is still an integer.
+                let priority_ok = match loc.get("failoverPriority") {
+                    None | Some(Value::Null) => true,
+                    Some(v) => v.as_f64().is_some_and(|n| {
+                        n.fract() == 0.0 && (0.0..=f64::from(i32::MAX)).contains(&n)
+                    }),
+                };
+                if !priority_ok {
+                    return Err(InvalidInput::new(
+                        "InvalidParameter",
+                        format!(
+                            "properties.locations[{i}].failoverPriority must be an integer from 0 to {}.",
+                            i32::MAX
+                        ),
+                    ));
+                }
             }
         }
         None if !creating => {}
@@ -309,6 +326,26 @@ mod tests {
     fn create_body() -> Value {
         json!({"location":"westus","kind":"GlobalDocumentDB","properties":{
             "databaseAccountOfferType":"Standard","locations":[{"locationName":"westus","failoverPriority":0}]}})
+    }
+
+    #[test]
+    fn failover_priority_must_be_a_32_bit_non_negative_integer() {
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!("0"),
+            json!(9223372036854775808u64),
+        ] {
+            let mut body = create_body();
+            body["properties"]["locations"][0]["failoverPriority"] = bad.clone();
+            let err = Mapping.parse_create(&body).unwrap_err();
+            assert_eq!(err.code, "InvalidParameter", "{bad}");
+        }
+        for good in [json!(i32::MAX), json!(2.0)] {
+            let mut body = create_body();
+            body["properties"]["locations"][0]["failoverPriority"] = good.clone();
+            assert!(Mapping.parse_create(&body).is_ok(), "{good}");
+        }
     }
 
     #[test]

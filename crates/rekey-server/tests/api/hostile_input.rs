@@ -90,3 +90,25 @@ async fn every_type_and_resource_groups_refuse_a_bad_location() {
     );
 }
 
+/// schemathesis sent `failoverPriority` past 2^63 and it was stored as sent; Azure's is a 32-bit
+/// integer, so anything else is refused.
+#[tokio::test]
+async fn a_failover_priority_that_is_not_a_32_bit_integer_is_refused() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    let path = format!(
+        "{}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/db1?api-version={COSMOS}",
+        s.sub_path()
+    );
+    for priority in ["9223372036854775808", "-1", "\"0\"", "0.5"] {
+        let body = cosmos_body("westus").replace(
+            r#""failoverPriority":0"#,
+            &format!(r#""failoverPriority":{priority}"#),
+        );
+        let (status, answer) = s.call(Method::PUT, &path, Some(&body)).await;
+        assert_eq!(status, 400, "{priority}: {answer}");
+        assert_eq!(answer["error"]["code"], "InvalidParameter", "{answer}");
+    }
+    let (status, _) = s.call(Method::GET, &path, None).await;
+    assert_eq!(status, 404, "nothing was stored");
+}
