@@ -58,8 +58,10 @@ pub struct ListKeysResult {
     pub secondary_connection_string: String,
 }
 
-/// Body of `regenerateKey`: one or both of `Primary`, `Secondary`, any case, no repeats.
+/// Body of `regenerateKey`: one or both of `Primary`, `Secondary`, any case, no repeats. Named
+/// `WorkspaceApiKeys` in OpenAPI: Cognitive Services has its own `ApiKeys`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = WorkspaceApiKeys)]
 pub struct ApiKeys {
     pub keys: Vec<String>,
 }

@@ -137,9 +137,17 @@ impl RouteTable {
         table
     }
 
+    /// Registers component schemas. Two different schemas under one name would make one type's
+    /// operations document the other's bodies, so that is refused.
     pub fn schemas(&mut self, schemas: NamedSchemas) {
         let components = self.openapi.components.get_or_insert_with(Default::default);
         for (name, schema) in schemas {
+            if let Some(existing) = components.schemas.get(&name) {
+                assert!(
+                    existing == &schema,
+                    "two different OpenAPI schemas are named {name}: give one `#[schema(as = …)]`"
+                );
+            }
             components.schemas.insert(name, schema);
         }
     }
