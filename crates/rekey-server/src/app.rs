@@ -109,9 +109,15 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ))
 }
 
+/// axum answers an oversize body with a plain-text 413; this gives it ARM's error shape. Answers
+/// that already carry JSON (the data plane's, in its type's shape) are left alone.
 async fn too_large(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
         let body = rekey_api::ErrorResponse::new(
             "RequestEntityTooLarge",
             "The request body is larger than this server accepts.",

@@ -7,6 +7,7 @@ mod durability;
 mod errors;
 mod hostile_input;
 mod keys;
+mod limits;
 mod openapi;
 mod other_types;
 mod secrets;
