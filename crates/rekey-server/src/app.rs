@@ -133,6 +133,7 @@ pub fn route_table() -> RouteTable {
     routes::subscriptions::register(&mut table);
     routes::resource_groups::register(&mut table);
     routes::resources::register(&mut table);
+    let verify_schemas = verify_schemas(&mut table);
     table.route(
         Method::POST,
         "/verify",
@@ -140,10 +141,11 @@ pub fn route_table() -> RouteTable {
             "Verify",
             "Checks a key: which resource and slot it opens now, if any.",
         )
+        .body(verify_schemas.0, true)
         .response(
             200,
             "{\"valid\":true,\"resourceId\",\"keyName\",\"access\"} or {\"valid\":false}",
-            None,
+            Some(verify_schemas.1),
         ),
         post(dataplane::verify),
     );
@@ -171,22 +173,28 @@ pub fn route_table() -> RouteTable {
             .response(200, "Authenticated (or the upstream's answer)", None)
             .response(401, "No valid key", None)
             .response(403, "Key authentication disabled, or a read-only key writing", None)
-            .response(429, "Too many failed key checks from this address", None),
+            .response(404, "No resource is served at this endpoint", Some("ErrorResponse".into()))
+            .response(413, "The body is larger than --max-data-plane-body-bytes", None)
+            .response(429, "Too many failed key checks from this address", None)
+            .response(502, "The resource's upstream did not answer", None),
         );
     }
     table.route(
         Method::GET,
         "/healthz",
-        Op::public("Health", "Liveness: answers 200 while the process serves.")
-            .response(200, "Alive", None),
+        Op::public("Health", "Liveness: answers 200 while the process serves.").response(
+            200,
+            "Alive",
+            Some(routes::TEXT.into()),
+        ),
         get(|| async { "ok" }),
     );
     table.route(
         Method::GET,
         "/readyz",
         Op::public("Ready", "Readiness: answers 200 when the store answers.")
-            .response(200, "Ready", None)
-            .response(503, "Store unavailable", None),
+            .response(200, "Ready", Some(routes::TEXT.into()))
+            .response(503, "Store unavailable", Some(routes::TEXT.into())),
         get(|State(state): State<AppState>| async move {
             match state.store.bootstrap().await {
                 Ok(_) => (StatusCode::OK, "ready").into_response(),
@@ -200,11 +208,44 @@ pub fn route_table() -> RouteTable {
         Op::public("OpenApi", "This OpenAPI description.").response(
             200,
             "OpenAPI 3 document",
-            None,
+            Some("OpenApiDocument".into()),
         ),
         get(|State(state): State<AppState>| async move { Json((*state.openapi).clone()) }),
     );
     table
+}
+
+/// Registers the bodies of `POST /verify` (request, answer) and the OpenAPI document's own schema;
+/// returns the names of the first two.
+fn verify_schemas(table: &mut RouteTable) -> (String, String) {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let request = ObjectBuilder::new()
+        .property("key", text())
+        .required("key")
+        .build();
+    let answer = ObjectBuilder::new()
+        .property("valid", ObjectBuilder::new().schema_type(Type::Boolean))
+        .property("resourceId", text())
+        .property("keyName", text())
+        .property(
+            "access",
+            text().enum_values(Some(["readWrite", "readOnly"])),
+        )
+        .required("valid")
+        .build();
+    let document = ObjectBuilder::new()
+        .property("openapi", text())
+        .property("paths", ObjectBuilder::new().schema_type(Type::Object))
+        .required("openapi")
+        .required("paths")
+        .build();
+    table.schemas(vec![
+        ("VerifyRequest".into(), request.into()),
+        ("VerifyResult".into(), answer.into()),
+        ("OpenApiDocument".into(), document.into()),
+    ]);
+    ("VerifyRequest".into(), "VerifyResult".into())
 }
 
 /// The OpenAPI description of everything [`route_table`] serves.

@@ -154,11 +154,13 @@ pub fn register(table: &mut RouteTable) {
     let create_body = schema_of::<ResourceGroupCreate>(&mut schemas);
     let patch_body = schema_of::<ResourceGroupPatch>(&mut schemas);
     table.schemas(schemas);
+    let list_schema = table.list_schema(&wire);
+    let arm = |id: &str, summary: &str| Op::arm(id, summary).versions(RESOURCES_API_VERSIONS);
     let path = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}";
     table.route(
         Method::PUT,
         path,
-        Op::arm(
+        arm(
             "ResourceGroups_CreateOrUpdate",
             "Creates or updates a resource group.",
         )
@@ -170,7 +172,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::GET,
         path,
-        Op::arm("ResourceGroups_Get", "Gets a resource group.").response(
+        arm("ResourceGroups_Get", "Gets a resource group.").response(
             200,
             "The group",
             Some(wire.clone()),
@@ -180,7 +182,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::HEAD,
         path,
-        Op::arm(
+        arm(
             "ResourceGroups_CheckExistence",
             "Checks whether a resource group exists.",
         )
@@ -190,7 +192,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::PATCH,
         path,
-        Op::arm("ResourceGroups_Update", "Updates a resource group's tags.")
+        arm("ResourceGroups_Update", "Updates a resource group's tags.")
             .body(patch_body, true)
             .response(200, "Updated", Some(wire)),
         patch(update),
@@ -198,7 +200,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::DELETE,
         path,
-        Op::arm(
+        arm(
             "ResourceGroups_Delete",
             "Deletes a resource group with its resources and their keys.",
         )
@@ -208,11 +210,11 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}/resourcegroups",
-        Op::arm(
+        arm(
             "ResourceGroups_List",
             "Lists the resource groups of a subscription.",
         )
-        .response(200, "The groups", None),
+        .response(200, "The groups", Some(list_schema)),
         get(list),
     );
 }

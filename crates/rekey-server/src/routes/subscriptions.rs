@@ -102,6 +102,7 @@ pub fn register(table: &mut RouteTable) {
     let wire = schema_of::<WireSubscription>(&mut schemas);
     let body = schema_of::<SubscriptionCreate>(&mut schemas);
     table.schemas(schemas);
+    let list_schema = table.list_schema(&wire);
     table.route(
         Method::GET,
         "/subscriptions",
@@ -109,17 +110,16 @@ pub fn register(table: &mut RouteTable) {
             "Subscriptions_List",
             "Lists the subscriptions the caller can see.",
         )
-        .response(200, "The subscriptions", None),
+        .versions(RESOURCES_API_VERSIONS)
+        .response(200, "The subscriptions", Some(list_schema)),
         get(list),
     );
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}",
-        Op::arm("Subscriptions_Get", "Gets a subscription.").response(
-            200,
-            "The subscription",
-            Some(wire.clone()),
-        ),
+        Op::arm("Subscriptions_Get", "Gets a subscription.")
+            .versions(RESOURCES_API_VERSIONS)
+            .response(200, "The subscription", Some(wire.clone())),
         get(show),
     );
     table.route(
@@ -129,6 +129,7 @@ pub fn register(table: &mut RouteTable) {
             "Subscriptions_CreateOrUpdate",
             "Creates or renames a subscription (rekey extension, owners only).",
         )
+        .versions(RESOURCES_API_VERSIONS)
         .body(body, true)
         .response(200, "Renamed", Some(wire.clone()))
         .response(201, "Created", Some(wire)),
