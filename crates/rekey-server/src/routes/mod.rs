@@ -413,6 +413,25 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
     })
 }
 
+/// Parses a JSON object body into `T`. serde would also build a struct from a JSON array (its
+/// fields in order), so `[{}]` would pass for `{"tags":{}}`; ARM bodies are objects, so anything
+/// else is refused first.
+pub fn object_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let value = json_body(body)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "InvalidRequestContent",
+            "The request content must be a JSON object.",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content is invalid: {e}."),
+        )
+    })
+}
+
 /// ARM treats `subscriptions`, `resourceGroups`, `providers`, namespaces, types and actions as
 /// case-insensitive; axum does not. This rewrites them to the canonical casing the routes use, and
 /// leaves names (which keep their casing) alone.

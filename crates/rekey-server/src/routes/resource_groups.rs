@@ -17,7 +17,7 @@ use rekey_core::{ResourceGroup, ResourceGroupName, SubscriptionId};
 use rekey_store::Written;
 use time::OffsetDateTime;
 
-use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -37,15 +37,6 @@ fn render(group: &ResourceGroup) -> WireGroup {
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_value(json_body(body)?).map_err(|e| {
-        ApiError::bad_request(
-            "InvalidRequestContent",
-            format!("The request content is invalid: {e}."),
-        )
-    })
-}
-
 fn ids(sub: &str, group: &str) -> Result<(SubscriptionId, ResourceGroupName), ApiError> {
     Ok((
         SubscriptionId::parse(sub)?,
@@ -61,7 +52,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
-    let body: ResourceGroupCreate = parse(&body)?;
+    let body: ResourceGroupCreate = object_body(&body)?;
     rekey_core::check_location(&body.location)?;
     let group = ResourceGroup {
         subscription: sub,
@@ -108,7 +99,7 @@ async fn update(
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
-    let body: ResourceGroupPatch = parse(&body)?;
+    let body: ResourceGroupPatch = object_body(&body)?;
     let mut current = state.store.group(&sub, &name).await?;
     if let Some(tags) = body.tags {
         current.tags = tags;

@@ -13,7 +13,7 @@ use rekey_core::providers::RESOURCES_API_VERSIONS;
 use rekey_core::{Subscription, SubscriptionId};
 use rekey_store::{Principal, Written};
 
-use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
 use crate::error::ApiError;
 
@@ -75,12 +75,7 @@ async fn create(
             ),
         });
     }
-    let body: SubscriptionCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
-        ApiError::bad_request(
-            "InvalidRequestContent",
-            format!("The request content is invalid: {e}."),
-        )
-    })?;
+    let body: SubscriptionCreate = object_body(&body)?;
     let name = body.display_name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiError::bad_request(

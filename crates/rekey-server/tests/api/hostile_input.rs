@@ -112,3 +112,55 @@ async fn a_failover_priority_that_is_not_a_32_bit_integer_is_refused() {
     let (status, _) = s.call(Method::GET, &path, None).await;
     assert_eq!(status, 404, "nothing was stored");
 }
+
+/// schemathesis sent `[{}]` to PATCH a resource group: serde builds a struct from a JSON array (its
+/// fields in order), so it was read as `{"tags":{}}` and wiped the group's tags with 200. A
+/// create from `["westus"]` made a group.
+#[tokio::test]
+async fn array_bodies_are_refused_where_an_object_is_expected() {
+    let s = TestServer::start().await;
+    let group = format!(
+        "{}/resourcegroups/rg?api-version={RG_VERSION}",
+        s.sub_path()
+    );
+    let (status, _) = s
+        .call(
+            Method::PUT,
+            &group,
+            Some(r#"{"location":"westus","tags":{"keep":"me"}}"#),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = s.call(Method::PATCH, &group, Some("[{}]")).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("InvalidRequestContent")),
+        "{body}"
+    );
+    let (_, shown) = s.call(Method::GET, &group, None).await;
+    assert_eq!(
+        shown["tags"],
+        json!({"keep": "me"}),
+        "the tags are untouched"
+    );
+
+    let other = format!(
+        "{}/resourcegroups/rg2?api-version={RG_VERSION}",
+        s.sub_path()
+    );
+    let (status, _) = s.call(Method::PUT, &other, Some(r#"["westus"]"#)).await;
+    assert_eq!(status, 400);
+    let (status, _) = s.call(Method::GET, &other, None).await;
+    assert_eq!(status, 404, "no group was made");
+
+    let sub = format!(
+        "/subscriptions/{}?api-version={RG_VERSION}",
+        "00000000-0000-4000-8000-0000000000aa"
+    );
+    let (status, body) = s.call(Method::PUT, &sub, Some(r#"["name"]"#)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("InvalidRequestContent")),
+        "{body}"
+    );
+}
