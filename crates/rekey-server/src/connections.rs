@@ -10,6 +10,26 @@ use std::time::Duration;
 use axum_server::accept::Accept;
 use tokio::net::TcpStream;
 
+/// Connections the kernel may hold for rekeyd before it accepts them (capped by
+/// `net.core.somaxconn`). std's `TcpListener::bind` asks for 128: a burst of new connections
+/// while the accept loop is busy then overflows it, and each dropped SYN costs its client a
+/// retransmit (one second or more).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with [`LISTEN_BACKLOG`]; the listener is non-blocking, ready for axum-server.
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std does on Unix: a restarted rekeyd can bind its port while old connections linger.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
+}
+
 /// Closes connections that send nothing for `timeout`. hyper's header-read timeout starts only once
 /// the HTTP/1 parser runs; before that, the server reads the first bytes to tell HTTP/1 from
 /// HTTP/2 with no deadline, so a client that connects and stays silent would hold its connection

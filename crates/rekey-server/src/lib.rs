@@ -63,9 +63,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let listener = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("binding {}", config.listen))?;
-    listener.set_nonblocking(true)?;
+    let listener =
+        connections::listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
     let tls = config.tls();
     let scheme = if tls.is_some() { "https" } else { "http" };

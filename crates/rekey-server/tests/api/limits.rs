@@ -130,3 +130,42 @@ async fn clients_too_slow_to_send_headers_or_silent_are_disconnected() {
     let resp = s.client.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// The idle-connection check (tests/reliability/limits.py) took 20 s to open 10,000 connections:
+/// std's listener asks for a backlog of 128, so a burst of connections while the accept loop was
+/// busy overflowed it and each dropped SYN waited for a retransmit. With rekeyd paused (SIGSTOP),
+/// nothing is accepted and only the backlog decides how many connections complete.
+#[tokio::test]
+async fn a_burst_of_connections_completes_even_before_rekeyd_accepts_them() {
+    let s = TestServer::start().await;
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &s.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let address = host_port(&s.base);
+    let connects = (0..600).map(|_| {
+        let address = address.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(900), TcpStream::connect(address)).await
+        })
+    });
+    let mut completed = 0;
+    let mut held = Vec::new();
+    for connect in connects.collect::<Vec<_>>() {
+        if let Ok(Ok(stream)) = connect.await.unwrap() {
+            completed += 1;
+            held.push(stream);
+        }
+    }
+    signal("-CONT");
+    assert_eq!(
+        completed, 600,
+        "connections beyond the backlog were dropped"
+    );
+    let resp = s.client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
