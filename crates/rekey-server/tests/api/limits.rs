@@ -138,14 +138,12 @@ async fn clients_too_slow_to_send_headers_or_silent_are_disconnected() {
 #[tokio::test]
 async fn a_burst_of_connections_completes_even_before_rekeyd_accepts_them() {
     let s = TestServer::start().await;
-    let signal = |sig: &str| {
-        let status = std::process::Command::new("kill")
-            .args([sig, &s.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+    let pid = libc::pid_t::try_from(s.pid()).unwrap();
+    let signal = |sig: libc::c_int| {
+        // SAFETY: kill(2) takes plain integers; `pid` is our own child, alive until `s` drops.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
     };
-    signal("-STOP");
+    signal(libc::SIGSTOP);
     let address = host_port(&s.base);
     let connects = (0..600).map(|_| {
         let address = address.clone();
@@ -161,7 +159,7 @@ async fn a_burst_of_connections_completes_even_before_rekeyd_accepts_them() {
             held.push(stream);
         }
     }
-    signal("-CONT");
+    signal(libc::SIGCONT);
     assert_eq!(
         completed, 600,
         "connections beyond the backlog were dropped"
