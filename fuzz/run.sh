@@ -21,6 +21,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --version 0.13.2
 fi
 
+mkdir -p "$CARGO_TARGET_DIR"
+# Build every target first, so a compile error shows as one and the timed runs only fuzz.
+cargo fuzz build
+
 targets=("$@")
 if ((${#targets[@]} == 0)); then
     mapfile -t targets < <(cargo fuzz list)
@@ -40,7 +44,7 @@ for t in "${targets[@]}"; do
         status=1
         failed="see fuzz/artifacts/$t"
         echo "!! $t FAILED; see $log and fuzz/artifacts/$t/"
-        tail -30 "$log"
+        tail -30 "$log" || true
     fi
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
