@@ -62,6 +62,8 @@ impl<T> List<T> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscriptionCreate {
+    /// 1 to 64 characters, not blank.
+    #[schema(pattern = "\\S", max_length = 64)]
     pub display_name: String,
 }
 
@@ -89,6 +91,7 @@ pub struct Subscription {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceGroupCreate {
+    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
     pub location: String,
     #[serde(default)]
     pub tags: Option<BTreeMap<String, String>>,

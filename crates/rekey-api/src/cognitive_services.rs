@@ -17,6 +17,8 @@ use crate::mapping::{
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Sku {
+    /// Not blank.
+    #[schema(pattern = "\\S")]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tier: Option<String>,
@@ -38,6 +40,53 @@ pub struct AccountUpdate {
     pub properties: Option<Map<String, Value>>,
     #[serde(default)]
     pub identity: Option<Value>,
+}
+
+/// The `properties` a caller may set; other properties are stored as sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AccountProperties {
+    /// `true` refuses every key on the data plane (keys stay listable).
+    #[serde(
+        rename = "disableLocalAuth",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub disable_local_auth: Option<bool>,
+    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    #[serde(
+        rename = "x-rekey-upstream",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    pub upstream: Option<String>,
+}
+
+/// Body of a create-or-replace `PUT`, as its schema documents it: `location`, `kind` and `sku` are
+/// required. (The server reads bodies through [`Mapping`]; this type describes them.)
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccountCreate {
+    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
+    pub location: String,
+    pub kind: String,
+    pub sku: Sku,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub properties: Option<AccountProperties>,
+    #[serde(default)]
+    pub identity: Option<Value>,
+}
+
+/// Body of `PATCH`: what it changes. Other fields (`location`, `kind`) cannot change and are ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct AccountPatch {
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub sku: Option<Sku>,
+    #[serde(default)]
+    pub properties: Option<AccountProperties>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -66,6 +115,7 @@ pub struct ApiKeys {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegenerateKeyParameters {
+    #[schema(pattern = "^[Kk][Ee][Yy][12]$")]
     pub key_name: String,
 }
 
@@ -106,12 +156,7 @@ impl WireMapping for Mapping {
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
         require_object(body)?;
         let location: String = required(body, "location")?;
-        if location.trim().is_empty() {
-            return Err(InvalidInput::new(
-                "LocationRequired",
-                "The request content has an empty 'location'.",
-            ));
-        }
+        rekey_core::check_location(&location)?;
         let kind: String = required(body, "kind")?;
         let sku: Sku = required(body, "sku")?;
         let properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
@@ -201,10 +246,9 @@ impl WireMapping for Mapping {
 
     fn schemas(&self) -> WireSchemas {
         let mut all = Vec::new();
-        let create = schema_of::<AccountUpdate>(&mut all);
         WireSchemas {
-            patch: create.clone(),
-            create,
+            create: schema_of::<AccountCreate>(&mut all),
+            patch: schema_of::<AccountPatch>(&mut all),
             resource: schema_of::<Account>(&mut all),
             key_views: vec![schema_of::<ApiKeys>(&mut all)],
             regenerate: schema_of::<RegenerateKeyParameters>(&mut all),

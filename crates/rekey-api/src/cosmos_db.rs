@@ -31,6 +31,87 @@ pub struct DatabaseAccountCreateUpdateParameters {
     pub identity: Option<Value>,
 }
 
+/// One entry of `properties.locations`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountLocation {
+    pub location_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub failover_priority: Option<i32>,
+}
+
+/// The `properties` of a create: `databaseAccountOfferType` (`Standard`) and at least one location
+/// are required; other properties are stored as sent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountCreateProperties {
+    #[schema(pattern = "^Standard$")]
+    pub database_account_offer_type: String,
+    #[schema(min_items = 1)]
+    pub locations: Vec<DatabaseAccountLocation>,
+    /// `true` refuses every key on the data plane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_local_auth: Option<bool>,
+    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    #[serde(
+        rename = "x-rekey-upstream",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    pub upstream: Option<String>,
+}
+
+/// Body of a create-or-replace `PUT`, as its schema documents it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseAccountCreate {
+    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
+    pub location: String,
+    /// `GlobalDocumentDB` (the default), `MongoDB` or `Parse`, any letter case.
+    #[serde(default)]
+    #[schema(
+        pattern = "^([Gg][Ll][Oo][Bb][Aa][Ll][Dd][Oo][Cc][Uu][Mm][Ee][Nn][Tt][Dd][Bb]|[Mm][Oo][Nn][Gg][Oo][Dd][Bb]|[Pp][Aa][Rr][Ss][Ee])$"
+    )]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    pub properties: DatabaseAccountCreateProperties,
+    #[serde(default)]
+    pub identity: Option<Value>,
+}
+
+/// The `properties` of a `PATCH`: each optional, but when present as in a create.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseAccountPatchProperties {
+    #[serde(default)]
+    #[schema(pattern = "^Standard$")]
+    pub database_account_offer_type: String,
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    pub locations: Vec<DatabaseAccountLocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_local_auth: Option<bool>,
+    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    #[serde(
+        rename = "x-rekey-upstream",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    pub upstream: Option<String>,
+}
+
+/// Body of `PATCH`: tags and properties; `location` and `kind` cannot change and are ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseAccountPatch {
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub properties: Option<DatabaseAccountPatchProperties>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseAccount {
     pub id: String,
@@ -81,6 +162,9 @@ pub struct DatabaseAccountListConnectionStringsResult {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseAccountRegenerateKeyParameters {
+    #[schema(
+        pattern = "^([Pp][Rr][Ii][Mm][Aa][Rr][Yy]|[Ss][Ee][Cc][Oo][Nn][Dd][Aa][Rr][Yy]|[Pp][Rr][Ii][Mm][Aa][Rr][Yy][Rr][Ee][Aa][Dd][Oo][Nn][Ll][Yy]|[Ss][Ee][Cc][Oo][Nn][Dd][Aa][Rr][Yy][Rr][Ee][Aa][Dd][Oo][Nn][Ll][Yy])$"
+    )]
     pub key_kind: String,
 }
 
@@ -110,6 +194,23 @@ fn check_properties(props: &Map<String, Value>, creating: bool) -> Result<(), In
                     return Err(bad(format!(
                         "properties.locations[{i}].locationName must be a string."
                     )));
+                }
+                // Azure's failoverPriority is a 32-bit integer, 0 for the write region. JSON
+                // allows an integer written as `2.0`; that is still an integer.
+                let priority_ok = match loc.get("failoverPriority") {
+                    None | Some(Value::Null) => true,
+                    Some(v) => v.as_f64().is_some_and(|n| {
+                        n.fract() == 0.0 && (0.0..=f64::from(i32::MAX)).contains(&n)
+                    }),
+                };
+                if !priority_ok {
+                    return Err(InvalidInput::new(
+                        "InvalidParameter",
+                        format!(
+                            "properties.locations[{i}].failoverPriority must be an integer from 0 to {}.",
+                            i32::MAX
+                        ),
+                    ));
                 }
             }
         }
@@ -147,12 +248,7 @@ impl WireMapping for Mapping {
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
         require_object(body)?;
         let location: String = required(body, "location")?;
-        if location.trim().is_empty() {
-            return Err(InvalidInput::new(
-                "LocationRequired",
-                "The request content has an empty 'location'.",
-            ));
-        }
+        rekey_core::check_location(&location)?;
         let kind = field::<String>(body, "kind")?.unwrap_or_else(|| "GlobalDocumentDB".into());
         let Some(kind) = KINDS.iter().find(|k| k.eq_ignore_ascii_case(&kind)) else {
             return Err(InvalidInput::new(
@@ -284,10 +380,9 @@ impl WireMapping for Mapping {
 
     fn schemas(&self) -> WireSchemas {
         let mut all = Vec::new();
-        let create = schema_of::<DatabaseAccountCreateUpdateParameters>(&mut all);
         WireSchemas {
-            patch: create.clone(),
-            create,
+            create: schema_of::<DatabaseAccountCreate>(&mut all),
+            patch: schema_of::<DatabaseAccountPatch>(&mut all),
             resource: schema_of::<DatabaseAccount>(&mut all),
             key_views: vec![
                 schema_of::<DatabaseAccountListKeysResult>(&mut all),
@@ -307,6 +402,26 @@ mod tests {
     fn create_body() -> Value {
         json!({"location":"westus","kind":"GlobalDocumentDB","properties":{
             "databaseAccountOfferType":"Standard","locations":[{"locationName":"westus","failoverPriority":0}]}})
+    }
+
+    #[test]
+    fn failover_priority_must_be_a_32_bit_non_negative_integer() {
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!("0"),
+            json!(9223372036854775808u64),
+        ] {
+            let mut body = create_body();
+            body["properties"]["locations"][0]["failoverPriority"] = bad.clone();
+            let err = Mapping.parse_create(&body).unwrap_err();
+            assert_eq!(err.code, "InvalidParameter", "{bad}");
+        }
+        for good in [json!(i32::MAX), json!(2.0)] {
+            let mut body = create_body();
+            body["properties"]["locations"][0]["failoverPriority"] = good.clone();
+            assert!(Mapping.parse_create(&body).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -245,6 +245,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn create_schemas_document_the_location_rule_the_server_checks() {
+        for m in MAPPINGS {
+            let schemas = m.schemas();
+            let (_, create) = schemas
+                .all
+                .iter()
+                .find(|(name, _)| *name == schemas.create)
+                .expect("the create schema is registered");
+            let create = serde_json::to_value(create).expect("a schema serializes");
+            assert_eq!(
+                create["properties"]["location"]["pattern"],
+                rekey_core::resource::LOCATION_PATTERN,
+                "{}",
+                schemas.create
+            );
+        }
+        let group = serde_json::to_value(
+            <crate::arm::ResourceGroupCreate as utoipa::PartialSchema>::schema(),
+        )
+        .expect("a schema serializes");
+        assert_eq!(
+            group["properties"]["location"]["pattern"],
+            rekey_core::resource::LOCATION_PATTERN
+        );
+    }
+
+    #[test]
     fn every_catalogue_provider_has_a_mapping() {
         for p in rekey_core::CATALOGUE {
             assert!(std::ptr::eq(mapping_for(p).provider(), *p));

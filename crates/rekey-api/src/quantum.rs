@@ -29,6 +29,49 @@ pub struct WorkspaceUpdate {
     pub identity: Option<Value>,
 }
 
+/// The `properties` a caller may set; other properties are stored as sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceProperties {
+    /// `false` refuses every key on the data plane (default `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_account: Option<String>,
+    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    #[serde(
+        rename = "x-rekey-upstream",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    pub upstream: Option<String>,
+}
+
+/// Body of a create-or-replace `PUT`, as its schema documents it: `location` is required.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkspaceCreate {
+    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
+    pub location: String,
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub properties: Option<WorkspaceProperties>,
+    #[serde(default)]
+    pub identity: Option<Value>,
+}
+
+/// Body of `PATCH`: tags and properties; `location` cannot change and is ignored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct WorkspacePatch {
+    #[serde(default)]
+    pub tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub properties: Option<WorkspaceProperties>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Workspace {
     pub id: String,
@@ -58,10 +101,29 @@ pub struct ListKeysResult {
     pub secondary_connection_string: String,
 }
 
-/// Body of `regenerateKey`: one or both of `Primary`, `Secondary`, any case, no repeats.
+/// Body of `regenerateKey`: one or both of `Primary`, `Secondary`, any case, no repeats. Named
+/// `WorkspaceApiKeys` in OpenAPI: Cognitive Services has its own `ApiKeys`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = WorkspaceApiKeys)]
 pub struct ApiKeys {
+    #[schema(schema_with = key_names_schema)]
     pub keys: Vec<String>,
+}
+
+/// `keys` as documented: one or both of `Primary`, `Secondary`, each at most once. (The server also
+/// accepts other letter cases, as PowerShell and the spec's example differ.)
+fn key_names_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["Primary", "Secondary"])),
+        )
+        .min_items(Some(1))
+        .max_items(Some(2))
+        .unique_items(true)
+        .build()
 }
 
 const COMPUTED: &[&str] = &["provisioningState", "endpointUri", "usable", "creationTime"];
@@ -106,12 +168,7 @@ impl WireMapping for Mapping {
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
         require_object(body)?;
         let location: String = required(body, "location")?;
-        if location.trim().is_empty() {
-            return Err(InvalidInput::new(
-                "LocationRequired",
-                "The request content has an empty 'location'.",
-            ));
-        }
+        rekey_core::check_location(&location)?;
         let mut properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
         check_properties(&properties)?;
         properties
@@ -228,10 +285,9 @@ impl WireMapping for Mapping {
 
     fn schemas(&self) -> WireSchemas {
         let mut all = Vec::new();
-        let create = schema_of::<WorkspaceUpdate>(&mut all);
         WireSchemas {
-            patch: create.clone(),
-            create,
+            create: schema_of::<WorkspaceCreate>(&mut all),
+            patch: schema_of::<WorkspacePatch>(&mut all),
             resource: schema_of::<Workspace>(&mut all),
             key_views: vec![schema_of::<ListKeysResult>(&mut all)],
             regenerate: schema_of::<ApiKeys>(&mut all),

@@ -14,6 +14,7 @@ pub use error::InvalidInput;
 pub use ids::{ResourceGroupName, ResourceId, ResourceName, SubscriptionId};
 pub use providers::{Provider, CATALOGUE};
 pub use resource::{
-    slot_state, KeySlotState, Resource, ResourceGroup, ResourceSpec, Subscription, Tags,
+    check_location, slot_state, KeySlotState, Resource, ResourceGroup, ResourceSpec, Subscription,
+    Tags,
 };
 pub use secret::Secret;

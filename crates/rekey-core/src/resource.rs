@@ -69,6 +69,35 @@ pub fn slot_state<'a>(slots: &'a [KeySlotState], name: &str) -> Option<&'a KeySl
     slots.iter().find(|s| s.slot.name == name)
 }
 
+/// Azure region names as clients send them (`westus`, `West US`, `eastus2euap`): ASCII letters,
+/// digits and spaces, at least one of them not a space. A location ends up in the URLs and headers
+/// of long-running operations, so anything else (a control character, `/`, `?`) is refused here
+/// rather than breaking an answer later. The pattern is the one `/openapi.json` documents.
+pub const LOCATION_PATTERN: &str = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$";
+pub const LOCATION_MAX_LEN: usize = 64;
+
+/// Checks a `location` against [`LOCATION_PATTERN`] and [`LOCATION_MAX_LEN`].
+pub fn check_location(raw: &str) -> Result<(), crate::InvalidInput> {
+    if raw.trim().is_empty() {
+        return Err(crate::InvalidInput::new(
+            "LocationRequired",
+            "The location property is required and must not be empty.",
+        ));
+    }
+    let chars_ok = raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ');
+    if !chars_ok || raw.len() > LOCATION_MAX_LEN {
+        return Err(crate::InvalidInput::new(
+            "InvalidResourceLocation",
+            format!(
+                "The location '{}' is invalid: it must be 1 to {LOCATION_MAX_LEN} ASCII letters, \
+                 digits or spaces, such as 'westus' or 'West US'.",
+                raw.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The rekey extension property naming the upstream a resource's data-plane requests are forwarded
 /// to (`http://host:port/base`); without it rekeyd answers authenticated requests itself.
 pub const UPSTREAM_PROPERTY: &str = "x-rekey-upstream";
@@ -140,6 +169,30 @@ mod tests {
         assert!(!spec(json!({"disableLocalAuth": true})).key_auth_enabled());
         assert!(!spec(json!({"apiKeyEnabled": false})).key_auth_enabled());
         assert!(spec(json!({"apiKeyEnabled": true, "disableLocalAuth": false})).key_auth_enabled());
+    }
+
+    #[test]
+    fn locations_are_ascii_letters_digits_and_spaces() {
+        for ok in ["westus", "West US", "eastus2euap", " westus "] {
+            assert_eq!(check_location(ok), Ok(()), "{ok}");
+        }
+        assert_eq!(check_location("").unwrap_err().code, "LocationRequired");
+        assert_eq!(check_location("   ").unwrap_err().code, "LocationRequired");
+        // A control character once reached an Azure-AsyncOperation header and panicked the handler.
+        for bad in [
+            "west\u{1}us",
+            "x\u{7f}",
+            "wést",
+            "a/b?c",
+            "west\nus",
+            &"w".repeat(65),
+        ] {
+            assert_eq!(
+                check_location(bad).unwrap_err().code,
+                "InvalidResourceLocation",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -119,9 +119,15 @@ async fn method_not_allowed(request: Request) -> ApiError {
     ))
 }
 
+/// axum answers an oversize body with a plain-text 413; this gives it ARM's error shape. Answers
+/// that already carry JSON (the data plane's, in its type's shape) are left alone.
 async fn too_large(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
         let body = rekey_api::ErrorResponse::new(
             "RequestEntityTooLarge",
             "The request body is larger than this server accepts.",
@@ -140,6 +146,7 @@ pub fn route_table() -> RouteTable {
     routes::access::register(&mut table);
     crate::oauth::register(&mut table);
     crate::web::register(&mut table);
+    let verify_schemas = verify_schemas(&mut table);
     table.route(
         Method::POST,
         "/verify",
@@ -147,10 +154,11 @@ pub fn route_table() -> RouteTable {
             "Verify",
             "Checks a key: which resource and slot it opens now, if any.",
         )
+        .body(verify_schemas.0, true)
         .response(
             200,
             "{\"valid\":true,\"resourceId\",\"keyName\",\"access\"} or {\"valid\":false}",
-            None,
+            Some(verify_schemas.1),
         ),
         post(dataplane::verify),
     );
@@ -171,22 +179,28 @@ pub fn route_table() -> RouteTable {
             .response(200, "Authenticated (or the upstream's answer)", None)
             .response(401, "No valid key", None)
             .response(403, "Key authentication disabled, or a read-only key writing", None)
-            .response(429, "Too many failed key checks from this address", None),
+            .response(404, "No resource is served at this endpoint", Some("ErrorResponse".into()))
+            .response(413, "The body is larger than --max-data-plane-body-bytes", None)
+            .response(429, "Too many failed key checks from this address", None)
+            .response(502, "The resource's upstream did not answer", None),
         );
     }
     table.route(
         Method::GET,
         "/healthz",
-        Op::public("Health", "Liveness: answers 200 while the process serves.")
-            .response(200, "Alive", None),
+        Op::public("Health", "Liveness: answers 200 while the process serves.").response(
+            200,
+            "Alive",
+            Some(routes::TEXT.into()),
+        ),
         get(|| async { "ok" }),
     );
     table.route(
         Method::GET,
         "/readyz",
         Op::public("Ready", "Readiness: answers 200 when the store answers.")
-            .response(200, "Ready", None)
-            .response(503, "Store unavailable", None),
+            .response(200, "Ready", Some(routes::TEXT.into()))
+            .response(503, "Store unavailable", Some(routes::TEXT.into())),
         get(|State(state): State<AppState>| async move {
             match state.store.bootstrap().await {
                 Ok(_) => (StatusCode::OK, "ready").into_response(),
@@ -200,11 +214,44 @@ pub fn route_table() -> RouteTable {
         Op::public("OpenApi", "This OpenAPI description.").response(
             200,
             "OpenAPI 3 document",
-            None,
+            Some("OpenApiDocument".into()),
         ),
         get(|State(state): State<AppState>| async move { Json((*state.openapi).clone()) }),
     );
     table
+}
+
+/// Registers the bodies of `POST /verify` (request, answer) and the OpenAPI document's own schema;
+/// returns the names of the first two.
+fn verify_schemas(table: &mut RouteTable) -> (String, String) {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let request = ObjectBuilder::new()
+        .property("key", text())
+        .required("key")
+        .build();
+    let answer = ObjectBuilder::new()
+        .property("valid", ObjectBuilder::new().schema_type(Type::Boolean))
+        .property("resourceId", text())
+        .property("keyName", text())
+        .property(
+            "access",
+            text().enum_values(Some(["readWrite", "readOnly"])),
+        )
+        .required("valid")
+        .build();
+    let document = ObjectBuilder::new()
+        .property("openapi", text())
+        .property("paths", ObjectBuilder::new().schema_type(Type::Object))
+        .required("openapi")
+        .required("paths")
+        .build();
+    table.schemas(vec![
+        ("VerifyRequest".into(), request.into()),
+        ("VerifyResult".into(), answer.into()),
+        ("OpenApiDocument".into(), document.into()),
+    ]);
+    ("VerifyRequest".into(), "VerifyResult".into())
 }
 
 /// The OpenAPI description of everything [`route_table`] serves.

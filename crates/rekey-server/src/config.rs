@@ -66,9 +66,21 @@ pub struct Config {
     #[arg(long, env = "REKEY_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 3600)]
     pub access_token_ttl_seconds: u64,
 
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted management request body, in bytes; larger ones get 413.
     #[arg(long, env = "REKEY_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+
+    /// Largest data-plane request body, in bytes; larger ones get 413. Data-plane bodies are
+    /// streamed to the upstream, never held whole, so this bounds what one call may push through
+    /// rather than memory.
+    #[arg(long, env = "REKEY_MAX_DATA_PLANE_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_data_plane_body_bytes: usize,
+
+    /// Seconds a client has to send a request's headers (on a new connection: to start talking;
+    /// on a kept-alive one: to send its next request) before the connection is closed, so
+    /// slow-loris clients cannot hold connections open forever.
+    #[arg(long, env = "REKEY_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub header_read_timeout_seconds: u64,
 }
 
 impl Config {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod authz;
 pub mod bootstrap;
 pub mod config;
+pub mod connections;
 pub mod dataplane;
 pub mod error;
 pub mod oauth;
@@ -60,9 +61,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "wrote the owner token and default subscription to bootstrap.json");
     }
 
-    let listener = std::net::TcpListener::bind(config.listen)
-        .with_context(|| format!("binding {}", config.listen))?;
-    listener.set_nonblocking(true)?;
+    #[cfg(unix)]
+    match connections::raise_open_file_limit() {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+    let listener =
+        connections::listen(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
     let tls = config.tls();
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -83,6 +88,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             std::time::Duration::from_secs(config.auth_failure_window_seconds),
         ),
         client: dataplane::gateway::client(),
+        max_body_bytes: config.max_data_plane_body_bytes,
     });
     spawn_background(store.clone(), dataplane.clone(), &config);
     let issuer = oauth::TokenIssuer::load(
@@ -108,22 +114,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     let make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Slow-loris defence: a client must start talking, and send each request's headers, within
+    // the header timeout, or its connection is closed.
+    let header_timeout = std::time::Duration::from_secs(config.header_read_timeout_seconds);
+    let silent = connections::FirstByteTimeout::new(
+        axum_server::accept::DefaultAcceptor::new(),
+        header_timeout,
+    );
     match tls {
         Some((cert, key)) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .context("loading the TLS certificate and key")?;
-            axum_server::from_tcp_rustls(listener, tls)
-                .handle(handle)
-                .serve(make)
-                .await?;
+            let mut server = axum_server::from_tcp_rustls(listener, tls)
+                .map(|rustls| rustls.acceptor(silent))
+                .handle(handle);
+            connections::configure_http(&mut server, header_timeout);
+            server.serve(make).await?;
         }
         None => {
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(make)
-                .await?;
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(silent)
+                .handle(handle);
+            connections::configure_http(&mut server, header_timeout);
+            server.serve(make).await?;
         }
     }
     Ok(())

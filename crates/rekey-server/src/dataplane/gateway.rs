@@ -33,33 +33,57 @@ pub struct Forward<'a> {
     pub strip: &'a [&'a str],
     pub key_name: &'a str,
     pub resource_id: &'a str,
+    /// The body is cut off past this many bytes.
+    pub max_body_bytes: usize,
 }
 
-/// Sends the request upstream and returns its response, or `None` if the upstream did not answer.
+/// Why a request was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotForwarded {
+    /// The streamed body grew past the limit.
+    TooLarge,
+    /// The upstream did not answer (or its URL is unusable).
+    UpstreamFailed,
+}
+
+fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Sends the request upstream and returns its response.
 pub async fn forward(
     client: &HttpClient,
     f: Forward<'_>,
     request: Request<Body>,
-) -> Option<Response<Body>> {
+) -> Result<Response<Body>, NotForwarded> {
     let target = match f.query {
         Some(q) => format!("{}/{}?{q}", f.upstream, f.rest),
         None => format!("{}/{}", f.upstream, f.rest),
     };
-    let uri: Uri = target.parse().ok()?;
+    let uri: Uri = target.parse().map_err(|_| NotForwarded::UpstreamFailed)?;
     let (mut parts, body) = request.into_parts();
+    let body = Body::new(http_body_util::Limited::new(body, f.max_body_bytes));
     parts.uri = uri;
     let headers = &mut parts.headers;
     for name in HOP_BY_HOP.iter().chain(f.strip) {
         headers.remove(*name);
     }
     headers.remove(header::HOST);
+    let value = |v: &str| HeaderValue::from_str(v).map_err(|_| NotForwarded::UpstreamFailed);
     headers.insert(
         HeaderName::from_static("x-rekey-key-name"),
-        HeaderValue::from_str(f.key_name).ok()?,
+        value(f.key_name)?,
     );
     headers.insert(
         HeaderName::from_static("x-rekey-resource-id"),
-        HeaderValue::from_str(f.resource_id).ok()?,
+        value(f.resource_id)?,
     );
     match client.request(Request::from_parts(parts, body)).await {
         Ok(response) => {
@@ -67,11 +91,12 @@ pub async fn forward(
             for name in HOP_BY_HOP {
                 parts.headers.remove(*name);
             }
-            Some(Response::from_parts(parts, Body::new(body)))
+            Ok(Response::from_parts(parts, Body::new(body)))
         }
+        Err(e) if body_too_large(&e) => Err(NotForwarded::TooLarge),
         Err(e) => {
             tracing::warn!(error = %e, upstream = f.upstream, "upstream did not answer");
-            None
+            Err(NotForwarded::UpstreamFailed)
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct DataPlane {
     pub index: KeyIndex,
     pub throttle: throttle::Throttle,
     pub client: gateway::HttpClient,
+    /// Largest request body a data-plane call may send (`--max-data-plane-body-bytes`).
+    pub max_body_bytes: usize,
 }
 
 /// Why a data-plane call was refused; rendered in the resource type's own error shape.
@@ -45,6 +47,7 @@ enum Refusal {
     ReadOnly,
     Throttled(u64),
     UpstreamFailed,
+    TooLarge,
 }
 
 fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
@@ -81,6 +84,11 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
             "Too many failed key checks from this address; retry after the time in Retry-After.",
         ),
         Refusal::UpstreamFailed => (StatusCode::BAD_GATEWAY, "BadGateway", "The resource's upstream did not answer."),
+        Refusal::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request body is larger than this server accepts on the data plane.",
+        ),
     };
     let body = if cosmos {
         json!({ "code": code, "message": message })
@@ -188,6 +196,16 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
         .into_response();
     };
     let provider = entry.provider;
+    // An announced oversize body is refused before anything is read; a streamed one is cut off
+    // at the limit while it is forwarded (see `gateway::forward`).
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
+        return refuse(Some(provider), Refusal::TooLarge);
+    }
     let method = request.method().as_str().to_string();
 
     let slot = if provider.signs_requests {
@@ -239,10 +257,14 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
             strip,
             key_name: slot.slot.name,
             resource_id: &entry.resource_id,
+            max_body_bytes: dp.max_body_bytes,
         };
         return match gateway::forward(&dp.client, forward, request).await {
-            Some(response) => response,
-            None => refuse(Some(provider), Refusal::UpstreamFailed),
+            Ok(response) => response,
+            Err(gateway::NotForwarded::TooLarge) => refuse(Some(provider), Refusal::TooLarge),
+            Err(gateway::NotForwarded::UpstreamFailed) => {
+                refuse(Some(provider), Refusal::UpstreamFailed)
+            }
         };
     }
     let who = Authenticated {

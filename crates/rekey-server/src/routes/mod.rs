@@ -39,9 +39,36 @@ pub struct Op {
     pub responses: Vec<(u16, &'static str, Option<String>)>,
     /// ARM operations take `api-version`.
     pub api_version: bool,
+    /// The api-versions the operation accepts, documented as the parameter's enum.
+    pub api_versions: &'static [&'static str],
+    /// Patterns of path parameters beyond the common ones (the resource name's naming rule).
+    pub params: Vec<(&'static str, ParamRule)>,
     /// Operations that need a bearer token.
     pub auth: bool,
 }
+
+/// The documented shape of a string path parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamRule {
+    pub pattern: &'static str,
+    pub min_len: usize,
+    pub max_len: usize,
+}
+
+/// `subscriptionId` is a UUID in any letter case (ARM's own pattern).
+const SUBSCRIPTION_ID: ParamRule = ParamRule {
+    pattern: "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    min_len: 36,
+    max_len: 36,
+};
+
+/// Resource group names: letters, digits, `_`, `-`, `.`, `(`, `)`, not ending in `.`
+/// ([`rekey_core::ResourceGroupName`]).
+const RESOURCE_GROUP_NAME: ParamRule = ParamRule {
+    pattern: "^[-\\w._()]*[-\\w()]$",
+    min_len: 1,
+    max_len: 90,
+};
 
 impl Op {
     pub fn arm(id: impl Into<String>, summary: impl Into<String>) -> Self {
@@ -51,8 +78,29 @@ impl Op {
             body: None,
             responses: Vec::new(),
             api_version: true,
+            api_versions: &[],
+            params: Vec::new(),
             auth: true,
         }
+    }
+
+    /// The api-versions this operation accepts.
+    pub fn versions(mut self, versions: &'static [&'static str]) -> Self {
+        self.api_versions = versions;
+        self
+    }
+
+    /// Documents a path parameter's naming rule.
+    pub fn param(mut self, name: &'static str, rule: &rekey_core::providers::NameRule) -> Self {
+        self.params.push((
+            name,
+            ParamRule {
+                pattern: rule.pattern,
+                min_len: rule.min_len,
+                max_len: rule.max_len,
+            },
+        ));
+        self
     }
 
     /// Needs a bearer token but no `api-version` (rekey's own routes such as `/verify`).
@@ -105,6 +153,31 @@ fn json_content(schema: &str) -> utoipa::openapi::Content {
         .build()
 }
 
+fn text_content() -> utoipa::openapi::Content {
+    ContentBuilder::new().schema(Some(string_schema())).build()
+}
+
+/// Where a response's body schema is a component (`name`) or plain text.
+fn response_content(schema: &str) -> (&'static str, utoipa::openapi::Content) {
+    match schema {
+        TEXT => ("text/plain", text_content()),
+        name => ("application/json", json_content(name)),
+    }
+}
+
+/// A response "schema" naming a plain-text body rather than a JSON component.
+pub const TEXT: &str = "text/plain";
+
+fn param_schema(rule: Option<ParamRule>) -> ObjectBuilder {
+    match rule {
+        Some(rule) => string_schema()
+            .pattern(Some(rule.pattern))
+            .min_length(Some(rule.min_len))
+            .max_length(Some(rule.max_len)),
+        None => string_schema(),
+    }
+}
+
 impl Default for RouteTable {
     fn default() -> Self {
         Self::new()
@@ -138,11 +211,34 @@ impl RouteTable {
         table
     }
 
+    /// Registers component schemas. Two different schemas under one name would make one type's
+    /// operations document the other's bodies, so that is refused.
     pub fn schemas(&mut self, schemas: NamedSchemas) {
         let components = self.openapi.components.get_or_insert_with(Default::default);
         for (name, schema) in schemas {
+            if let Some(existing) = components.schemas.get(&name) {
+                assert!(
+                    existing == &schema,
+                    "two different OpenAPI schemas are named {name}: give one `#[schema(as = …)]`"
+                );
+            }
             components.schemas.insert(name, schema);
         }
+    }
+
+    /// Registers `{item}List`, ARM's list envelope of `item`, and returns its name.
+    pub fn list_schema(&mut self, item: &str) -> String {
+        let name = format!("{item}List");
+        let schema = ObjectBuilder::new()
+            .property(
+                "value",
+                utoipa::openapi::ArrayBuilder::new().items(Ref::from_schema_name(item)),
+            )
+            .required("value")
+            .property("nextLink", string_schema())
+            .build();
+        self.schemas(vec![(name.clone(), schema.into())]);
+        name
     }
 
     /// Serves `handler` for `method` at `path` (axum syntax, `{param}`), and documents it.
@@ -170,12 +266,17 @@ impl RouteTable {
             .split('/')
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
         {
+            let rule = match param {
+                "subscriptionId" => Some(SUBSCRIPTION_ID),
+                "resourceGroupName" => Some(RESOURCE_GROUP_NAME),
+                other => op.params.iter().find(|(n, _)| *n == other).map(|(_, r)| *r),
+            };
             builder = builder.parameter(
                 ParameterBuilder::new()
                     .name(param)
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(string_schema())),
+                    .schema(Some(param_schema(rule))),
             );
         }
         if op.auth {
@@ -189,12 +290,16 @@ impl RouteTable {
                 );
         }
         if op.api_version {
+            let mut schema = string_schema();
+            if !op.api_versions.is_empty() {
+                schema = schema.enum_values(Some(op.api_versions.iter().copied()));
+            }
             builder = builder.parameter(
                 ParameterBuilder::new()
                     .name("api-version")
                     .parameter_in(ParameterIn::Query)
                     .required(Required::True)
-                    .schema(Some(string_schema())),
+                    .schema(Some(schema)),
             );
         }
         if let Some((schema, required)) = op.body {
@@ -212,7 +317,8 @@ impl RouteTable {
         for (status, description, schema) in op.responses {
             let mut response = ResponseBuilder::new().description(description);
             if let Some(schema) = schema {
-                response = response.content("application/json", json_content(&schema));
+                let (content_type, content) = response_content(&schema);
+                response = response.content(content_type, content);
             }
             builder = builder.response(status.to_string(), response);
         }
@@ -309,6 +415,25 @@ pub fn json_body(body: &Bytes) -> Result<Value, ApiError> {
         ApiError::bad_request(
             "InvalidRequestContent",
             format!("The request content was invalid and could not be deserialized: {e}."),
+        )
+    })
+}
+
+/// Parses a JSON object body into `T`. serde would also build a struct from a JSON array (its
+/// fields in order), so `[{}]` would pass for `{"tags":{}}`; ARM bodies are objects, so anything
+/// else is refused first.
+pub fn object_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    let value = json_body(body)?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "InvalidRequestContent",
+            "The request content must be a JSON object.",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::bad_request(
+            "InvalidRequestContent",
+            format!("The request content is invalid: {e}."),
         )
     })
 }

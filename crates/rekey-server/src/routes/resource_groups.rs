@@ -17,7 +17,7 @@ use rekey_core::{ResourceGroup, ResourceGroupName, SubscriptionId};
 use rekey_store::Written;
 use time::OffsetDateTime;
 
-use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
@@ -36,15 +36,6 @@ fn render(group: &ResourceGroup) -> WireGroup {
             provisioning_state: "Succeeded".into(),
         },
     }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_value(json_body(body)?).map_err(|e| {
-        ApiError::bad_request(
-            "InvalidRequestContent",
-            format!("The request content is invalid: {e}."),
-        )
-    })
 }
 
 fn ids(sub: &str, group: &str) -> Result<(SubscriptionId, ResourceGroupName), ApiError> {
@@ -72,13 +63,8 @@ async fn create(
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
-    let body: ResourceGroupCreate = parse(&body)?;
-    if body.location.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "LocationRequired",
-            "The location property is required for this definition.",
-        ));
-    }
+    let body: ResourceGroupCreate = object_body(&body)?;
+    rekey_core::check_location(&body.location)?;
     let group = ResourceGroup {
         subscription: sub,
         name,
@@ -130,7 +116,7 @@ async fn update(
     version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
-    let body: ResourceGroupPatch = parse(&body)?;
+    let body: ResourceGroupPatch = object_body(&body)?;
     let mut current = state.store.group(&sub, &name).await?;
     if let Some(tags) = body.tags {
         current.tags = tags;
@@ -187,11 +173,13 @@ pub fn register(table: &mut RouteTable) {
     let create_body = schema_of::<ResourceGroupCreate>(&mut schemas);
     let patch_body = schema_of::<ResourceGroupPatch>(&mut schemas);
     table.schemas(schemas);
+    let list_schema = table.list_schema(&wire);
+    let arm = |id: &str, summary: &str| Op::arm(id, summary).versions(RESOURCES_API_VERSIONS);
     let path = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}";
     table.route(
         Method::PUT,
         path,
-        Op::arm(
+        arm(
             "ResourceGroups_CreateOrUpdate",
             "Creates or updates a resource group.",
         )
@@ -203,7 +191,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::GET,
         path,
-        Op::arm("ResourceGroups_Get", "Gets a resource group.").response(
+        arm("ResourceGroups_Get", "Gets a resource group.").response(
             200,
             "The group",
             Some(wire.clone()),
@@ -213,7 +201,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::HEAD,
         path,
-        Op::arm(
+        arm(
             "ResourceGroups_CheckExistence",
             "Checks whether a resource group exists.",
         )
@@ -223,7 +211,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::PATCH,
         path,
-        Op::arm("ResourceGroups_Update", "Updates a resource group's tags.")
+        arm("ResourceGroups_Update", "Updates a resource group's tags.")
             .body(patch_body, true)
             .response(200, "Updated", Some(wire)),
         patch(update),
@@ -231,7 +219,7 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::DELETE,
         path,
-        Op::arm(
+        arm(
             "ResourceGroups_Delete",
             "Deletes a resource group with its resources and their keys.",
         )
@@ -241,11 +229,11 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}/resourcegroups",
-        Op::arm(
+        arm(
             "ResourceGroups_List",
             "Lists the resource groups of a subscription.",
         )
-        .response(200, "The groups", None),
+        .response(200, "The groups", Some(list_schema)),
         get(list),
     );
 }

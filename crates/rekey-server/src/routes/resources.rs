@@ -332,12 +332,14 @@ async fn regenerate(
     })
 }
 
-/// Lower-case, no spaces: `West US` becomes `westus`, as ARM spells locations in paths.
+/// Lower-case, no spaces: `West US` becomes `westus`, as ARM spells locations in paths. Only ASCII
+/// letters and digits are kept (locations are checked to be nothing else), so operation URLs are
+/// always valid header values.
 fn location_slug(location: &str) -> String {
     location
         .chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_lowercase)
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
         .collect()
 }
 
@@ -415,6 +417,32 @@ async fn operation_status(
     .into_response())
 }
 
+/// Registers the schema of an `operationsStatus` answer and returns its name.
+fn operation_schema(table: &mut RouteTable) -> String {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let schema = ObjectBuilder::new()
+        .property("id", text())
+        .property("name", text())
+        .property(
+            "status",
+            text().enum_values(Some(["InProgress", "Succeeded", "Failed", "Canceled"])),
+        )
+        .property("startTime", text())
+        .property("endTime", text())
+        .property(
+            "percentComplete",
+            ObjectBuilder::new().schema_type(Type::Number),
+        )
+        .required("id")
+        .required("name")
+        .required("status")
+        .build();
+    let name = "OperationStatus".to_string();
+    table.schemas(vec![(name.clone(), schema.into())]);
+    name
+}
+
 pub fn register(table: &mut RouteTable) {
     for m in rekey_api::mapping::MAPPINGS.iter().copied() {
         register_type(table, m);
@@ -428,13 +456,19 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     let (ns, ty, param) = (p.namespace, p.resource_type, p.name_param);
     let by_group = format!("/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/{ns}/{ty}");
     let one = format!("{by_group}/{{{param}}}");
+    let list_schema = table.list_schema(&schemas.resource);
+    let arm = |id: String, summary: &str| {
+        Op::arm(id, summary)
+            .versions(p.api_versions)
+            .param(param, &p.name_rule)
+    };
 
     table.route(
         Method::PUT,
         &one,
-        Op::arm(
+        arm(
             format!("{tag}_Create"),
-            format!("Creates or replaces a {ty} resource; keys are made on create."),
+            &format!("Creates or replaces a {ty} resource; keys are made on create."),
         )
         .body(schemas.create.clone(), true)
         .response(200, "Replaced", Some(schemas.resource.clone()))
@@ -444,7 +478,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::GET,
         &one,
-        Op::arm(format!("{tag}_Get"), format!("Gets a {ty} resource.")).response(
+        arm(format!("{tag}_Get"), &format!("Gets a {ty} resource.")).response(
             200,
             "The resource",
             Some(schemas.resource.clone()),
@@ -454,9 +488,9 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::PATCH,
         &one,
-        Op::arm(
+        arm(
             format!("{tag}_Update"),
-            format!("Updates a {ty} resource's tags, sku or properties."),
+            &format!("Updates a {ty} resource's tags, sku or properties."),
         )
         .body(schemas.patch.clone(), true)
         .response(200, "Updated", Some(schemas.resource.clone())),
@@ -465,9 +499,9 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::DELETE,
         &one,
-        Op::arm(
+        arm(
             format!("{tag}_Delete"),
-            format!("Deletes a {ty} resource and its keys."),
+            &format!("Deletes a {ty} resource and its keys."),
         )
         .response(200, "Deleted", None)
         .response(
@@ -481,11 +515,11 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::GET,
         &by_group,
-        Op::arm(
+        arm(
             format!("{tag}_ListByResourceGroup"),
-            format!("Lists the {ty} of a resource group."),
+            &format!("Lists the {ty} of a resource group."),
         )
-        .response(200, "The resources", None),
+        .response(200, "The resources", Some(list_schema.clone())),
         get(
             move |State(s), Extension(c), v, ArmPath((sub, g)): ArmPath<(String, String)>| {
                 list(m, s, c, v, sub, Some(g))
@@ -495,11 +529,11 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::GET,
         &format!("/subscriptions/{{subscriptionId}}/providers/{ns}/{ty}"),
-        Op::arm(
+        arm(
             format!("{tag}_List"),
-            format!("Lists the {ty} of a subscription."),
+            &format!("Lists the {ty} of a subscription."),
         )
-        .response(200, "The resources", None),
+        .response(200, "The resources", Some(list_schema.clone())),
         get(
             move |State(s), Extension(c), v, ArmPath(sub): ArmPath<String>| {
                 list(m, s, c, v, sub, None)
@@ -509,7 +543,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     for (view, schema) in m.key_views().iter().zip(&schemas.key_views) {
         let path = format!("{one}/{}", view.action);
         let op = |method: &str| {
-            Op::arm(format!("{tag}_{}{method}", view.action), view.summary).response(
+            arm(format!("{tag}_{}{method}", view.action), view.summary).response(
                 200,
                 "The keys",
                 Some(schema.clone()),
@@ -533,7 +567,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::POST,
         &format!("{one}/regenerateKey"),
-        Op::arm(
+        arm(
             format!("{tag}_RegenerateKey"),
             "Regenerates the named key; the old key stops working when this answers.",
         )
@@ -551,14 +585,15 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     if [answers.create, answers.delete, answers.regenerate].contains(&Answer::AsyncOperation) {
         let base =
             format!("/subscriptions/{{subscriptionId}}/providers/{ns}/locations/{{location}}");
+        let status_schema = operation_schema(table);
         table.route(
             Method::GET,
             &format!("{base}/operationsStatus/{{operationId}}"),
-            Op::arm(
+            arm(
                 format!("{tag}_OperationsStatus"),
                 "The status of a long-running operation.",
             )
-            .response(200, "The operation", None),
+            .response(200, "The operation", Some(status_schema)),
             get(move |State(s), Extension(c), v, ArmPath(p)| {
                 operation_status(m, s, c, v, p, false)
             }),
@@ -566,7 +601,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         table.route(
             Method::GET,
             &format!("{base}/operationResults/{{operationId}}"),
-            Op::arm(
+            arm(
                 format!("{tag}_OperationResults"),
                 "The result of a finished long-running operation.",
             )

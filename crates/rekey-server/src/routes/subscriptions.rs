@@ -13,7 +13,7 @@ use rekey_core::providers::RESOURCES_API_VERSIONS;
 use rekey_core::{Subscription, SubscriptionId};
 use rekey_store::Written;
 
-use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
 use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
@@ -85,12 +85,7 @@ async fn create(
             &format!("/subscriptions/{id}"),
         )
         .await?;
-    let body: SubscriptionCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
-        ApiError::bad_request(
-            "InvalidRequestContent",
-            format!("The request content is invalid: {e}."),
-        )
-    })?;
+    let body: SubscriptionCreate = object_body(&body)?;
     let name = body.display_name.trim();
     if name.is_empty() || name.chars().count() > 64 {
         return Err(ApiError::bad_request(
@@ -112,6 +107,7 @@ pub fn register(table: &mut RouteTable) {
     let wire = schema_of::<WireSubscription>(&mut schemas);
     let body = schema_of::<SubscriptionCreate>(&mut schemas);
     table.schemas(schemas);
+    let list_schema = table.list_schema(&wire);
     table.route(
         Method::GET,
         "/subscriptions",
@@ -119,17 +115,16 @@ pub fn register(table: &mut RouteTable) {
             "Subscriptions_List",
             "Lists the subscriptions the caller can see.",
         )
-        .response(200, "The subscriptions", None),
+        .versions(RESOURCES_API_VERSIONS)
+        .response(200, "The subscriptions", Some(list_schema)),
         get(list),
     );
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}",
-        Op::arm("Subscriptions_Get", "Gets a subscription.").response(
-            200,
-            "The subscription",
-            Some(wire.clone()),
-        ),
+        Op::arm("Subscriptions_Get", "Gets a subscription.")
+            .versions(RESOURCES_API_VERSIONS)
+            .response(200, "The subscription", Some(wire.clone())),
         get(show),
     );
     table.route(
@@ -139,6 +134,7 @@ pub fn register(table: &mut RouteTable) {
             "Subscriptions_CreateOrUpdate",
             "Creates or renames a subscription (rekey extension, owners only).",
         )
+        .versions(RESOURCES_API_VERSIONS)
         .body(body, true)
         .response(200, "Renamed", Some(wire.clone()))
         .response(201, "Created", Some(wire)),

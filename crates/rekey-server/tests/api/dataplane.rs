@@ -470,7 +470,7 @@ async fn failing_addresses_are_throttled_without_locking_out_others() {
 }
 
 /// A tiny upstream that answers with what it received.
-async fn echo_upstream() -> String {
+pub(crate) async fn echo_upstream() -> String {
     use axum::extract::Request;
     let app = axum::Router::new().fallback(|request: Request| async move {
         let (parts, body) = request.into_parts();

@@ -89,6 +89,11 @@ impl TestServer {
         self.base = base;
     }
 
+    /// The rekeyd process id (to pause it with SIGSTOP in tests).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

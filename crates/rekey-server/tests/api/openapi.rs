@@ -57,3 +57,48 @@ async fn every_documented_operation_is_served() {
         assert!(paths.keys().any(|p| p.ends_with(op)), "{op} is documented");
     }
 }
+
+/// Quantum's regenerate body and Cognitive Services' keys were both called `ApiKeys`; the later one
+/// replaced the other, so `listKeys` of an account was documented as `{"keys":[…]}`.
+#[tokio::test]
+async fn each_type_documents_its_own_key_bodies() {
+    let s = TestServer::start().await;
+    let doc: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schema_of = |path_suffix: &str, status: &str| {
+        let (_, item) = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(p, _)| p.ends_with(path_suffix))
+            .unwrap_or_else(|| panic!("{path_suffix} is documented"));
+        let reference = item["post"]["responses"][status]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path_suffix} {status} has a body schema"))
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        doc["components"]["schemas"][&reference].clone()
+    };
+    let cs = schema_of("accounts/{accountName}/listKeys", "200");
+    assert_eq!(cs["required"], serde_json::json!(["key1", "key2"]), "{cs}");
+    let regenerate_body = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(p, _)| p.ends_with("workspaces/{workspaceName}/regenerateKey"))
+        .map(|(_, item)| {
+            item["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].clone()
+        })
+        .unwrap();
+    assert_eq!(regenerate_body, "#/components/schemas/WorkspaceApiKeys");
+}

@@ -1,0 +1,397 @@
+"""Owns the linearizability check of one resource's keys: concurrent clients call regenerateKey,
+listKeys, POST /verify and the data plane on one Cognitive Services account while every call's
+invoke and return times are recorded; a Wing–Gong search (with Lowe's memoization of
+(linearized set, state)) then looks for a sequential order that respects real time and the model.
+
+The model is one register per slot:
+- regenerate(slot) writes a new, never-seen value to the slot and returns both slots' values;
+- listKeys reads both slots;
+- verify(k) (POST /verify or a data-plane call with the key) answers valid with slot s iff k is the
+  current value of slot s, and invalid iff k is the value of no slot.
+
+A failing history is shrunk (chunks, then single calls, are dropped while it still fails) and
+printed as a short table, so the contradiction is readable.
+
+    python3 tests/reliability/linearizability.py [--histories N] [--clients C] [--ops N] [--report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402
+from rekeyd import CS_VERSION, NoAnswer, Rekeyd, short  # noqa: E402
+
+SLOTS = ("key1", "key2")
+State = tuple  # (key1, key2)
+
+
+@dataclass
+class Op:
+    """One completed call. `arg`: the slot index for regenerate, the key for verify. `result`: both
+    keys for regenerate and list, the slot index (or None for invalid) for verify."""
+
+    client: int
+    kind: str  # "regenerate" | "list" | "verify"
+    arg: Any
+    result: Any
+    invoke: float
+    ret: float
+    via: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "regenerate":
+            k1, k2 = self.result
+            return f"regenerate {SLOTS[self.arg]:4} -> key1={short(k1)} key2={short(k2)}"
+        if self.kind == "list":
+            k1, k2 = self.result
+            return f"listKeys        -> key1={short(k1)} key2={short(k2)}"
+        answer = "invalid" if self.result is None else f"valid as {SLOTS[self.result]}"
+        return f"{self.via or 'verify'}({short(self.arg)}) -> {answer}"
+
+
+def step(state: State, op: Op) -> tuple[bool, State]:
+    """The sequential model: whether `op` may take effect in `state`, and the state after it."""
+    if op.kind == "list":
+        return op.result == state, state
+    if op.kind == "regenerate":
+        slot, new = op.arg, op.result
+        other = 1 - slot
+        ok = new[other] == state[other] and new[slot] != state[slot]
+        return ok, new
+    if op.kind == "verify":
+        if op.result is None:
+            return op.arg not in state, state
+        return state[op.result] == op.arg, state
+    raise ValueError(f"unknown operation {op.kind}")
+
+
+class _Entry:
+    __slots__ = ("op", "index", "is_call", "match", "prev", "next")
+
+    def __init__(self, op: Optional[Op], index: int, is_call: bool) -> None:
+        self.op, self.index, self.is_call = op, index, is_call
+        self.match: Optional[_Entry] = None
+        self.prev: Optional[_Entry] = None
+        self.next: Optional[_Entry] = None
+
+
+def _lift(e: _Entry) -> None:
+    e.prev.next = e.next
+    e.next.prev = e.prev
+    m = e.match
+    m.prev.next = m.next
+    if m.next is not None:
+        m.next.prev = m.prev
+
+
+def _unlift(e: _Entry) -> None:
+    m = e.match
+    m.prev.next = m
+    if m.next is not None:
+        m.next.prev = m
+    e.prev.next = e
+    e.next.prev = e
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    explored: int = 0
+    # The longest order found that the model accepts, when the history is not linearizable.
+    longest: list[Op] = field(default_factory=list)
+
+
+def check(ops: list[Op], init: State, budget: int = 2_000_000) -> Verdict:
+    """Wing–Gong search with memoization. Calls that start at the same instant as another call's
+    return are treated as concurrent with it (the permissive reading of equal timestamps)."""
+    if len({op.result[op.arg] for op in ops if op.kind == "regenerate"}) != sum(
+        op.kind == "regenerate" for op in ops
+    ):
+        return Verdict(False, 0, [])  # a "new" key handed out twice is never linearizable
+    events = []
+    for i, op in enumerate(ops):
+        events.append((op.invoke, 0, i))
+        events.append((op.ret, 1, i))
+    events.sort()
+    head = _Entry(None, -1, False)
+    calls: dict[int, _Entry] = {}
+    prev = head
+    for _, kind, i in events:
+        e = _Entry(ops[i], i, kind == 0)
+        if kind == 0:
+            calls[i] = e
+        else:
+            e.match = calls[i]
+            calls[i].match = e
+        prev.next, e.prev = e, prev
+        prev = e
+
+    state, linearized = init, 0
+    stack: list[tuple[_Entry, State]] = []
+    cache: set[tuple[int, State]] = set()
+    longest: list[Op] = []
+    explored = 0
+    entry = head.next
+    while head.next is not None:
+        explored += 1
+        if explored > budget:
+            raise RuntimeError(f"linearizability search exceeded {budget} steps")
+        if entry.is_call:
+            ok, new_state = step(state, entry.op)
+            if ok:
+                key = (linearized | (1 << entry.index), new_state)
+                if key not in cache:
+                    cache.add(key)
+                    stack.append((entry, state))
+                    state, linearized = new_state, key[0]
+                    _lift(entry)
+                    if len(stack) > len(longest):
+                        longest = [e.op for e, _ in stack]
+                    entry = head.next
+                    continue
+            entry = entry.next
+        else:
+            if not stack:
+                return Verdict(False, explored, longest)
+            entry, state = stack.pop()
+            linearized &= ~(1 << entry.index)
+            _unlift(entry)
+            entry = entry.next
+    return Verdict(True, explored)
+
+
+def shrink(ops: list[Op], init: State) -> list[Op]:
+    """A smaller history that still fails: drop chunks, halving their size, then single calls,
+    as long as what is left is still not linearizable (delta debugging)."""
+    current = sorted(ops, key=lambda o: o.invoke)
+    chunk = max(1, len(current) // 2)
+    while True:
+        i, dropped = 0, False
+        while i < len(current):
+            candidate = current[:i] + current[i + chunk :]
+            if candidate and _self_contained(candidate, init) and not check(candidate, init).ok:
+                current, dropped = candidate, True
+            else:
+                i += chunk
+        if not dropped:
+            if chunk == 1:
+                return current
+            chunk //= 2
+
+
+def _self_contained(ops: list[Op], init: State) -> bool:
+    """Every key the calls mention comes from the initial state or a regeneration among them, so a
+    shrunk history keeps the writes that explain its reads (else dropping a write would "explain"
+    any failure)."""
+    made = set(init) | {op.result[op.arg] for op in ops if op.kind == "regenerate"}
+    for op in ops:
+        if op.kind in ("list", "regenerate") and not set(op.result) <= made:
+            return False
+        if op.kind == "verify" and op.result is not None and op.arg not in made:
+            return False
+    return True
+
+
+def render(ops: list[Op], init: State, title: str) -> str:
+    t0 = min(op.invoke for op in ops) if ops else 0.0
+    lines = [title, f"  initial state: key1={short(init[0])} key2={short(init[1])}"]
+    lines.append("  client  invoke(ms)  return(ms)  call")
+    for op in sorted(ops, key=lambda o: o.invoke):
+        lines.append(
+            f"  c{op.client:<5} {1000 * (op.invoke - t0):10.2f}  {1000 * (op.ret - t0):10.2f}  "
+            f"{op.describe()}"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# recording histories against a live rekeyd
+
+
+class Recorder:
+    """Runs `clients` threads of random calls on one account and collects their history."""
+
+    def __init__(self, server: Rekeyd, group: str, name: str, seed: int) -> None:
+        self.server = server
+        account = server.create_account(group, name)
+        self.path = server.account_path(group, name)
+        endpoint = account["properties"]["endpoint"]
+        self.data_path = endpoint[len(server.base_url) :] + "lin/check"
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.known: list[str] = []
+        self.ops: list[Op] = []
+        self.errors: list[str] = []
+
+    def _keys(self, body: Any, what: str) -> State:
+        if not isinstance(body, dict) or not all(isinstance(body.get(s), str) for s in SLOTS):
+            raise AssertionError(f"{what} did not return both keys: {body}")
+        keys = (body["key1"], body["key2"])
+        with self.lock:
+            for k in keys:
+                if k not in self.known:
+                    self.known.append(k)
+        return keys
+
+    def initial_state(self) -> State:
+        c = self.server.client()
+        status, body = c.request("POST", f"{self.path}/listKeys?api-version={CS_VERSION}")
+        c.close()
+        if status != 200:
+            raise AssertionError(f"listKeys: {status} {body}")
+        return self._keys(body, "listKeys")
+
+    def _pick_key(self, rng: random.Random) -> str:
+        with self.lock:
+            known = list(self.known)
+        roll = rng.random()
+        if roll < 0.1 or not known:
+            # Well-formed shape, wrong checksum: refused without a lookup.
+            return "rkcs_" + "".join(rng.choice("abcdefABCDEF0123456789") for _ in range(42))
+        if roll < 0.8:
+            return rng.choice(known[-4:])
+        return rng.choice(known)
+
+    def _one(self, client_id: int, c, rng: random.Random) -> Op:
+        roll = rng.random()
+        if roll < 0.25:
+            slot = rng.randrange(2)
+            t0 = time.monotonic()
+            status, body = c.request(
+                "POST",
+                f"{self.path}/regenerateKey?api-version={CS_VERSION}",
+                {"keyName": SLOTS[slot].capitalize()},
+            )
+            t1 = time.monotonic()
+            if status != 200:
+                raise AssertionError(f"regenerateKey: {status} {body}")
+            return Op(client_id, "regenerate", slot, self._keys(body, "regenerateKey"), t0, t1)
+        if roll < 0.45:
+            t0 = time.monotonic()
+            status, body = c.request("POST", f"{self.path}/listKeys?api-version={CS_VERSION}")
+            t1 = time.monotonic()
+            if status != 200:
+                raise AssertionError(f"listKeys: {status} {body}")
+            return Op(client_id, "list", None, self._keys(body, "listKeys"), t0, t1)
+        key = self._pick_key(rng)
+        if roll < 0.75:
+            t0 = time.monotonic()
+            status, body = c.request("POST", "/verify", {"key": key})
+            t1 = time.monotonic()
+            if status != 200 or not isinstance(body, dict):
+                raise AssertionError(f"verify: {status} {body}")
+            slot = SLOTS.index(body["keyName"]) if body.get("valid") else None
+            return Op(client_id, "verify", key, slot, t0, t1, "verify")
+        t0 = time.monotonic()
+        status, body = c.request(
+            "GET", self.data_path, headers={"Ocp-Apim-Subscription-Key": key}, auth=False
+        )
+        t1 = time.monotonic()
+        if status == 200:
+            slot = SLOTS.index(body["keyName"])
+        elif status == 401:
+            slot = None
+        else:
+            raise AssertionError(f"data plane: {status} {body}")
+        return Op(client_id, "verify", key, slot, t0, t1, "dataplane")
+
+    def run(self, clients: int, ops_per_client: int) -> tuple[State, list[Op]]:
+        init = self.initial_state()
+        barrier = threading.Barrier(clients)
+
+        def worker(client_id: int, seed: int) -> None:
+            rng = random.Random(seed)
+            c = self.server.client()
+            barrier.wait()
+            try:
+                for _ in range(ops_per_client):
+                    op = self._one(client_id, c, rng)
+                    with self.lock:
+                        self.ops.append(op)
+            except (AssertionError, NoAnswer, KeyError, ValueError) as e:
+                with self.lock:
+                    self.errors.append(f"client {client_id}: {e!r}")
+            finally:
+                c.close()
+
+        threads = [
+            threading.Thread(target=worker, args=(i, self.rng.randrange(1 << 30)))
+            for i in range(clients)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return init, self.ops
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--histories", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=5)
+    parser.add_argument("--ops", type=int, default=40, help="calls per client per history")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--report", action="store_true", help="rewrite docs/reliability.md")
+    args = parser.parse_args()
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    print(f"linearizability: {args.histories} histories x {args.clients} clients x {args.ops} calls, seed {seed}")
+    rng = random.Random(seed)
+    started = time.monotonic()
+    total_ops = max_concurrency = 0
+    with tempfile.TemporaryDirectory(prefix="rekey-lin-") as tmp:
+        # Failed data-plane key checks are part of the workload: no throttling here.
+        server = Rekeyd(Path(tmp), {"REKEY_AUTH_FAILURE_LIMIT": "1000000000"})
+        server.start()
+        try:
+            for h in range(args.histories):
+                rec = Recorder(server, "lin", f"acct{h}", rng.randrange(1 << 30))
+                init, ops = rec.run(args.clients, args.ops)
+                if rec.errors:
+                    print("a call failed outright:\n  " + "\n  ".join(rec.errors))
+                    print(server.log_tail())
+                    return 1
+                verdict = check(ops, init)
+                total_ops += len(ops)
+                max_concurrency = max(max_concurrency, _max_overlap(ops))
+                if not verdict.ok:
+                    small = shrink(ops, init)
+                    print(render(small, init, f"history {h} is NOT linearizable; a minimal failing part:"))
+                    return 1
+        finally:
+            server.stop()
+    elapsed = time.monotonic() - started
+    print(
+        f"linearizability: {args.histories} histories, {total_ops} calls checked, all linearizable "
+        f"(max {max_concurrency} calls in flight at once) in {elapsed:.1f} s"
+    )
+    if args.report:
+        report.update(
+            "linearizability",
+            f"| histories checked | calls | clients per history | calls in flight at most | time |\n"
+            f"|---|---|---|---|---|\n"
+            f"| {args.histories} | {total_ops} | {args.clients} | {max_concurrency} | {elapsed:.0f} s |",
+        )
+    return 0
+
+
+def _max_overlap(ops: list[Op]) -> int:
+    events = sorted([(o.invoke, 1) for o in ops] + [(o.ret, -1) for o in ops])
+    best = current = 0
+    for _, delta in events:
+        current += delta
+        best = max(best, current)
+    return best
+
+
+if __name__ == "__main__":
+    sys.exit(main())
