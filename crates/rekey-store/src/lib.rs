@@ -4,6 +4,7 @@
 //! and a call returns only after its commit.
 
 pub mod audit;
+mod columns;
 pub mod crypto;
 mod sqlite;
 
