@@ -7,6 +7,7 @@ mod dataplane;
 mod durability;
 mod errors;
 mod keys;
+mod nodes;
 mod openapi;
 mod other_types;
 mod secrets;
