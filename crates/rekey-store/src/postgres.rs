@@ -299,38 +299,35 @@ impl PgStore {
             .bind(LOG_LOCK)
             .execute(&mut *conn)
             .await?;
-        if !changes.is_empty() {
-            let last: i64 = sqlx::query_scalar(
-                "WITH appended AS (
-                     INSERT INTO changes (resource_id, slot, change, at)
-                     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
-                     RETURNING seq
-                 )
-                 SELECT max(seq) FROM appended",
-            )
-            .bind(
-                changes
-                    .iter()
-                    .map(|c| c.resource.to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(changes.iter().map(|c| c.slot).collect::<Vec<_>>())
-            .bind(changes.iter().map(|c| c.change).collect::<Vec<_>>())
-            .bind(changes.iter().map(|c| c.at).collect::<Vec<_>>())
-            .fetch_one(&mut *conn)
-            .await?;
-            // Delivered at commit, and only if the transaction commits.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(last.to_string())
-                .execute(&mut *conn)
-                .await?;
-        }
-        let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-        let (seq, prev) = match head {
-            Some(row) => (row.get::<i64, _>("seq") + 1, row.get::<Vec<u8>, _>("hash")),
+        // One round trip for the rest but the audit insert (whose hash is computed here): the
+        // serialized section is what bounds cluster-wide write throughput. The notice is delivered
+        // at commit, and only if the transaction commits; none is sent when nothing was appended.
+        let head = sqlx::query(
+            "WITH appended AS (
+                 INSERT INTO changes (resource_id, slot, change, at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+                 RETURNING seq
+             ), notified AS (
+                 SELECT pg_notify($5, max(seq)::text) FROM appended HAVING count(*) > 0
+             )
+             SELECT (SELECT count(*) FROM notified) AS notified, last.seq, last.hash
+             FROM (SELECT 1) AS one
+             LEFT JOIN (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) AS last ON true",
+        )
+        .bind(
+            changes
+                .iter()
+                .map(|c| c.resource.to_string())
+                .collect::<Vec<_>>(),
+        )
+        .bind(changes.iter().map(|c| c.slot).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.change).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.at).collect::<Vec<_>>())
+        .bind(CHANNEL)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (seq, prev) = match head.get::<Option<i64>, _>("seq") {
+            Some(seq) => (seq + 1, head.get::<Vec<u8>, _>("hash")),
             None => (1, vec![0u8; 32]),
         };
         let at = to_micros(audit.at);
@@ -1111,53 +1108,47 @@ impl Store for PgStore {
     }
 
     async fn index_entries(&self, only: Option<&[Uuid]>) -> Result<Vec<IndexedResource>> {
-        // One snapshot for both queries, so a resource and its slots agree.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        // One statement, so one snapshot (a resource and its slots agree) and one round trip: this
+        // is on the path of every change notice another node's index follows.
         let ids: Option<Vec<String>> = only.map(|ids| ids.iter().map(Uuid::to_string).collect());
         let rows = sqlx::query(
-            "SELECT r.*, g.name AS group_name FROM resources r
+            "SELECT r.*, g.name AS group_name,
+                    k.slot AS k_slot, k.generation AS k_generation, k.digest AS k_digest, k.sealed AS k_sealed
+             FROM resources r
              JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
-             WHERE $1::text[] IS NULL OR r.internal_id = ANY($1)",
+             LEFT JOIN key_slots k ON k.resource_id = r.internal_id
+             WHERE $1::text[] IS NULL OR r.internal_id = ANY($1)
+             ORDER BY r.internal_id",
         )
         .bind(&ids)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        let mut resources: Vec<IndexedResource> = Vec::with_capacity(rows.len());
-        let mut position = std::collections::HashMap::with_capacity(rows.len());
+        let mut resources: Vec<IndexedResource> = Vec::new();
         for row in &rows {
-            let resource = Self::resource_row(row)?;
-            position.insert(resource.internal_id.to_string(), resources.len());
-            resources.push(IndexedResource {
-                resource,
-                slots: Vec::new(),
-            });
-        }
-        let slot_rows = sqlx::query(
-            "SELECT resource_id, slot, generation, digest, sealed FROM key_slots
-             WHERE $1::text[] IS NULL OR resource_id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        for row in &slot_rows {
-            let Some(&at) = position.get(row.get::<&str, _>("resource_id")) else {
+            let internal_id =
+                Uuid::parse_str(row.get::<&str, _>("internal_id")).map_err(corrupt)?;
+            let same = resources
+                .last()
+                .is_some_and(|last| last.resource.internal_id == internal_id);
+            if !same {
+                resources.push(IndexedResource {
+                    resource: Self::resource_row(row)?,
+                    slots: Vec::new(),
+                });
+            }
+            let Some(name) = row.get::<Option<&str>, _>("k_slot") else {
                 continue;
             };
-            let entry = &mut resources[at];
+            let entry = resources.last_mut().expect("pushed above");
             let provider = entry.resource.id.provider;
-            let name: &str = row.get("slot");
             let slot = provider
                 .slot(name)
                 .ok_or_else(|| corrupt(format!("unknown slot {name}")))?;
-            let generation: i64 = row.get("generation");
-            let digest: &[u8] = row.get("digest");
+            let generation: i64 = row.get("k_generation");
+            let digest: &[u8] = row.get("k_digest");
             let secret = if provider.signs_requests {
                 let context = seal_context(&entry.resource.internal_id, slot.name, generation);
-                Some(self.sealer.open(row.get("sealed"), &context)?)
+                Some(self.sealer.open(row.get("k_sealed"), &context)?)
             } else {
                 None
             };
