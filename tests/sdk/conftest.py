@@ -155,8 +155,38 @@ def _healthz_ok(url: str, ctx: ssl.SSLContext) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def rekey(tmp_path_factory: pytest.TempPathFactory):
+def _backends() -> list[str]:
+    """SQLite always; PostgreSQL too when REKEY_TEST_POSTGRES_URL names a server (CI sets it)."""
+    return ["sqlite"] + (["postgres"] if os.environ.get("REKEY_TEST_POSTGRES_URL") else [])
+
+
+def _psql(url: str, sql: str) -> None:
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
+                   check=True, capture_output=True, text=True)
+
+
+def _with_database(url: str, database: str) -> str:
+    """The server URL ``postgres://user@host:port/db`` with another database name."""
+    scheme, rest = url.split("://", 1)
+    host = rest.split("/", 1)[0]
+    return f"{scheme}://{host}/{database}"
+
+
+@pytest.fixture(scope="session", params=_backends())
+def rekey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A rekeyd per backend: every SDK test runs against SQLite and, when a server is given,
+    against a fresh PostgreSQL database (dropped afterwards)."""
+    database_url = None
+    if request.param == "postgres":
+        admin = os.environ["REKEY_TEST_POSTGRES_URL"]
+        name = "rekey_sdk_" + os.urandom(8).hex()
+        _psql(admin, f"CREATE DATABASE {name}")
+        request.addfinalizer(lambda: _psql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        database_url = _with_database(admin, name)
+    yield from _start_rekeyd(tmp_path_factory, database_url)
+
+
+def _start_rekeyd(tmp_path_factory: pytest.TempPathFactory, database_url: Optional[str]):
     binary = rekeyd_binary()
     if not binary.is_file():
         pytest.fail(
@@ -174,6 +204,9 @@ def rekey(tmp_path_factory: pytest.TempPathFactory):
     base_url = f"https://127.0.0.1:{port}"
 
     env = dict(os.environ)
+    env.pop("REKEY_DATABASE_URL", None)
+    if database_url:
+        env["REKEY_DATABASE_URL"] = database_url
     env["RUST_LOG"] = "info"
     env.setdefault("RUST_BACKTRACE", "1")
     cmd = [

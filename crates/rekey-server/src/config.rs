@@ -22,9 +22,17 @@ pub struct Config {
     #[arg(long, env = "REKEY_DATA_DIR", default_value = "rekey-data")]
     pub data_dir: PathBuf,
 
-    /// Database URL: `sqlite://PATH` (default: rekey.db in the data directory).
-    #[arg(long, env = "REKEY_DATABASE_URL")]
+    /// Database URL: `sqlite://PATH` (default: rekey.db in the data directory), or
+    /// `postgres://USER@HOST:PORT/DB` for several nodes on one PostgreSQL (they must share the
+    /// master key).
+    #[arg(long, env = "REKEY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// With PostgreSQL: how long (milliseconds) a node trusts its key cache after it last confirmed
+    /// the cache is current. Past it, a data-plane check catches up from the database first, or
+    /// answers 503 if the database cannot be reached; an old key is never accepted for longer.
+    #[arg(long, env = "REKEY_MAX_STALENESS_MS", default_value_t = 1000)]
+    pub max_staleness_ms: u64,
 
     /// File holding the 32-byte master key (hex or base64). Default: master.key in the data
     /// directory, created on first start with mode 0600.

@@ -96,6 +96,10 @@ impl ApiError {
                     None => format!("The Resource '{raw}' was not found."),
                 },
             },
+            StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "the database is unavailable");
+                ApiError::Unavailable
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::Internal

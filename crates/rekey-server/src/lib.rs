@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rekey_api::RenderContext;
-use rekey_store::{MasterKey, Sealer, SqliteStore, Store};
+use rekey_store::{ChangeNotice, MasterKey, PgStore, PgStoreOptions, Sealer, SqliteStore, Store};
 
 pub use config::Config;
 
@@ -45,8 +45,15 @@ async fn open_store(config: &Config, sealer: Sealer) -> anyhow::Result<Arc<dyn S
                 .await
                 .context("opening the SQLite database")?,
         ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // The URL may hold a password: it is never logged.
+        Ok(Arc::new(
+            PgStore::connect(&url, sealer, PgStoreOptions::default())
+                .await
+                .context("connecting to PostgreSQL")?,
+        ))
     } else {
-        anyhow::bail!("unsupported database URL scheme (rekey supports sqlite:// here)")
+        anyhow::bail!("unsupported database URL scheme (rekey supports sqlite:// and postgres://)")
     }
 }
 
@@ -77,7 +84,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("{scheme}://{local}"))
         .trim_end_matches('/')
         .to_string();
-    let index = dataplane::index::KeyIndex::load(store.clone())
+    let notices = store.listen().await.context("listening for changes")?;
+    // Other nodes write to a store that can be listened to: only then can the index fall behind.
+    let max_staleness = notices
+        .is_some()
+        .then(|| std::time::Duration::from_millis(config.max_staleness_ms));
+    let index = dataplane::index::KeyIndex::load(store.clone(), max_staleness)
         .await
         .context("loading the key index")?;
     tracing::info!(keys = index.len(), "key index loaded");
@@ -90,7 +102,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client: dataplane::gateway::client(),
         max_body_bytes: config.max_data_plane_body_bytes,
     });
-    spawn_background(store.clone(), dataplane.clone(), &config);
+    spawn_background(store.clone(), dataplane.clone(), &config, notices.is_some());
+    if let Some(notices) = notices {
+        spawn_follower(notices, dataplane.clone(), &config);
+    }
     let issuer = oauth::TokenIssuer::load(
         store.as_ref(),
         time::Duration::seconds(config.access_token_ttl_seconds as i64),
@@ -145,8 +160,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Periodic work off the request path: catching the key index up with the change feed (a safety net:
-/// writers catch it up before answering), writing last-use times, forgetting old throttle windows.
-fn spawn_background(store: Arc<dyn Store>, dataplane: Arc<dataplane::DataPlane>, config: &Config) {
+/// writers catch it up before answering; with other nodes writing, [`spawn_follower`] does this
+/// instead), writing last-use times, forgetting old throttle windows.
+fn spawn_background(
+    store: Arc<dyn Store>,
+    dataplane: Arc<dataplane::DataPlane>,
+    config: &Config,
+    followed: bool,
+) {
     dataplane::usage::spawn_flusher(
         dataplane.clone(),
         store,
@@ -156,10 +177,90 @@ fn spawn_background(store: Arc<dyn Store>, dataplane: Arc<dataplane::DataPlane>,
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
-            if let Err(e) = dataplane.index.catch_up().await {
-                tracing::warn!(error = %e, "the key index could not catch up");
+            if !followed {
+                if let Err(e) = dataplane.index.catch_up().await {
+                    tracing::warn!(error = %e, "the key index could not catch up");
+                }
             }
             dataplane.throttle.prune();
+        }
+    });
+}
+
+/// With other nodes writing: catches the index up on every change notice (so a key regenerated on
+/// another node is refused here within milliseconds), and re-reads the feed position every quarter
+/// of the staleness bound whether or not notices came (so a lost notice is caught, and the index
+/// keeps confirming it is current). Failures are logged when they start and when they end, not on
+/// every attempt.
+fn spawn_follower(
+    mut listener: Box<dyn rekey_store::ChangeListener>,
+    dataplane: Arc<dataplane::DataPlane>,
+    config: &Config,
+) {
+    let follower = dataplane.clone();
+    tokio::spawn(async move {
+        let mut listening = true;
+        loop {
+            match listener.next().await {
+                Ok(notice) => {
+                    if !listening {
+                        tracing::info!("listening for changes again");
+                        listening = true;
+                    }
+                    let behind = match notice {
+                        ChangeNotice::Committed(seq) => seq > follower.index.applied(),
+                        ChangeNotice::Resumed => true,
+                    };
+                    if behind {
+                        if let Err(e) = follower.index.catch_up().await {
+                            tracing::debug!(error = %e, "catching up on a change notice failed");
+                        }
+                    }
+                }
+                Err(e) => {
+                    if listening {
+                        tracing::warn!(error = %e, "lost the change notice connection; retrying");
+                        listening = false;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    let every = (std::time::Duration::from_millis(config.max_staleness_ms) / 4).clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_millis(250),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut current = true;
+        loop {
+            tick.tick().await;
+            // Bounded, so a hung database shows up as a failure rather than a stall.
+            let attempt = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                dataplane.index.catch_up(),
+            )
+            .await;
+            match attempt {
+                Ok(Ok(())) if !current => {
+                    tracing::info!("the key index is current again");
+                    current = true;
+                }
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if current => {
+                    tracing::warn!(error = %e, "the key index cannot confirm it is current");
+                    current = false;
+                }
+                Err(_) if current => {
+                    tracing::warn!(
+                        "the key index cannot confirm it is current: the database does not answer"
+                    );
+                    current = false;
+                }
+                _ => {}
+            }
         }
     });
 }

@@ -1,10 +1,12 @@
-//! rekey's storage: the [`Store`] trait every backend implements, the embedded SQLite backend,
-//! migrations, and encryption at rest ([`crypto`]). SQL lives only here; callers speak in
+//! rekey's storage: the [`Store`] trait every backend implements, the embedded SQLite backend, the
+//! PostgreSQL backend for several nodes, migrations, and encryption at rest ([`crypto`]). SQL lives only here; callers speak in
 //! `rekey-core` records. Every key change is one transaction that also appends to the change feed,
 //! and a call returns only after its commit.
 
 pub mod audit;
+mod columns;
 pub mod crypto;
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ use uuid::Uuid;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck};
 pub use crypto::{MasterKey, Sealer};
+pub use postgres::{PgStore, PgStoreOptions};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +31,12 @@ pub enum StoreError {
     ResourceGroupNotFound(String),
     #[error("resource '{0}' not found")]
     ResourceNotFound(String),
+    /// The database could not be reached or could not serve now (connection lost or refused, pool
+    /// exhausted, server shutting down, a transaction that lost a conflict): retrying later can work.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("database error: {0}")]
-    Backend(#[from] sqlx::Error),
+    Backend(sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -38,7 +45,66 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the failure is the database's availability rather than the request or the data.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if unavailable(&e) {
+            StoreError::Unavailable(e)
+        } else {
+            StoreError::Backend(e)
+        }
+    }
+}
+
+/// Connection-class failures, and PostgreSQL's SQLSTATEs that mean "not now" rather than "never":
+/// class 08 (connection exception), 53 (insufficient resources), 57P01-57P03 (shutting down,
+/// crashed, starting up), 40001/40P01 (lost a serialization or deadlock conflict), 55P03 (lock not
+/// available). SQLite's busy and locked (5, 6) are the same kind of failure.
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03" | "5" | "6"
+                )
+        }),
+        _ => false,
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a node hears about changes that other nodes commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeNotice {
+    /// Changes up to this change-feed sequence number have committed.
+    Committed(i64),
+    /// The listening connection was lost and is back: notices sent meanwhile are lost, so the
+    /// listener must read the feed to catch up.
+    Resumed,
+}
+
+/// A subscription to the change feed's notices. Notices are hints that make catching up prompt;
+/// the feed's sequence numbers stay the truth, so a lost notice delays a catch-up but never hides a
+/// change from one.
+#[async_trait]
+pub trait ChangeListener: Send {
+    /// Waits for the next notice. An error means the connection is down now; calling again retries.
+    async fn next(&mut self) -> Result<ChangeNotice>;
+}
 
 /// Someone who may call the management API: a service token.
 #[derive(Debug, Clone)]
@@ -301,4 +367,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// A recorded operation of `sub`; another subscription's operation is not found.
     async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>>;
+
+    /// Notices of changes other processes commit, or `None` when this process is the only writer
+    /// (embedded SQLite): then every change passes through this process, whose writers catch the
+    /// index up before they answer, and there is nothing to listen for.
+    async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>> {
+        Ok(None)
+    }
 }

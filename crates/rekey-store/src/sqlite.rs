@@ -21,6 +21,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{chain_hash, AuditEntry, AuditRecord, ChainCheck};
+use crate::columns::{
+    corrupt, from_micros, new_etag, now_micros, seal_context, to_micros, type_key,
+};
 use crate::crypto::Sealer;
 use crate::SigningKey;
 use crate::{
@@ -34,35 +37,6 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     sealer: Sealer,
-}
-
-fn now_micros() -> i64 {
-    to_micros(OffsetDateTime::now_utc())
-}
-
-fn to_micros(t: OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000) as i64
-}
-
-fn from_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn new_etag() -> String {
-    format!("\"{}\"", Uuid::new_v4())
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn type_key(provider: &Provider) -> String {
-    provider.type_name().to_ascii_lowercase()
-}
-
-fn seal_context(resource: &Uuid, slot: &str, generation: i64) -> String {
-    format!("{}/{slot}/{generation}", resource.simple())
 }
 
 impl SqliteStore {

@@ -4,10 +4,19 @@
 //! change feed: writers call [`KeyIndex::catch_up`] before they answer, so a regenerated key is gone
 //! from the index before the regeneration is acknowledged; a background task catches up every second
 //! as a safety net.
+//!
+//! With several nodes on one database (PostgreSQL) other nodes' changes arrive by notice, and the
+//! index also tracks when it last *confirmed* being current: the start of the last catch-up that
+//! succeeded (everything committed before that moment was in what it read). A data-plane check
+//! trusts the index only while that confirmation is younger than the staleness bound; past it,
+//! the check first catches up from the database itself ([`KeyIndex::confirm`]) or is refused, so a
+//! node cut off from the database never accepts a key revoked more than one bound ago. A single
+//! node (SQLite) has no other writers, needs no confirmation, and pays nothing for it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rekey_core::providers::Slot;
@@ -120,6 +129,42 @@ pub struct Found {
     pub slot: usize,
 }
 
+/// How current the index is known to be, for a store that other nodes write to.
+struct Freshness {
+    /// How old a confirmation may be and still be trusted.
+    bound: Duration,
+    /// The origin of the microsecond clock below.
+    origin: Instant,
+    /// When the last successful catch-up started (microseconds since `origin`).
+    confirmed: AtomicU64,
+    /// When the last failed catch-up started (microseconds since `origin`, 0 for never).
+    failed: AtomicU64,
+}
+
+impl Freshness {
+    fn micros(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_micros() as u64
+    }
+
+    fn is_current(&self) -> bool {
+        let age = self
+            .micros(Instant::now())
+            .saturating_sub(self.confirmed.load(Ordering::Acquire));
+        age <= self.bound.as_micros() as u64
+    }
+
+    fn record(&self, started: Instant, ok: bool) {
+        let at = self.micros(started);
+        let slot = if ok { &self.confirmed } else { &self.failed };
+        slot.fetch_max(at, Ordering::AcqRel);
+    }
+}
+
+/// The index cannot confirm that it is current: the caller must not trust it now.
+#[derive(Debug, thiserror::Error)]
+#[error("the key index could not confirm it is current within the staleness bound")]
+pub struct Stale;
+
 pub struct KeyIndex {
     store: Arc<dyn Store>,
     maps: RwLock<Maps>,
@@ -127,12 +172,21 @@ pub struct KeyIndex {
     spilled: Mutex<Vec<KeyUse>>,
     /// The last change-feed sequence number applied; the lock also serializes catch-ups.
     applied: tokio::sync::Mutex<i64>,
+    /// `applied` as last published, readable without the lock (to skip notices already applied).
+    applied_hint: AtomicI64,
+    /// `None` when this process is the store's only writer: then the index is always current.
+    freshness: Option<Freshness>,
 }
 
 impl KeyIndex {
     /// Loads every resource. The feed position is read first, so changes made during the load are
-    /// applied again by the next catch-up (reloading is idempotent).
-    pub async fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+    /// applied again by the next catch-up (reloading is idempotent). With `max_staleness`, the index
+    /// is trusted only that long after each confirmation (a store with other writers).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        max_staleness: Option<Duration>,
+    ) -> Result<Self, StoreError> {
+        let origin = Instant::now();
         let latest = store.latest_change().await?;
         let mut maps = Maps::default();
         for indexed in store.index_entries(None).await? {
@@ -143,15 +197,80 @@ impl KeyIndex {
             maps: RwLock::new(maps),
             spilled: Mutex::new(Vec::new()),
             applied: tokio::sync::Mutex::new(latest),
+            applied_hint: AtomicI64::new(latest),
+            freshness: max_staleness.map(|bound| Freshness {
+                bound,
+                origin,
+                confirmed: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+            }),
         })
+    }
+
+    /// The last change-feed sequence number applied.
+    pub fn applied(&self) -> i64 {
+        self.applied_hint.load(Ordering::Acquire)
+    }
+
+    /// Whether the index may be trusted now without asking the store.
+    pub fn is_current(&self) -> bool {
+        self.freshness.as_ref().is_none_or(Freshness::is_current)
+    }
+
+    /// Makes the index current from the store, unless it already is, within the staleness bound.
+    /// Concurrent callers share one catch-up: a caller that waited while another one's attempt
+    /// failed takes that failure as its own answer instead of queueing another attempt.
+    pub async fn confirm(&self) -> Result<(), Stale> {
+        let Some(freshness) = &self.freshness else {
+            return Ok(());
+        };
+        if freshness.is_current() {
+            return Ok(());
+        }
+        let arrived = freshness.micros(Instant::now());
+        let attempt = async {
+            let mut applied = self.applied.lock().await;
+            if freshness.is_current() {
+                return Ok(());
+            }
+            let failed = freshness.failed.load(Ordering::Acquire);
+            if failed != 0 && failed >= arrived {
+                return Err(Stale);
+            }
+            self.catch_up_locked(&mut applied).await.map_err(|e| {
+                tracing::warn!(error = %e, "the key index could not confirm it is current");
+                Stale
+            })
+        };
+        // A caller waits about one bound at most (a little longer when the bound is tiny, so that a
+        // reachable database can answer at all).
+        let patience = freshness.bound.max(Duration::from_millis(200));
+        tokio::time::timeout(patience, attempt)
+            .await
+            .map_err(|_| Stale)?
     }
 
     /// Applies every change committed since the last catch-up.
     pub async fn catch_up(&self) -> Result<(), StoreError> {
         let mut applied = self.applied.lock().await;
+        self.catch_up_locked(&mut applied).await
+    }
+
+    /// [`Self::catch_up`] with the position lock held; records the outcome for freshness.
+    async fn catch_up_locked(&self, applied: &mut i64) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let outcome = self.apply_changes(applied).await;
+        if let Some(freshness) = &self.freshness {
+            freshness.record(started, outcome.is_ok());
+        }
+        outcome
+    }
+
+    async fn apply_changes(&self, applied: &mut i64) -> Result<(), StoreError> {
         let (latest, changed) = self.store.changes_since(*applied).await?;
         if changed.is_empty() {
             *applied = latest;
+            self.applied_hint.store(latest, Ordering::Release);
             return Ok(());
         }
         let fresh = self.store.index_entries(Some(&changed)).await?;
@@ -175,6 +294,7 @@ impl KeyIndex {
             maps.insert(entry_of(indexed));
         }
         *applied = latest;
+        self.applied_hint.store(latest, Ordering::Release);
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! the resource's live keys with the type's scheme (`Ocp-Apim-Subscription-Key`,
 //! `x-ms-quantum-api-key`, or Cosmos DB's signed `Authorization`), then forwarded to the resource's
 //! upstream or answered by rekeyd itself; and `POST /verify` for applications that check keys
-//! themselves. Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store.
+//! themselves. Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except
+//! when other nodes write to it and the index cannot confirm it is current (see `index`).
 
 pub mod cosmos;
 pub mod gateway;
@@ -48,6 +49,8 @@ enum Refusal {
     Throttled(u64),
     UpstreamFailed,
     TooLarge,
+    /// The index is not known to be current and the store cannot be asked now.
+    Unavailable,
 }
 
 fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
@@ -89,6 +92,11 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
             "RequestEntityTooLarge",
             "The request body is larger than this server accepts on the data plane.",
         ),
+        Refusal::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Keys cannot be checked now: the key store does not answer. Retry after the time in Retry-After.",
+        ),
     };
     let body = if cosmos {
         json!({ "code": code, "message": message })
@@ -100,6 +108,11 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
         response
             .headers_mut()
             .insert("retry-after", HeaderValue::from(seconds));
+    }
+    if refusal == Refusal::Unavailable {
+        response
+            .headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
     }
     response
 }
@@ -183,6 +196,10 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
     let ip = client_ip(&request);
     if let Some(seconds) = dp.throttle.blocked(ip) {
         return refuse(None, Refusal::Throttled(seconds));
+    }
+    // Fail closed: a key the index still holds may have been revoked on another node.
+    if !dp.index.is_current() && dp.index.confirm().await.is_err() {
+        return refuse(None, Refusal::Unavailable);
     }
     let entry = Uuid::try_parse(id)
         .ok()
@@ -310,6 +327,9 @@ pub async fn verify(
         )
     })?;
     let dp = &state.dataplane;
+    if !dp.index.is_current() && dp.index.confirm().await.is_err() {
+        return Err(ApiError::Unavailable);
+    }
     let well_formed = rekey_core::CATALOGUE
         .iter()
         .any(|p| p.key_format.check(key).is_ok());

@@ -61,6 +61,10 @@ fn action(m: Mapping, verb: &str) -> String {
 
 /// Maps a failed store call to its ARM error, recording the failed attempt in the audit log.
 async fn failed(state: &AppState, audit: &AuditRecord, id: &ResourceId, e: StoreError) -> ApiError {
+    // A database that cannot be reached cannot take the record either; the caller gets 503 at once.
+    if e.is_unavailable() {
+        return ApiError::from_store(e, Some(id));
+    }
     if let Err(audit_error) = state.store.append_audit(&audit.with_result("Failed")).await {
         tracing::warn!(error = %audit_error, "could not record a failed call in the audit log");
     }

@@ -5,6 +5,14 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
+crate::backend_tests!(
+    each_role_at_each_scope_gets_exactly_its_rights_inside_and_none_outside,
+    a_reader_sees_the_account_but_never_its_keys,
+    revoked_and_expired_tokens_fail_on_their_next_call,
+    role_assignments_follow_azures_shape_and_checks,
+    the_audit_log_records_who_did_what_and_detects_tampering,
+);
+
 const AUTHZ: &str = "2022-04-01";
 const ROLES: [&str; 5] = ["Owner", "Contributor", "Key Operator", "Reader", "Verifier"];
 
@@ -153,7 +161,6 @@ async fn attempt(
     }
 }
 
-#[tokio::test]
 async fn each_role_at_each_scope_gets_exactly_its_rights_inside_and_none_outside() {
     let s = TestServer::start().await;
     s.create_group("rg1").await;
@@ -201,7 +208,6 @@ async fn each_role_at_each_scope_gets_exactly_its_rights_inside_and_none_outside
     assert_eq!(checked, 5 * 3 * 6 * 2);
 }
 
-#[tokio::test]
 async fn a_reader_sees_the_account_but_never_its_keys() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -280,7 +286,6 @@ async fn a_reader_sees_the_account_but_never_its_keys() {
     assert_eq!(list["value"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
 async fn revoked_and_expired_tokens_fail_on_their_next_call() {
     let s = TestServer::start().await;
     let (principal, token) = token_with_role(&s, "Reader", &s.sub_path()).await;
@@ -345,7 +350,6 @@ async fn revoked_and_expired_tokens_fail_on_their_next_call() {
     );
 }
 
-#[tokio::test]
 async fn role_assignments_follow_azures_shape_and_checks() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -423,7 +427,6 @@ async fn role_assignments_follow_azures_shape_and_checks() {
     assert_eq!(s.call(Method::GET, &one, None).await.0, 404);
 }
 
-#[tokio::test]
 async fn the_audit_log_records_who_did_what_and_detects_tampering() {
     let mut s = TestServer::start().await;
     s.create_group("rg").await;
@@ -499,21 +502,13 @@ async fn the_audit_log_records_who_did_what_and_detects_tampering() {
 
     // Edit one record directly in the database; the chain check names it.
     s.stop();
-    let db = s.data_dir().join("rekey.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query("UPDATE audit_log SET result = 'Succeeded' WHERE result = 'Denied'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let tampered: i64 = sqlx::query_scalar(
-        "SELECT seq FROM audit_log WHERE action LIKE '%listKeys%' ORDER BY seq DESC LIMIT 1",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
+    s.sql_execute("UPDATE audit_log SET result = 'Succeeded' WHERE result = 'Denied'")
+        .await;
+    let tampered = s
+        .sql_i64(
+            "SELECT seq FROM audit_log WHERE action LIKE '%listKeys%' ORDER BY seq DESC LIMIT 1",
+        )
+        .await;
     s.kill_and_restart();
     let (_, check) = s.call(Method::GET, "/rekey/audit/verify", None).await;
     assert_eq!(check["intact"], false, "{check}");

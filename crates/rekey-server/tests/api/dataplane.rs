@@ -9,6 +9,18 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
+crate::backend_tests!(
+    either_key_works_and_a_regenerated_key_fails_on_the_next_request,
+    malformed_missing_and_foreign_keys_are_refused,
+    disabling_local_auth_or_api_keys_makes_every_key_fail,
+    deleting_the_group_stops_its_keys,
+    cosmos_signatures_read_only_keys_and_stale_dates,
+    verify_reports_the_slot_and_access,
+    last_use_is_recorded_per_slot_off_the_request_path,
+    failing_addresses_are_throttled_without_locking_out_others,
+    authenticated_requests_are_forwarded_to_the_upstream,
+);
+
 const COSMOS: &str = "2026-03-15";
 const QUANTUM: &str = "2023-11-13-preview";
 
@@ -34,7 +46,6 @@ async fn cs_call(s: &TestServer, url: &str, key: &str) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-#[tokio::test]
 async fn either_key_works_and_a_regenerated_key_fails_on_the_next_request() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -70,7 +81,6 @@ async fn either_key_works_and_a_regenerated_key_fails_on_the_next_request() {
     );
 }
 
-#[tokio::test]
 async fn malformed_missing_and_foreign_keys_are_refused() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -98,7 +108,6 @@ async fn malformed_missing_and_foreign_keys_are_refused() {
     assert_eq!(resp.status(), 404, "no such resource");
 }
 
-#[tokio::test]
 async fn disabling_local_auth_or_api_keys_makes_every_key_fail() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -164,7 +173,6 @@ async fn disabling_local_auth_or_api_keys_makes_every_key_fail() {
     assert_eq!(call().await.unwrap().status(), 403);
 }
 
-#[tokio::test]
 async fn deleting_the_group_stops_its_keys() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -216,7 +224,6 @@ fn http_date(offset_minutes: i64) -> String {
     .unwrap()
 }
 
-#[tokio::test]
 async fn cosmos_signatures_read_only_keys_and_stale_dates() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -352,7 +359,6 @@ async fn cosmos_signatures_read_only_keys_and_stale_dates() {
     );
 }
 
-#[tokio::test]
 async fn verify_reports_the_slot_and_access() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -395,7 +401,6 @@ async fn verify_reports_the_slot_and_access() {
     assert_eq!(anonymous.status(), 401, "verify needs a token");
 }
 
-#[tokio::test]
 async fn last_use_is_recorded_per_slot_off_the_request_path() {
     let s = TestServer::start_with("info", &[("REKEY_USAGE_FLUSH_MS", "50")]).await;
     s.create_group("rg").await;
@@ -432,7 +437,6 @@ async fn last_use_is_recorded_per_slot_off_the_request_path() {
     );
 }
 
-#[tokio::test]
 async fn failing_addresses_are_throttled_without_locking_out_others() {
     let s = TestServer::start_with("info", &[("REKEY_AUTH_FAILURE_LIMIT", "5")]).await;
     s.create_group("rg").await;
@@ -498,7 +502,6 @@ pub(crate) async fn echo_upstream() -> String {
     format!("http://{addr}/base")
 }
 
-#[tokio::test]
 async fn authenticated_requests_are_forwarded_to_the_upstream() {
     let s = TestServer::start().await;
     let upstream = echo_upstream().await;

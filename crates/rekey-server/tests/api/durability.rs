@@ -2,7 +2,11 @@
 
 use crate::helpers::*;
 
-#[tokio::test]
+crate::backend_tests!(
+    a_regenerated_key_survives_kill_9,
+    restart_keeps_the_bootstrap_token_and_does_not_rewrite_it,
+);
+
 async fn a_regenerated_key_survives_kill_9() {
     let mut s = TestServer::start().await;
     s.create_group("rg").await;
@@ -19,7 +23,6 @@ async fn a_regenerated_key_survives_kill_9() {
     );
 }
 
-#[tokio::test]
 async fn restart_keeps_the_bootstrap_token_and_does_not_rewrite_it() {
     let mut s = TestServer::start().await;
     let boot = s.data_dir().join("bootstrap.json");

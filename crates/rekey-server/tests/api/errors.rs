@@ -6,13 +6,22 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
+crate::backend_tests!(
+    missing_or_wrong_token_gets_401_with_a_challenge,
+    api_version_is_required_and_checked,
+    not_found_names_the_missing_level,
+    bad_subscription_ids_and_names_get_400_and_create_nothing,
+    malformed_bodies_get_400_naming_the_problem_and_change_nothing,
+    responses_carry_arm_request_ids,
+    unknown_paths_and_methods_get_arm_errors,
+);
+
 fn code(body: &Value) -> &str {
     body["error"]["code"]
         .as_str()
         .unwrap_or("<no ARM error body>")
 }
 
-#[tokio::test]
 async fn missing_or_wrong_token_gets_401_with_a_challenge() {
     let s = TestServer::start().await;
     let url = s.url(&format!(
@@ -42,7 +51,6 @@ async fn missing_or_wrong_token_gets_401_with_a_challenge() {
     }
 }
 
-#[tokio::test]
 async fn api_version_is_required_and_checked() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -68,7 +76,6 @@ async fn api_version_is_required_and_checked() {
     }
 }
 
-#[tokio::test]
 async fn not_found_names_the_missing_level() {
     let s = TestServer::start().await;
     let other_sub = "99999999-9999-9999-9999-999999999999";
@@ -112,7 +119,6 @@ async fn not_found_names_the_missing_level() {
         .contains("Microsoft.CognitiveServices/accounts/missing"));
 }
 
-#[tokio::test]
 async fn bad_subscription_ids_and_names_get_400_and_create_nothing() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -161,7 +167,6 @@ async fn bad_subscription_ids_and_names_get_400_and_create_nothing() {
     assert_eq!(list["value"], serde_json::json!([]), "nothing was created");
 }
 
-#[tokio::test]
 async fn malformed_bodies_get_400_naming_the_problem_and_change_nothing() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -234,7 +239,6 @@ async fn malformed_bodies_get_400_naming_the_problem_and_change_nothing() {
     );
 }
 
-#[tokio::test]
 async fn responses_carry_arm_request_ids() {
     let s = TestServer::start().await;
     let resp = s
@@ -263,7 +267,6 @@ async fn responses_carry_arm_request_ids() {
     );
 }
 
-#[tokio::test]
 async fn unknown_paths_and_methods_get_arm_errors() {
     let s = TestServer::start().await;
     let (status, body) = s.call(Method::GET, "/nothing-here", None).await;

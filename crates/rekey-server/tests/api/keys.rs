@@ -6,7 +6,16 @@ use reqwest::Method;
 
 use crate::helpers::*;
 
-#[tokio::test]
+crate::backend_tests!(
+    regenerate_key1_leaves_key2_unchanged,
+    key_name_and_path_keywords_are_case_insensitive,
+    fifty_concurrent_regenerations_all_commit_and_the_last_one_wins,
+    deleting_the_group_deletes_its_accounts_and_keys,
+    accounts_are_listed_by_group_and_subscription_and_deleted,
+    put_on_an_existing_account_updates_it_and_keeps_its_keys,
+    owner_creates_further_subscriptions,
+);
+
 async fn regenerate_key1_leaves_key2_unchanged() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -26,7 +35,6 @@ async fn regenerate_key1_leaves_key2_unchanged() {
     );
 }
 
-#[tokio::test]
 async fn key_name_and_path_keywords_are_case_insensitive() {
     let s = TestServer::start().await;
     s.create_group("MyGroup").await;
@@ -60,20 +68,28 @@ async fn key_name_and_path_keywords_are_case_insensitive() {
     ));
 }
 
-#[tokio::test]
 async fn fifty_concurrent_regenerations_all_commit_and_the_last_one_wins() {
     let s = TestServer::start().await;
+    fifty_regenerations_over(&[&s]).await;
+}
+
+/// 50 concurrent regenerations of one slot, sent round-robin to `nodes` (which share a store): each
+/// commits, makes its own key and leaves the other slot alone, and exactly one of them is the key
+/// that stays.
+pub async fn fifty_regenerations_over(nodes: &[&TestServer]) {
+    let s = nodes[0];
     s.create_group("rg").await;
     s.create_account("rg", "acct").await;
     let (_, before) = s.list_keys("rg", "acct").await;
 
-    let url = s.url(&format!(
-        "{}/regenerateKey?api-version={CS_VERSION}",
-        s.account_path("rg", "acct")
-    ));
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..50 {
-        let (client, url, token) = (s.client.clone(), url.clone(), s.token.clone());
+    for i in 0..50 {
+        let node = nodes[i % nodes.len()];
+        let url = node.url(&format!(
+            "{}/regenerateKey?api-version={CS_VERSION}",
+            node.account_path("rg", "acct")
+        ));
+        let (client, token) = (node.client.clone(), node.token.clone());
         tasks.spawn(async move {
             let resp = client
                 .post(url)
@@ -95,19 +111,20 @@ async fn fifty_concurrent_regenerations_all_commit_and_the_last_one_wins() {
     }
     assert_eq!(seen.len(), 50, "each regeneration made its own key");
 
-    let (_, after) = s.list_keys("rg", "acct").await;
-    let final_key1 = after["key1"].as_str().unwrap();
-    assert_eq!(
-        results
-            .iter()
-            .filter(|(_, b)| b["key1"] == final_key1)
-            .count(),
-        1
-    );
-    assert_eq!(after["key2"], before["key2"]);
+    for node in nodes {
+        let (_, after) = node.list_keys("rg", "acct").await;
+        let final_key1 = after["key1"].as_str().unwrap();
+        assert_eq!(
+            results
+                .iter()
+                .filter(|(_, b)| b["key1"] == final_key1)
+                .count(),
+            1
+        );
+        assert_eq!(after["key2"], before["key2"]);
+    }
 }
 
-#[tokio::test]
 async fn deleting_the_group_deletes_its_accounts_and_keys() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -133,7 +150,6 @@ async fn deleting_the_group_deletes_its_accounts_and_keys() {
     assert_eq!(body["error"]["code"], "ResourceNotFound");
 }
 
-#[tokio::test]
 async fn accounts_are_listed_by_group_and_subscription_and_deleted() {
     let s = TestServer::start().await;
     s.create_group("rg1").await;
@@ -158,7 +174,6 @@ async fn accounts_are_listed_by_group_and_subscription_and_deleted() {
     assert_eq!(s.call(Method::GET, &acct, None).await.0, 404);
 }
 
-#[tokio::test]
 async fn put_on_an_existing_account_updates_it_and_keeps_its_keys() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -183,7 +198,6 @@ async fn put_on_an_existing_account_updates_it_and_keeps_its_keys() {
     assert_eq!(s.list_keys("rg", "acct").await.1, keys);
 }
 
-#[tokio::test]
 async fn owner_creates_further_subscriptions() {
     let s = TestServer::start().await;
     let id = "11111111-2222-3333-4444-555555555555";

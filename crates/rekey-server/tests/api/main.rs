@@ -9,6 +9,7 @@ mod errors;
 mod hostile_input;
 mod keys;
 mod limits;
+mod nodes;
 mod oauth;
 mod openapi;
 mod other_types;

@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-#[tokio::test]
+crate::backend_tests!(every_documented_operation_is_served,);
+
 async fn every_documented_operation_is_served() {
     let s = TestServer::start().await;
     let doc: Value = s

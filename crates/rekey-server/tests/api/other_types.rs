@@ -5,6 +5,14 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
+crate::backend_tests!(
+    cosmos_regenerate_is_an_operation_that_succeeded_before_the_answer,
+    cosmos_read_only_keys_answer_get_and_post,
+    cosmos_delete_answers_202_then_204,
+    bad_cosmos_and_quantum_input_gets_400_and_changes_nothing,
+    quantum_regenerate_answers_204_and_moves_only_the_named_created_at,
+);
+
 const COSMOS: &str = "2026-03-15";
 const QUANTUM: &str = "2023-11-13-preview";
 const COSMOS_BODY: &str = r#"{"location":"West US","kind":"GlobalDocumentDB","properties":{"databaseAccountOfferType":"Standard","locations":[{"locationName":"West US","failoverPriority":0}]}}"#;
@@ -58,7 +66,6 @@ async fn cosmos_keys(s: &TestServer, name: &str) -> Value {
     body
 }
 
-#[tokio::test]
 async fn cosmos_regenerate_is_an_operation_that_succeeded_before_the_answer() {
     let mut s = TestServer::start().await;
     s.create_group("rg").await;
@@ -149,7 +156,6 @@ async fn cosmos_regenerate_is_an_operation_that_succeeded_before_the_answer() {
     assert_eq!((status, op["status"].as_str()), (200, Some("Succeeded")));
 }
 
-#[tokio::test]
 async fn cosmos_read_only_keys_answer_get_and_post() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -180,7 +186,6 @@ async fn cosmos_read_only_keys_answer_get_and_post() {
     }
 }
 
-#[tokio::test]
 async fn cosmos_delete_answers_202_then_204() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -195,7 +200,6 @@ async fn cosmos_delete_answers_202_then_204() {
     assert_eq!(raw(&s, Method::DELETE, &url, None).await.0, 204);
 }
 
-#[tokio::test]
 async fn bad_cosmos_and_quantum_input_gets_400_and_changes_nothing() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
@@ -260,7 +264,6 @@ async fn bad_cosmos_and_quantum_input_gets_400_and_changes_nothing() {
     );
 }
 
-#[tokio::test]
 async fn quantum_regenerate_answers_204_and_moves_only_the_named_created_at() {
     let s = TestServer::start().await;
     s.create_group("rg").await;

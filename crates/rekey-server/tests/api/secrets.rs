@@ -1,9 +1,15 @@
-//! Secrets stay secret: not in the database file in any readable form, not in logs at trace level.
+//! Secrets stay secret: not in the database (its files, or a dump) in any readable form, not in logs
+//! at trace level.
 
 use base64::Engine as _;
 use reqwest::Method;
 
 use crate::helpers::*;
+
+crate::backend_tests!(
+    the_database_holds_no_key_or_token,
+    trace_level_logs_hold_no_key_or_token,
+);
 
 /// Every form in which a leaked secret could be recognised in a byte dump.
 fn forms(secret: &str) -> Vec<Vec<u8>> {
@@ -54,19 +60,11 @@ async fn scenario(s: &TestServer) -> Vec<String> {
     keys
 }
 
-#[tokio::test]
-async fn the_database_file_holds_no_key_or_token() {
+async fn the_database_holds_no_key_or_token() {
     let mut s = TestServer::start().await;
     let keys = scenario(&s).await;
     s.stop();
-    let mut dump = Vec::new();
-    for entry in std::fs::read_dir(s.data_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with("rekey.db") {
-            dump.extend(std::fs::read(&path).unwrap());
-        }
-    }
+    let dump = s.database_dump();
     assert!(dump.len() > 4096, "the database files were read");
     for secret in keys.iter().chain([&s.token]) {
         for form in forms(secret) {
@@ -78,7 +76,6 @@ async fn the_database_file_holds_no_key_or_token() {
     }
 }
 
-#[tokio::test]
 async fn trace_level_logs_hold_no_key_or_token() {
     let mut s = TestServer::start_with_log_level("trace").await;
     let mut keys = scenario(&s).await;

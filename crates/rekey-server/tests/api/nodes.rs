@@ -1,0 +1,471 @@
+//! Several nodes on one PostgreSQL: a shared bootstrap, serializable regenerations across nodes,
+//! revocation everywhere through change notices and the sequence check, failing closed when a node is
+//! cut off, and riding out a PostgreSQL outage. These need PostgreSQL (`REKEY_TEST_POSTGRES_URL`, and
+//! for the outage test the server binaries from Debian's `postgresql` package); without it each
+//! passes after saying it did nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::*;
+use crate::keys::fifty_regenerations_over;
+
+fn have_postgres() -> bool {
+    if postgres_admin_url().is_none() {
+        eprintln!("{POSTGRES_URL_VAR} is not set: skipping this PostgreSQL-only test");
+        return false;
+    }
+    true
+}
+
+/// A first node on a fresh PostgreSQL database (with `env`), as the PostgreSQL run of any test gets.
+async fn first_node(env: &[(&str, &str)]) -> TestServer {
+    let admin = postgres_admin_url().expect("checked by have_postgres");
+    let database = TestDatabase::create(&admin).await;
+    let url = database.url.clone();
+    TestServer::start_on("info", env, Some(url), Some(database)).await
+}
+
+/// Creates an account through `s`; returns its data-plane endpoint, internal id and keys.
+async fn account(s: &TestServer, group: &str, name: &str) -> (String, String, Value) {
+    s.create_group(group).await;
+    let created = s.create_account(group, name).await;
+    let (_, keys) = s.list_keys(group, name).await;
+    (
+        created["properties"]["endpoint"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        created["properties"]["internalId"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        keys,
+    )
+}
+
+/// `endpoint` on `node` (a resource's endpoint names the node that created it).
+fn on(node: &TestServer, endpoint: &str) -> String {
+    let path = &endpoint[endpoint.find("/data/").expect("a data-plane endpoint")..];
+    node.url(path)
+}
+
+async fn data_call(node: &TestServer, endpoint: &str, key: &str) -> reqwest::Response {
+    node.client
+        .get(on(node, endpoint))
+        .header("Ocp-Apim-Subscription-Key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn data_status(node: &TestServer, endpoint: &str, key: &str) -> u16 {
+    data_call(node, endpoint, key).await.status().as_u16()
+}
+
+/// Polls until `node` answers `want` for `key`, for at most `patience`; returns the last status.
+async fn until_status(
+    node: &TestServer,
+    endpoint: &str,
+    key: &str,
+    want: u16,
+    patience: Duration,
+) -> u16 {
+    let deadline = Instant::now() + patience;
+    loop {
+        let status = data_status(node, endpoint, key).await;
+        if status == want || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_joining_node_finds_the_bootstrap_and_accepts_the_same_token() {
+    if !have_postgres() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let b = a.join(&[]).await;
+    let (status, subs) = b
+        .call(Method::GET, "/subscriptions?api-version=2022-12-01", None)
+        .await;
+    assert_eq!(status, 200, "{subs}");
+    assert_eq!(subs["value"][0]["subscriptionId"], a.subscription.as_str());
+    // A group made on one node is there on the other: one store.
+    a.create_group("rg").await;
+    let (status, _) = b
+        .call(
+            Method::GET,
+            &format!(
+                "{}/resourcegroups/rg?api-version={RG_VERSION}",
+                b.sub_path()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn nodes_starting_at_once_make_one_bootstrap_and_share_its_token() {
+    if !have_postgres() {
+        return;
+    }
+    let master_key = "42".repeat(32);
+    let mut nodes = start_nodes_at_once(3, &master_key).await;
+    let written: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.data_dir().join("bootstrap.json").exists())
+        .collect();
+    assert_eq!(written.len(), 1, "exactly one node made the bootstrap");
+    let boot: Value = serde_json::from_str(
+        &std::fs::read_to_string(written[0].data_dir().join("bootstrap.json")).unwrap(),
+    )
+    .unwrap();
+    for node in &mut nodes {
+        node.token = boot["token"].as_str().unwrap().to_string();
+        node.subscription = boot["subscriptionId"].as_str().unwrap().to_string();
+    }
+    for node in &nodes {
+        let (status, body) = node
+            .call(Method::GET, "/subscriptions?api-version=2022-12-01", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["value"].as_array().unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn fifty_concurrent_regenerations_over_three_nodes_all_commit_and_the_last_one_wins() {
+    if !have_postgres() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let b = a.join(&[]).await;
+    let c = a.join(&[]).await;
+    fifty_regenerations_over(&[&a, &b, &c]).await;
+    let (_, check) = c.call(Method::GET, "/rekey/audit/verify", None).await;
+    assert_eq!(
+        check["intact"], true,
+        "the audit chain stays one line: {check}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_regenerated_on_one_node_is_refused_on_the_others() {
+    if !have_postgres() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let b = a.join(&[]).await;
+    let c = a.join(&[]).await;
+    let (endpoint, _, keys) = account(&a, "rg", "acct").await;
+    let old = keys["key1"].as_str().unwrap();
+    for node in [&b, &c] {
+        // The new account reaches the other nodes by notice.
+        assert_eq!(
+            until_status(node, &endpoint, old, 200, Duration::from_secs(5)).await,
+            200
+        );
+    }
+    let (status, regenerated) = a.regenerate("rg", "acct", "Key1").await;
+    assert_eq!(status, 200, "{regenerated}");
+    let new = regenerated["key1"].as_str().unwrap();
+    for node in [&b, &c] {
+        assert_eq!(
+            until_status(node, &endpoint, old, 401, Duration::from_secs(5)).await,
+            401
+        );
+        assert_eq!(
+            until_status(node, &endpoint, new, 200, Duration::from_secs(5)).await,
+            200
+        );
+    }
+    assert_eq!(data_status(&a, &endpoint, old).await, 401, "at once on A");
+}
+
+#[tokio::test]
+async fn a_change_whose_notice_never_came_is_caught_by_the_sequence_check() {
+    if !have_postgres() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let b = a.join(&[]).await;
+    let (endpoint, internal_id, keys) = account(&a, "rg", "acct").await;
+    let key = keys["key1"].as_str().unwrap();
+    assert_eq!(
+        until_status(&b, &endpoint, key, 200, Duration::from_secs(5)).await,
+        200
+    );
+    // A change written straight into the feed sends no NOTIFY: only the sequence check finds it.
+    let id = uuid::Uuid::parse_str(&internal_id).unwrap();
+    a.sql_execute(&format!(
+        "UPDATE resources SET settings = '{{\"disableLocalAuth\":true}}' WHERE internal_id = '{id}'"
+    ))
+    .await;
+    a.sql_execute(&format!(
+        "INSERT INTO changes (resource_id, slot, change, at) VALUES ('{id}', NULL, 'updated', 0)"
+    ))
+    .await;
+    for node in [&a, &b] {
+        assert_eq!(
+            until_status(node, &endpoint, key, 403, Duration::from_secs(5)).await,
+            403,
+            "local auth is off on every node"
+        );
+    }
+}
+
+/// A TCP forwarder between one node and PostgreSQL that can cut every connection and refuse new
+/// ones, to cut a single node off while the others keep their database.
+struct Cable {
+    port: u16,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    gone: Arc<AtomicBool>,
+}
+
+impl Cable {
+    /// Runs on a thread and runtime of its own: the test's runtime blocks while a node starts.
+    fn to(target: String) -> Cable {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let gone = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let (is_open, is_gone, held) = (open.clone(), gone.clone(), connections.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).unwrap();
+                while !is_gone.load(Ordering::SeqCst) {
+                    let accepted =
+                        tokio::time::timeout(Duration::from_millis(20), listener.accept()).await;
+                    let Ok(Ok((mut inbound, _))) = accepted else {
+                        continue;
+                    };
+                    if !is_open.load(Ordering::SeqCst) {
+                        continue; // dropped: as good as refused
+                    }
+                    let target = target.clone();
+                    held.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    }));
+                }
+            });
+        });
+        Cable {
+            port,
+            open,
+            connections,
+            gone,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn mend(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.cut();
+        self.gone.store(true, Ordering::SeqCst);
+    }
+}
+
+/// host:port of a `postgres://user@host:port/db` URL.
+fn host_port(url: &str) -> String {
+    let rest = &url[url.find("://").unwrap() + 3..];
+    let rest = rest.split('/').next().unwrap();
+    rest.rsplit('@').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_the_database_refuses_keys_instead_of_trusting_its_cache() {
+    if !have_postgres() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let url = a.database_url().unwrap().to_string();
+    let cable = Cable::to(host_port(&url));
+    let through_cable = url.replacen(&host_port(&url), &format!("127.0.0.1:{}", cable.port), 1);
+    let master_key_file = a.data_dir().join("master.key").display().to_string();
+    let mut b = TestServer::start_on(
+        "info",
+        &[
+            ("REKEY_MAX_STALENESS_MS", "300"),
+            ("REKEY_MASTER_KEY_FILE", &master_key_file),
+        ],
+        Some(through_cable),
+        None,
+    )
+    .await;
+    b.token = a.token.clone();
+    b.subscription = a.subscription.clone();
+    let (endpoint, _, keys) = account(&a, "rg", "acct").await;
+    let (old, other) = (
+        keys["key1"].as_str().unwrap(),
+        keys["key2"].as_str().unwrap(),
+    );
+    assert_eq!(
+        until_status(&b, &endpoint, old, 200, Duration::from_secs(5)).await,
+        200
+    );
+
+    cable.cut();
+    let (status, _) = a.regenerate("rg", "acct", "Key1").await;
+    assert_eq!(status, 200);
+    // Past the bound, B can no longer vouch for any key: refused with 503, never accepted.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    for key in [old, other] {
+        let resp = data_call(&b, &endpoint, key).await;
+        assert_eq!(
+            resp.status(),
+            503,
+            "a cut-off node does not trust its cache"
+        );
+        assert_eq!(resp.headers()["retry-after"], "1");
+    }
+    let (status, body) = b.list_keys("rg", "acct").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "ServiceUnavailable");
+
+    cable.mend();
+    assert_eq!(
+        until_status(&b, &endpoint, old, 401, Duration::from_secs(10)).await,
+        401
+    );
+    assert_eq!(data_status(&b, &endpoint, other).await, 200);
+}
+
+/// A PostgreSQL cluster of this test's own (scripts/pg-cluster), so stopping it disturbs no other
+/// test.
+struct PrivateCluster {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+fn pg_cluster(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pg-cluster");
+    let out = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("scripts/pg-cluster runs");
+    assert!(
+        out.status.success(),
+        "pg-cluster {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl PrivateCluster {
+    fn start() -> PrivateCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg");
+        let url = pg_cluster(&["start", path.to_str().unwrap()]);
+        PrivateCluster { dir, url }
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().join("pg").display().to_string()
+    }
+
+    /// Like a crash: no shutdown checkpoint, connections cut.
+    fn stop(&self) {
+        pg_cluster(&["stop", &self.path(), "immediate"]);
+    }
+
+    fn start_again(&self) {
+        pg_cluster(&["start-again", &self.path()]);
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/pg-cluster"
+        ))
+        .args(["stop", &self.path(), "immediate"])
+        .output();
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_outage_answers_503_and_loses_no_acknowledged_change() {
+    if !have_postgres() {
+        return;
+    }
+    let cluster = PrivateCluster::start();
+    let s = TestServer::start_on("info", &[], Some(cluster.url.clone()), None).await;
+    let (endpoint, _, _) = account(&s, "rg", "acct").await;
+    let (status, acknowledged) = s.regenerate("rg", "acct", "Key1").await;
+    assert_eq!(status, 200);
+
+    cluster.stop();
+    let (status, body) = s.regenerate("rg", "acct", "Key2").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "ServiceUnavailable");
+    let resp = s
+        .client
+        .post(s.url(&format!(
+            "{}/listKeys?api-version={CS_VERSION}",
+            s.account_path("rg", "acct")
+        )))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    // Past the staleness bound the data plane cannot vouch for keys either.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let key1 = acknowledged["key1"].as_str().unwrap();
+    assert_eq!(data_status(&s, &endpoint, key1).await, 503);
+
+    cluster.start_again();
+    // rekeyd reconnects by itself; what it acknowledged is there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let (status, listed) = s.list_keys("rg", "acct").await;
+        if status == 200 {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "rekeyd did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (&listed["key1"], &listed["key2"]),
+        (&acknowledged["key1"], &acknowledged["key2"])
+    );
+    assert_eq!(
+        until_status(&s, &endpoint, key1, 200, Duration::from_secs(10)).await,
+        200
+    );
+    let (status, _) = s.regenerate("rg", "acct", "Key1").await;
+    assert_eq!(status, 200, "writes work again");
+    assert_eq!(data_status(&s, &endpoint, key1).await, 401);
+}
