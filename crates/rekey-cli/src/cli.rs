@@ -91,6 +91,27 @@ pub enum Command {
         after_help = "Examples:\n  rekey quantum workspace keys list -w ws1 -g rg1"
     )]
     Quantum(QuantumCommand),
+    /// Create, list and revoke rekey's service tokens (a rekey extension; az has no such command).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rekey token create --name ci --expires-in 30d\n  rekey token list -o table"
+    )]
+    Token(TokenCommand),
+    /// Manage role assignments and look up role definitions.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rekey role assignment list -o table\n  rekey role definition list --name Reader"
+    )]
+    Role(RoleCommand),
+    /// Read the activity log.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rekey monitor activity-log list --offset 1d"
+    )]
+    Monitor(MonitorCommand),
+    /// Check the audit log's hash chain.
+    #[command(subcommand, after_help = "Examples:\n  rekey audit verify")]
+    Audit(AuditCommand),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         rekey completion bash > ~/.local/share/bash-completion/completions/rekey\n  \
@@ -614,6 +635,136 @@ pub enum QuantumKeysCommand {
         #[arg(long)]
         pass_thru: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a service token; the token is shown only in this command's output.
+    #[command(after_help = "Examples:\n  \
+        rekey token create --name ci\n  \
+        rekey token create --name nightly-rotation --expires-in 30d --query token -o tsv")]
+    Create {
+        /// A name to tell the token apart in `rekey token list`.
+        #[arg(short = 'n', long)]
+        name: String,
+        /// Lifetime such as 90s, 30m, 12h or 7d (default: the token does not expire).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// List the tokens this token may see (never the tokens themselves).
+    #[command(after_help = "Examples:\n  rekey token list\n  rekey token list -o table")]
+    List,
+    /// Revoke a token at once.
+    #[command(
+        after_help = "Examples:\n  rekey token revoke --id 00000000-0000-0000-0000-000000000000"
+    )]
+    Revoke {
+        /// The token's principal id, as `rekey token create` printed it.
+        #[arg(long, value_name = "PRINCIPAL_ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Manage role assignments.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rekey role assignment list --assignee 00000000-0000-0000-0000-000000000000"
+    )]
+    Assignment(RoleAssignmentCommand),
+    /// Look up role definitions.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  rekey role definition list -o table"
+    )]
+    Definition(RoleDefinitionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleAssignmentCommand {
+    /// Assign a role to a principal at a scope.
+    #[command(after_help = "Examples:\n  \
+        rekey role assignment create --assignee PRINCIPAL_ID --role \"Key Operator\" --scope /subscriptions/SUB/resourceGroups/rg1/providers/Microsoft.CognitiveServices/accounts/acct1\n  \
+        rekey role assignment create --assignee PRINCIPAL_ID --role Reader --scope /subscriptions/SUB")]
+    Create {
+        /// The principal id (of a token) to assign the role to.
+        #[arg(long, value_name = "PRINCIPAL_ID")]
+        assignee: String,
+        /// The role's name (such as Reader or "Key Operator") or its definition id.
+        #[arg(long)]
+        role: String,
+        /// The subscription, resource group or resource id the role applies to.
+        #[arg(long)]
+        scope: String,
+    },
+    /// List role assignments at, above and below a scope.
+    #[command(after_help = "Examples:\n  \
+        rekey role assignment list\n  \
+        rekey role assignment list --scope /subscriptions/SUB/resourceGroups/rg1 --assignee PRINCIPAL_ID -o table")]
+    List {
+        /// The scope (default: the current subscription).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Only this principal's assignments.
+        #[arg(long, value_name = "PRINCIPAL_ID")]
+        assignee: Option<String>,
+    },
+    /// Delete role assignments by id.
+    #[command(after_help = "Examples:\n  \
+        rekey role assignment delete --ids /subscriptions/SUB/providers/Microsoft.Authorization/roleAssignments/ASSIGNMENT_GUID")]
+    Delete {
+        /// One or more full role assignment ids.
+        #[arg(long, num_args = 1.., required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleDefinitionCommand {
+    /// List the built-in roles, or the one named.
+    #[command(
+        after_help = "Examples:\n  rekey role definition list\n  rekey role definition list --name \"Key Operator\""
+    )]
+    List {
+        /// Only the role with this name.
+        #[arg(short = 'n', long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MonitorCommand {
+    /// Read the activity log.
+    #[command(
+        name = "activity-log",
+        subcommand,
+        after_help = "Examples:\n  rekey monitor activity-log list"
+    )]
+    ActivityLog(ActivityLogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActivityLogCommand {
+    /// List the current subscription's events, newest first.
+    #[command(after_help = "Examples:\n  \
+        rekey monitor activity-log list --offset 7d\n  \
+        rekey monitor activity-log list --start-time 2026-01-01T00:00:00Z --query \"[].operationName.value\"")]
+    List {
+        /// How far back to look, such as 30m, 1h, 7d or 1d12h (default 6h, as in az).
+        #[arg(long, conflicts_with = "start_time")]
+        offset: Option<String>,
+        /// The earliest event time, RFC 3339 (instead of --offset).
+        #[arg(long, value_name = "RFC3339")]
+        start_time: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain; exits 1 and names the first broken record when it is not intact.
+    #[command(after_help = "Examples:\n  rekey audit verify\n  rekey audit verify --query intact")]
+    Verify,
 }
 
 #[cfg(test)]

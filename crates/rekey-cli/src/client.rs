@@ -107,6 +107,31 @@ impl Client {
         ok_or_error(reply)
     }
 
+    /// Like [`Client::call`] for requests with more query parameters (OData's `$filter`, whose
+    /// spaces and quotes must be encoded), or with no api-version at all (rekey's own `/rekey/…`
+    /// routes take none).
+    pub fn call_query(
+        &self,
+        method: Method,
+        path: &str,
+        api_version: Option<&str>,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Reply, CliError> {
+        let mut url = reqwest::Url::parse(&format!("{}{path}", self.endpoint))
+            .map_err(|e| CliError::Usage(format!("'{path}' does not make a URL: {e}")))?;
+        if api_version.is_some() || !query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(version) = api_version {
+                pairs.append_pair("api-version", version);
+            }
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+        }
+        ok_or_error(self.exchange(method, url.as_str(), body)?)
+    }
+
     /// Waits for a long-running operation the reply started, if it started one: 201 or 202 with an
     /// `Azure-AsyncOperation` (preferred, as ARM says) or `Location` header. A spinner turns on stderr
     /// while waiting when `spinner` is set. True when there was an operation to wait for.

@@ -3,6 +3,7 @@
 //! itself, several as a list, as az does), tags, the default location, and the regenerate safety
 //! switches (`--what-if`, confirmation).
 
+mod access;
 mod account;
 mod cognitive_services;
 mod cosmosdb;
@@ -31,6 +32,10 @@ pub fn run(ctx: &Context, command: Command) -> Result<(), CliError> {
         Command::CognitiveServices(cmd) => cognitive_services::run(ctx, cmd),
         Command::Cosmosdb(cmd) => cosmosdb::run(ctx, cmd),
         Command::Quantum(cmd) => quantum::run(ctx, cmd),
+        Command::Token(cmd) => access::token(ctx, cmd),
+        Command::Role(cmd) => access::role(ctx, cmd),
+        Command::Monitor(cmd) => access::monitor(ctx, cmd),
+        Command::Audit(cmd) => access::audit(ctx, cmd),
         Command::Completion { shell } => {
             let shell = match shell {
                 Shell::Bash => clap_complete::Shell::Bash,

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod access;
 mod cognitive_services;
 mod cosmosdb;
 mod groups;
