@@ -95,7 +95,9 @@ async fn sync_index_after_writes(
 ) -> Response {
     let writes = !matches!(*request.method(), Method::GET | Method::HEAD);
     let response = next.run(request).await;
-    if writes {
+    // A 503 means the store could not be reached: nothing to catch up with, and trying would only
+    // keep the client waiting for a second timeout.
+    if writes && response.status() != StatusCode::SERVICE_UNAVAILABLE {
         if let Err(e) = state.dataplane.index.catch_up().await {
             tracing::error!(error = %e, "the key index could not catch up after a write");
             return ApiError::Unavailable.into_response();

@@ -199,7 +199,12 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
     }
     // Fail closed: a key the index still holds may have been revoked on another node.
     if !dp.index.is_current() && dp.index.confirm().await.is_err() {
-        return refuse(None, Refusal::Unavailable);
+        // The entry, stale or not, still says which error shape the client expects.
+        let provider = Uuid::try_parse(id)
+            .ok()
+            .and_then(|id| dp.index.resource(&id))
+            .map(|entry| entry.provider);
+        return refuse(provider, Refusal::Unavailable);
     }
     let entry = Uuid::try_parse(id)
         .ok()
