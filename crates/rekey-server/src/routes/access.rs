@@ -376,7 +376,9 @@ async fn get_definition(
 /// `90s`, `30m`, `12h`, `7d`.
 fn parse_duration(raw: &str) -> Option<time::Duration> {
     let raw = raw.trim();
-    let (number, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    // Split before the last character, wherever its byte boundary is (`5é` must not panic).
+    let (last, _) = raw.char_indices().last()?;
+    let (number, unit) = raw.split_at(last);
     let n: i64 = number
         .parse()
         .ok()
@@ -762,7 +764,7 @@ mod tests {
     fn durations_and_filters_parse() {
         assert_eq!(parse_duration("90s"), Some(time::Duration::seconds(90)));
         assert_eq!(parse_duration("7d"), Some(time::Duration::days(7)));
-        for bad in ["", "d", "0h", "-1h", "5y", "99999d"] {
+        for bad in ["", "d", "0h", "-1h", "5y", "99999d", "5é", "é"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
         assert_eq!(
