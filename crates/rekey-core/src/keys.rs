@@ -57,7 +57,8 @@ pub fn random_base62(len: usize) -> String {
     out
 }
 
-fn checksum(signed: &str) -> String {
+/// The checksum characters of `signed` (base62, ASCII).
+fn checksum(signed: &str) -> [u8; CHECK_LEN] {
     let digest = ring::digest::digest(&ring::digest::SHA256, signed.as_bytes());
     let mut n = u32::from_be_bytes(
         digest.as_ref()[..4]
@@ -69,7 +70,7 @@ fn checksum(signed: &str) -> String {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    String::from_utf8(out.to_vec()).expect("base62 is ASCII")
+    out
 }
 
 impl KeyFormat {
@@ -79,7 +80,7 @@ impl KeyFormat {
             KeyFormat::Tagged { tag } => {
                 let signed = format!("rk{tag}_{}", random_base62(BODY_LEN));
                 let check = checksum(&signed);
-                Secret::new(signed + &check)
+                Secret::new(signed + std::str::from_utf8(&check).expect("base62 is ASCII"))
             }
             KeyFormat::RandomBase64 { len } => {
                 let mut bytes = zeroize::Zeroizing::new(vec![0u8; len]);
@@ -109,7 +110,7 @@ impl KeyFormat {
                     return Err(MalformedKey::WrongShape);
                 }
                 let (signed, check) = presented.split_at(prefix_len + BODY_LEN);
-                if checksum(signed) != check {
+                if checksum(signed) != check.as_bytes() {
                     return Err(MalformedKey::BadChecksum);
                 }
                 Ok(())

@@ -2,19 +2,25 @@
 //! ARM's request-id headers, request logging (method, path, status, time: never headers or bodies),
 //! body limits, and ARM-shaped answers for unknown paths and methods.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rekey_api::RenderContext;
 use rekey_store::Store;
 use tower::util::MapRequestLayer;
-use tower::Layer as _;
+use tower::{Layer as _, Service};
 use uuid::Uuid;
 
 use crate::dataplane::{self, DataPlane};
@@ -261,6 +267,53 @@ pub fn openapi_document() -> serde_json::Value {
     serde_json::to_value(route_table().openapi).expect("the OpenAPI document serializes")
 }
 
+/// The service of one client connection: data-plane calls (`/data/…`, the hot path) go straight to
+/// [`dataplane::handle`], without the router's matching, extractors or the management API's
+/// middleware; everything else goes to the router, with the client's address as `ConnectInfo`.
+#[derive(Clone)]
+pub struct Front {
+    router: Router,
+    /// Behind one more `Arc`, so a data-plane call clones one reference, not each of the state's.
+    state: Arc<AppState>,
+    remote: SocketAddr,
+}
+
+impl Front {
+    /// The same application, for a connection from `remote`.
+    pub fn for_connection(&self, remote: SocketAddr) -> Front {
+        Front {
+            remote,
+            ..self.clone()
+        }
+    }
+}
+
+impl<B> Service<axum::http::Request<B>> for Front
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        if dataplane::split_path(request.uri().path()).is_some() {
+            let state = self.state.clone();
+            let remote = self.remote.ip();
+            let request = request.map(Body::new);
+            return Box::pin(async move { Ok(dataplane::handle(&state, remote, request).await) });
+        }
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(self.remote));
+        Box::pin(self.router.call(request))
+    }
+}
+
 /// Builds the application. `max_body_bytes` bounds every request body.
 pub fn build(
     store: Arc<dyn Store>,
@@ -269,7 +322,7 @@ pub fn build(
     ctx: RenderContext,
     tenant_id: Uuid,
     max_body_bytes: usize,
-) -> Router {
+) -> Front {
     let table = route_table();
     let openapi =
         Arc::new(serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes"));
@@ -305,26 +358,35 @@ pub fn build(
         .layer(middleware::from_fn(too_large))
         .layer(middleware::from_fn(request_ids))
         .with_state(state.clone());
-    // The data plane is the hot path: routed first, without the management API's middleware (it
-    // sets its own request id). ARM's fixed path segments are case-insensitive and routing is not,
-    // so everything else is normalized first.
-    Router::new()
-        .route("/data/{resourceId}", any(dataplane::handle_root))
-        .route("/data/{resourceId}/", any(dataplane::handle_root))
-        .route("/data/{resourceId}/{*path}", any(dataplane::handle_path))
-        .with_state(state)
-        .fallback_service(MapRequestLayer::new(normalize).layer(inner))
+    // ARM's fixed path segments are case-insensitive and routing is not: paths are normalized first.
+    let router = Router::new().fallback_service(MapRequestLayer::new(normalize).layer(inner));
+    Front {
+        router,
+        state: Arc::new(state),
+        remote: SocketAddr::from(([0, 0, 0, 0], 0)),
+    }
 }
 
 /// A request id in UUID form: a random per-process prefix and a counter. Request ids need to be
 /// unique, not secret, so this avoids an OS random-number call per request.
-pub fn new_request_id() -> String {
+fn next_request_id() -> Uuid {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| Uuid::new_v4().as_u64_pair().0);
-    Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed)).to_string()
+    Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+pub fn new_request_id() -> String {
+    next_request_id().to_string()
+}
+
+/// A new request id as a header value, formatted on the stack.
+pub fn request_id_header() -> HeaderValue {
+    let mut buf = Uuid::encode_buffer();
+    let text = next_request_id().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).expect("a UUID is a header value")
 }
 
 fn normalize(mut request: Request) -> Request {

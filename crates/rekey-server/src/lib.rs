@@ -128,7 +128,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
-    let make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let make = tower::service_fn(move |remote: std::net::SocketAddr| {
+        std::future::ready(Ok::<_, std::convert::Infallible>(
+            app.for_connection(remote),
+        ))
+    });
     // Slow-loris defence: a client must start talking, and send each request's headers, within
     // the header timeout, or its connection is closed.
     let header_timeout = std::time::Duration::from_secs(config.header_read_timeout_seconds);

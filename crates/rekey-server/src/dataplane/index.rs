@@ -36,6 +36,26 @@ pub struct EntrySlot {
     /// When the data plane last accepted this key (Unix microseconds), not yet written to the
     /// store; 0 when nothing is pending. An atomic store keeps the request path lock-free.
     pub last_used: AtomicI64,
+    /// The start of the data plane's self-answer for this slot, up to `"method":` (JSON). It is
+    /// the same for every call, so it is rendered once here rather than on each request.
+    pub self_answer: Box<[u8]>,
+}
+
+/// `{"authenticated":true,"resourceId":…,"keyName":…,"access":…,"method":` for one slot.
+fn self_answer_start(resource_id: &str, slot: &Slot) -> Box<[u8]> {
+    let json = |text: &str| serde_json::Value::from(text).to_string();
+    let access = if slot.read_only {
+        "readOnly"
+    } else {
+        "readWrite"
+    };
+    format!(
+        "{{\"authenticated\":true,\"resourceId\":{},\"keyName\":{},\"access\":\"{access}\",\"method\":",
+        json(resource_id),
+        json(slot.name),
+    )
+    .into_bytes()
+    .into_boxed_slice()
 }
 
 /// What the data plane knows about one resource.
@@ -75,6 +95,7 @@ impl Maps {
 
 fn entry_of(indexed: IndexedResource) -> Entry {
     let r = indexed.resource;
+    let resource_id = r.id.to_string();
     let slots = indexed
         .slots
         .into_iter()
@@ -91,11 +112,12 @@ fn entry_of(indexed: IndexedResource) -> Entry {
                 Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
             }),
             last_used: AtomicI64::new(0),
+            self_answer: self_answer_start(&resource_id, s.slot),
         })
         .collect();
     Entry {
         internal_id: r.internal_id,
-        resource_id: r.id.to_string(),
+        resource_id,
         name: r.id.name.to_string(),
         location: r.spec.location.clone(),
         provider: r.id.provider,

@@ -11,11 +11,12 @@ pub mod index;
 pub mod throttle;
 pub mod usage;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::borrow::Cow;
+use std::net::IpAddr;
 
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rekey_core::cosmos_auth;
@@ -117,14 +118,6 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
     response
 }
 
-fn client_ip(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-}
-
 /// The slot a key-header type's presented key opens on `entry`, if any.
 fn header_key_slot(
     dp: &DataPlane,
@@ -153,33 +146,40 @@ fn is_cosmos_query(request: &Request) -> bool {
     is_query || query_type
 }
 
-/// `ANY /data/{id}` and `ANY /data/{id}/`.
-pub async fn handle_root(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    request: Request,
-) -> Response {
-    with_request_id(serve(&state, &id, "", request).await)
+/// Splits a data-plane path, `/data/{id}` or `/data/{id}/{rest}`, into the id and the rest (still
+/// percent-encoded); `None` for any other path.
+pub fn split_path(path: &str) -> Option<(&str, &str)> {
+    let below = path.strip_prefix("/data/")?;
+    let (id, rest) = below.split_once('/').unwrap_or((below, ""));
+    (!id.is_empty()).then_some((id, rest))
 }
 
-/// `ANY /data/{id}/{*path}`.
-pub async fn handle_path(
-    State(state): State<AppState>,
-    Path((id, rest)): Path<(String, String)>,
-    request: Request,
-) -> Response {
-    with_request_id(serve(&state, &id, &rest, request).await)
-}
-
-fn with_request_id(mut response: Response) -> Response {
-    let id = crate::app::new_request_id();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-ms-request-id", value);
-    }
+/// `ANY /data/{id}[/{rest}]` from the client at `remote`. Called for every path [`split_path`]
+/// accepts, straight from the connection's service (`app::Front`): the router's matching and
+/// extractors cost more than the key check itself.
+pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Response {
+    let uri = request.uri().clone();
+    let mut response = match split_path(uri.path()) {
+        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, request).await,
+        None => not_served(),
+    };
+    response
+        .headers_mut()
+        .insert("x-ms-request-id", crate::app::request_id_header());
     response
 }
 
-/// What rekeyd answers for an authenticated call when no upstream is configured.
+fn not_served() -> Response {
+    ApiError::NotFound {
+        code: "ResourceNotFound",
+        message: "No rekey resource is served at this endpoint.".into(),
+    }
+    .into_response()
+}
+
+/// What rekeyd answers for an authenticated call when no upstream is configured. The common case
+/// is written from the slot's pre-rendered start ([`index::EntrySlot::self_answer`]) by
+/// [`self_answer`]; this struct is for the Cosmos account document, which embeds it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Authenticated<'a> {
@@ -191,14 +191,53 @@ struct Authenticated<'a> {
     path: String,
 }
 
-async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Response {
+/// The self-answer: the slot's pre-rendered start, then the method and path of this call.
+fn self_answer(slot: &index::EntrySlot, method: &Method, rest: &str) -> Response {
+    /// `/{rest}` as a JSON string, escaped as it is written, with no intermediate `String`.
+    struct Slashed<'a>(&'a str);
+    impl Serialize for Slashed<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&format_args!("/{}", self.0))
+        }
+    }
+    let mut body = Vec::with_capacity(slot.self_answer.len() + 32 + rest.len());
+    body.extend_from_slice(&slot.self_answer);
+    let tail = serde_json::to_writer(&mut body, method.as_str()).and_then(|()| {
+        body.extend_from_slice(b",\"path\":");
+        serde_json::to_writer(&mut body, &Slashed(rest))
+    });
+    if tail.is_err() {
+        // Writing JSON into a Vec cannot fail; answer as a failure would, without a panic.
+        return ApiError::Internal.into_response();
+    }
+    body.push(b'}');
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn serve(
+    state: &AppState,
+    ip: IpAddr,
+    id: &str,
+    raw_rest: &str,
+    request: Request,
+) -> Response {
     let dp = &state.dataplane;
-    let ip = client_ip(&request);
+    // As the client wrote it for forwarding; decoded for the signature and the self-answer (as a
+    // Cosmos client signs its resource link).
+    let rest: Cow<'_, str> = percent_encoding::percent_decode_str(raw_rest).decode_utf8_lossy();
+    let rest = rest.as_ref();
     if let Some(seconds) = dp.throttle.blocked(ip) {
         return refuse(None, Refusal::Throttled(seconds));
     }
     // Fail closed: a key the index still holds may have been revoked on another node.
-    if !dp.index.is_current() && dp.index.confirm().await.is_err() {
+    // The rare paths' futures are boxed: inline they would make every call's future (built and
+    // moved on each request) several times larger.
+    if !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err() {
         // The entry, stale or not, still says which error shape the client expects.
         let provider = Uuid::try_parse(id)
             .ok()
@@ -211,11 +250,7 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
         .and_then(|id| dp.index.resource(&id));
     let Some(entry) = entry else {
         dp.throttle.failed(ip);
-        return ApiError::NotFound {
-            code: "ResourceNotFound",
-            message: "No rekey resource is served at this endpoint.".into(),
-        }
-        .into_response();
+        return not_served();
     };
     let provider = entry.provider;
     // An announced oversize body is refused before anything is read; a streamed one is cut off
@@ -228,12 +263,12 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
     if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
         return refuse(Some(provider), Refusal::TooLarge);
     }
-    let method = request.method().as_str().to_string();
+    let method = request.method().clone();
 
     let slot = if provider.signs_requests {
         cosmos::signing_slot(
             &entry,
-            &method,
+            method.as_str(),
             rest,
             request.headers(),
             OffsetDateTime::now_utc(),
@@ -257,7 +292,7 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
     }
     dp.index.record_use(&entry, slot);
     let slot = &entry.slots[slot];
-    if slot.slot.read_only && !cosmos_auth::is_read(&method, is_cosmos_query(&request)) {
+    if slot.slot.read_only && !cosmos_auth::is_read(method.as_str(), is_cosmos_query(&request)) {
         return refuse(Some(provider), Refusal::ReadOnly);
     }
 
@@ -274,14 +309,14 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
         let query = request.uri().query().map(str::to_string);
         let forward = gateway::Forward {
             upstream,
-            rest,
+            rest: raw_rest,
             query: query.as_deref(),
             strip,
             key_name: slot.slot.name,
             resource_id: &entry.resource_id,
             max_body_bytes: dp.max_body_bytes,
         };
-        return match gateway::forward(&dp.client, forward, request).await {
+        return match Box::pin(gateway::forward(&dp.client, forward, request)).await {
             Ok(response) => response,
             Err(gateway::NotForwarded::TooLarge) => refuse(Some(provider), Refusal::TooLarge),
             Err(gateway::NotForwarded::UpstreamFailed) => {
@@ -289,15 +324,15 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
             }
         };
     }
-    let who = Authenticated {
-        authenticated: true,
-        resource_id: &entry.resource_id,
-        key_name: slot.slot.name,
-        access,
-        method: &method,
-        path: format!("/{rest}"),
-    };
-    if provider.signs_requests && rest.trim_matches('/').is_empty() && method == "GET" {
+    if provider.signs_requests && rest.trim_matches('/').is_empty() && method == Method::GET {
+        let who = Authenticated {
+            authenticated: true,
+            resource_id: &entry.resource_id,
+            key_name: slot.slot.name,
+            access,
+            method: method.as_str(),
+            path: format!("/{rest}"),
+        };
         let endpoint = format!(
             "{}/data/{}/",
             state.ctx.public_url,
@@ -306,7 +341,7 @@ async fn serve(state: &AppState, id: &str, rest: &str, request: Request) -> Resp
         let who = serde_json::to_value(&who).expect("the authenticated description serializes");
         return Json(cosmos::account_document(&entry, &endpoint, who)).into_response();
     }
-    Json(who).into_response()
+    self_answer(slot, &method, rest)
 }
 
 /// `POST /verify` `{"key":"…"}`: whether the key opens a resource now, and which slot it is.

@@ -57,6 +57,32 @@ async fn either_key_works_and_a_regenerated_key_fails_on_the_next_request() {
         assert_eq!(body["keyName"], slot);
         assert_eq!(body["path"], "/text/analytics/v3.1/languages");
     }
+    // The whole self-answer, with the path decoded and written as JSON (escapes included).
+    let resp = s
+        .client
+        .get(format!("{endpoint}a%20%22b%22/%C3%A9"))
+        .header("Ocp-Apim-Subscription-Key", keys["key1"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    assert_eq!(resp.headers()["x-ms-request-id"].len(), 36);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "authenticated": true,
+            "resourceId": format!(
+                "/subscriptions/{}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/acct",
+                s.subscription
+            ),
+            "keyName": "key1",
+            "access": "readWrite",
+            "method": "GET",
+            "path": "/a \"b\"/\u{e9}",
+        })
+    );
     let (status, regenerated) = s.regenerate("rg", "acct", "Key1").await;
     assert_eq!(status, 200);
     // The very next request with the old key is refused, with Azure's body.
@@ -532,6 +558,17 @@ async fn authenticated_requests_are_forwarded_to_the_upstream() {
     assert_eq!(echo["body"], "payload");
     assert_eq!(echo["headers"]["x-custom"], "kept");
     assert_eq!(echo["headers"]["x-rekey-key-name"], "key2");
+    // The path goes upstream as the client encoded it.
+    let resp = s
+        .client
+        .get(format!("{endpoint}items/a%20b%2Fc"))
+        .header("Ocp-Apim-Subscription-Key", keys["key1"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echo["uri"], "/base/items/a%20b%2Fc");
     assert!(echo["headers"]["x-rekey-resource-id"]
         .as_str()
         .unwrap()
