@@ -12,12 +12,25 @@ The model is one register per slot:
 A failing history is shrunk (chunks, then single calls, are dropped while it still fails) and
 printed as a short table, so the contradiction is readable.
 
+With `--nodes N --postgres URL` the same histories are recorded against N rekeyd nodes sharing one
+fresh PostgreSQL database (made on the server URL names, dropped at the end): every call goes to a
+node chosen at random, so a key regenerated through one node is checked, listed and regenerated
+again through the others, under the same model and checker. Two answers exist only there:
+- 503 from a node that cannot confirm its key cache is current, for listKeys, /verify or the data
+  plane: a refusal that changed nothing and revealed nothing, so the call is left out of the
+  history (and counted). A 503 to regenerateKey may come after its commit, so it is in doubt: the
+  model has no such call, and the run stops there.
+- 404 from the data plane, a node that does not serve the account (yet): the key did not open it,
+  recorded as refused, so the model finds it out if the key was current.
+
     python3 tests/reliability/linearizability.py [--histories N] [--clients C] [--ops N] [--report]
+    python3 tests/reliability/linearizability.py --nodes 3 --postgres postgres://… [options]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 import tempfile
@@ -29,7 +42,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
-from rekeyd import CS_VERSION, NoAnswer, Rekeyd, short  # noqa: E402
+from rekeyd import CS_VERSION, FreshDatabase, NoAnswer, Rekeyd, short, start_nodes  # noqa: E402
 
 SLOTS = ("key1", "key2")
 State = tuple  # (key1, key2)
@@ -47,6 +60,7 @@ class Op:
     invoke: float
     ret: float
     via: str = ""
+    node: int = -1  # which rekeyd node answered, with several; -1 with one
 
     def describe(self) -> str:
         if self.kind == "regenerate":
@@ -205,11 +219,13 @@ def _self_contained(ops: list[Op], init: State) -> bool:
 def render(ops: list[Op], init: State, title: str) -> str:
     t0 = min(op.invoke for op in ops) if ops else 0.0
     lines = [title, f"  initial state: key1={short(init[0])} key2={short(init[1])}"]
-    lines.append("  client  invoke(ms)  return(ms)  call")
+    nodes = any(op.node >= 0 for op in ops)
+    lines.append("  client  " + ("node  " if nodes else "") + "invoke(ms)  return(ms)  call")
     for op in sorted(ops, key=lambda o: o.invoke):
+        node = f"n{op.node:<4} " if nodes else ""
         lines.append(
-            f"  c{op.client:<5} {1000 * (op.invoke - t0):10.2f}  {1000 * (op.ret - t0):10.2f}  "
-            f"{op.describe()}"
+            f"  c{op.client:<5} {node}{1000 * (op.invoke - t0):10.2f}  "
+            f"{1000 * (op.ret - t0):10.2f}  {op.describe()}"
         )
     return "\n".join(lines)
 
@@ -218,20 +234,32 @@ def render(ops: list[Op], init: State, title: str) -> str:
 # recording histories against a live rekeyd
 
 
-class Recorder:
-    """Runs `clients` threads of random calls on one account and collects their history."""
+class Unavailable(Exception):
+    """A node answered 503 to a read: the call had no effect and is left out of the history."""
 
-    def __init__(self, server: Rekeyd, group: str, name: str, seed: int) -> None:
-        self.server = server
+
+class Recorder:
+    """Runs `clients` threads of random calls on one account and collects their history. With
+    several nodes (one database), the account is made through `creator` and every call goes to a
+    node chosen at random."""
+
+    def __init__(
+        self, nodes: list[Rekeyd], group: str, name: str, seed: int, creator: int = 0
+    ) -> None:
+        self.nodes = nodes
+        self.several = len(nodes) > 1
+        server = nodes[creator]
         account = server.create_account(group, name)
         self.path = server.account_path(group, name)
         endpoint = account["properties"]["endpoint"]
+        # The path is the same on every node (the endpoint names the node that made it).
         self.data_path = endpoint[len(server.base_url) :] + "lin/check"
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.known: list[str] = []
         self.ops: list[Op] = []
         self.errors: list[str] = []
+        self.unavailable = 0  # reads answered 503, left out of the history
 
     def _keys(self, body: Any, what: str) -> State:
         if not isinstance(body, dict) or not all(isinstance(body.get(s), str) for s in SLOTS):
@@ -244,12 +272,18 @@ class Recorder:
         return keys
 
     def initial_state(self) -> State:
-        c = self.server.client()
+        c = self.nodes[0].client()
         status, body = c.request("POST", f"{self.path}/listKeys?api-version={CS_VERSION}")
         c.close()
         if status != 200:
             raise AssertionError(f"listKeys: {status} {body}")
         return self._keys(body, "listKeys")
+
+    def _unavailable(self, status: int, what: str, body: Any) -> None:
+        """A 503 from one of several nodes is a refusal with no effect; anything else is not."""
+        if status == 503 and self.several:
+            raise Unavailable(what)
+        raise AssertionError(f"{what}: {status} {body}")
 
     def _pick_key(self, rng: random.Random) -> str:
         with self.lock:
@@ -262,7 +296,15 @@ class Recorder:
             return rng.choice(known[-4:])
         return rng.choice(known)
 
-    def _one(self, client_id: int, c, rng: random.Random) -> Op:
+    def _one(self, client_id: int, clients: list, rng: random.Random) -> Op:
+        if not self.several:
+            return self._call(client_id, clients[0], rng)  # a seed replays as before
+        node = rng.randrange(len(clients))
+        op = self._call(client_id, clients[node], rng)
+        op.node = node
+        return op
+
+    def _call(self, client_id: int, c, rng: random.Random) -> Op:
         roll = rng.random()
         if roll < 0.25:
             slot = rng.randrange(2)
@@ -281,7 +323,7 @@ class Recorder:
             status, body = c.request("POST", f"{self.path}/listKeys?api-version={CS_VERSION}")
             t1 = time.monotonic()
             if status != 200:
-                raise AssertionError(f"listKeys: {status} {body}")
+                self._unavailable(status, "listKeys", body)
             return Op(client_id, "list", None, self._keys(body, "listKeys"), t0, t1)
         key = self._pick_key(rng)
         if roll < 0.75:
@@ -289,7 +331,7 @@ class Recorder:
             status, body = c.request("POST", "/verify", {"key": key})
             t1 = time.monotonic()
             if status != 200 or not isinstance(body, dict):
-                raise AssertionError(f"verify: {status} {body}")
+                self._unavailable(status, "verify", body)
             slot = SLOTS.index(body["keyName"]) if body.get("valid") else None
             return Op(client_id, "verify", key, slot, t0, t1, "verify")
         t0 = time.monotonic()
@@ -299,10 +341,10 @@ class Recorder:
         t1 = time.monotonic()
         if status == 200:
             slot = SLOTS.index(body["keyName"])
-        elif status == 401:
-            slot = None
+        elif status == 401 or (status == 404 and self.several):
+            slot = None  # 404: this node does not serve the account (yet): the key opened nothing
         else:
-            raise AssertionError(f"data plane: {status} {body}")
+            self._unavailable(status, "data plane", body)
         return Op(client_id, "verify", key, slot, t0, t1, "dataplane")
 
     def run(self, clients: int, ops_per_client: int) -> tuple[State, list[Op]]:
@@ -311,18 +353,24 @@ class Recorder:
 
         def worker(client_id: int, seed: int) -> None:
             rng = random.Random(seed)
-            c = self.server.client()
+            clients = [node.client() for node in self.nodes]
             barrier.wait()
             try:
                 for _ in range(ops_per_client):
-                    op = self._one(client_id, c, rng)
+                    try:
+                        op = self._one(client_id, clients, rng)
+                    except Unavailable:
+                        with self.lock:
+                            self.unavailable += 1
+                        continue
                     with self.lock:
                         self.ops.append(op)
             except (AssertionError, NoAnswer, KeyError, ValueError) as e:
                 with self.lock:
                     self.errors.append(f"client {client_id}: {e!r}")
             finally:
-                c.close()
+                for c in clients:
+                    c.close()
 
         threads = [
             threading.Thread(target=worker, args=(i, self.rng.randrange(1 << 30)))
@@ -341,40 +389,75 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--ops", type=int, default=40, help="calls per client per history")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="rekeyd nodes on one database (more than 1: --postgres)"
+    )
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=None,
+        help="a PostgreSQL server to make a fresh database on (postgres://USER@HOST:PORT/DB);\n"
+        "without it the one node runs on SQLite",
+    )
     parser.add_argument("--report", action="store_true", help="rewrite docs/reliability.md")
     args = parser.parse_args()
+    if args.nodes < 1 or (args.nodes > 1 and not args.postgres):
+        parser.error("--nodes above 1 needs --postgres: nodes share one PostgreSQL database")
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    print(f"linearizability: {args.histories} histories x {args.clients} clients x {args.ops} calls, seed {seed}")
+    where = f", {args.nodes} nodes on PostgreSQL" if args.postgres else ""
+    print(
+        f"linearizability: {args.histories} histories x {args.clients} clients x {args.ops} calls"
+        f"{where}, seed {seed}"
+    )
     rng = random.Random(seed)
     started = time.monotonic()
-    total_ops = max_concurrency = 0
-    with tempfile.TemporaryDirectory(prefix="rekey-lin-") as tmp:
+    total_ops = max_concurrency = unavailable = 0
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rekey-lin-")))
         # Failed data-plane key checks are part of the workload: no throttling here.
-        server = Rekeyd(Path(tmp), {"REKEY_AUTH_FAILURE_LIMIT": "1000000000"})
-        server.start()
-        try:
-            for h in range(args.histories):
-                rec = Recorder(server, "lin", f"acct{h}", rng.randrange(1 << 30))
-                init, ops = rec.run(args.clients, args.ops)
-                if rec.errors:
-                    print("a call failed outright:\n  " + "\n  ".join(rec.errors))
-                    print(server.log_tail())
-                    return 1
-                verdict = check(ops, init)
-                total_ops += len(ops)
-                max_concurrency = max(max_concurrency, _max_overlap(ops))
-                if not verdict.ok:
-                    small = shrink(ops, init)
-                    print(render(small, init, f"history {h} is NOT linearizable; a minimal failing part:"))
-                    return 1
-        finally:
-            server.stop()
+        env = {"REKEY_AUTH_FAILURE_LIMIT": "1000000000"}
+        if args.postgres:
+            database = stack.enter_context(FreshDatabase(args.postgres, "rekey_lin"))
+            env["REKEY_DATABASE_URL"] = database.url
+            nodes = start_nodes(tmp, args.nodes, env)
+        else:
+            nodes = [Rekeyd(tmp, env)]
+            nodes[0].start()
+        # Stopped before the database is dropped (the stack unwinds in reverse).
+        for node in nodes:
+            stack.callback(node.stop)
+        for h in range(args.histories):
+            rec = Recorder(nodes, "lin", f"acct{h}", rng.randrange(1 << 30), h % len(nodes))
+            init, ops = rec.run(args.clients, args.ops)
+            if rec.errors:
+                print("a call failed outright:\n  " + "\n  ".join(rec.errors))
+                for i, node in enumerate(nodes):
+                    print(f"--- node {i} log ---\n{node.log_tail()}" if len(nodes) > 1 else node.log_tail())
+                return 1
+            verdict = check(ops, init)
+            total_ops += len(ops)
+            unavailable += rec.unavailable
+            max_concurrency = max(max_concurrency, _max_overlap(ops))
+            if not verdict.ok:
+                small = shrink(ops, init)
+                print(render(small, init, f"history {h} is NOT linearizable; a minimal failing part:"))
+                return 1
     elapsed = time.monotonic() - started
+    refused = f", {unavailable} reads answered 503 left out" if args.postgres else ""
     print(
-        f"linearizability: {args.histories} histories, {total_ops} calls checked, all linearizable "
-        f"(max {max_concurrency} calls in flight at once) in {elapsed:.1f} s"
+        f"linearizability: {args.histories} histories, {total_ops} calls checked{where}, all "
+        f"linearizable (max {max_concurrency} calls in flight at once{refused}) in {elapsed:.1f} s"
     )
-    if args.report:
+    if args.report and args.postgres:
+        report.update(
+            "linearizability-nodes",
+            f"| histories checked | calls | nodes | clients per history | calls in flight at most "
+            f"| reads answered 503 (left out) | time |\n"
+            f"|---|---|---|---|---|---|---|\n"
+            f"| {args.histories} | {total_ops} | {args.nodes} | {args.clients} | {max_concurrency} "
+            f"| {unavailable} | {elapsed:.0f} s |",
+        )
+    elif args.report:
         report.update(
             "linearizability",
             f"| histories checked | calls | clients per history | calls in flight at most | time |\n"

@@ -3,8 +3,10 @@
 The crash, linearizability and resource-limit scripts all need the same things: the rekeyd binary
 started on a fresh (or the same) data directory on a free loopback port, the owner token from
 bootstrap.json, a Cognitive Services account to work on, and a small HTTP client that keeps its
-connection and reports a dropped one as "no answer" rather than crashing the worker. Only the
-standard library is used so that CI needs nothing beyond python3.
+connection and reports a dropped one as "no answer" rather than crashing the worker. For several
+nodes: a fresh PostgreSQL database (made and dropped with `psql`, which Debian's `postgresql`
+package that CI installs brings) and nodes that join the first one on it. Only the standard library
+is used so that CI needs nothing beyond python3.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -103,13 +106,27 @@ class Client:
 
 
 class Rekeyd:
-    """A rekeyd process on a data directory that outlives the process (for kill and restart)."""
+    """A rekeyd process on a data directory that outlives the process (for kill and restart).
 
-    def __init__(self, workdir: Path, env: Optional[dict[str, str]] = None) -> None:
+    With `joins`, another node on the PostgreSQL database of that (started) node: it shares that
+    node's master key file and owner token, and writes no bootstrap.json of its own."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        env: Optional[dict[str, str]] = None,
+        joins: Optional["Rekeyd"] = None,
+    ) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.log_path = workdir / "rekeyd.log"
-        self.extra_env = env or {}
+        self.extra_env = dict(env or {})
+        self.joins = joins
+        if joins is not None:
+            if "REKEY_DATABASE_URL" not in joins.extra_env:
+                raise ValueError("only a node on PostgreSQL can be joined")
+            self.extra_env["REKEY_DATABASE_URL"] = joins.extra_env["REKEY_DATABASE_URL"]
+            self.extra_env["REKEY_MASTER_KEY_FILE"] = str(joins.data_dir / "master.key")
         self.proc: Optional[subprocess.Popen] = None
         self.base_url = ""
         self.token = ""
@@ -148,8 +165,11 @@ class Rekeyd:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"rekeyd did not start:\n{self.log_tail()}")
             time.sleep(0.02)
-        boot = json.loads((self.data_dir / "bootstrap.json").read_text())
-        self.token, self.subscription = boot["token"], boot["subscriptionId"]
+        if self.joins is not None:
+            self.token, self.subscription = self.joins.token, self.joins.subscription
+        else:
+            boot = json.loads((self.data_dir / "bootstrap.json").read_text())
+            self.token, self.subscription = boot["token"], boot["subscriptionId"]
         self.starts += 1
 
     def kill(self) -> None:
@@ -203,6 +223,62 @@ class Rekeyd:
             raise RuntimeError(f"creating account {name}: {status} {body}")
         c.close()
         return body
+
+
+def start_nodes(workdir: Path, count: int, env: dict[str, str]) -> list[Rekeyd]:
+    """`count` rekeyd nodes on the database `env["REKEY_DATABASE_URL"]` names: the first one
+    bootstraps it, the others join it. On failure the nodes already started are stopped."""
+    nodes: list[Rekeyd] = []
+    try:
+        for i in range(count):
+            node = Rekeyd(workdir / f"node{i}", env, joins=nodes[0] if nodes else None)
+            node.start()
+            nodes.append(node)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes
+
+
+def with_database(url: str, database: str) -> str:
+    """`url` (postgres://USER@HOST:PORT/DB?QUERY) with its database name replaced."""
+    base, sep, query = url.partition("?")
+    start = base.find("://") + 3 if "://" in base else 0
+    slash = base.find("/", start)
+    host = base if slash < 0 else base[:slash]
+    return f"{host}/{database}{sep}{query}"
+
+
+class FreshDatabase:
+    """A new, empty database on the PostgreSQL server `admin_url` names, dropped on exit (with its
+    connections: nodes killed mid-run may leave some behind). A context manager; `url` is the new
+    database's URL."""
+
+    def __init__(self, admin_url: str, prefix: str = "rekey_rel") -> None:
+        self.admin_url = admin_url
+        self.name = f"{prefix}_{uuid.uuid4().hex}"
+        self.url = with_database(admin_url, self.name)
+
+    def _psql(self, sql: str) -> None:
+        try:
+            done = subprocess.run(
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.admin_url, "-c", sql],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except FileNotFoundError as e:
+            raise SystemExit("psql not found: apt-get install postgresql-client") from e
+        if done.returncode != 0:
+            raise RuntimeError(f"psql {sql!r}: {done.stderr.strip()}")
+
+    def __enter__(self) -> "FreshDatabase":
+        self._psql(f"CREATE DATABASE {self.name}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._psql(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 
 
 def is_cs_key(value: Any) -> bool:

@@ -75,6 +75,20 @@ class CheckerTests(unittest.TestCase):
         ops = [regen(0, 0, (B, Y), 0, 1), regen(0, 1, (B, B), 2, 3)]
         self.assertFalse(check(ops, INIT).ok)
 
+    def test_an_old_key_accepted_by_another_node_after_the_answer_is_caught_and_names_the_nodes(self):
+        ops = [
+            listed(1, (A, Y), 0, 1),
+            Op(0, "regenerate", 0, (B, Y), 2, 3, node=0),
+            Op(2, "list", None, (B, Y), 3.5, 3.8, node=2),
+            Op(1, "verify", A, 0, 4, 5, "dataplane", node=1),
+        ]
+        self.assertFalse(check(ops, INIT).ok)
+        small = shrink(ops, INIT)
+        self.assertEqual([o.kind for o in small], ["regenerate", "verify"])
+        printed = render(small, INIT, "")
+        self.assertIn("node", printed)
+        self.assertRegex(printed, r"c1 +n1 .*dataplane\(A…?\) -> valid as key1")
+
     def test_wide_concurrency_stays_fast_thanks_to_memoization(self):
         # 12 overlapping reads of the same state and one regeneration: 2^13 orders without memo.
         ops = [verify(i, A, 0, 0, 100) for i in range(12)] + [regen(99, 1, (A, B), 0, 100)]
