@@ -9,8 +9,9 @@ The model is one register per slot:
 - verify(k) (POST /verify or a data-plane call with the key) answers valid with slot s iff k is the
   current value of slot s, and invalid iff k is the value of no slot.
 
-A failing history is shrunk (chunks, then single calls, are dropped while it still fails) and
-printed as a short table, so the contradiction is readable.
+A failing history is shrunk (chunks, then single calls, are dropped while it still fails; then
+answers it does not need are forgotten, shown as `-`) and printed as a short table, so the
+contradiction is readable.
 
 With `--nodes N --postgres URL` the same histories are recorded against N rekeyd nodes sharing one
 fresh PostgreSQL database (made on the server URL names, dropped at the end): every call goes to a
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -73,15 +74,22 @@ class Op:
         return f"{self.via or 'verify'}({short(self.arg)}) -> {answer}"
 
 
+def _seen(answer: Optional[str], value: str) -> bool:
+    """Whether an answered key agrees with the model's; `None` is an answer the shrinker forgot."""
+    return answer is None or answer == value
+
+
 def step(state: State, op: Op) -> tuple[bool, State]:
     """The sequential model: whether `op` may take effect in `state`, and the state after it."""
     if op.kind == "list":
-        return op.result == state, state
+        return all(_seen(a, v) for a, v in zip(op.result, state)), state
     if op.kind == "regenerate":
         slot, new = op.arg, op.result
         other = 1 - slot
-        ok = new[other] == state[other] and new[slot] != state[slot]
-        return ok, new
+        ok = _seen(new[other], state[other]) and new[slot] != state[slot]
+        after = list(state)
+        after[slot] = new[slot]
+        return ok, tuple(after)
     if op.kind == "verify":
         if op.result is None:
             return op.arg not in state, state
@@ -186,8 +194,43 @@ def check(ops: list[Op], init: State, budget: int = 2_000_000) -> Verdict:
 
 def shrink(ops: list[Op], init: State) -> list[Op]:
     """A smaller history that still fails: drop chunks, halving their size, then single calls,
-    as long as what is left is still not linearizable (delta debugging)."""
+    as long as what is left is still not linearizable (delta debugging); then forget the keys in
+    answers that the contradiction does not need (a regeneration's other slot, a listKeys slot),
+    which may let more calls go, until nothing more can.
+
+    Forgetting an answer only removes a constraint, so a history that still fails without it
+    failed with it too. It is what keeps a cross-node failure short: every regeneration answers
+    both keys, so without it a shrunk history would keep the whole chain of regenerations that
+    made the other slot's key."""
     current = sorted(ops, key=lambda o: o.invoke)
+    while True:
+        current = _drop_calls(current, init)
+        forgotten = _forget_answers(current, init)
+        if forgotten is None:
+            return current
+        current = forgotten
+
+
+def _forget_answers(ops: list[Op], init: State) -> Optional[list[Op]]:
+    """`ops` with every key answer the failure does not need forgotten, or None if none is."""
+    current, changed = list(ops), False
+    for i, op in enumerate(ops):
+        if op.kind not in ("list", "regenerate"):
+            continue
+        for slot in range(len(SLOTS)):
+            result = current[i].result
+            if result[slot] is None or (op.kind == "regenerate" and slot == op.arg):
+                continue
+            weaker = list(result)
+            weaker[slot] = None
+            candidate = current[:i] + [replace(current[i], result=tuple(weaker))] + current[i + 1 :]
+            if not check(candidate, init).ok:
+                current, changed = candidate, True
+    return current if changed else None
+
+
+def _drop_calls(ops: list[Op], init: State) -> list[Op]:
+    current = ops
     chunk = max(1, len(current) // 2)
     while True:
         i, dropped = 0, False
@@ -209,7 +252,7 @@ def _self_contained(ops: list[Op], init: State) -> bool:
     any failure)."""
     made = set(init) | {op.result[op.arg] for op in ops if op.kind == "regenerate"}
     for op in ops:
-        if op.kind in ("list", "regenerate") and not set(op.result) <= made:
+        if op.kind in ("list", "regenerate") and not set(op.result) - {None} <= made:
             return False
         if op.kind == "verify" and op.result is not None and op.arg not in made:
             return False

@@ -89,6 +89,30 @@ class CheckerTests(unittest.TestCase):
         self.assertIn("node", printed)
         self.assertRegex(printed, r"c1 +n1 .*dataplane\(A…?\) -> valid as key1")
 
+    def test_shrinking_forgets_the_other_slots_keys_instead_of_keeping_their_regenerations(self):
+        D, E = "rkcs_D", "rkcs_E"
+        ops = [
+            regen(0, 1, (A, B), 0, 1),
+            regen(0, 0, (C, B), 2, 3),
+            regen(1, 1, (C, D), 4, 5),
+            listed(2, (C, D), 5.5, 5.8),
+            regen(1, 0, (E, D), 6, 7),
+            verify(2, C, 0, 8, 9),
+        ]
+        self.assertFalse(check(ops, INIT).ok)
+        small = shrink(ops, INIT)
+        self.assertEqual(
+            [(o.kind, o.result) for o in small],
+            [("regenerate", (C, None)), ("regenerate", (E, None)), ("verify", 0)],
+            render(small, INIT, ""),
+        )
+        self.assertIn("key2=-", render(small, INIT, ""))
+
+    def test_a_forgotten_answer_matches_any_key(self):
+        ops = [regen(0, 0, (B, None), 0, 1), listed(1, (None, Y), 2, 3), listed(1, (B, None), 4, 5)]
+        self.assertTrue(check(ops, INIT).ok)
+        self.assertFalse(check(ops + [listed(1, (A, None), 6, 7)], INIT).ok)
+
     def test_wide_concurrency_stays_fast_thanks_to_memoization(self):
         # 12 overlapping reads of the same state and one regeneration: 2^13 orders without memo.
         ops = [verify(i, A, 0, 0, 100) for i in range(12)] + [regen(99, 1, (A, B), 0, 100)]
