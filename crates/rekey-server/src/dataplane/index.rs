@@ -7,11 +7,17 @@
 //!
 //! With several nodes on one database (PostgreSQL) other nodes' changes arrive by notice, and the
 //! index also tracks when it last *confirmed* being current: the start of the last catch-up that
-//! succeeded (everything committed before that moment was in what it read). A data-plane check
-//! trusts the index only while that confirmation is younger than the staleness bound; past it,
-//! the check first catches up from the database itself ([`KeyIndex::confirm`]) or is refused, so a
-//! node cut off from the database never accepts a key revoked more than one bound ago. A single
-//! node (SQLite) has no other writers, needs no confirmation, and pays nothing for it.
+//! succeeded (everything committed before that moment was in what it read). A data-plane check that
+//! arrives at time T trusts the index only if a confirmation started at or after T minus the
+//! staleness bound; otherwise it first catches up from the database itself ([`KeyIndex::confirm`])
+//! or is refused. With the default bound of zero that means every check sees every change committed
+//! before it arrived, on whichever node it was made: a regeneration acknowledged by one node is in
+//! force on all of them (linearizable; checked by `tests/reliability/linearizability.py --nodes`).
+//! Notices only keep that catch-up short; checks waiting at once share one. A positive bound trades
+//! that for fewer round trips: an old key may then be accepted for up to one bound after another
+//! node acknowledged its regeneration (in practice until the notice arrives, a few milliseconds),
+//! and never longer, even on a node cut off from the database. A single node (SQLite) has no other
+//! writers, needs no confirmation, and pays nothing for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -153,30 +159,32 @@ pub struct Found {
 
 /// How current the index is known to be, for a store that other nodes write to.
 struct Freshness {
-    /// How old a confirmation may be and still be trusted.
+    /// How old a confirmation may be, at a check's arrival, and still be trusted for it.
     bound: Duration,
-    /// The origin of the microsecond clock below.
+    /// The origin of the nanosecond clock below.
     origin: Instant,
-    /// When the last successful catch-up started (microseconds since `origin`).
+    /// When the last successful catch-up started (nanoseconds since `origin`).
     confirmed: AtomicU64,
-    /// When the last failed catch-up started (microseconds since `origin`, 0 for never).
+    /// When the last failed catch-up started (nanoseconds since `origin`, 0 for never).
     failed: AtomicU64,
 }
 
 impl Freshness {
-    fn micros(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.origin).as_micros() as u64
+    /// Nanoseconds since `origin`, never 0 (0 means "never"): u64 nanoseconds last 584 years.
+    fn nanos(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.origin).as_nanos() as u64).max(1)
     }
 
-    fn is_current(&self) -> bool {
-        let age = self
-            .micros(Instant::now())
-            .saturating_sub(self.confirmed.load(Ordering::Acquire));
-        age <= self.bound.as_micros() as u64
+    /// Whether the last confirmation vouches for a check that arrived at `arrived`: it started no
+    /// earlier than one bound before, so it read every change committed before `arrived - bound`.
+    /// With a zero bound, only a catch-up that started after the check arrived does.
+    fn covers(&self, arrived: u64) -> bool {
+        let confirmed = self.confirmed.load(Ordering::Acquire);
+        confirmed.saturating_add(self.bound.as_nanos() as u64) >= arrived
     }
 
     fn record(&self, started: Instant, ok: bool) {
-        let at = self.micros(started);
+        let at = self.nanos(started);
         let slot = if ok { &self.confirmed } else { &self.failed };
         slot.fetch_max(at, Ordering::AcqRel);
     }
@@ -223,7 +231,8 @@ impl KeyIndex {
             freshness: max_staleness.map(|bound| Freshness {
                 bound,
                 origin,
-                confirmed: AtomicU64::new(0),
+                // The load itself read everything committed before `origin`.
+                confirmed: AtomicU64::new(1),
                 failed: AtomicU64::new(0),
             }),
         })
@@ -234,25 +243,31 @@ impl KeyIndex {
         self.applied_hint.load(Ordering::Acquire)
     }
 
-    /// Whether the index may be trusted now without asking the store.
+    /// Whether a check arriving now may trust the index without asking the store: always when this
+    /// process is the store's only writer, else only while a confirmation covers it (never with a
+    /// zero bound). The cheap test before [`Self::confirm`].
     pub fn is_current(&self) -> bool {
-        self.freshness.as_ref().is_none_or(Freshness::is_current)
+        self.freshness
+            .as_ref()
+            .is_none_or(|freshness| freshness.covers(freshness.nanos(Instant::now())))
     }
 
-    /// Makes the index current from the store, unless it already is, within the staleness bound.
-    /// Concurrent callers share one catch-up: a caller that waited while another one's attempt
-    /// failed takes that failure as its own answer instead of queueing another attempt.
+    /// Makes sure the index holds every change committed before this call (before it, less the
+    /// staleness bound), catching up from the store if no confirmation vouches for that yet. Call it
+    /// before trusting the index for a check. Concurrent callers share catch-ups: one that started
+    /// after a caller arrived answers for it, and a caller that waited while such an attempt failed
+    /// takes that failure as its own answer instead of queueing another attempt.
     pub async fn confirm(&self) -> Result<(), Stale> {
         let Some(freshness) = &self.freshness else {
             return Ok(());
         };
-        if freshness.is_current() {
+        let arrived = freshness.nanos(Instant::now());
+        if freshness.covers(arrived) {
             return Ok(());
         }
-        let arrived = freshness.micros(Instant::now());
         let attempt = async {
             let mut applied = self.applied.lock().await;
-            if freshness.is_current() {
+            if freshness.covers(arrived) {
                 return Ok(());
             }
             let failed = freshness.failed.load(Ordering::Acquire);
@@ -264,9 +279,9 @@ impl KeyIndex {
                 Stale
             })
         };
-        // A caller waits about one bound at most (a little longer when the bound is tiny, so that a
-        // reachable database can answer at all).
-        let patience = freshness.bound.max(Duration::from_millis(200));
+        // A caller waits about one bound at most, and at least a second, so that a reachable but
+        // busy database can answer (with a zero bound every check waits for it).
+        let patience = freshness.bound.max(Duration::from_secs(1));
         tokio::time::timeout(patience, attempt)
             .await
             .map_err(|_| Stale)?

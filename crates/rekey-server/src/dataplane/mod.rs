@@ -3,7 +3,8 @@
 //! `x-ms-quantum-api-key`, or Cosmos DB's signed `Authorization`), then forwarded to the resource's
 //! upstream or answered by rekeyd itself; and `POST /verify` for applications that check keys
 //! themselves. Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except
-//! when other nodes write to it and the index cannot confirm it is current (see `index`).
+//! when other nodes write to it: then a check first confirms the index holds every change committed
+//! before the check arrived (one round trip, shared by the checks waiting at once; see `index`).
 
 pub mod cosmos;
 pub mod gateway;
@@ -235,8 +236,8 @@ async fn serve(
         return refuse(None, Refusal::Throttled(seconds));
     }
     // Fail closed: a key the index still holds may have been revoked on another node.
-    // The rare paths' futures are boxed: inline they would make every call's future (built and
-    // moved on each request) several times larger.
+    // The confirmation's future is boxed: inline it would make every call's future (built and
+    // moved on each request) several times larger, and on a single node it is never awaited.
     if !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err() {
         // The entry, stale or not, still says which error shape the client expects.
         let provider = Uuid::try_parse(id)
