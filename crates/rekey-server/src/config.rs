@@ -28,10 +28,14 @@ pub struct Config {
     #[arg(long, env = "REKEY_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// With PostgreSQL: how long (milliseconds) a node trusts its key cache after it last confirmed
-    /// the cache is current. Past it, a data-plane check catches up from the database first, or
-    /// answers 503 if the database cannot be reached; an old key is never accepted for longer.
-    #[arg(long, env = "REKEY_MAX_STALENESS_MS", default_value_t = 1000)]
+    /// With PostgreSQL: how stale (milliseconds) a node's key cache may be for a data-plane check.
+    /// 0, the default: every check first confirms the cache holds every change committed before
+    /// the check arrived (one round trip to the database, shared by the checks waiting at once), so
+    /// a key regenerated on any node is refused on every node once the regeneration answers. Above
+    /// 0: a check trusts a confirmation up to that old, saving the round trip, and an old key may be
+    /// accepted for up to that long after another node regenerated it. Either way a check that cannot
+    /// confirm answers 503 rather than trust the cache.
+    #[arg(long, env = "REKEY_MAX_STALENESS_MS", default_value_t = 0)]
     pub max_staleness_ms: u64,
 
     /// File holding the 32-byte master key (hex or base64). Default: master.key in the data

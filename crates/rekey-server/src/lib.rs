@@ -191,11 +191,11 @@ fn spawn_background(
     });
 }
 
-/// With other nodes writing: catches the index up on every change notice (so a key regenerated on
-/// another node is refused here within milliseconds), and re-reads the feed position every quarter
-/// of the staleness bound whether or not notices came (so a lost notice is caught, and the index
-/// keeps confirming it is current). Failures are logged when they start and when they end, not on
-/// every attempt.
+/// With other nodes writing: catches the index up on every change notice, and re-reads the feed
+/// position every quarter of the staleness bound (every 250 ms at most, and with a zero bound) whether
+/// or not notices came, so a lost notice is caught and the index keeps confirming it is current.
+/// With a zero bound each data-plane check confirms for itself; this keeps that catch-up short.
+/// Failures are logged when they start and when they end, not on every attempt.
 fn spawn_follower(
     mut listener: Box<dyn rekey_store::ChangeListener>,
     dataplane: Arc<dataplane::DataPlane>,
@@ -231,10 +231,13 @@ fn spawn_follower(
             }
         }
     });
-    let every = (std::time::Duration::from_millis(config.max_staleness_ms) / 4).clamp(
-        std::time::Duration::from_millis(10),
-        std::time::Duration::from_millis(250),
-    );
+    let every = match config.max_staleness_ms {
+        0 => std::time::Duration::from_millis(250),
+        bound => (std::time::Duration::from_millis(bound) / 4).clamp(
+            std::time::Duration::from_millis(10),
+            std::time::Duration::from_millis(250),
+        ),
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -191,6 +191,62 @@ async fn a_key_regenerated_on_one_node_is_refused_on_the_others() {
     assert_eq!(data_status(&a, &endpoint, old).await, 401, "at once on A");
 }
 
+/// What `/verify` on `node` says of `key`: valid or not.
+async fn verified(node: &TestServer, key: &str) -> bool {
+    let body = serde_json::json!({ "key": key }).to_string();
+    let (status, answer) = node.call(Method::POST, "/verify", Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["valid"] == true
+}
+
+/// The linearizability the multi-node histories of `tests/reliability/linearizability.py --nodes`
+/// check, in its plainest form: no waiting anywhere, each check right after the answer.
+#[tokio::test]
+async fn a_regeneration_is_in_force_on_every_node_as_soon_as_it_answers() {
+    if !have_postgres() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let b = a.join(&[]).await;
+    let c = a.join(&[]).await;
+    let nodes = [&a, &b, &c];
+    let (endpoint, _, keys) = account(&a, "rg", "acct").await;
+    let mut old = keys["key1"].as_str().unwrap().to_string();
+    for node in [&b, &c] {
+        assert_eq!(
+            data_status(node, &endpoint, &old).await,
+            200,
+            "an account is served on every node once its creation answered"
+        );
+    }
+    for round in 0..30 {
+        let writer = round % nodes.len();
+        let (status, regenerated) = nodes[writer].regenerate("rg", "acct", "Key1").await;
+        assert_eq!(status, 200, "{regenerated}");
+        let new = regenerated["key1"].as_str().unwrap().to_string();
+        // The other nodes first: the writer's own index caught up before it answered.
+        for k in 1..=nodes.len() {
+            let reader = (writer + k) % nodes.len();
+            let node = nodes[reader];
+            assert_eq!(
+                data_status(node, &endpoint, &old).await,
+                401,
+                "round {round}: node {reader} accepted the key node {writer} had regenerated"
+            );
+            assert!(
+                !verified(node, &old).await,
+                "round {round}: node {reader} verified the key node {writer} had regenerated"
+            );
+            assert_eq!(
+                data_status(node, &endpoint, &new).await,
+                200,
+                "round {round}: node {reader} refused the key node {writer} had just made"
+            );
+        }
+        old = new;
+    }
+}
+
 #[tokio::test]
 async fn a_change_whose_notice_never_came_is_caught_by_the_sequence_check() {
     if !have_postgres() {
