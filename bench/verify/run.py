@@ -117,12 +117,12 @@ def main() -> None:
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             raise SystemExit(f"{tool} is needed: apt-get install nginx-light wrk")
-    subprocess.run(["cargo", "build", "--release", "--bin", "rekeyd"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "--bin", "rekeyd", "--example", "bench_floor"], cwd=ROOT, check=True)
 
     work = Path(tempfile.mkdtemp(prefix="rekey-bench-"))
     procs: list[subprocess.Popen] = []
     try:
-        port, ng_port, up_port = free_port(), free_port(), free_port()
+        port, ng_port, up_port, floor_port = free_port(), free_port(), free_port(), free_port()
         base = f"http://127.0.0.1:{port}"
         rekeyd = subprocess.Popen(
             [str(ROOT / "target/release/rekeyd"), "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")],
@@ -154,6 +154,9 @@ def main() -> None:
         nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"], stderr=subprocess.DEVNULL)
         procs.append(nginx)
         wait_http(f"http://127.0.0.1:{ng_port}/")
+        floor = subprocess.Popen([str(ROOT / "target/release/examples/bench_floor"), f"127.0.0.1:{floor_port}"])
+        procs.append(floor)
+        wait_http(f"http://127.0.0.1:{floor_port}/")
         wait_http(f"http://127.0.0.1:{up_port}/")
 
         # Proxy mode: the first 100 accounts forward to the plain upstream.
@@ -169,6 +172,7 @@ def main() -> None:
         runs = {
             "rekey": wrk(base, keys_file, args.seconds, args.connections),
             "nginx": wrk(f"http://127.0.0.1:{ng_port}", keys_file, args.seconds, args.connections),
+            "floor": wrk(f"http://127.0.0.1:{floor_port}", keys_file, args.seconds, args.connections),
             "upstream": wrk(f"http://127.0.0.1:{up_port}", direct_file, args.seconds, args.connections),
             "proxy": wrk(base, proxied_file, args.seconds, args.connections),
         }
@@ -185,13 +189,15 @@ def main() -> None:
     for name, r in runs.items():
         if r["non2xx"] or r["errors"]:
             print(f"warning: {name}: {r['non2xx']} non-2xx answers, {r['errors']} socket errors", file=sys.stderr)
-    r, n, u, p = runs["rekey"], runs["nginx"], runs["upstream"], runs["proxy"]
+    r, n, u, p, f = runs["rekey"], runs["nginx"], runs["upstream"], runs["proxy"], runs["floor"]
     table = "\n".join([
         f"| target | req/s | p50 | p99 | non-2xx |",
         f"|---|---:|---:|---:|---:|",
         f"| rekeyd data plane (self-answer, {args.accounts:,} accounts, {2 * args.accounts:,} keys) | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} ms | {r['p99_us'] / 1000:.2f} ms | {r['non2xx']} |",
         f"| nginx `map` of the same keys | {n['rps']:,.0f} | {n['p50_us'] / 1000:.2f} ms | {n['p99_us'] / 1000:.2f} ms | {n['non2xx']} |",
         f"| **ratio rekey / nginx** | **{r['rps'] / n['rps']:.2f}×** | | p99 {r['p99_us'] / max(n['p99_us'], 1):.2f}× | |",
+        f"| rekeyd's HTTP stack answering without any check (`examples/bench_floor`) | {f['rps']:,.0f} | {f['p50_us'] / 1000:.2f} ms | {f['p99_us'] / 1000:.2f} ms | {f['non2xx']} |",
+        f"| ratio floor / nginx; rekey / floor | {f['rps'] / n['rps']:.2f}× | | {r['rps'] / f['rps']:.2f}× | |",
         f"| plain upstream, hit directly | {u['rps']:,.0f} | {u['p50_us'] / 1000:.2f} ms | {u['p99_us'] / 1000:.2f} ms | {u['non2xx']} |",
         f"| rekeyd proxy mode to that upstream | {p['rps']:,.0f} | {p['p50_us'] / 1000:.2f} ms | {p['p99_us'] / 1000:.2f} ms | {p['non2xx']} |",
         f"| **proxy / direct** | **{p['rps'] / u['rps']:.2f}×** | | p99 +{(p['p99_us'] - u['p99_us']) / 1000:.2f} ms | |",

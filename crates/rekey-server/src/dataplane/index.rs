@@ -42,6 +42,8 @@ pub struct EntrySlot {
     /// When the data plane last accepted this key (Unix microseconds), not yet written to the
     /// store; 0 when nothing is pending. An atomic store keeps the request path lock-free.
     pub last_used: AtomicI64,
+    /// The last use taken for the store (Unix microseconds, 0 for none since this entry was made).
+    pub flushed: AtomicI64,
     /// The start of the data plane's self-answer for this slot, up to `"method":` (JSON). It is
     /// the same for every call, so it is rendered once here rather than on each request.
     pub self_answer: Box<[u8]>,
@@ -118,6 +120,7 @@ fn entry_of(indexed: IndexedResource) -> Entry {
                 Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
             }),
             last_used: AtomicI64::new(0),
+            flushed: AtomicI64::new(0),
             self_answer: self_answer_start(&resource_id, s.slot),
         })
         .collect();
@@ -139,7 +142,14 @@ fn pending_uses(entry: &Entry) -> Vec<KeyUse> {
         .slots
         .iter()
         .filter_map(|s| {
-            let micros = s.last_used.swap(0, Ordering::Relaxed);
+            // Most slots have nothing pending: read before writing, so a flush dirties only those.
+            let micros = match s.last_used.load(Ordering::Relaxed) {
+                0 => 0,
+                _ => s.last_used.swap(0, Ordering::Relaxed),
+            };
+            if micros != 0 {
+                s.flushed.store(micros, Ordering::Relaxed);
+            }
             (micros != 0).then(|| KeyUse {
                 resource: entry.internal_id,
                 slot: s.slot.name,
@@ -150,6 +160,9 @@ fn pending_uses(entry: &Entry) -> Vec<KeyUse> {
         })
         .collect()
 }
+
+/// How precisely last uses are kept: a slot's recorded last use is at most this old.
+pub const USE_RESOLUTION_MICROS: i64 = 60_000_000;
 
 /// A key found in the index.
 pub struct Found {
@@ -352,10 +365,18 @@ impl KeyIndex {
         constant_time_eq(&entry.slots[*slot].digest, digest).then_some(Found { entry, slot: *slot })
     }
 
-    /// Notes that `entry`'s slot accepted a request now.
+    /// Notes that `entry`'s slot accepted a request now. A slot in constant use is noted once per
+    /// [`USE_RESOLUTION_MICROS`]: its first use in each such window is what the store gets, so the
+    /// flush writes a row per slot a minute, not a row per slot each flush (with 20,000 keys in
+    /// use, that was 20,000 updates a second).
     pub fn record_use(&self, entry: &Entry, slot: usize) {
         let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
-        entry.slots[slot].last_used.store(now, Ordering::Relaxed);
+        let slot = &entry.slots[slot];
+        if now - slot.flushed.load(Ordering::Relaxed) >= USE_RESOLUTION_MICROS
+            && slot.last_used.load(Ordering::Relaxed) == 0
+        {
+            slot.last_used.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Takes every use noted since the last call, for the store.

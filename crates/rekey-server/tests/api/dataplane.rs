@@ -456,6 +456,18 @@ async fn last_use_is_recorded_per_slot_off_the_request_path() {
         "{last_used}"
     );
     assert!(last_used["key2"].is_null(), "key2 was never used");
+    // Kept to the minute: another use a moment later does not rewrite the slot.
+    assert_eq!(
+        cs_call(&s, &endpoint, keys["key1"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        s.list_keys("rg", "acct").await.1["x-rekey-lastUsed"]["key1"],
+        last_used["key1"]
+    );
     s.regenerate("rg", "acct", "Key1").await;
     assert!(
         s.list_keys("rg", "acct").await.1["x-rekey-lastUsed"]["key1"].is_null(),
