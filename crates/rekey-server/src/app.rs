@@ -324,8 +324,10 @@ pub fn build(
     max_body_bytes: usize,
 ) -> Front {
     let table = route_table();
-    let openapi =
-        Arc::new(serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes"));
+    let mut openapi =
+        serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes");
+    crate::oauth::describe_this_server(&mut openapi, tenant_id, &ctx.public_url);
+    let openapi = Arc::new(openapi);
     // The session cookie is Secure whenever browsers reach rekeyd over HTTPS.
     let sessions = Arc::new(crate::web::session::Sessions::new(
         ctx.public_url.starts_with("https://"),

@@ -8,11 +8,13 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form, Json};
+use axum::{Extension, Json};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use rekey_core::secret::constant_time_eq;
@@ -31,6 +33,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::routes::rules::{self, Rule};
 use crate::routes::{Op, RouteTable};
 
 /// Claims rekey puts in, and requires of, an access token.
@@ -318,14 +321,39 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// The token request's form fields, or why there are none. A body that is not a form is OAuth's
+/// `invalid_request` (as Microsoft's endpoint answers it), in OAuth's error shape rather than
+/// axum's plain-text 415.
+fn token_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
+    let is_form = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(FORM));
+    if !is_form {
+        return Err(format!(
+            "The token request must be a form (Content-Type: {FORM})."
+        ));
+    }
+    serde_urlencoded::from_bytes(body)
+        .map_err(|e| format!("The token request's form cannot be read: {e}."))
+}
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
 async fn token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     if let Some(r) = wrong_tenant(&state, &tenant) {
         return r;
     }
+    let form = match token_form(&headers, &body) {
+        Ok(form) => form,
+        Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
+    };
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -334,12 +362,9 @@ async fn token(
         );
     }
     let audience = state.token_audience();
-    let scope_ok = form.get("scope").is_some_and(|scopes| {
-        scopes.split(' ').any(|s| {
-            s.strip_suffix(".default")
-                .is_some_and(|r| r.trim_end_matches('/') == audience.trim_end_matches('/'))
-        })
-    });
+    let scope_ok = form
+        .get("scope")
+        .is_some_and(|scopes| rules::oauth_scope_rule(&audience).matches(scopes));
     if !scope_ok {
         return oauth_error(
             StatusCode::BAD_REQUEST,
@@ -411,7 +436,144 @@ async fn rotate(
     Ok(Json(json!({ "kid": kid })).into_response())
 }
 
+/// Registers the bodies of the discovery and token routes; returns the names of the OAuth error,
+/// the cloud metadata, the OpenID configuration, the JWKS, the token request and the token.
+fn schemas(table: &mut RouteTable) -> [String; 6] {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    let text = rules::string_schema;
+    let integer = || ObjectBuilder::new().schema_type(Type::Integer);
+    let object = |fields: &[&str]| {
+        let mut o = ObjectBuilder::new();
+        for field in fields {
+            o = o.property(*field, text()).required(*field);
+        }
+        o
+    };
+    let texts = || ArrayBuilder::new().items(text());
+    let error = object(&["error", "error_description"]);
+    let metadata = object(&["name", "portal", "resourceManager"])
+        .property(
+            "authentication",
+            object(&["loginEndpoint", "tenant", "identityProvider"])
+                .property("audiences", texts())
+                .required("audiences"),
+        )
+        .required("authentication")
+        .property("suffixes", ObjectBuilder::new().schema_type(Type::Object))
+        .required("suffixes");
+    let mut configuration = object(&[
+        "issuer",
+        "token_endpoint",
+        "authorization_endpoint",
+        "jwks_uri",
+        "tenant_region_scope",
+    ]);
+    for list in [
+        "response_types_supported",
+        "subject_types_supported",
+        "id_token_signing_alg_values_supported",
+        "token_endpoint_auth_methods_supported",
+        "grant_types_supported",
+    ] {
+        configuration = configuration.property(list, texts()).required(list);
+    }
+    let jwks = ObjectBuilder::new()
+        .property(
+            "keys",
+            ArrayBuilder::new().items(object(&["kty", "crv", "use", "alg", "kid", "x", "y"])),
+        )
+        .required("keys");
+    let request = ObjectBuilder::new()
+        .property(
+            "grant_type",
+            text().enum_values(Some(["client_credentials"])),
+        )
+        .required("grant_type")
+        .property(
+            "scope",
+            text().description(Some(
+                "Space-separated scopes, one of them this server's `{resourceManager}.default`.",
+            )),
+        )
+        .required("scope")
+        .property(
+            "client_id",
+            text().description(Some("A principal id; without it the answer is 401.")),
+        )
+        .property(
+            "client_secret",
+            text().description(Some(
+                "The principal's service token; without it the answer is 401.",
+            )),
+        );
+    let token = object(&["token_type", "access_token"])
+        .property("expires_in", integer())
+        .required("expires_in")
+        .property("ext_expires_in", integer())
+        .required("ext_expires_in");
+    let names = [
+        "OAuthError",
+        "CloudMetadata",
+        "OpenIdConfiguration",
+        "Jwks",
+        "OAuthTokenRequest",
+        "OAuthToken",
+    ];
+    let built = [error, metadata, configuration, jwks, request, token];
+    table.schemas(
+        names
+            .iter()
+            .zip(built)
+            .map(|(name, schema)| (name.to_string(), schema.build().into()))
+            .collect(),
+    );
+    names.map(String::from)
+}
+
+/// States in `/openapi.json` what only the running server knows: the one tenant id its OAuth and
+/// OpenID routes serve, and the scope its token endpoint grants (`{public_url}/.default`).
+pub fn describe_this_server(doc: &mut serde_json::Value, tenant: Uuid, public_url: &str) {
+    let tenant_schema =
+        serde_json::to_value(tenant_rule_schema(tenant)).expect("a schema serializes");
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/{tenantId}/") {
+                continue;
+            }
+            let operations = item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut());
+            for operation in operations {
+                let parameters = operation["parameters"].as_array_mut().into_iter().flatten();
+                for parameter in parameters.filter(|p| p["name"] == "tenantId") {
+                    parameter["schema"] = tenant_schema.clone();
+                }
+            }
+        }
+    }
+    let scope = &mut doc["components"]["schemas"]["OAuthTokenRequest"]["properties"]["scope"];
+    if scope.is_object() {
+        scope["pattern"] = rules::oauth_scope_rule(&format!("{public_url}/"))
+            .pattern()
+            .into();
+    }
+}
+
+fn tenant_rule_schema(tenant: Uuid) -> utoipa::openapi::Schema {
+    let rule: Rule = rules::tenant_rule(tenant);
+    rule.schema()
+        .description(Some("This rekey's tenant id (bootstrap.json `tenantId`)."))
+        .build()
+        .into()
+}
+
 pub fn register(table: &mut RouteTable) {
+    let [error, metadata, configuration, keys, request, token_answer] = schemas(table);
+    let rotated = signing_key_schema(table);
+    // Which tenant is this server's is known only when it runs (see `describe_this_server`).
+    let tenant = rules::GUID.param_rule();
+    let wrong_tenant = "Not this rekey's tenant (`invalid_tenant`)";
     table.route(
         Method::GET,
         "/metadata/endpoints",
@@ -419,17 +581,16 @@ pub fn register(table: &mut RouteTable) {
             "Metadata_Endpoints",
             "Cloud discovery for `az cloud register --endpoint-resource-manager`.",
         )
-        .response(200, "This cloud's endpoints", None),
+        .response(200, "This cloud's endpoints", Some(metadata)),
         get(metadata_endpoints),
     );
     table.route(
         Method::GET,
         "/{tenantId}/v2.0/.well-known/openid-configuration",
-        Op::public("OpenId_Configuration", "OpenID discovery for the tenant.").response(
-            200,
-            "The configuration",
-            None,
-        ),
+        Op::public("OpenId_Configuration", "OpenID discovery for the tenant.")
+            .path_rule("tenantId", tenant)
+            .response(200, "The configuration", Some(configuration))
+            .response(400, wrong_tenant, Some(error.clone())),
         get(openid_configuration),
     );
     table.route(
@@ -439,7 +600,9 @@ pub fn register(table: &mut RouteTable) {
             "OpenId_Keys",
             "The public keys that verify rekey's access tokens (JWKS).",
         )
-        .response(200, "JWKS", None),
+        .path_rule("tenantId", tenant)
+        .response(200, "JWKS", Some(keys))
+        .response(400, wrong_tenant, Some(error.clone())),
         get(jwks),
     );
     table.route(
@@ -449,9 +612,24 @@ pub fn register(table: &mut RouteTable) {
             "OAuth_Token",
             "OAuth 2.0 client credentials: client_id = principal id, client_secret = its token.",
         )
-        .response(200, "An access token (JWT)", None)
-        .response(400, "OAuth error", None)
-        .response(401, "invalid_client", None),
+        .path_rule("tenantId", tenant)
+        .body_as(FORM, request, true)
+        .response(200, "An access token (JWT)", Some(token_answer))
+        .response(
+            400,
+            "`invalid_tenant`, `invalid_request` (not a form), `unsupported_grant_type` or `invalid_scope`",
+            Some(error.clone()),
+        )
+        .response(
+            401,
+            "`invalid_client`: no such principal, or not its token",
+            Some(error),
+        )
+        .response(
+            503,
+            "The store did not answer",
+            Some("ErrorResponse".into()),
+        ),
         post(token),
     );
     table.route(
@@ -461,9 +639,20 @@ pub fn register(table: &mut RouteTable) {
             "SigningKeys_Rotate",
             "Makes a new token-signing key; older tokens stay valid until they expire.",
         )
-        .response(200, "The new key id", None),
+        .response(200, "The new key id", Some(rotated)),
         post(rotate),
     );
+}
+
+/// Registers the answer of a signing-key rotation and returns its name.
+fn signing_key_schema(table: &mut RouteTable) -> String {
+    let schema = utoipa::openapi::ObjectBuilder::new()
+        .property("kid", rules::string_schema())
+        .required("kid")
+        .build();
+    let name = "SigningKeyRotated".to_string();
+    table.schemas(vec![(name.clone(), schema.into())]);
+    name
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -24,10 +24,14 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use super::rules;
+use super::{object_body, ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
 use crate::app::AppState;
 use crate::authz::{self, Caller};
 use crate::error::ApiError;
+
+/// The activity log's only api-version.
+static ACTIVITY_LOG_API_VERSIONS: &[&str] = &["2015-04-01"];
 
 /// api-versions of `Microsoft.Authorization` that rekey accepts.
 pub static AUTHORIZATION_API_VERSIONS: &[&str] = &[
@@ -139,7 +143,7 @@ fn render_assignment(a: &RoleAssignment) -> WireAssignment {
 }
 
 fn assignment_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| {
+    rules::parse_guid(raw).ok_or_else(|| {
         bad(
             "InvalidRoleAssignmentId",
             format!("The role assignment ID '{raw}' is not valid: it must be a GUID."),
@@ -170,20 +174,17 @@ async fn put_assignment(
             .unwrap_or_default(),
     )?;
     let audit = state.authorize(&caller, ASSIGNMENT_WRITE, &scope).await?;
-    let body: RoleAssignmentCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
-        bad(
-            "InvalidRequestContent",
-            format!("The request content is invalid: {e}."),
-        )
-    })?;
+    let body: RoleAssignmentCreate = object_body(&body)?;
     let raw_role = body
         .properties
         .role_definition_id
         .rsplit('/')
         .next()
         .unwrap_or_default();
-    let role = Uuid::parse_str(raw_role)
-        .ok()
+    let role = rules::ROLE_DEFINITION_ID
+        .matches(&body.properties.role_definition_id)
+        .then(|| Uuid::parse_str(raw_role).ok())
+        .flatten()
         .and_then(|id| authz::role(&id))
         .ok_or_else(|| {
             bad(
@@ -191,7 +192,7 @@ async fn put_assignment(
                 format!("The specified role definition with ID '{raw_role}' does not exist."),
             )
         })?;
-    let principal_id = Uuid::parse_str(&body.properties.principal_id).map_err(|_| {
+    let principal_id = rules::parse_guid(&body.properties.principal_id).ok_or_else(|| {
         bad(
             "InvalidPrincipalId",
             "properties.principalId must be the GUID of a principal.",
@@ -339,7 +340,7 @@ async fn list_definitions(
     State(state): State<AppState>,
     version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
-    Query(query): Query<HashMap<String, String>>,
+    ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
     version.check(AUTHORIZATION_API_VERSIONS)?;
     let sub = SubscriptionId::parse(&sub)?;
@@ -373,24 +374,17 @@ async fn get_definition(
     Ok(Json(render_definition(sub.as_str(), found)).into_response())
 }
 
-/// `90s`, `30m`, `12h`, `7d`.
+/// `90s`, `30m`, `12h`, `7d`: see [`rules::EXPIRES_IN`].
 fn parse_duration(raw: &str) -> Option<time::Duration> {
-    let raw = raw.trim();
-    // Split before the last character, wherever its byte boundary is (`5é` must not panic).
-    let (last, _) = raw.char_indices().last()?;
-    let (number, unit) = raw.split_at(last);
-    let n: i64 = number
-        .parse()
-        .ok()
-        .filter(|n| *n > 0 && *n <= 3650 * 86_400)?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        _ => return None,
-    };
-    (seconds <= 3650 * 86_400).then(|| time::Duration::seconds(seconds))
+    if !rules::EXPIRES_IN.matches(raw) {
+        return None;
+    }
+    let (last, unit) = raw.char_indices().last()?;
+    let n: u64 = raw[..last].parse().ok()?;
+    let (_, unit_seconds) = rules::LIFETIME_UNITS.iter().find(|(u, _)| *u == unit)?;
+    let seconds = n.checked_mul(*unit_seconds)?;
+    let seconds = i64::try_from(seconds).ok()?;
+    Some(time::Duration::seconds(seconds))
 }
 
 async fn create_token(
@@ -404,21 +398,20 @@ async fn create_token(
             .authorize(&caller, "Rekey/tokens/write", "/rekey/tokens")
             .await?;
     }
-    let body: TokenCreate = serde_json::from_value(json_body(&body)?).map_err(|e| {
-        bad(
-            "InvalidRequestContent",
-            format!("The request content is invalid: {e}."),
-        )
-    })?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(bad("InvalidParameter", "name must be 1 to 100 characters."));
+    let body: TokenCreate = object_body(&body)?;
+    if !rules::TOKEN_NAME.matches(&body.name) {
+        return Err(bad(
+            "InvalidParameter",
+            "name must be 1 to 100 characters, not all white space, with no control characters.",
+        ));
     }
+    // Surrounding white space is not part of the name.
+    let name = body.name.trim();
     let now = OffsetDateTime::now_utc();
     let expires_at = match body.expires_in.as_deref() {
         None => None,
         Some(raw) => Some(now + parse_duration(raw).ok_or_else(|| {
-            bad("InvalidParameter", format!("expiresIn must look like 90s, 30m, 12h or 7d (up to 3650d); got \"{raw}\"."))
+            bad("InvalidParameter", format!("expiresIn must be a whole number of s, m, h or d without leading zeros, like 90s, 30m, 12h or 7d, from 1s up to 3650d; got \"{raw}\"."))
         })?),
     };
     let token = crate::bootstrap::new_token();
@@ -512,9 +505,9 @@ async fn activity_log(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ArmPath(sub): ArmPath<String>,
-    Query(query): Query<HashMap<String, String>>,
+    ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
-    ApiVersion::from_query(&query).check(&["2015-04-01"])?;
+    ApiVersion::from_query(&query).check(ACTIVITY_LOG_API_VERSIONS)?;
     let sub = SubscriptionId::parse(&sub)?;
     let scope = format!("/subscriptions/{sub}");
     state
@@ -522,16 +515,13 @@ async fn activity_log(
         .await?;
     let since = match query.get("$filter") {
         Some(filter) => {
-            let raw = filter
-                .split(" and ")
-                .find_map(|part| part.trim().strip_prefix("eventTimestamp ge "))
-                .map(|v| v.trim().trim_matches('\''))
-                .ok_or_else(|| {
-                    bad(
-                        "BadRequest",
-                        "$filter must include eventTimestamp ge '<RFC 3339 time>'.",
-                    )
-                })?;
+            let captures = rules::ACTIVITY_LOG_FILTER.captures(filter).ok_or_else(|| {
+                bad(
+                    "BadRequest",
+                    "$filter must include eventTimestamp ge '<RFC 3339 date and time>', such as eventTimestamp ge '2026-01-01T00:00:00Z'.",
+                )
+            })?;
+            let raw = &captures["since"];
             OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(
                 |_| {
                     bad(
@@ -607,6 +597,74 @@ async fn verify_audit(
     Ok(Json(answer).into_response())
 }
 
+/// Registers the schema of one activity-log event (Azure Monitor's `EventData`, the fields rekey
+/// fills) and returns its name.
+fn event_schema(table: &mut RouteTable) -> String {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let localizable = || {
+        ObjectBuilder::new()
+            .property("value", text())
+            .property("localizedValue", text())
+            .required("value")
+            .required("localizedValue")
+    };
+    let mut event = ObjectBuilder::new()
+        .property(
+            "authorization",
+            ObjectBuilder::new()
+                .property("action", text())
+                .property("scope", text())
+                .required("action")
+                .required("scope"),
+        )
+        .property(
+            "level",
+            text().enum_values(Some(["Informational", "Warning", "Error"])),
+        )
+        .property(
+            "httpRequest",
+            ObjectBuilder::new()
+                .property("clientIpAddress", text())
+                .required("clientIpAddress"),
+        );
+    for field in [
+        "caller",
+        "channels",
+        "correlationId",
+        "eventDataId",
+        "eventTimestamp",
+        "submissionTimestamp",
+        "id",
+        "operationId",
+        "resourceId",
+        "subscriptionId",
+        "tenantId",
+    ] {
+        event = event.property(field, text());
+    }
+    for field in ["eventName", "category", "operationName", "status"] {
+        event = event.property(field, localizable());
+    }
+    for field in [
+        "authorization",
+        "caller",
+        "eventDataId",
+        "eventTimestamp",
+        "id",
+        "level",
+        "operationName",
+        "resourceId",
+        "status",
+        "subscriptionId",
+    ] {
+        event = event.required(field);
+    }
+    let name = "EventData".to_string();
+    table.schemas(vec![(name.clone(), event.build().into())]);
+    name
+}
+
 pub fn register(table: &mut RouteTable) {
     let mut schemas = Vec::new();
     let assignment = schema_of::<WireAssignment>(&mut schemas);
@@ -614,8 +672,50 @@ pub fn register(table: &mut RouteTable) {
     let definition = schema_of::<RoleDefinition>(&mut schemas);
     let token_body = schema_of::<TokenCreate>(&mut schemas);
     let token = schema_of::<TokenCreated>(&mut schemas);
+    let token_info = schema_of::<TokenInfo>(&mut schemas);
     let verification = schema_of::<AuditVerification>(&mut schemas);
     table.schemas(schemas);
+    // The rules the handlers check that the wire types cannot state.
+    table.refine(
+        "RoleAssignmentCreateProperties",
+        "roleDefinitionId",
+        rules::ROLE_DEFINITION_ID.schema().description(Some(
+            "A built-in role: its role definition id, or the id's last segment (the role's GUID).",
+        )),
+    );
+    table.refine(
+        "RoleAssignmentCreateProperties",
+        "principalId",
+        rules::GUID.schema().description(Some(
+            "The principal (a token's principalId); one that does not exist is answered 400 PrincipalNotFound.",
+        )),
+    );
+    table.refine(
+        &token_body,
+        "name",
+        rules::TOKEN_NAME
+            .schema()
+            .description(Some("Surrounding white space is dropped.")),
+    );
+    table.refine(
+        &token_body,
+        "expiresIn",
+        rules::EXPIRES_IN
+            .schema()
+            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                utoipa::openapi::Type::String,
+                utoipa::openapi::Type::Null,
+            ]))
+            .description(Some(
+                "`90s`, `30m`, `12h` or `7d`, up to ten years (3650d); without it the token does not expire.",
+            )),
+    );
+    let assignments = table.list_schema(&assignment);
+    let definitions = table.list_schema(&definition);
+    let tokens = table.list_schema(&token_info);
+    let event = event_schema(table);
+    let events = table.list_schema(&event);
+    let guid = rules::GUID.param_rule();
 
     let sub = "/subscriptions/{subscriptionId}";
     let group = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}";
@@ -640,13 +740,21 @@ pub fn register(table: &mut RouteTable) {
     for (prefix, level, tag) in levels {
         let base = format!("{prefix}/providers/Microsoft.Authorization/roleAssignments");
         let one = format!("{base}/{{roleAssignmentName}}");
+        let arm = |id: String, summary: &str| {
+            let op = Op::arm(id, summary).versions(AUTHORIZATION_API_VERSIONS);
+            match level {
+                Level::Resource(provider) => op.param(provider.name_param, &provider.name_rule),
+                _ => op,
+            }
+        };
         table.route(
             Method::PUT,
             &one,
-            Op::arm(
+            arm(
                 format!("RoleAssignments_CreateAt{tag}"),
                 "Assigns a role to a principal at this scope.",
             )
+            .path_rule("roleAssignmentName", guid)
             .body(create.clone(), true)
             .response(200, "Updated", Some(assignment.clone()))
             .response(201, "Created", Some(assignment.clone())),
@@ -657,20 +765,22 @@ pub fn register(table: &mut RouteTable) {
         table.route(
             Method::GET,
             &one,
-            Op::arm(
+            arm(
                 format!("RoleAssignments_GetAt{tag}"),
                 "Gets a role assignment.",
             )
+            .path_rule("roleAssignmentName", guid)
             .response(200, "The assignment", Some(assignment.clone())),
             get(move |State(s), Extension(c), v, ArmPath(p)| get_assignment(level, s, c, v, p)),
         );
         table.route(
             Method::DELETE,
             &one,
-            Op::arm(
+            arm(
                 format!("RoleAssignments_DeleteAt{tag}"),
                 "Deletes a role assignment.",
             )
+            .path_rule("roleAssignmentName", guid)
             .response(200, "Deleted", Some(assignment.clone()))
             .response(204, "Did not exist", None),
             delete(move |State(s), Extension(c), v, ArmPath(p)| {
@@ -680,12 +790,18 @@ pub fn register(table: &mut RouteTable) {
         table.route(
             Method::GET,
             &base,
-            Op::arm(
+            arm(
                 format!("RoleAssignments_ListFor{tag}"),
                 "Lists role assignments at, above and below this scope.",
             )
-            .response(200, "The assignments", None),
-            get(move |State(s), Extension(c), v, ArmPath(p), Query(q)| {
+            .query(
+                "$filter",
+                false,
+                "`principalId eq '{id}'` lists only that principal's assignments; any other filter lists them all.",
+                rules::string_schema(),
+            )
+            .response(200, "The assignments", Some(assignments.clone())),
+            get(move |State(s), Extension(c), v, ArmPath(p), ArmQuery(q)| {
                 list_assignments(level, s, c, v, p, q)
             }),
         );
@@ -693,17 +809,23 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleDefinitions",
-        Op::arm(
-            "RoleDefinitions_List",
-            "Lists the built-in roles; `$filter=roleName eq 'Reader'` picks one.",
-        )
-        .response(200, "The roles", None),
+        Op::arm("RoleDefinitions_List", "Lists the built-in roles.")
+            .versions(AUTHORIZATION_API_VERSIONS)
+            .query(
+                "$filter",
+                false,
+                "`roleName eq '{name}'` picks one role (any letter case); any other filter lists them all.",
+                rules::string_schema(),
+            )
+            .response(200, "The roles", Some(definitions)),
         get(list_definitions),
     );
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/{roleDefinitionId}",
-        Op::arm("RoleDefinitions_Get", "Gets a built-in role.").response(200, "The role", Some(definition)),
+        Op::arm("RoleDefinitions_Get", "Gets a built-in role.")
+            .versions(AUTHORIZATION_API_VERSIONS)
+            .response(200, "The role", Some(definition)),
         get(get_definition),
     );
     table.route(
@@ -724,14 +846,17 @@ pub fn register(table: &mut RouteTable) {
             "Tokens_List",
             "Lists the tokens the caller made (all, for the bootstrap owner).",
         )
-        .response(200, "The tokens", None),
+        .response(200, "The tokens", Some(tokens)),
         get(list_tokens),
     );
     table.route(
         Method::DELETE,
         "/rekey/tokens/{principalId}",
-        Op::authenticated("Tokens_Revoke", "Revokes a token at once.")
-            .response(200, "Revoked", None),
+        Op::authenticated("Tokens_Revoke", "Revokes a token at once.").response(
+            200,
+            "Revoked (or already revoked)",
+            None,
+        ),
         delete(revoke_token),
     );
     table.route(
@@ -739,9 +864,16 @@ pub fn register(table: &mut RouteTable) {
         "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values",
         Op::arm(
             "ActivityLogs_List",
-            "The audit log in Azure's activity-log shape; `$filter=eventTimestamp ge '…'`.",
+            "The audit log in Azure's activity-log shape, newest first.",
         )
-        .response(200, "The events", None),
+        .versions(ACTIVITY_LOG_API_VERSIONS)
+        .query(
+            "$filter",
+            false,
+            "OData clauses joined by ` and `, one of them `eventTimestamp ge '<RFC 3339 time>'`: events from then on. Without it, the last 90 days.",
+            rules::ACTIVITY_LOG_FILTER.schema(),
+        )
+        .response(200, "The events", Some(events)),
         get(activity_log),
     );
     table.route(

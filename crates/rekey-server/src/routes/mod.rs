@@ -6,6 +6,7 @@
 pub mod access;
 pub mod resource_groups;
 pub mod resources;
+pub mod rules;
 pub mod subscriptions;
 
 use std::collections::HashMap;
@@ -19,11 +20,13 @@ use axum::Router;
 use rekey_api::mapping::NamedSchemas;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, Ref, Required, ResponseBuilder, Type,
+    ContentBuilder, ObjectBuilder, OpenApi, OpenApiBuilder, Ref, RefOr, Required, ResponseBuilder,
+    Schema, Type,
 };
 
 use crate::app::AppState;
@@ -33,18 +36,40 @@ use crate::error::ApiError;
 pub struct Op {
     pub id: String,
     pub summary: String,
-    /// Request body schema name, if the operation takes one (`required` says whether it must).
-    pub body: Option<(String, bool)>,
-    /// Status, description, body schema name.
-    pub responses: Vec<(u16, &'static str, Option<String>)>,
+    /// Request body: each content type it may come in with its schema name, and whether it must.
+    body: Vec<(&'static str, String)>,
+    body_required: bool,
+    /// The answers, in the order documented.
+    responses: Vec<Answer>,
     /// ARM operations take `api-version`.
     pub api_version: bool,
     /// The api-versions the operation accepts, documented as the parameter's enum.
     pub api_versions: &'static [&'static str],
     /// Patterns of path parameters beyond the common ones (the resource name's naming rule).
     pub params: Vec<(&'static str, ParamRule)>,
+    /// Query, header and cookie parameters.
+    extra_params: Vec<Param>,
     /// Operations that need a bearer token.
     pub auth: bool,
+}
+
+/// A documented query, header or cookie parameter.
+struct Param {
+    name: &'static str,
+    location: ParameterIn,
+    required: bool,
+    description: String,
+    schema: RefOr<Schema>,
+}
+
+/// One documented answer: status, description, body and headers.
+struct Answer {
+    status: u16,
+    description: &'static str,
+    /// Content type and schema.
+    content: Option<(String, RefOr<Schema>)>,
+    /// Headers the answer always carries: name and description.
+    headers: Vec<(&'static str, &'static str)>,
 }
 
 /// The documented shape of a string path parameter.
@@ -75,11 +100,13 @@ impl Op {
         Self {
             id: id.into(),
             summary: summary.into(),
-            body: None,
+            body: Vec::new(),
+            body_required: false,
             responses: Vec::new(),
             api_version: true,
             api_versions: &[],
             params: Vec::new(),
+            extra_params: Vec::new(),
             auth: true,
         }
     }
@@ -103,6 +130,12 @@ impl Op {
         self
     }
 
+    /// Documents the shape of a path parameter.
+    pub fn path_rule(mut self, name: &'static str, rule: ParamRule) -> Self {
+        self.params.push((name, rule));
+        self
+    }
+
     /// Needs a bearer token but no `api-version` (rekey's own routes such as `/verify`).
     pub fn authenticated(id: impl Into<String>, summary: impl Into<String>) -> Self {
         Self {
@@ -119,18 +152,126 @@ impl Op {
         }
     }
 
-    pub fn body(mut self, schema: impl Into<String>, required: bool) -> Self {
-        self.body = Some((schema.into(), required));
+    /// A JSON request body of the component `schema`.
+    pub fn body(self, schema: impl Into<String>, required: bool) -> Self {
+        self.body_as("application/json", schema, required)
+    }
+
+    /// A request body in `content_type` (call once per content type the operation reads).
+    pub fn body_as(
+        mut self,
+        content_type: &'static str,
+        schema: impl Into<String>,
+        required: bool,
+    ) -> Self {
+        self.body.push((content_type, schema.into()));
+        self.body_required = required;
         self
     }
 
+    /// An answer; `schema` names a JSON component, or [`TEXT`] for a plain-text body.
     pub fn response(
         mut self,
         status: u16,
         description: &'static str,
         schema: Option<String>,
     ) -> Self {
-        self.responses.push((status, description, schema));
+        let content = schema.map(|schema| match schema.as_str() {
+            TEXT => (TEXT.to_string(), string_schema().build().into()),
+            name => (
+                "application/json".to_string(),
+                Ref::from_schema_name(name).into(),
+            ),
+        });
+        self.responses.push(Answer {
+            status,
+            description,
+            content,
+            headers: Vec::new(),
+        });
+        self
+    }
+
+    /// An answer whose body is text of `content_type` (a page, a script, a stylesheet).
+    pub fn response_text(
+        mut self,
+        status: u16,
+        description: &'static str,
+        content_type: &str,
+    ) -> Self {
+        self.responses.push(Answer {
+            status,
+            description,
+            content: Some((content_type.to_string(), string_schema().build().into())),
+            headers: Vec::new(),
+        });
+        self
+    }
+
+    /// A header the answer with `status` (documented before) always carries.
+    pub fn response_header(
+        mut self,
+        status: u16,
+        name: &'static str,
+        description: &'static str,
+    ) -> Self {
+        self.responses
+            .iter_mut()
+            .find(|a| a.status == status)
+            .unwrap_or_else(|| panic!("{}: no {status} answer to add {name} to", self.id))
+            .headers
+            .push((name, description));
+        self
+    }
+
+    /// A query parameter.
+    pub fn query(
+        self,
+        name: &'static str,
+        required: bool,
+        description: impl Into<String>,
+        schema: impl Into<RefOr<Schema>>,
+    ) -> Self {
+        self.extra_param(ParameterIn::Query, name, required, description, schema)
+    }
+
+    /// A request header.
+    pub fn header(
+        self,
+        name: &'static str,
+        required: bool,
+        description: impl Into<String>,
+        schema: impl Into<RefOr<Schema>>,
+    ) -> Self {
+        self.extra_param(ParameterIn::Header, name, required, description, schema)
+    }
+
+    /// A cookie.
+    pub fn cookie(
+        self,
+        name: &'static str,
+        required: bool,
+        description: impl Into<String>,
+        schema: impl Into<RefOr<Schema>>,
+    ) -> Self {
+        self.extra_param(ParameterIn::Cookie, name, required, description, schema)
+    }
+
+    fn extra_param(
+        mut self,
+        location: ParameterIn,
+        name: &'static str,
+        required: bool,
+        description: impl Into<String>,
+        schema: impl Into<RefOr<Schema>>,
+    ) -> Self {
+        self.extra_params.push(Param {
+            name,
+            location,
+            required,
+            description: description.into(),
+            schema: schema.into(),
+        });
         self
     }
 }
@@ -143,30 +284,19 @@ pub struct RouteTable {
     pub openapi: OpenApi,
 }
 
-fn string_schema() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String)
-}
-
 fn json_content(schema: &str) -> utoipa::openapi::Content {
     ContentBuilder::new()
         .schema(Some(Ref::from_schema_name(schema)))
         .build()
 }
 
-fn text_content() -> utoipa::openapi::Content {
-    ContentBuilder::new().schema(Some(string_schema())).build()
-}
-
-/// Where a response's body schema is a component (`name`) or plain text.
-fn response_content(schema: &str) -> (&'static str, utoipa::openapi::Content) {
-    match schema {
-        TEXT => ("text/plain", text_content()),
-        name => ("application/json", json_content(name)),
-    }
-}
-
 /// A response "schema" naming a plain-text body rather than a JSON component.
 pub const TEXT: &str = "text/plain";
+
+/// A string schema: the start of most parameter schemas.
+pub fn string_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
 
 fn param_schema(rule: Option<ParamRule>) -> ObjectBuilder {
     match rule {
@@ -223,6 +353,24 @@ impl RouteTable {
                 );
             }
             components.schemas.insert(name, schema);
+        }
+    }
+
+    /// Replaces the schema of `property` in the registered object schema `component`: for rules a
+    /// wire type cannot state itself (the patterns of [`rules`], owned by this crate).
+    pub fn refine(&mut self, component: &str, property: &str, schema: impl Into<RefOr<Schema>>) {
+        let components = self.openapi.components.get_or_insert_with(Default::default);
+        match components.schemas.get_mut(component) {
+            Some(RefOr::T(Schema::Object(object))) => {
+                assert!(
+                    object.properties.contains_key(property),
+                    "{component} has no property {property}"
+                );
+                object
+                    .properties
+                    .insert(property.to_string(), schema.into());
+            }
+            _ => panic!("{component} is not a registered object schema"),
         }
     }
 
@@ -302,25 +450,50 @@ impl RouteTable {
                     .schema(Some(schema)),
             );
         }
-        if let Some((schema, required)) = op.body {
-            builder = builder.request_body(Some(
-                RequestBodyBuilder::new()
-                    .content("application/json", json_content(&schema))
-                    .required(Some(if required {
-                        Required::True
-                    } else {
-                        Required::False
-                    }))
-                    .build(),
-            ));
-        }
-        for (status, description, schema) in op.responses {
-            let mut response = ResponseBuilder::new().description(description);
-            if let Some(schema) = schema {
-                let (content_type, content) = response_content(&schema);
-                response = response.content(content_type, content);
+        for param in op.extra_params {
+            let mut parameter = ParameterBuilder::new()
+                .name(param.name)
+                .parameter_in(param.location)
+                .required(if param.required {
+                    Required::True
+                } else {
+                    Required::False
+                })
+                .schema(Some(param.schema));
+            if !param.description.is_empty() {
+                parameter = parameter.description(Some(param.description));
             }
-            builder = builder.response(status.to_string(), response);
+            builder = builder.parameter(parameter);
+        }
+        if !op.body.is_empty() {
+            let mut body = RequestBodyBuilder::new().required(Some(if op.body_required {
+                Required::True
+            } else {
+                Required::False
+            }));
+            for (content_type, schema) in &op.body {
+                body = body.content(*content_type, json_content(schema));
+            }
+            builder = builder.request_body(Some(body.build()));
+        }
+        for answer in op.responses {
+            let mut response = ResponseBuilder::new().description(answer.description);
+            if let Some((content_type, schema)) = answer.content {
+                response = response.content(
+                    content_type,
+                    ContentBuilder::new().schema(Some(schema)).build(),
+                );
+            }
+            for (name, description) in answer.headers {
+                response = response.header(
+                    name,
+                    HeaderBuilder::new()
+                        .schema(string_schema())
+                        .description(Some(description))
+                        .build(),
+                );
+            }
+            builder = builder.response(answer.status.to_string(), response);
         }
         let http_method = match method {
             Method::GET => HttpMethod::Get,
@@ -351,6 +524,25 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ArmPath
                 ApiError::bad_request(
                     "InvalidRequestFormat",
                     format!("The request path is invalid: {e}."),
+                )
+            })
+    }
+}
+
+/// The query string as a map, with a malformed one (say, percent-encoded bytes that are not UTF-8)
+/// answered as an ARM 400 instead of axum's plain text.
+pub struct ArmQuery(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ArmQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
+            .map(|Query(q)| ArmQuery(q))
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "InvalidRequestFormat",
+                    format!("The query string is invalid: {e}."),
                 )
             })
     }

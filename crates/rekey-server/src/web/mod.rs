@@ -8,11 +8,10 @@
 
 pub mod session;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
     SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -32,7 +31,8 @@ use time::OffsetDateTime;
 use crate::app::{AppState, RequestId};
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::routes::{Op, RouteTable};
+use crate::routes::rules;
+use crate::routes::{ArmQuery, Op, RouteTable};
 use session::Session;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -204,7 +204,13 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Resp
     let parsed: Result<SignIn, String> = if is_form {
         serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
     } else {
-        serde_json::from_value(crate::routes::json_body(&body)?).map_err(|e| e.to_string())
+        // An object, as for every JSON body: serde would also read `["rkt_…"]` as the struct.
+        let value = crate::routes::json_body(&body)?;
+        if value.is_object() {
+            serde_json::from_value(value).map_err(|e| e.to_string())
+        } else {
+            Err("the body is not a JSON object".to_string())
+        }
     };
     let token = parsed
         .map_err(|e| {
@@ -299,88 +305,166 @@ async fn sign_out(State(state): State<AppState>, request: Request) -> Result<Res
         .into_response())
 }
 
-/// The longest scope and the most actions one permissions question may name.
-const MAX_SCOPE_LEN: usize = 2048;
-const MAX_ACTIONS: usize = 32;
-
 /// `GET /rekey/permissions?scope=…&actions=a,b`: whether the caller's roles allow each action on the
 /// scope. It speaks only of the caller's own rights, so it needs no right of its own, and it says
-/// nothing about whether the scope exists.
+/// nothing about whether the scope exists. The rules of both parameters are in [`rules`].
 async fn permissions(
     Extension(caller): Extension<Caller>,
-    Query(query): Query<HashMap<String, String>>,
+    ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
     let scope = query
         .get("scope")
         .map(String::as_str)
-        .filter(|s| s.starts_with('/') && s.len() <= MAX_SCOPE_LEN)
+        .filter(|s| rules::PERMISSION_SCOPE.matches(s))
         .ok_or_else(|| {
             ApiError::bad_request(
                 "InvalidParameter",
-                format!("scope must be a resource id starting with '/', up to {MAX_SCOPE_LEN} characters."),
+                "scope must be a resource id starting with '/', up to 2048 characters.",
             )
         })?;
-    let actions: Vec<&str> = query
+    let actions = query
         .get("actions")
-        .map(|a| {
-            a.split(',')
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if actions.is_empty() || actions.len() > MAX_ACTIONS || actions.iter().any(|a| a.len() > 256) {
-        return Err(ApiError::bad_request(
-            "InvalidParameter",
-            format!("actions must list 1 to {MAX_ACTIONS} action names separated by commas, each up to 256 characters."),
-        ));
-    }
+        .filter(|a| rules::PERMISSION_ACTIONS.matches(a))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidParameter",
+                "actions must list action names (letters, digits, '.', '_', '/', '*', '-') separated by commas, up to 8192 characters in all.",
+            )
+        })?;
     let allowed: serde_json::Map<String, serde_json::Value> = actions
-        .iter()
+        .split(',')
         .map(|a| (a.to_string(), caller.can(a, scope).into()))
         .collect();
     Ok(Json(json!({ "scope": scope, "actions": allowed })).into_response())
 }
 
+/// Registers the bodies of sign-in, the session and a permissions answer; returns their names.
+fn schemas(table: &mut RouteTable) -> [String; 3] {
+    use utoipa::openapi::schema::AdditionalProperties;
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let text = rules::string_schema;
+    let boolean = || ObjectBuilder::new().schema_type(Type::Boolean);
+    let sign_in = ObjectBuilder::new()
+        .property(
+            "token",
+            text()
+                .max_length(Some(MAX_SIGN_IN_TOKEN_CHARS))
+                .description(Some("A service token (`rkt_…`)")),
+        )
+        .required("token");
+    let session = ObjectBuilder::new()
+        .property("signedIn", boolean())
+        .required("signedIn")
+        .property("principalId", text())
+        .property("name", text())
+        .property("isOwner", boolean())
+        .property(
+            "csrfToken",
+            text().description(Some(
+                "The x-csrf-token value for the page's writes with the session cookie.",
+            )),
+        )
+        .property(
+            "expiresInSeconds",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
+        );
+    let permissions = ObjectBuilder::new()
+        .property("scope", text())
+        .required("scope")
+        .property(
+            "actions",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::RefOr(boolean().into()))),
+        )
+        .required("actions");
+    let names = ["WebSignIn", "WebSession", "Permissions"];
+    table.schemas(
+        names
+            .iter()
+            .zip([sign_in, session, permissions])
+            .map(|(name, schema)| (name.to_string(), schema.build().into()))
+            .collect(),
+    );
+    names.map(String::from)
+}
+
+/// Service tokens are a few dozen characters; a sign-in body is read up to 16 KiB, which holds a
+/// token this long however it is escaped.
+const MAX_SIGN_IN_TOKEN_CHARS: usize = 1024;
+
 pub fn register(table: &mut RouteTable) {
+    let [sign_in_body, session_body, permissions_body] = schemas(table);
+    let error = || Some("ErrorResponse".to_string());
     let page = || middleware::from_fn(page_headers);
     let index = || get(|| async { ([(CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) });
     table.route(
         Method::GET,
         "/web/",
-        Op::public("Web_Page", "The Keys & Endpoint page.").response(200, "HTML", None),
+        Op::public("Web_Page", "The Keys & Endpoint page.").response_text(
+            200,
+            "The page",
+            "text/html",
+        ),
         index().layer(page()),
     );
     // `/` and `/web` lead to the page, whose relative asset URLs need the trailing slash.
-    for path in ["/", "/web"] {
-        table.serve(
-            path,
-            false,
-            get(|| async { axum::response::Redirect::to("/web/") }),
-        );
-    }
-    for (path, content_type, body) in [
-        ("/web/app.js", "text/javascript; charset=utf-8", APP_JS),
-        ("/web/app.css", "text/css; charset=utf-8", APP_CSS),
-        ("/web/favicon.svg", "image/svg+xml", FAVICON_SVG),
-    ] {
+    for (path, id) in [("/", "Web_Root"), ("/web", "Web_PageWithoutSlash")] {
         table.route(
             Method::GET,
             path,
-            Op::public("Web_Asset", "One of the page's files, built into rekeyd.")
-                .response(200, "The file", None),
+            Op::public(id, "Leads to the Keys & Endpoint page.")
+                .response(303, "See /web/", None)
+                .response_header(303, "location", "/web/"),
+            get(|| async { axum::response::Redirect::to("/web/") }),
+        );
+    }
+    for (path, id, content_type, body) in [
+        (
+            "/web/app.js",
+            "Web_Script",
+            "text/javascript; charset=utf-8",
+            APP_JS,
+        ),
+        (
+            "/web/app.css",
+            "Web_Style",
+            "text/css; charset=utf-8",
+            APP_CSS,
+        ),
+        ("/web/favicon.svg", "Web_Icon", "image/svg+xml", FAVICON_SVG),
+    ] {
+        let media_type = content_type.split(';').next().unwrap_or(content_type);
+        table.route(
+            Method::GET,
+            path,
+            Op::public(id, "One of the page's files, built into rekeyd.")
+                .response_text(200, "The file", media_type),
             asset(content_type, body).layer(page()),
         );
     }
+    let session_cookie =
+        || rules::string_schema().description(Some("The session id that sign-in set (HttpOnly)."));
     table.route(
         Method::POST,
         "/web/session",
         Op::public(
             "Web_SignIn",
-            "Signs in with a token (JSON or form field `token`): sets an HttpOnly, SameSite=Strict session cookie.",
+            "Signs in with a token (JSON, or the page's form): sets an HttpOnly, SameSite=Strict session cookie.",
         )
-        .response(200, "Signed in; the session's CSRF token", None)
-        .response(401, "The token is not valid", None),
+        .body(sign_in_body.clone(), true)
+        .body_as("application/x-www-form-urlencoded", sign_in_body, true)
+        .response(200, "Signed in (JSON); the session and its CSRF token", Some(session_body.clone()))
+        .response_header(200, "set-cookie", "The session cookie, rekey_session")
+        .response(303, "Signed in (form): back to the page", None)
+        .response_header(303, "set-cookie", "The session cookie, rekey_session")
+        .response_header(303, "location", "/web/")
+        .response(400, "The body is not a JSON object or form with a string token", error())
+        .response(401, "The token is not valid: unknown, expired or revoked (NotSignedIn)", error())
+        .response(403, "Sent from another site (CrossSiteSignIn)", error())
+        .response(503, "The store did not answer", error()),
         axum::routing::post(sign_in)
             .get(current)
             .delete(sign_out)
@@ -393,25 +477,57 @@ pub fn register(table: &mut RouteTable) {
             "Web_Session",
             "Who is signed in by the session cookie, and the CSRF token for the page's writes.",
         )
-        .response(200, "The session, or {\"signedIn\":false}", None),
+        .cookie(session::COOKIE_NAME, false, "", session_cookie())
+        .response(
+            200,
+            "The session, or {\"signedIn\":false}",
+            Some(session_body),
+        )
+        .response(503, "The store did not answer", error()),
     );
     table.document(
         Method::DELETE,
         "/web/session",
         Op::public(
             "Web_SignOut",
-            "Ends the session (needs the x-csrf-token header).",
+            "Ends the session named by the cookie, if any (needs the session's x-csrf-token).",
         )
-        .response(204, "Signed out", None),
+        .cookie(session::COOKIE_NAME, false, "", session_cookie())
+        .header(
+            session::CSRF_HEADER,
+            false,
+            "The session's CSRF token (GET /web/session)",
+            rules::string_schema(),
+        )
+        .response(204, "Signed out", None)
+        .response_header(204, "set-cookie", "Clears the session cookie")
+        .response(
+            403,
+            "A live session without its CSRF token (CsrfTokenMissing, InvalidCsrfToken)",
+            error(),
+        )
+        .response(503, "The store did not answer", error()),
     );
     table.route(
         Method::GET,
         "/rekey/permissions",
         Op::authenticated(
             "Permissions_Check",
-            "Whether the caller may perform each of `actions` (comma-separated) on `scope` (rekey extension).",
+            "Whether the caller may perform each of `actions` on `scope` (rekey extension).",
         )
-        .response(200, "{\"scope\",\"actions\":{\"<action>\":true|false}}", None),
+        .query(
+            "scope",
+            true,
+            "A resource id, or any scope above one",
+            rules::PERMISSION_SCOPE.schema(),
+        )
+        .query(
+            "actions",
+            true,
+            "Action names separated by commas, such as Microsoft.CognitiveServices/accounts/listKeys/action",
+            rules::PERMISSION_ACTIONS.schema(),
+        )
+        .response(200, "Each action, allowed or not", Some(permissions_body)),
         get(permissions),
     );
 }

@@ -164,3 +164,126 @@ async fn array_bodies_are_refused_where_an_object_is_expected() {
         "{body}"
     );
 }
+
+/// Once `/openapi.json` stated the rules of `POST /rekey/tokens`, schemathesis sent what they
+/// forbid: control characters in the name, a name of 101 characters whose first is a space (the
+/// length was counted after trimming), lifetimes with a sign, a leading zero or surrounding space,
+/// and the body as an array (read as the struct's fields in order). All were taken.
+#[tokio::test]
+async fn token_bodies_outside_the_documented_rules_are_refused() {
+    let s = TestServer::start().await;
+    let long = format!(" {}", "x".repeat(100));
+    let refused = [
+        json!({"name": ""}),
+        json!({"name": " \u{3000} "}),
+        json!({"name": "ci\ndeploy"}),
+        json!({"name": "bell\u{7}"}),
+        json!({"name": long}),
+        json!({"name": "ci", "expiresIn": "+7d"}),
+        json!({"name": "ci", "expiresIn": "07d"}),
+        json!({"name": "ci", "expiresIn": " 7d"}),
+        json!({"name": "ci", "expiresIn": "3651d"}),
+        json!({"name": "ci", "expiresIn": "0s"}),
+        json!(["ci", "7d"]),
+    ];
+    for body in refused {
+        let (status, answer) = s
+            .call(Method::POST, "/rekey/tokens", Some(&body.to_string()))
+            .await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let (_, listed) = s.call(Method::GET, "/rekey/tokens", None).await;
+    assert_eq!(
+        listed["value"].as_array().unwrap().len(),
+        1,
+        "only the owner"
+    );
+
+    for (body, name) in [
+        (json!({"name": " spaced "}), "spaced"),
+        (
+            json!({"name": "ten years", "expiresIn": "3650d"}),
+            "ten years",
+        ),
+        (
+            json!({"name": "in seconds", "expiresIn": "315360000s"}),
+            "in seconds",
+        ),
+    ] {
+        let (status, answer) = s
+            .call(Method::POST, "/rekey/tokens", Some(&body.to_string()))
+            .await;
+        assert_eq!((status, &answer["name"]), (201, &json!(name)), "{answer}");
+    }
+}
+
+/// A role assignment's body `[{…properties…}]` was read as `{"properties": {…}}` and made the
+/// assignment.
+#[tokio::test]
+async fn a_role_assignment_body_must_be_an_object() {
+    let s = TestServer::start().await;
+    let (_, tokens) = s.call(Method::GET, "/rekey/tokens", None).await;
+    let owner = tokens["value"][0]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments/{}?api-version=2022-04-01",
+        s.sub_path(),
+        uuid::Uuid::new_v4()
+    );
+    let properties =
+        json!({"roleDefinitionId": "acdd72a7-3385-48ef-bd42-f606fba81ae7", "principalId": owner});
+    let (status, body) = s
+        .call(Method::PUT, &path, Some(&json!([properties]).to_string()))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("InvalidRequestContent")),
+        "{body}"
+    );
+    assert_eq!(
+        s.call(Method::GET, &path, None).await.0,
+        404,
+        "nothing assigned"
+    );
+    let (status, _) = s
+        .call(
+            Method::PUT,
+            &path,
+            Some(&json!({ "properties": properties }).to_string()),
+        )
+        .await;
+    assert_eq!(status, 201);
+}
+
+/// The activity log's `$filter` is read exactly as documented: the forms clients send are taken,
+/// and a time that is no instant (29 February of a common year, a leap second) is refused.
+#[tokio::test]
+async fn the_activity_log_filter_takes_the_documented_forms_only() {
+    let s = TestServer::start().await;
+    let path = |filter: &str| {
+        format!(
+            "{}/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01&$filter={}",
+            s.sub_path(),
+            filter.replace(' ', "%20").replace('+', "%2B")
+        )
+    };
+    for taken in [
+        "eventTimestamp ge '2026-01-01T00:00:00Z'",
+        "eventTimestamp ge '2026-01-01T00:00:00.1234567+01:00' and eventTimestamp le '2026-02-01T00:00:00Z'",
+        "resourceGroupName eq 'rg' and eventTimestamp ge 2024-02-29T00:00:00Z",
+    ] {
+        let (status, body) = s.call(Method::GET, &path(taken), None).await;
+        assert_eq!(status, 200, "{taken}: {body}");
+    }
+    for refused in [
+        "eventTimestamp ge '2026-02-29T00:00:00Z'",
+        "eventTimestamp ge '2026-12-31T23:59:60Z'",
+        "eventTimestamp le '2026-01-01T00:00:00Z'",
+        "eventTimestamp ge 'yesterday'",
+    ] {
+        let (status, body) = s.call(Method::GET, &path(refused), None).await;
+        assert_eq!(status, 400, "{refused}: {body}");
+    }
+}

@@ -232,3 +232,22 @@ async fn expired_tokens_and_tokens_for_another_audience_are_refused() {
     s.kill_and_restart();
     assert_eq!(list_subscriptions(&s, &old_audience).await.0, 401);
 }
+
+/// axum answered a token request that was not a form with a plain-text 415, which neither OAuth
+/// clients nor the document expect: it is OAuth's `invalid_request`, in OAuth's error shape.
+#[tokio::test]
+async fn a_token_request_that_is_not_a_form_gets_an_oauth_error() {
+    let s = TestServer::start().await;
+    let tenant = boot(&s)["tenantId"].as_str().unwrap().to_string();
+    let url = s.url(&format!("/{tenant}/oauth2/v2.0/token"));
+    let json_body = s
+        .client
+        .post(&url)
+        .json(&serde_json::json!({"grant_type": "client_credentials"}));
+    for request in [json_body, s.client.post(&url)] {
+        let resp = request.send().await.unwrap();
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+    }
+}

@@ -1,7 +1,7 @@
 //! `/openapi.json` describes exactly what is served.
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -102,4 +102,89 @@ async fn each_type_documents_its_own_key_bodies() {
         })
         .unwrap();
     assert_eq!(regenerate_body, "#/components/schemas/WorkspaceApiKeys");
+}
+
+async fn fetch_document(s: &TestServer) -> Value {
+    s.client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Operation ids name one operation each (the page's three files once shared `Web_Asset`).
+#[tokio::test]
+async fn operation_ids_are_unique() {
+    let s = TestServer::start().await;
+    let doc = fetch_document(&s).await;
+    let mut seen = std::collections::HashSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(seen.insert(id.to_string()), "{method} {path}: {id} again");
+        }
+    }
+}
+
+/// The access routes state what their handlers check: api-versions, the GUID of an assignment, the
+/// rules of a token's body; the OAuth routes name this server's tenant and scope.
+#[tokio::test]
+async fn access_and_oauth_routes_document_what_they_check() {
+    use rekey_server::routes::rules;
+    let s = TestServer::start().await;
+    let doc = fetch_document(&s).await;
+    let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+    let param = |op: &Value, name: &str| {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is documented"))
+            .clone()
+    };
+    let put = op(
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}",
+        "put",
+    );
+    assert!(param(&put, "api-version")["schema"]["enum"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("2022-04-01")));
+    assert_eq!(
+        param(&put, "roleAssignmentName")["schema"]["pattern"],
+        rules::GUID.pattern()
+    );
+    let token_body = &doc["components"]["schemas"]["TokenCreate"]["properties"];
+    assert_eq!(token_body["name"]["pattern"], rules::TOKEN_NAME.pattern());
+    assert_eq!(token_body["name"]["maxLength"], 100);
+    assert_eq!(
+        token_body["expiresIn"]["pattern"],
+        rules::EXPIRES_IN.pattern()
+    );
+
+    let tenant: uuid::Uuid = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(s.data_dir().join("bootstrap.json")).unwrap(),
+    )
+    .unwrap()["tenantId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = op("/{tenantId}/oauth2/v2.0/token", "post");
+    let tenant_rule = rules::Rule::new(
+        param(&token, "tenantId")["schema"]["pattern"]
+            .as_str()
+            .unwrap(),
+    );
+    assert!(tenant_rule.matches(&tenant.to_string().to_uppercase()));
+    assert!(!tenant_rule.matches(&uuid::Uuid::new_v4().to_string()));
+    let scope = doc["components"]["schemas"]["OAuthTokenRequest"]["properties"]["scope"]["pattern"]
+        .as_str()
+        .unwrap();
+    assert!(rules::Rule::new(scope).matches(&format!("{}/.default", s.base)));
+    assert!(token["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object());
 }

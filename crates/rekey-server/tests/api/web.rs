@@ -324,4 +324,25 @@ async fn permissions_tell_a_reader_it_may_not_list_or_regenerate_keys() {
     assert!(actions.iter().all(|a| body["actions"][a] == true), "{body}");
     let (status, _) = call_as(&s, &reader, Method::GET, "/rekey/permissions", None).await;
     assert_eq!(status, 400);
+    // Exactly the documented list: no empty names, no spaces around them.
+    for actions in ["a,,b", "a,", "a, b"] {
+        let path = format!("/rekey/permissions?scope={scope}&actions={actions}");
+        let (status, body) = call_as(&s, &reader, Method::GET, &path, None).await;
+        assert_eq!(status, 400, "{actions}: {body}");
+    }
+}
+
+/// serde reads a struct from an array, so `["rkt_…"]` was taken for `{"token": "rkt_…"}`.
+#[tokio::test]
+async fn a_json_sign_in_body_must_be_an_object() {
+    let s = TestServer::start().await;
+    let resp = s
+        .client
+        .post(s.url("/web/session"))
+        .json(&json!([s.token]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get(SET_COOKIE).is_none());
 }
