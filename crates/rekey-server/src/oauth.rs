@@ -341,6 +341,54 @@ fn token_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, Strin
 
 const FORM: &str = "application/x-www-form-urlencoded";
 
+/// Why a token request's client credentials cannot be read.
+enum BadCredentials {
+    /// Sent both in `Authorization` and in the form (RFC 6749 §2.3: one method only).
+    TwoMethods,
+    /// An `Authorization: Basic` header that does not decode to `id:secret`.
+    Unreadable,
+}
+
+/// The client's id and secret: from `Authorization: Basic` (`client_secret_basic`; RFC 6749
+/// §2.3.1 form-encodes each part before base64) or from the form (`client_secret_post`), as the
+/// discovery document advertises both. `None` when neither was sent.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Option<(String, zeroize::Zeroizing<String>)>, BadCredentials> {
+    let in_form = form.contains_key("client_id") || form.contains_key("client_secret");
+    let Some(header) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(match (form.get("client_id"), form.get("client_secret")) {
+            (Some(id), Some(secret)) => Some((id.clone(), secret.clone().into())),
+            _ => None,
+        });
+    };
+    if in_form {
+        return Err(BadCredentials::TwoMethods);
+    }
+    let encoded = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .map(|(_, rest)| rest.trim())
+        .ok_or(BadCredentials::Unreadable)?;
+    let decoded = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| BadCredentials::Unreadable)?,
+    );
+    let text = std::str::from_utf8(&decoded).map_err(|_| BadCredentials::Unreadable)?;
+    let (id, secret) = text.split_once(':').ok_or(BadCredentials::Unreadable)?;
+    let form_decode = |part: &str| -> Result<String, BadCredentials> {
+        percent_encoding::percent_decode_str(&part.replace('+', " "))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| BadCredentials::Unreadable)
+    };
+    Ok(Some((form_decode(id)?, form_decode(secret)?.into())))
+}
+
 async fn token(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
@@ -379,13 +427,21 @@ async fn token(
             "Invalid client id or client secret.",
         )
     };
-    let (Some(client_id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) else {
+    let (client_id, secret) = match client_credentials(&headers, &form) {
+        Ok(Some(credentials)) => credentials,
+        Ok(None) | Err(BadCredentials::Unreadable) => return refuse(),
+        Err(BadCredentials::TwoMethods) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Send the client credentials either in the Authorization header or in the form, not both.",
+            )
+        }
+    };
+    let Ok(client) = Uuid::parse_str(&client_id) else {
         return refuse();
     };
-    let Ok(client) = Uuid::parse_str(client_id) else {
-        return refuse();
-    };
-    let principal = match state.store.principal_by_token(&token_digest(secret)).await {
+    let principal = match state.store.principal_by_token(&token_digest(&secret)).await {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -498,7 +554,9 @@ fn schemas(table: &mut RouteTable) -> [String; 6] {
         .required("scope")
         .property(
             "client_id",
-            text().description(Some("A principal id; without it the answer is 401.")),
+            text().description(Some(
+                "A principal id (or send id and secret as `Authorization: Basic`); without it the answer is 401.",
+            )),
         )
         .property(
             "client_secret",
@@ -617,7 +675,7 @@ pub fn register(table: &mut RouteTable) {
         .response(200, "An access token (JWT)", Some(token_answer))
         .response(
             400,
-            "`invalid_tenant`, `invalid_request` (not a form), `unsupported_grant_type` or `invalid_scope`",
+            "`invalid_tenant`, `invalid_request` (not a form, or credentials both in `Authorization` and the form), `unsupported_grant_type` or `invalid_scope`",
             Some(error.clone()),
         )
         .response(

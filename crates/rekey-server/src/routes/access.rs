@@ -486,11 +486,13 @@ async fn revoke_token(
         .await?
         .filter(|p| visible_to(&caller, p))
         .ok_or_else(missing)?;
+    // The request is well formed; what refuses it is the token's state (it keeps the service
+    // reachable), so 409 as ARM answers for a protected resource, not 400.
     if principal.is_owner {
-        return Err(bad(
-            "InvalidParameter",
-            "The bootstrap owner's token cannot be revoked through the API.",
-        ));
+        return Err(ApiError::Conflict {
+            code: "OwnerTokenProtected",
+            message: "The bootstrap owner's token cannot be revoked through the API.".into(),
+        });
     }
     let audit = caller.record(
         "Rekey/tokens/delete",
@@ -852,11 +854,13 @@ pub fn register(table: &mut RouteTable) {
     table.route(
         Method::DELETE,
         "/rekey/tokens/{principalId}",
-        Op::authenticated("Tokens_Revoke", "Revokes a token at once.").response(
-            200,
-            "Revoked (or already revoked)",
-            None,
-        ),
+        Op::authenticated("Tokens_Revoke", "Revokes a token at once.")
+            .response(200, "Revoked (or already revoked)", None)
+            .response(
+                409,
+                "The bootstrap owner's token, which cannot be revoked",
+                Some("ErrorResponse".into()),
+            ),
         delete(revoke_token),
     );
     table.route(

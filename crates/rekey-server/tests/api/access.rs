@@ -288,6 +288,24 @@ async fn a_reader_sees_the_account_but_never_its_keys() {
 
 async fn revoked_and_expired_tokens_fail_on_their_next_call() {
     let s = TestServer::start().await;
+    // The owner's token keeps the service reachable: revoking it is refused as a conflict.
+    let (_, tokens) = call_as(&s, &s.token, Method::GET, "/rekey/tokens", None).await;
+    let owner = tokens["value"][0]["principalId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, body) = call_as(
+        &s,
+        &s.token,
+        Method::DELETE,
+        &format!("/rekey/tokens/{owner}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("OwnerTokenProtected"))
+    );
     let (principal, token) = token_with_role(&s, "Reader", &s.sub_path()).await;
     let path = format!("{}/resourcegroups?api-version={RG_VERSION}", s.sub_path());
     assert_eq!(call_as(&s, &token, Method::GET, &path, None).await.0, 200);

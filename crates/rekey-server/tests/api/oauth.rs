@@ -251,3 +251,75 @@ async fn a_token_request_that_is_not_a_form_gets_an_oauth_error() {
         assert_eq!(body["error"], "invalid_request", "{body}");
     }
 }
+
+#[tokio::test]
+async fn client_secret_basic_is_accepted_as_advertised_but_not_beside_form_credentials() {
+    let s = TestServer::start().await;
+    let b = boot(&s);
+    let (tenant, principal) = (
+        b["tenantId"].as_str().unwrap(),
+        b["principalId"].as_str().unwrap(),
+    );
+    let (_, configuration) = {
+        let resp = s
+            .client
+            .get(s.url(&format!("/{tenant}/v2.0/.well-known/openid-configuration")))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    };
+    assert!(configuration["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("client_secret_basic")));
+    let url = s.url(&format!("/{tenant}/oauth2/v2.0/token"));
+    let scope = format!("{}/.default", s.base);
+    let form = [("grant_type", "client_credentials"), ("scope", &scope)];
+    let resp = s
+        .client
+        .post(&url)
+        .basic_auth(principal, Some(&s.token))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token: Value = resp.json().await.unwrap();
+    let jwt = token["access_token"].as_str().unwrap();
+    assert_eq!(list_subscriptions(&s, jwt).await.0, 200);
+
+    let resp = s
+        .client
+        .post(&url)
+        .basic_auth(principal, Some("not-the-secret"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+
+    let both = [
+        ("grant_type", "client_credentials"),
+        ("scope", &scope),
+        ("client_id", principal),
+        ("client_secret", &s.token),
+    ];
+    let resp = s
+        .client
+        .post(&url)
+        .basic_auth(principal, Some(&s.token))
+        .form(&both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+}
