@@ -356,23 +356,24 @@ fn client_credentials(
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<Option<(String, zeroize::Zeroizing<String>)>, BadCredentials> {
-    let in_form = form.contains_key("client_id") || form.contains_key("client_secret");
-    let Some(header) = headers.get(axum::http::header::AUTHORIZATION) else {
+    // Only a Basic header authenticates the client; any other `Authorization` (a bearer token a
+    // tool sends everywhere) is not client authentication and is ignored, as before.
+    let basic = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic "));
+    let Some(basic) = basic else {
         return Ok(match (form.get("client_id"), form.get("client_secret")) {
             (Some(id), Some(secret)) => Some((id.clone(), secret.clone().into())),
             _ => None,
         });
     };
-    if in_form {
+    if form.contains_key("client_id") || form.contains_key("client_secret") {
         return Err(BadCredentials::TwoMethods);
     }
-    let encoded = header
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-        .map(|(_, rest)| rest.trim())
-        .ok_or(BadCredentials::Unreadable)?;
+    let encoded = std::str::from_utf8(&basic[6..])
+        .map_err(|_| BadCredentials::Unreadable)?
+        .trim();
     let decoded = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(encoded)

@@ -322,4 +322,15 @@ async fn client_secret_basic_is_accepted_as_advertised_but_not_beside_form_crede
         resp.json::<Value>().await.unwrap()["error"],
         "invalid_request"
     );
+
+    // A bearer token in Authorization is not client authentication: the form's credentials count.
+    let resp = s
+        .client
+        .post(&url)
+        .bearer_auth(&s.token)
+        .form(&both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }
