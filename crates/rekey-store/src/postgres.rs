@@ -1193,9 +1193,6 @@ impl Store for PgStore {
         if uses.is_empty() {
             return Ok(());
         }
-        let mut uses = uses.to_vec();
-        // One lock order for every node's flush, so two flushes never deadlock each other.
-        uses.sort_by(|a, b| (a.resource, a.slot).cmp(&(b.resource, b.slot)));
         let mut tx = self.pool.begin().await?;
         // Last-use times are hints: not worth a durable commit, and never worth delaying a
         // regeneration or deletion that holds a slot's row; with a short lock timeout this flush is
@@ -1206,15 +1203,36 @@ impl Store for PgStore {
         sqlx::query("SET LOCAL lock_timeout = '100ms'")
             .execute(&mut *tx)
             .await?;
-        for u in &uses {
+        // Two statements per chunk, not one per use: a data plane that has just started sees every
+        // key's first use at once, and a round trip per use would hold the rows' locks for seconds.
+        for chunk in uses.chunks(1_000) {
+            let resources: Vec<String> = chunk.iter().map(|u| u.resource.to_string()).collect();
+            let slots: Vec<&str> = chunk.iter().map(|u| u.slot).collect();
+            let generations: Vec<i64> = chunk.iter().map(|u| u.generation).collect();
+            let ats: Vec<i64> = chunk.iter().map(|u| to_micros(u.at)).collect();
+            // Rows are locked in one order on every node, so two flushes never deadlock each
+            // other (an UPDATE's join would lock them in whatever order its plan reads them).
             sqlx::query(
-                "UPDATE key_slots SET last_used_at = $1
-                 WHERE resource_id = $2 AND slot = $3 AND generation = $4 AND (last_used_at IS NULL OR last_used_at < $1)",
+                "SELECT 1 FROM key_slots
+                 WHERE (resource_id, slot) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                 ORDER BY resource_id, slot FOR UPDATE",
             )
-            .bind(to_micros(u.at))
-            .bind(u.resource.to_string())
-            .bind(u.slot)
-            .bind(u.generation)
+            .bind(&resources)
+            .bind(&slots)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE key_slots SET last_used_at = u.at
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                      AS u(resource_id, slot, generation, at)
+                 WHERE key_slots.resource_id = u.resource_id AND key_slots.slot = u.slot
+                   AND key_slots.generation = u.generation
+                   AND (key_slots.last_used_at IS NULL OR key_slots.last_used_at < u.at)",
+            )
+            .bind(&resources)
+            .bind(&slots)
+            .bind(&generations)
+            .bind(&ats)
             .execute(&mut *tx)
             .await?;
         }

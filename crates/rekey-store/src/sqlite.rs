@@ -1059,17 +1059,32 @@ impl Store for SqliteStore {
         if uses.is_empty() {
             return Ok(());
         }
+        // One statement per chunk, not per use: each statement is a round trip to sqlx's SQLite
+        // thread, and a data plane that has just started sees every key's first use at once
+        // (20,000 statements in one flush cost the request path measurably).
         let mut tx = self.writer.begin().await?;
-        for u in uses {
+        for chunk in uses.chunks(1_000) {
+            let rows: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|u| {
+                    serde_json::json!([
+                        u.resource.to_string(),
+                        u.slot,
+                        u.generation,
+                        to_micros(u.at)
+                    ])
+                })
+                .collect();
             sqlx::query(
-                "UPDATE key_slots SET last_used_at = ?
-                 WHERE resource_id = ? AND slot = ? AND generation = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                "UPDATE key_slots SET last_used_at = u.at
+                 FROM (SELECT value ->> 0 AS resource_id, value ->> 1 AS slot,
+                              value ->> 2 AS generation, value ->> 3 AS at
+                       FROM json_each(?)) AS u
+                 WHERE key_slots.resource_id = u.resource_id AND key_slots.slot = u.slot
+                   AND key_slots.generation = u.generation
+                   AND (key_slots.last_used_at IS NULL OR key_slots.last_used_at < u.at)",
             )
-            .bind(to_micros(u.at))
-            .bind(u.resource.to_string())
-            .bind(u.slot)
-            .bind(u.generation)
-            .bind(to_micros(u.at))
+            .bind(serde_json::Value::Array(rows).to_string())
             .execute(&mut *tx)
             .await?;
         }

@@ -431,24 +431,41 @@ async fn last_use_is_recorded_per_slot_off_the_request_path() {
     let s = TestServer::start_with("info", &[("REKEY_USAGE_FLUSH_MS", "50")]).await;
     s.create_group("rg").await;
     let (endpoint, keys) = account_with_keys(&s, "rg", "acct").await;
+    let (other_endpoint, other_keys) = account_with_keys(&s, "rg", "other").await;
     assert_eq!(
         keys["x-rekey-lastUsed"],
         json!({"key1": null, "key2": null})
     );
+    // Uses of several resources' keys, flushed together.
     assert_eq!(
         cs_call(&s, &endpoint, keys["key1"].as_str().unwrap())
             .await
             .0,
         200
     );
+    assert_eq!(
+        cs_call(&s, &other_endpoint, other_keys["key2"].as_str().unwrap())
+            .await
+            .0,
+        200
+    );
     let mut last_used = Value::Null;
+    let mut other_used = Value::Null;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         last_used = s.list_keys("rg", "acct").await.1["x-rekey-lastUsed"].clone();
-        if !last_used["key1"].is_null() {
+        other_used = s.list_keys("rg", "other").await.1["x-rekey-lastUsed"].clone();
+        if !last_used["key1"].is_null() && !other_used["key2"].is_null() {
             break;
         }
     }
+    assert!(
+        other_used["key2"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{other_used}"
+    );
+    assert!(other_used["key1"].is_null(), "{other_used}");
     assert!(
         last_used["key1"]
             .as_str()
