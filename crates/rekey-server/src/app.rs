@@ -279,6 +279,11 @@ pub struct Front {
 }
 
 impl Front {
+    /// What a data-plane call on this connection needs: the state and the client's address.
+    pub fn data_plane(&self) -> (Arc<AppState>, std::net::IpAddr) {
+        (self.state.clone(), self.remote.ip())
+    }
+
     /// The same application, for a connection from `remote`.
     pub fn for_connection(&self, remote: SocketAddr) -> Front {
         Front {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connections;
 pub mod dataplane;
 pub mod error;
+pub mod fastpath;
 pub mod oauth;
 pub mod routes;
 pub mod telemetry;
@@ -153,8 +154,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             server.serve(make).await?;
         }
         None => {
+            // Over plain TCP, simple data-plane calls are answered before hyper sees the
+            // connection (`fastpath`); over TLS, ALPN may have chosen HTTP/2, so hyper serves all.
             let mut server = axum_server::from_tcp(listener)
-                .acceptor(silent)
+                .acceptor(fastpath::FastPath::new(silent, header_timeout))
                 .handle(handle);
             connections::configure_http(&mut server, header_timeout);
             server.serve(make).await?;

@@ -159,15 +159,44 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
 /// accepts, straight from the connection's service (`app::Front`): the router's matching and
 /// extractors cost more than the key check itself.
 pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Response {
+    // With forwarding allowed every call is answered; `not_served` only keeps this total.
+    answer(state, remote, request, Forwarding::Allowed)
+        .await
+        .unwrap_or_else(not_served)
+}
+
+/// As [`handle`], for a call the caller cannot forward (`fastpath`): `None`, before anything
+/// else is done, when the resource has an upstream, so the caller can hand the call to hyper.
+pub async fn handle_without_forwarding(
+    state: &AppState,
+    remote: IpAddr,
+    request: Request,
+) -> Option<Response> {
+    answer(state, remote, request, Forwarding::NotHere).await
+}
+
+/// Whether this call's connection can forward it to an upstream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forwarding {
+    Allowed,
+    NotHere,
+}
+
+async fn answer(
+    state: &AppState,
+    remote: IpAddr,
+    request: Request,
+    forwarding: Forwarding,
+) -> Option<Response> {
     let uri = request.uri().clone();
     let mut response = match split_path(uri.path()) {
-        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, request).await,
+        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, request, forwarding).await?,
         None => not_served(),
     };
     response
         .headers_mut()
         .insert("x-ms-request-id", crate::app::request_id_header());
-    response
+    Some(response)
 }
 
 fn not_served() -> Response {
@@ -226,14 +255,15 @@ async fn serve(
     id: &str,
     raw_rest: &str,
     request: Request,
-) -> Response {
+    forwarding: Forwarding,
+) -> Option<Response> {
     let dp = &state.dataplane;
     // As the client wrote it for forwarding; decoded for the signature and the self-answer (as a
     // Cosmos client signs its resource link).
     let rest: Cow<'_, str> = percent_encoding::percent_decode_str(raw_rest).decode_utf8_lossy();
     let rest = rest.as_ref();
     if let Some(seconds) = dp.throttle.blocked(ip) {
-        return refuse(None, Refusal::Throttled(seconds));
+        return Some(refuse(None, Refusal::Throttled(seconds)));
     }
     // Fail closed: a key the index still holds may have been revoked on another node.
     // The confirmation's future is boxed: inline it would make every call's future (built and
@@ -244,15 +274,18 @@ async fn serve(
             .ok()
             .and_then(|id| dp.index.resource(&id))
             .map(|entry| entry.provider);
-        return refuse(provider, Refusal::Unavailable);
+        return Some(refuse(provider, Refusal::Unavailable));
     }
     let entry = Uuid::try_parse(id)
         .ok()
         .and_then(|id| dp.index.resource(&id));
     let Some(entry) = entry else {
         dp.throttle.failed(ip);
-        return not_served();
+        return Some(not_served());
     };
+    if entry.upstream.is_some() && forwarding == Forwarding::NotHere {
+        return None;
+    }
     let provider = entry.provider;
     // An announced oversize body is refused before anything is read; a streamed one is cut off
     // at the limit while it is forwarded (see `gateway::forward`).
@@ -262,7 +295,7 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
-        return refuse(Some(provider), Refusal::TooLarge);
+        return Some(refuse(Some(provider), Refusal::TooLarge));
     }
     let method = request.method().clone();
 
@@ -285,16 +318,16 @@ async fn serve(
         Ok(slot) => slot,
         Err(refusal) => {
             dp.throttle.failed(ip);
-            return refuse(Some(provider), refusal);
+            return Some(refuse(Some(provider), refusal));
         }
     };
     if !entry.key_auth_enabled {
-        return refuse(Some(provider), Refusal::Disabled);
+        return Some(refuse(Some(provider), Refusal::Disabled));
     }
     dp.index.record_use(&entry, slot);
     let slot = &entry.slots[slot];
     if slot.slot.read_only && !cosmos_auth::is_read(method.as_str(), is_cosmos_query(&request)) {
-        return refuse(Some(provider), Refusal::ReadOnly);
+        return Some(refuse(Some(provider), Refusal::ReadOnly));
     }
 
     let access = if slot.slot.read_only {
@@ -317,13 +350,15 @@ async fn serve(
             resource_id: &entry.resource_id,
             max_body_bytes: dp.max_body_bytes,
         };
-        return match Box::pin(gateway::forward(&dp.client, forward, request)).await {
-            Ok(response) => response,
-            Err(gateway::NotForwarded::TooLarge) => refuse(Some(provider), Refusal::TooLarge),
-            Err(gateway::NotForwarded::UpstreamFailed) => {
-                refuse(Some(provider), Refusal::UpstreamFailed)
-            }
-        };
+        return Some(
+            match Box::pin(gateway::forward(&dp.client, forward, request)).await {
+                Ok(response) => response,
+                Err(gateway::NotForwarded::TooLarge) => refuse(Some(provider), Refusal::TooLarge),
+                Err(gateway::NotForwarded::UpstreamFailed) => {
+                    refuse(Some(provider), Refusal::UpstreamFailed)
+                }
+            },
+        );
     }
     if provider.signs_requests && rest.trim_matches('/').is_empty() && method == Method::GET {
         let who = Authenticated {
@@ -340,9 +375,9 @@ async fn serve(
             entry.internal_id.simple()
         );
         let who = serde_json::to_value(&who).expect("the authenticated description serializes");
-        return Json(cosmos::account_document(&entry, &endpoint, who)).into_response();
+        return Some(Json(cosmos::account_document(&entry, &endpoint, who)).into_response());
     }
-    self_answer(slot, &method, rest)
+    Some(self_answer(slot, &method, rest))
 }
 
 /// `POST /verify` `{"key":"…"}`: whether the key opens a resource now, and which slot it is.

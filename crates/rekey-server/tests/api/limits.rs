@@ -120,8 +120,18 @@ async fn clients_too_slow_to_send_headers_or_silent_are_disconnected() {
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .unwrap();
+    // The same on a data-plane path, which rekeyd's fast path reads before hyper does.
+    let mut dribbling_data = TcpStream::connect(host_port(&s.base)).await.unwrap();
+    dribbling_data
+        .write_all(b"GET /data/0123/x HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
     let mut silent = TcpStream::connect(host_port(&s.base)).await.unwrap();
-    for (name, stream) in [("dribbling", &mut dribbling), ("silent", &mut silent)] {
+    for (name, stream) in [
+        ("dribbling", &mut dribbling),
+        ("dribbling data-plane", &mut dribbling_data),
+        ("silent", &mut silent),
+    ] {
         let (_, closed) = read_until_closed(stream, Duration::from_secs(8)).await;
         let closed = closed.unwrap_or_else(|| panic!("the {name} connection stayed open"));
         assert!(closed < Duration::from_secs(5), "{name}: {closed:?}");

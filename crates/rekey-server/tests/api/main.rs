@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod connections;
 mod dataplane;
 mod durability;
 mod errors;

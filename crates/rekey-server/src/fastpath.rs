@@ -1,0 +1,378 @@
+//! Owns the plain-HTTP/1.1 fast path for data-plane calls: on each new connection, rekeyd first
+//! answers the simple requests itself (a bodyless HTTP/1.1 request for `/data/…` of a resource
+//! answered by rekeyd), parsing with `httparse` and writing the answer in one buffer, without
+//! hyper's per-request machinery. The first request it does not take (any other path, a body, an
+//! upgrade, `Connection` or `Expect` headers, a resource with an upstream, anything malformed or
+//! unusual) hands the connection to hyper, with every byte not yet answered replayed first, and
+//! hyper serves it from then on. So hyper stays the server for everything HTTP can express; this
+//! only shortens the one call that dominates a data plane's load.
+//!
+//! Slow-loris defence is the same as hyper's: each request's headers must arrive within the header
+//! timeout, which also closes connections idle for that long.
+
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use axum_server::accept::Accept;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::app::{AppState, Front};
+use crate::dataplane;
+
+/// Most headers a fast-path request may have; one with more goes to hyper (whose limit is 100).
+const MAX_HEADERS: usize = 32;
+/// Largest request head the fast path buffers; a longer one goes to hyper, which enforces its own
+/// limits and answers 431 where it should.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// An acceptor that serves a connection's simple data-plane calls itself before hyper sees it
+/// (plain TCP only: over TLS, ALPN may have chosen HTTP/2).
+#[derive(Clone)]
+pub struct FastPath<A> {
+    inner: A,
+    header_timeout: Duration,
+}
+
+impl<A> FastPath<A> {
+    pub fn new(inner: A, header_timeout: Duration) -> Self {
+        Self {
+            inner,
+            header_timeout,
+        }
+    }
+}
+
+impl<A> Accept<TcpStream, Front> for FastPath<A>
+where
+    A: Accept<TcpStream, Front, Service = Front> + Clone + Send + Sync + 'static,
+    A::Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    A::Future: Send,
+{
+    type Stream = Rewind<A::Stream>;
+    type Service = Front;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Front)>> + Send>>;
+
+    fn accept(&self, stream: TcpStream, service: Front) -> Self::Future {
+        let inner = self.inner.clone();
+        let header_timeout = self.header_timeout;
+        Box::pin(async move {
+            let (stream, front) = inner.accept(stream, service).await?;
+            let (state, remote) = front.data_plane();
+            let leftover = serve(stream, state, remote, header_timeout).await?;
+            Ok((leftover, front))
+        })
+    }
+}
+
+/// Answers simple calls until one is not; returns the connection with the bytes hyper must read
+/// first, or an error when the connection ended (closed, failed or timed out) here.
+async fn serve<S>(
+    mut io: S,
+    state: Arc<AppState>,
+    remote: IpAddr,
+    header_timeout: Duration,
+) -> io::Result<Rewind<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        // Every complete request already buffered (a client may pipeline), in order.
+        let mut used = 0;
+        let handed_over = loop {
+            let Some((len, request)) = parse(&buf[used..]) else {
+                break None;
+            };
+            let Some(request) = request else {
+                break Some(());
+            };
+            let head = request.method() == Method::HEAD;
+            match dataplane::handle_without_forwarding(&state, remote, request).await {
+                Some(response) => write_response(&mut out, response, head).await,
+                None => break Some(()),
+            }
+            used += len;
+        };
+        buf.drain(..used);
+        if !out.is_empty() {
+            io.write_all(&out).await?;
+            out.clear();
+        }
+        if handed_over.is_some() || buf.len() >= MAX_HEAD_BYTES {
+            return Ok(Rewind::new(io, buf));
+        }
+        buf.reserve(4096);
+        let read = tokio::time::timeout(header_timeout, io.read_buf(&mut buf))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request headers too slow"))??;
+        if read == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// The first request in `buf`, with the bytes it takes, if the fast path may answer it (`None` is
+/// hyper's to serve); `None` while its head is incomplete.
+fn parse(buf: &[u8]) -> Option<(usize, Option<Request<Body>>)> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return None,
+        // Malformed, or more headers than the fast path takes: hyper answers or serves it.
+        Err(_) => return Some((0, None)),
+    };
+    Some((len, simple(&parsed)))
+}
+
+/// The request as hyper would have built it, if the fast path may answer it.
+fn simple(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body>> {
+    // HTTP/1.0 has other connection rules; leave them to hyper.
+    if parsed.version != Some(1) {
+        return None;
+    }
+    let path = parsed.path?;
+    dataplane::split_path(path.split('?').next().unwrap_or(path))?;
+    let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
+    if method == Method::CONNECT {
+        return None;
+    }
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = method;
+    *request.uri_mut() = Uri::try_from(path).ok()?;
+    *request.version_mut() = Version::HTTP_11;
+    let map = request.headers_mut();
+    map.reserve(parsed.headers.len());
+    for header in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        // A body, or a header that changes how the connection or the exchange goes: hyper's.
+        let bodyless = match name.as_str() {
+            "content-length" => header.value == b"0",
+            "transfer-encoding" | "connection" | "upgrade" | "expect" | "te" => false,
+            _ => true,
+        };
+        if !bodyless {
+            return None;
+        }
+        map.append(name, HeaderValue::from_bytes(header.value).ok()?);
+    }
+    Some(request)
+}
+
+/// Appends `response` as HTTP/1.1 to `out`, as hyper would write it: the status line, the
+/// response's headers, `content-length`, `date`, then the body (none for a HEAD request).
+async fn write_response(out: &mut Vec<u8>, response: Response<Body>, head: bool) {
+    let (parts, body) = response.into_parts();
+    // Data-plane answers are complete bodies in memory; collecting one does not wait.
+    let (status, body) = match body.collect().await {
+        Ok(collected) => (parts.status, collected.to_bytes()),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Default::default()),
+    };
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == axum::http::header::CONTENT_LENGTH
+            || name == axum::http::header::TRANSFER_ENCODING
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa(body.len(), &mut [0; 20]));
+    out.extend_from_slice(b"\r\ndate: ");
+    date::append(out);
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head {
+        out.extend_from_slice(&body);
+    }
+}
+
+fn itoa(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &digits[at..];
+        }
+    }
+}
+
+/// The `date` header's value (RFC 9110's IMF-fixdate), formatted once a second per thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use time::macros::format_description;
+    use time::OffsetDateTime;
+
+    thread_local! {
+        static CACHED: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
+
+    pub fn append(out: &mut Vec<u8>) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        CACHED.with_borrow_mut(|(second, text)| {
+            if *second != now {
+                *second = now;
+                text.clear();
+                let format = format_description!(
+                    "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+                );
+                let when = OffsetDateTime::from_unix_timestamp(now as i64)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+                // Formatting a valid date into a Vec cannot fail.
+                let _ = when.format_into(text, format);
+            }
+            out.extend_from_slice(text);
+        });
+    }
+}
+
+/// A connection with bytes already read from it, which reads return first.
+pub struct Rewind<S> {
+    io: S,
+    pre: Vec<u8>,
+    at: usize,
+}
+
+impl<S> Rewind<S> {
+    fn new(io: S, pre: Vec<u8>) -> Self {
+        Self { io, pre, at: 0 }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.pre.len() {
+            let n = buf.remaining().min(this.pre.len() - this.at);
+            buf.put_slice(&this.pre[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.pre.len() {
+                this.pre = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(raw: &str) -> Option<(usize, bool)> {
+        parse(raw.as_bytes()).map(|(len, p)| (len, p.is_some()))
+    }
+
+    #[test]
+    fn a_bodyless_data_plane_call_is_simple_and_its_length_is_the_head() {
+        let raw =
+            "GET /data/abc/x?y=1 HTTP/1.1\r\nHost: h\r\nOcp-Apim-Subscription-Key: k\r\n\r\nGET";
+        assert_eq!(parsed(raw), Some((raw.len() - 3, true)));
+    }
+
+    #[test]
+    fn an_incomplete_head_waits_for_more() {
+        assert_eq!(parsed("GET /data/abc HTTP/1.1\r\nHost: h\r\n"), None);
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper() {
+        for raw in [
+            "GET /subscriptions HTTP/1.1\r\n\r\n",
+            "GET /data/abc HTTP/1.0\r\n\r\n",
+            "POST /data/abc HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+            "POST /data/abc HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "PUT /data/abc HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET http://h/data/abc HTTP/1.1\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET /data/ HTTP/1.1\r\n\r\n",
+            "G\0T /data/abc HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                parsed(raw).map(|(_, simple)| simple),
+                Some(false),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn content_length_zero_is_still_bodyless() {
+        assert_eq!(
+            parsed("DELETE /data/abc HTTP/1.1\r\nContent-Length: 0\r\n\r\n").map(|(_, s)| s),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn the_date_is_an_imf_fixdate() {
+        let mut out = Vec::new();
+        date::append(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.len(), 29, "{text}");
+        assert!(
+            text.ends_with(" GMT") && text.as_bytes()[3] == b',',
+            "{text}"
+        );
+    }
+}
