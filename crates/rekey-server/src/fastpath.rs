@@ -8,7 +8,8 @@
 //! only shortens the one call that dominates a data plane's load.
 //!
 //! Slow-loris defence is the same as hyper's: each request's headers must arrive within the header
-//! timeout, which also closes connections idle for that long.
+//! timeout, which also closes connections idle for that long. When a graceful shutdown starts, a
+//! connection waiting here is handed to hyper too, which finishes what it has and closes it.
 
 use std::future::Future;
 use std::io;
@@ -24,6 +25,7 @@ use axum_server::accept::Accept;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::app::{AppState, Front};
 use crate::dataplane;
@@ -40,13 +42,16 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct FastPath<A> {
     inner: A,
     header_timeout: Duration,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl<A> FastPath<A> {
-    pub fn new(inner: A, header_timeout: Duration) -> Self {
+    /// `shutdown` turns true when the server's graceful shutdown starts.
+    pub fn new(inner: A, header_timeout: Duration, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             inner,
             header_timeout,
+            shutdown,
         }
     }
 }
@@ -64,10 +69,11 @@ where
     fn accept(&self, stream: TcpStream, service: Front) -> Self::Future {
         let inner = self.inner.clone();
         let header_timeout = self.header_timeout;
+        let shutdown = self.shutdown.clone();
         Box::pin(async move {
             let (stream, front) = inner.accept(stream, service).await?;
             let (state, remote) = front.data_plane();
-            let leftover = serve(stream, state, remote, header_timeout).await?;
+            let leftover = serve(stream, state, remote, header_timeout, shutdown).await?;
             Ok((leftover, front))
         })
     }
@@ -80,6 +86,7 @@ async fn serve<S>(
     state: Arc<AppState>,
     remote: IpAddr,
     header_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
 ) -> io::Result<Rewind<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -108,13 +115,16 @@ where
             io.write_all(&out).await?;
             out.clear();
         }
-        if handed_over.is_some() || buf.len() >= MAX_HEAD_BYTES {
+        if handed_over.is_some() || buf.len() >= MAX_HEAD_BYTES || *shutdown.borrow() {
             return Ok(Rewind::new(io, buf));
         }
         buf.reserve(4096);
-        let read = tokio::time::timeout(header_timeout, io.read_buf(&mut buf))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request headers too slow"))??;
+        let read = tokio::select! {
+            read = tokio::time::timeout(header_timeout, io.read_buf(&mut buf)) => read,
+            _ = shutdown.changed() => return Ok(Rewind::new(io, buf)),
+        };
+        let read =
+            read.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request headers too slow"))??;
         if read == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

@@ -125,8 +125,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
+    let (shutting_down, shutdown_started) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
+        shutting_down.send_replace(true);
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     let make = tower::service_fn(move |remote: std::net::SocketAddr| {
@@ -157,7 +159,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             // Over plain TCP, simple data-plane calls are answered before hyper sees the
             // connection (`fastpath`); over TLS, ALPN may have chosen HTTP/2, so hyper serves all.
             let mut server = axum_server::from_tcp(listener)
-                .acceptor(fastpath::FastPath::new(silent, header_timeout))
+                .acceptor(fastpath::FastPath::new(
+                    silent,
+                    header_timeout,
+                    shutdown_started,
+                ))
                 .handle(handle);
             connections::configure_http(&mut server, header_timeout);
             server.serve(make).await?;

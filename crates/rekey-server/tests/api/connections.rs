@@ -239,3 +239,35 @@ async fn a_forwarded_call_and_a_self_answered_call_share_a_connection() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_closes_idle_data_plane_connections_at_once() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    let (path, keys) = account(&s, "acct").await;
+    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path}x HTTP/1.1\r\nHost: x\r\nOcp-Apim-Subscription-Key: {}\r\n\r\n",
+        keys["key1"].as_str().unwrap()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    assert_eq!(read_answers(&mut stream, &[false]).await[0].status, 200);
+    // SAFETY: kill(2) takes plain integers; the pid is our own child, alive until `s` drops.
+    let pid = libc::pid_t::try_from(s.pid()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(8), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the idle connection stayed open: {read:?}"
+    );
+    // Not the 10 s a graceful shutdown waits for connections that ignore it.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
