@@ -43,7 +43,7 @@ pub struct AppState {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
 const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
 const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
 

@@ -195,7 +195,7 @@ async fn answer(
     };
     response
         .headers_mut()
-        .insert("x-ms-request-id", crate::app::request_id_header());
+        .insert(crate::app::REQUEST_ID, crate::app::request_id_header());
     Some(response)
 }
 
