@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use axum::http::{Method, Request, Response, StatusCode};
 use axum_server::accept::Accept;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -97,16 +97,25 @@ where
         // Every complete request already buffered (a client may pipeline), in order.
         let mut used = 0;
         let handed_over = loop {
-            let Some((len, request)) = parse(&buf[used..]) else {
-                break None;
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Request::new(&mut headers);
+            let len = match parsed.parse(&buf[used..]) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => break false,
+                // Malformed, or more headers than the fast path takes: hyper answers or serves it.
+                Err(_) => break true,
             };
-            let Some(request) = request else {
-                break Some(());
+            let Some((method, path)) = simple(&parsed) else {
+                break true;
             };
-            let head = request.method() == Method::HEAD;
-            match dataplane::handle_without_forwarding(&state, remote, request).await {
+            let head = method == Method::HEAD;
+            let call = Head {
+                method,
+                headers: parsed.headers,
+            };
+            match dataplane::answer(&state, remote, path, call).await {
                 Some(response) => write_response(&mut out, response, head).await,
-                None => break Some(()),
+                None => break true,
             }
             used += len;
         };
@@ -115,7 +124,7 @@ where
             io.write_all(&out).await?;
             out.clear();
         }
-        if handed_over.is_some() || buf.len() >= MAX_HEAD_BYTES || *shutdown.borrow() {
+        if handed_over || buf.len() >= MAX_HEAD_BYTES || *shutdown.borrow() {
             return Ok(Rewind::new(io, buf));
         }
         buf.reserve(4096);
@@ -131,52 +140,76 @@ where
     }
 }
 
-/// The first request in `buf`, with the bytes it takes, if the fast path may answer it (`None` is
-/// hyper's to serve); `None` while its head is incomplete.
-fn parse(buf: &[u8]) -> Option<(usize, Option<Request<Body>>)> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return None,
-        // Malformed, or more headers than the fast path takes: hyper answers or serves it.
-        Err(_) => return Some((0, None)),
-    };
-    Some((len, simple(&parsed)))
+/// A parsed request head, as the data plane reads a call.
+struct Head<'b> {
+    method: Method,
+    headers: &'b [httparse::Header<'b>],
 }
 
-/// The request as hyper would have built it, if the fast path may answer it.
-fn simple(parsed: &httparse::Request<'_, '_>) -> Option<Request<Body>> {
+impl dataplane::Call for Head<'_> {
+    fn method(&self) -> &Method {
+        &self.method
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        let header = self
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))?;
+        // As `HeaderValue::to_str`: visible ASCII (and tabs) only.
+        let visible = header
+            .value
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+        visible
+            .then(|| std::str::from_utf8(header.value).ok())
+            .flatten()
+    }
+
+    fn can_forward(&self) -> bool {
+        false
+    }
+
+    fn into_request(self) -> Option<Request<Body>> {
+        None
+    }
+}
+
+/// The method and path (without the query) of a request the fast path may answer.
+fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
     // HTTP/1.0 has other connection rules; leave them to hyper.
     if parsed.version != Some(1) {
         return None;
     }
-    let path = parsed.path?;
-    dataplane::split_path(path.split('?').next().unwrap_or(path))?;
+    let target = parsed.path?;
+    // Characters any URI parser accepts as they are; anything else is hyper's to judge.
+    if !target
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%?".contains(&b))
+    {
+        return None;
+    }
+    let path = target.split('?').next().unwrap_or(target);
+    dataplane::split_path(path)?;
     let method = Method::from_bytes(parsed.method?.as_bytes()).ok()?;
     if method == Method::CONNECT {
         return None;
     }
-    let mut request = Request::new(Body::empty());
-    *request.method_mut() = method;
-    *request.uri_mut() = Uri::try_from(path).ok()?;
-    *request.version_mut() = Version::HTTP_11;
-    let map = request.headers_mut();
-    map.reserve(parsed.headers.len());
     for header in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
         // A body, or a header that changes how the connection or the exchange goes: hyper's.
-        let bodyless = match name.as_str() {
-            "content-length" => header.value == b"0",
-            "transfer-encoding" | "connection" | "upgrade" | "expect" | "te" => false,
-            _ => true,
+        let name = header.name;
+        let bodyless = if name.eq_ignore_ascii_case("content-length") {
+            header.value == b"0"
+        } else {
+            !["transfer-encoding", "connection", "upgrade", "expect", "te"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
         };
         if !bodyless {
             return None;
         }
-        map.append(name, HeaderValue::from_bytes(header.value).ok()?);
     }
-    Some(request)
+    Some((method, path))
 }
 
 /// Appends `response` as HTTP/1.1 to `out`, as hyper would write it: the status line, the
@@ -327,8 +360,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 mod tests {
     use super::*;
 
+    /// The head's length and whether the fast path takes it; `None` while incomplete.
     fn parsed(raw: &str) -> Option<(usize, bool)> {
-        parse(raw.as_bytes()).map(|(len, p)| (len, p.is_some()))
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(raw.as_bytes()) {
+            Ok(httparse::Status::Complete(len)) => Some((len, simple(&request).is_some())),
+            Ok(httparse::Status::Partial) => None,
+            Err(_) => Some((0, false)),
+        }
     }
 
     #[test]
@@ -357,6 +397,8 @@ mod tests {
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "GET /data/ HTTP/1.1\r\n\r\n",
             "G\0T /data/abc HTTP/1.1\r\n\r\n",
+            "GET /data/abc/{x} HTTP/1.1\r\n\r\n",
+            "GET /data/abc/\"x\" HTTP/1.1\r\n\r\n",
         ] {
             assert_eq!(
                 parsed(raw).map(|(_, simple)| simple),
@@ -364,6 +406,32 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+
+    #[test]
+    fn headers_are_found_by_any_case_and_only_as_visible_ascii() {
+        use dataplane::Call as _;
+        let headers = [
+            httparse::Header {
+                name: "Ocp-Apim-Subscription-Key",
+                value: b"k1",
+            },
+            httparse::Header {
+                name: "x-odd",
+                value: b"caf\xc3\xa9",
+            },
+            httparse::Header {
+                name: "ocp-apim-subscription-key",
+                value: b"k2",
+            },
+        ];
+        let head = Head {
+            method: Method::GET,
+            headers: &headers,
+        };
+        assert_eq!(head.header("ocp-apim-subscription-key"), Some("k1"));
+        assert_eq!(head.header("x-odd"), None);
+        assert_eq!(head.header("x-missing"), None);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! the account's keys over the string to sign (verb, resource type, resource link, `x-ms-date`), and
 //! the date must be within 15 minutes of now, so a captured request cannot be replayed later.
 
-use axum::http::HeaderMap;
 use base64::Engine as _;
 use rekey_core::cosmos_auth::{self, CosmosAuthError};
 use ring::hmac;
@@ -26,10 +25,10 @@ pub fn signing_slot(
     entry: &Entry,
     method: &str,
     path_below_account: &str,
-    headers: &HeaderMap,
+    call: &impl super::Call,
     now: OffsetDateTime,
 ) -> Result<usize, CosmosRefusal> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &str| call.header(name);
     let auth = header("authorization")
         .ok_or(CosmosRefusal::BadSignature)
         .and_then(|raw| {

@@ -124,25 +124,22 @@ fn header_key_slot(
     dp: &DataPlane,
     state: &AppState,
     entry: &Entry,
-    request: &Request,
+    call: &impl Call,
 ) -> Option<usize> {
     let header = entry.provider.key_header?;
-    let presented = request.headers().get(header)?.to_str().ok()?;
+    let presented = call.header(header)?;
     // A malformed key is refused before any lookup.
     entry.provider.key_format.check(presented).ok()?;
     let found = dp.index.find(&state.store.key_digest(presented))?;
     (found.entry.internal_id == entry.internal_id).then_some(found.slot)
 }
 
-fn is_cosmos_query(request: &Request) -> bool {
-    let headers = request.headers();
-    let is_query = headers
-        .get("x-ms-documentdb-isquery")
-        .and_then(|v| v.to_str().ok())
+fn is_cosmos_query(call: &impl Call) -> bool {
+    let is_query = call
+        .header("x-ms-documentdb-isquery")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let query_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
+    let query_type = call
+        .header("content-type")
         .is_some_and(|v| v.starts_with("application/query+json"));
     is_query || query_type
 }
@@ -159,38 +156,55 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
 /// accepts, straight from the connection's service (`app::Front`): the router's matching and
 /// extractors cost more than the key check itself.
 pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Response {
-    // With forwarding allowed every call is answered; `not_served` only keeps this total.
-    answer(state, remote, request, Forwarding::Allowed)
+    let uri = request.uri().clone();
+    // A whole request can always be forwarded, so every call is answered; `not_served` only keeps
+    // this total.
+    answer(state, remote, uri.path(), request)
         .await
         .unwrap_or_else(not_served)
 }
 
-/// As [`handle`], for a call the caller cannot forward (`fastpath`): `None`, before anything
-/// else is done, when the resource has an upstream, so the caller can hand the call to hyper.
-pub async fn handle_without_forwarding(
-    state: &AppState,
-    remote: IpAddr,
-    request: Request,
-) -> Option<Response> {
-    answer(state, remote, request, Forwarding::NotHere).await
+/// What the data plane reads of a call: its method, its headers, and for forwarding the whole
+/// request. hyper's [`Request`] is one; `fastpath` checks a call straight from the parsed head,
+/// without building one.
+pub trait Call: Send {
+    fn method(&self) -> &Method;
+    /// The first value of the header `name` (lower case), if it is visible ASCII.
+    fn header(&self, name: &str) -> Option<&str>;
+    /// Whether [`Call::into_request`] gives the request to forward.
+    fn can_forward(&self) -> bool;
+    fn into_request(self) -> Option<Request>;
 }
 
-/// Whether this call's connection can forward it to an upstream.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Forwarding {
-    Allowed,
-    NotHere,
+impl Call for Request {
+    fn method(&self) -> &Method {
+        Request::method(self)
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn can_forward(&self) -> bool {
+        true
+    }
+
+    fn into_request(self) -> Option<Request> {
+        Some(self)
+    }
 }
 
-async fn answer(
+/// A data-plane call at `path` (`/data/{id}[/{rest}]`, no query): answered, or `None` only when
+/// the resource has an upstream and `call` cannot be forwarded (decided before anything else is
+/// done, so the caller can give the call to something that can forward it).
+pub async fn answer(
     state: &AppState,
     remote: IpAddr,
-    request: Request,
-    forwarding: Forwarding,
+    path: &str,
+    call: impl Call,
 ) -> Option<Response> {
-    let uri = request.uri().clone();
-    let mut response = match split_path(uri.path()) {
-        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, request, forwarding).await?,
+    let mut response = match split_path(path) {
+        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, call).await?,
         None => not_served(),
     };
     response
@@ -254,8 +268,7 @@ async fn serve(
     ip: IpAddr,
     id: &str,
     raw_rest: &str,
-    request: Request,
-    forwarding: Forwarding,
+    call: impl Call,
 ) -> Option<Response> {
     let dp = &state.dataplane;
     // As the client wrote it for forwarding; decoded for the signature and the self-answer (as a
@@ -283,28 +296,26 @@ async fn serve(
         dp.throttle.failed(ip);
         return Some(not_served());
     };
-    if entry.upstream.is_some() && forwarding == Forwarding::NotHere {
+    if entry.upstream.is_some() && !call.can_forward() {
         return None;
     }
     let provider = entry.provider;
     // An announced oversize body is refused before anything is read; a streamed one is cut off
     // at the limit while it is forwarded (see `gateway::forward`).
-    let announced = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
+    let announced = call
+        .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
         return Some(refuse(Some(provider), Refusal::TooLarge));
     }
-    let method = request.method().clone();
+    let method = call.method().clone();
 
     let slot = if provider.signs_requests {
         cosmos::signing_slot(
             &entry,
             method.as_str(),
             rest,
-            request.headers(),
+            &call,
             OffsetDateTime::now_utc(),
         )
         .map_err(|r| match r {
@@ -312,7 +323,7 @@ async fn serve(
             cosmos::CosmosRefusal::StaleDate => Refusal::StaleDate,
         })
     } else {
-        header_key_slot(dp, state, &entry, &request).ok_or(Refusal::InvalidKey)
+        header_key_slot(dp, state, &entry, &call).ok_or(Refusal::InvalidKey)
     };
     let slot = match slot {
         Ok(slot) => slot,
@@ -326,7 +337,7 @@ async fn serve(
     }
     dp.index.record_use(&entry, slot);
     let slot = &entry.slots[slot];
-    if slot.slot.read_only && !cosmos_auth::is_read(method.as_str(), is_cosmos_query(&request)) {
+    if slot.slot.read_only && !cosmos_auth::is_read(method.as_str(), is_cosmos_query(&call)) {
         return Some(refuse(Some(provider), Refusal::ReadOnly));
     }
 
@@ -336,6 +347,8 @@ async fn serve(
         "readWrite"
     };
     if let Some(upstream) = &entry.upstream {
+        // Checked above: a call that cannot be forwarded does not get this far.
+        let request = call.into_request()?;
         let strip: &[&str] = match provider.key_header {
             Some(h) => &[h][..],
             None => &["authorization"],
