@@ -376,13 +376,29 @@ pub fn build(
 
 /// A request id in UUID form: a random per-process prefix and a counter. Request ids need to be
 /// unique, not secret, so this avoids an OS random-number call per request.
-fn next_request_id() -> Uuid {
+/// Each thread takes counter values in blocks, so threads do not contend for one counter on
+/// every request.
+pub(crate) fn next_request_id() -> Uuid {
+    use std::cell::Cell;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
+    const BLOCK: u64 = 1024;
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static NEXT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
     let prefix = *PREFIX.get_or_init(|| Uuid::new_v4().as_u64_pair().0);
-    Uuid::from_u64_pair(prefix, COUNTER.fetch_add(1, Ordering::Relaxed))
+    let n = NEXT.with(|next| {
+        let (mut at, mut end) = next.get();
+        if at == end {
+            at = COUNTER.fetch_add(BLOCK, Ordering::Relaxed);
+            end = at + BLOCK;
+        }
+        next.set((at + 1, end));
+        at
+    });
+    Uuid::from_u64_pair(prefix, n)
 }
 
 pub fn new_request_id() -> String {
@@ -401,4 +417,21 @@ fn normalize(mut request: Request) -> Request {
         *request.uri_mut() = uri;
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_across_threads() {
+        let take = || (0..3000).map(|_| next_request_id()).collect::<Vec<_>>();
+        let other = std::thread::spawn(take);
+        let mut ids = take();
+        ids.extend(other.join().unwrap());
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count);
+    }
 }

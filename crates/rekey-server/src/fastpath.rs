@@ -20,7 +20,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Method, Request, Response, StatusCode};
+use axum::body::Bytes;
+use axum::http::{header, Method, Request, StatusCode};
 use axum_server::accept::Accept;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -114,7 +115,7 @@ where
                 headers: parsed.headers,
             };
             match dataplane::answer(&state, remote, path, call).await {
-                Some(response) => write_response(&mut out, response, head).await,
+                Some(answer) => write_answer(&mut out, answer, head).await,
                 None => break true,
             }
             used += len;
@@ -212,24 +213,37 @@ fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
     Some((method, path))
 }
 
-/// Appends `response` as HTTP/1.1 to `out`, as hyper would write it: the status line, the
-/// response's headers, `content-length`, `date`, then the body (none for a HEAD request).
-async fn write_response(out: &mut Vec<u8>, response: Response<Body>, head: bool) {
-    let (parts, body) = response.into_parts();
-    // Data-plane answers are complete bodies in memory; collecting one does not wait.
-    let (status, body) = match body.collect().await {
-        Ok(collected) => (parts.status, collected.to_bytes()),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Default::default()),
+/// Appends `answer` as HTTP/1.1 to `out`, as hyper would write it: the status line, the headers
+/// (`x-ms-request-id` added), `content-length`, `date`, then the body (none for a HEAD request).
+async fn write_answer(out: &mut Vec<u8>, answer: dataplane::Answer, head: bool) {
+    let (headers, body) = match answer {
+        dataplane::Answer::Json {
+            status,
+            body,
+            retry_after,
+        } => {
+            status_line(out, status);
+            out.extend_from_slice(b"content-type: application/json\r\n");
+            if let Some(seconds) = retry_after {
+                out.extend_from_slice(b"retry-after: ");
+                out.extend_from_slice(itoa(seconds as usize, &mut [0; 20]));
+                out.extend_from_slice(b"\r\n");
+            }
+            (None, Bytes::from(body))
+        }
+        dataplane::Answer::Full(response) => {
+            let (parts, body) = response.into_parts();
+            // Data-plane answers are complete bodies in memory; collecting one does not wait.
+            let (status, body) = match body.collect().await {
+                Ok(collected) => (parts.status, collected.to_bytes()),
+                Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
+            };
+            status_line(out, status);
+            (Some(parts.headers), body)
+        }
     };
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        if name == axum::http::header::CONTENT_LENGTH
-            || name == axum::http::header::TRANSFER_ENCODING
-        {
+    for (name, value) in headers.iter().flatten() {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -237,7 +251,13 @@ async fn write_response(out: &mut Vec<u8>, response: Response<Body>, head: bool)
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(b"x-ms-request-id: ");
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = crate::app::next_request_id()
+        .hyphenated()
+        .encode_lower(&mut id);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
     out.extend_from_slice(itoa(body.len(), &mut [0; 20]));
     out.extend_from_slice(b"\r\ndate: ");
     date::append(out);
@@ -245,6 +265,14 @@ async fn write_response(out: &mut Vec<u8>, response: Response<Body>, head: bool)
     if !head {
         out.extend_from_slice(&body);
     }
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn itoa(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {

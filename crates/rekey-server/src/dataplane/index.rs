@@ -395,6 +395,20 @@ impl KeyIndex {
         constant_time_eq(&entry.slots[*slot].digest, digest).then_some(Found { entry, slot: *slot })
     }
 
+    /// The slot of `entry` whose current key digests to `digest`, compared in constant time. As
+    /// [`KeyIndex::find`] for a caller that already holds the resource's entry: one map lookup and
+    /// no reference taken.
+    pub fn slot_of(&self, entry: &Entry, digest: &[u8; 32]) -> Option<usize> {
+        let (id, slot) = *self
+            .maps
+            .read()
+            .expect("index lock is never poisoned")
+            .by_digest
+            .get(digest)?;
+        (id == entry.internal_id && constant_time_eq(&entry.slots.get(slot)?.digest, digest))
+            .then_some(slot)
+    }
+
     /// Notes that `entry`'s slot accepted a request now. A slot in constant use is noted once per
     /// [`USE_RESOLUTION_MICROS`]: its first use in each such window is what the store gets, so the
     /// flush writes a row per slot a minute, not a row per slot each flush (with 20,000 keys in

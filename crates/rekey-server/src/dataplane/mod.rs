@@ -55,7 +55,7 @@ enum Refusal {
     Unavailable,
 }
 
-fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
+fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Answer {
     let cosmos = provider.is_some_and(|p| p.signs_requests);
     let (status, code, message) = match refusal {
         Refusal::InvalidKey if cosmos => (
@@ -105,18 +105,53 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Response {
     } else {
         json!({ "error": { "code": code, "message": message } })
     };
-    let mut response = (status, Json(body)).into_response();
-    if let Refusal::Throttled(seconds) = refusal {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from(seconds));
+    let retry_after = match refusal {
+        Refusal::Throttled(seconds) => Some(seconds),
+        Refusal::Unavailable => Some(1),
+        _ => None,
+    };
+    Answer::Json {
+        status,
+        body: body.to_string().into_bytes(),
+        retry_after,
     }
-    if refusal == Refusal::Unavailable {
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
+}
+
+/// A data-plane answer. Nearly all are a status and a JSON body (with `retry-after` on some
+/// refusals), which `fastpath` writes straight into its output without building a [`Response`];
+/// forwarded answers and management-style errors are a whole [`Response`].
+pub enum Answer {
+    Json {
+        status: StatusCode,
+        body: Vec<u8>,
+        retry_after: Option<u64>,
+    },
+    Full(Response),
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self {
+            Answer::Json {
+                status,
+                body,
+                retry_after,
+            } => {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = status;
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                if let Some(seconds) = retry_after {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
+                response
+            }
+            Answer::Full(response) => response,
+        }
     }
-    response
 }
 
 /// The slot a key-header type's presented key opens on `entry`, if any.
@@ -130,8 +165,7 @@ fn header_key_slot(
     let presented = call.header(header)?;
     // A malformed key is refused before any lookup.
     entry.provider.key_format.check(presented).ok()?;
-    let found = dp.index.find(&state.store.key_digest(presented))?;
-    (found.entry.internal_id == entry.internal_id).then_some(found.slot)
+    dp.index.slot_of(entry, &state.store.key_digest(presented))
 }
 
 fn is_cosmos_query(call: &impl Call) -> bool {
@@ -159,9 +193,14 @@ pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Respo
     let uri = request.uri().clone();
     // A whole request can always be forwarded, so every call is answered; `not_served` only keeps
     // this total.
-    answer(state, remote, uri.path(), request)
+    let mut response = answer(state, remote, uri.path(), request)
         .await
         .unwrap_or_else(not_served)
+        .into_response();
+    response
+        .headers_mut()
+        .insert(crate::app::REQUEST_ID, crate::app::request_id_header());
+    response
 }
 
 /// What the data plane reads of a call: its method, its headers, and for forwarding the whole
@@ -194,31 +233,30 @@ impl Call for Request {
     }
 }
 
-/// A data-plane call at `path` (`/data/{id}[/{rest}]`, no query): answered, or `None` only when
-/// the resource has an upstream and `call` cannot be forwarded (decided before anything else is
-/// done, so the caller can give the call to something that can forward it).
+/// A data-plane call at `path` (`/data/{id}[/{rest}]`, no query): answered (the caller adds
+/// `x-ms-request-id`), or `None` only when the resource has an upstream and `call` cannot be
+/// forwarded (decided before anything else is done, so the caller can give the call to something
+/// that can forward it).
 pub async fn answer(
     state: &AppState,
     remote: IpAddr,
     path: &str,
     call: impl Call,
-) -> Option<Response> {
-    let mut response = match split_path(path) {
-        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, call).await?,
-        None => not_served(),
-    };
-    response
-        .headers_mut()
-        .insert(crate::app::REQUEST_ID, crate::app::request_id_header());
-    Some(response)
+) -> Option<Answer> {
+    match split_path(path) {
+        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, call).await,
+        None => Some(not_served()),
+    }
 }
 
-fn not_served() -> Response {
-    ApiError::NotFound {
-        code: "ResourceNotFound",
-        message: "No rekey resource is served at this endpoint.".into(),
-    }
-    .into_response()
+fn not_served() -> Answer {
+    Answer::Full(
+        ApiError::NotFound {
+            code: "ResourceNotFound",
+            message: "No rekey resource is served at this endpoint.".into(),
+        }
+        .into_response(),
+    )
 }
 
 /// What rekeyd answers for an authenticated call when no upstream is configured. The common case
@@ -236,7 +274,7 @@ struct Authenticated<'a> {
 }
 
 /// The self-answer: the slot's pre-rendered start, then the method and path of this call.
-fn self_answer(slot: &index::EntrySlot, method: &Method, rest: &str) -> Response {
+fn self_answer(slot: &index::EntrySlot, method: &Method, rest: &str) -> Answer {
     /// `/{rest}` as a JSON string, escaped as it is written, with no intermediate `String`.
     struct Slashed<'a>(&'a str);
     impl Serialize for Slashed<'_> {
@@ -252,15 +290,14 @@ fn self_answer(slot: &index::EntrySlot, method: &Method, rest: &str) -> Response
     });
     if tail.is_err() {
         // Writing JSON into a Vec cannot fail; answer as a failure would, without a panic.
-        return ApiError::Internal.into_response();
+        return Answer::Full(ApiError::Internal.into_response());
     }
     body.push(b'}');
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    Answer::Json {
+        status: StatusCode::OK,
+        body,
+        retry_after: None,
+    }
 }
 
 async fn serve(
@@ -269,7 +306,7 @@ async fn serve(
     id: &str,
     raw_rest: &str,
     call: impl Call,
-) -> Option<Response> {
+) -> Option<Answer> {
     let dp = &state.dataplane;
     // As the client wrote it for forwarding; decoded for the signature and the self-answer (as a
     // Cosmos client signs its resource link).
@@ -365,7 +402,7 @@ async fn serve(
         };
         return Some(
             match Box::pin(gateway::forward(&dp.client, forward, request)).await {
-                Ok(response) => response,
+                Ok(response) => Answer::Full(response),
                 Err(gateway::NotForwarded::TooLarge) => refuse(Some(provider), Refusal::TooLarge),
                 Err(gateway::NotForwarded::UpstreamFailed) => {
                     refuse(Some(provider), Refusal::UpstreamFailed)
@@ -388,7 +425,13 @@ async fn serve(
             entry.internal_id.simple()
         );
         let who = serde_json::to_value(&who).expect("the authenticated description serializes");
-        return Some(Json(cosmos::account_document(&entry, &endpoint, who)).into_response());
+        return Some(Answer::Json {
+            status: StatusCode::OK,
+            body: cosmos::account_document(&entry, &endpoint, who)
+                .to_string()
+                .into_bytes(),
+            retry_after: None,
+        });
     }
     Some(self_answer(slot, &method, rest))
 }
