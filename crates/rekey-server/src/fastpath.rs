@@ -94,6 +94,9 @@ where
 {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    // When the head of the request being read must be complete, as hyper's header-read timeout:
+    // set when waiting for a request starts, kept while its bytes trickle in.
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         // Every complete request already buffered (a client may pipeline), in order.
         let mut used = 0;
@@ -121,6 +124,9 @@ where
             used += len;
         };
         buf.drain(..used);
+        if used > 0 {
+            deadline = None;
+        }
         if !out.is_empty() {
             io.write_all(&out).await?;
             out.clear();
@@ -129,8 +135,9 @@ where
             return Ok(Rewind::new(io, buf));
         }
         buf.reserve(4096);
+        let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + header_timeout);
         let read = tokio::select! {
-            read = tokio::time::timeout(header_timeout, io.read_buf(&mut buf)) => read,
+            read = tokio::time::timeout_at(until, io.read_buf(&mut buf)) => read,
             _ = shutdown.changed() => return Ok(Rewind::new(io, buf)),
         };
         let read =
