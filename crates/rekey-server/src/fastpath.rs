@@ -15,6 +15,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,7 +27,7 @@ use axum_server::accept::Accept;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::app::{AppState, Front};
 use crate::dataplane;
@@ -43,12 +44,33 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct FastPath<A> {
     inner: A,
     header_timeout: Duration,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
+}
+
+/// The server's graceful shutdown, as the fast path watches for it.
+#[derive(Clone, Default)]
+pub struct Shutdown(Arc<ShutdownState>);
+
+#[derive(Default)]
+struct ShutdownState {
+    started: AtomicBool,
+    notify: Notify,
+}
+
+impl Shutdown {
+    /// Hands every connection waiting in the fast path to hyper, and each new one as it arrives.
+    pub fn start(&self) {
+        self.0.started.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+
+    fn started(&self) -> bool {
+        self.0.started.load(Ordering::SeqCst)
+    }
 }
 
 impl<A> FastPath<A> {
-    /// `shutdown` turns true when the server's graceful shutdown starts.
-    pub fn new(inner: A, header_timeout: Duration, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(inner: A, header_timeout: Duration, shutdown: Shutdown) -> Self {
         Self {
             inner,
             header_timeout,
@@ -87,7 +109,7 @@ async fn serve<S>(
     state: Arc<AppState>,
     remote: IpAddr,
     header_timeout: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> io::Result<Rewind<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -97,6 +119,13 @@ where
     // When the head of the request being read must be complete, as hyper's header-read timeout:
     // set when waiting for a request starts, kept while its bytes trickle in.
     let mut deadline: Option<tokio::time::Instant> = None;
+    // One timer and one shutdown registration for the connection's life, not one per request:
+    // moving a registered timer's deadline later, as each request does, is a single atomic store.
+    let timer = tokio::time::sleep(header_timeout);
+    tokio::pin!(timer);
+    let notified = shutdown.0.notify.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
     loop {
         // Every complete request already buffered (a client may pipeline), in order.
         let mut used = 0;
@@ -131,17 +160,23 @@ where
             io.write_all(&out).await?;
             out.clear();
         }
-        if handed_over || buf.len() >= MAX_HEAD_BYTES || *shutdown.borrow() {
+        if handed_over || buf.len() >= MAX_HEAD_BYTES || shutdown.started() {
             return Ok(Rewind::new(io, buf));
         }
         buf.reserve(4096);
-        let until = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + header_timeout);
+        if deadline.is_none() {
+            let until = tokio::time::Instant::now() + header_timeout;
+            deadline = Some(until);
+            timer.as_mut().reset(until);
+        }
         let read = tokio::select! {
-            read = tokio::time::timeout_at(until, io.read_buf(&mut buf)) => read,
-            _ = shutdown.changed() => return Ok(Rewind::new(io, buf)),
+            biased;
+            read = io.read_buf(&mut buf) => read?,
+            () = &mut timer => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "request headers too slow"));
+            }
+            () = &mut notified => return Ok(Rewind::new(io, buf)),
         };
-        let read =
-            read.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request headers too slow"))??;
         if read == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

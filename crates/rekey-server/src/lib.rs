@@ -125,10 +125,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
-    let (shutting_down, shutdown_started) = tokio::sync::watch::channel(false);
+    let fast_path_shutdown = fastpath::Shutdown::default();
+    let shutting_down = fast_path_shutdown.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        shutting_down.send_replace(true);
+        shutting_down.start();
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     let make = tower::service_fn(move |remote: std::net::SocketAddr| {
@@ -162,7 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .acceptor(fastpath::FastPath::new(
                     silent,
                     header_timeout,
-                    shutdown_started,
+                    fast_path_shutdown,
                 ))
                 .handle(handle);
             connections::configure_http(&mut server, header_timeout);
