@@ -116,11 +116,11 @@ where
 {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
-    // When the head of the request being read must be complete, as hyper's header-read timeout:
-    // set when waiting for a request starts, kept while its bytes trickle in.
-    let mut deadline: Option<tokio::time::Instant> = None;
-    // One timer and one shutdown registration for the connection's life, not one per request:
-    // moving a registered timer's deadline later, as each request does, is a single atomic store.
+    // The head of the request being read must be complete by the timer's deadline, as with
+    // hyper's header-read timeout: set when waiting for a request starts, kept while its bytes
+    // trickle in. One timer and one shutdown registration for the connection's life, not one per
+    // request: moving a registered timer's deadline later is a single atomic store in tokio.
+    let mut deadline_set = false;
     let timer = tokio::time::sleep(header_timeout);
     tokio::pin!(timer);
     let notified = shutdown.0.notify.notified();
@@ -154,7 +154,7 @@ where
         };
         buf.drain(..used);
         if used > 0 {
-            deadline = None;
+            deadline_set = false;
         }
         if !out.is_empty() {
             io.write_all(&out).await?;
@@ -164,10 +164,11 @@ where
             return Ok(Rewind::new(io, buf));
         }
         buf.reserve(4096);
-        if deadline.is_none() {
-            let until = tokio::time::Instant::now() + header_timeout;
-            deadline = Some(until);
-            timer.as_mut().reset(until);
+        if !deadline_set {
+            deadline_set = true;
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + header_timeout);
         }
         let read = tokio::select! {
             biased;
