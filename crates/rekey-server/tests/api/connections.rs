@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -196,18 +195,7 @@ async fn a_forwarded_call_and_a_self_answered_call_share_a_connection() {
     s.create_group("rg").await;
     let (proxied, proxied_keys) = account(&s, "proxied").await;
     let (local, local_keys) = account(&s, "local").await;
-    let patch = format!(
-        "{}?api-version={CS_VERSION}",
-        s.account_path("rg", "proxied")
-    );
-    let (status, body) = s
-        .call(
-            Method::PATCH,
-            &patch,
-            Some(&json!({"properties": {"x-rekey-upstream": upstream}}).to_string()),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    s.forward_to("rg", "proxied", &upstream).await;
     let request = |path: &str, key: &Value| {
         format!(
             "GET {path}items/7 HTTP/1.1\r\nHost: x\r\nOcp-Apim-Subscription-Key: {}\r\n\r\n",

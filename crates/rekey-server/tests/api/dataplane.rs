@@ -562,15 +562,7 @@ async fn authenticated_requests_are_forwarded_to_the_upstream() {
     let upstream = echo_upstream().await;
     s.create_group("rg").await;
     let (endpoint, keys) = account_with_keys(&s, "rg", "acct").await;
-    let patch = format!("{}?api-version={CS_VERSION}", s.account_path("rg", "acct"));
-    let (status, body) = s
-        .call(
-            Method::PATCH,
-            &patch,
-            Some(&json!({"properties": {"x-rekey-upstream": upstream}}).to_string()),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    s.forward_to("rg", "acct", &upstream).await;
     let resp = s
         .client
         .put(format!("{endpoint}items/7?verbose=true"))
@@ -614,6 +606,7 @@ async fn authenticated_requests_are_forwarded_to_the_upstream() {
         401
     );
     // Bad upstream values are refused.
+    let patch = format!("{}?api-version={CS_VERSION}", s.account_path("rg", "acct"));
     let (status, _) = s
         .call(
             Method::PATCH,

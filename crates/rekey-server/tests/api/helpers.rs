@@ -375,6 +375,17 @@ impl TestServer {
         format!("/subscriptions/{}", self.subscription)
     }
 
+    /// Points the account's data plane at `upstream` (the `x-rekey-upstream` extension).
+    pub async fn forward_to(&self, group: &str, name: &str, upstream: &str) {
+        let patch = format!(
+            "{}?api-version={CS_VERSION}",
+            self.account_path(group, name)
+        );
+        let body = serde_json::json!({"properties": {"x-rekey-upstream": upstream}}).to_string();
+        let (status, answer) = self.call(reqwest::Method::PATCH, &patch, Some(&body)).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
     pub fn account_path(&self, group: &str, name: &str) -> String {
         format!(
             "{}/resourceGroups/{group}/providers/Microsoft.CognitiveServices/accounts/{name}",
