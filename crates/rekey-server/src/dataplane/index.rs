@@ -1,6 +1,9 @@
-//! Owns the data plane's in-memory key index: every live key's keyed digest mapped to its resource
-//! and slot, so a presented key is found in O(1) without touching the store, plus per-resource facts
-//! the data plane needs (key auth on/off, upstream, Cosmos signing keys). It follows the store's
+//! Owns the data plane's in-memory key index: every resource by its internal id, with its slots'
+//! keyed digests and the facts the data plane needs (key auth on/off, upstream, Cosmos signing
+//! keys), and every live key's keyed digest mapped to its resource and slot, so a presented key is
+//! found in O(1) without touching the store. A data-plane call names its resource in its path, so
+//! its key's digest is compared with that resource's slots; `POST /verify` finds a key by digest
+//! alone. Resources are spread over locks by id, so concurrent checks do not contend. It follows the store's
 //! change feed: writers call [`KeyIndex::catch_up`] before they answer, so a regenerated key is gone
 //! from the index before the regeneration is acknowledged; a background task catches up every second
 //! as a safety net.
@@ -78,10 +81,39 @@ pub struct Entry {
     pub slots: Vec<EntrySlot>,
 }
 
+impl Entry {
+    /// The slot whose current key digests to `digest`, each slot compared in constant time. The
+    /// caller found this entry in the index by the id in the request's path, so the keyed digest
+    /// is checked against this resource's slots alone: no second map lookup, and no second lock
+    /// shared by every check.
+    pub fn slot_with_digest(&self, digest: &[u8; 32]) -> Option<usize> {
+        let mut found = None;
+        // Every slot is compared, whichever matches, so the time does not say which one did.
+        for (i, slot) in self.slots.iter().enumerate() {
+            if constant_time_eq(&slot.digest, digest) {
+                found = Some(i);
+            }
+        }
+        found
+    }
+}
+
+type ByDigest = HashMap<[u8; 32], (Uuid, usize), Uniform>;
+type Resources = HashMap<Uuid, Arc<Entry>, Uniform>;
+
+/// How many locks the resources are spread over. Every data-plane check takes one of them for
+/// reading; with one lock for all, each check's two atomic updates of the lock's count moved its
+/// cache line between the cores on every call.
+const SHARDS: usize = 64;
+
+/// One shard's lock on its own cache lines, so checks on different shards share nothing.
+#[repr(align(128))]
 #[derive(Default)]
-struct Maps {
-    by_digest: HashMap<[u8; 32], (Uuid, usize), Uniform>,
-    resources: HashMap<Uuid, Arc<Entry>, Uniform>,
+struct Shard(RwLock<Resources>);
+
+fn shard_index(id: &Uuid) -> usize {
+    // Internal ids are random (version 4), so their first byte spreads resources evenly.
+    usize::from(id.as_bytes()[0]) % SHARDS
 }
 
 /// Hashes keys that are already uniformly random, and that no client can choose, by their first
@@ -114,21 +146,11 @@ impl std::hash::Hasher for FirstBytes {
     }
 }
 
-impl Maps {
-    fn remove(&mut self, id: &Uuid) {
-        if let Some(old) = self.resources.remove(id) {
-            for s in &old.slots {
-                self.by_digest.remove(&s.digest);
-            }
-        }
+fn insert(by_digest: &mut ByDigest, resources: &mut Resources, entry: Entry) {
+    for (i, s) in entry.slots.iter().enumerate() {
+        by_digest.insert(s.digest, (entry.internal_id, i));
     }
-
-    fn insert(&mut self, entry: Entry) {
-        for (i, s) in entry.slots.iter().enumerate() {
-            self.by_digest.insert(s.digest, (entry.internal_id, i));
-        }
-        self.resources.insert(entry.internal_id, Arc::new(entry));
-    }
+    resources.insert(entry.internal_id, Arc::new(entry));
 }
 
 fn entry_of(indexed: IndexedResource) -> Entry {
@@ -240,7 +262,10 @@ pub struct Stale;
 
 pub struct KeyIndex {
     store: Arc<dyn Store>,
-    maps: RwLock<Maps>,
+    /// Every live key's digest: its resource and slot (for `POST /verify`, which has no resource).
+    /// Changed only under `applied`, before the resources' shards.
+    by_digest: RwLock<ByDigest>,
+    resources: Box<[Shard]>,
     /// Uses noted on entries that a catch-up replaced before they were flushed.
     spilled: Mutex<Vec<KeyUse>>,
     /// The last change-feed sequence number applied; the lock also serializes catch-ups.
@@ -261,13 +286,20 @@ impl KeyIndex {
     ) -> Result<Self, StoreError> {
         let origin = Instant::now();
         let latest = store.latest_change().await?;
-        let mut maps = Maps::default();
+        let mut by_digest = ByDigest::default();
+        let mut resources: Vec<Resources> = (0..SHARDS).map(|_| Resources::default()).collect();
         for indexed in store.index_entries(None).await? {
-            maps.insert(entry_of(indexed));
+            let entry = entry_of(indexed);
+            let shard = &mut resources[shard_index(&entry.internal_id)];
+            insert(&mut by_digest, shard, entry);
         }
         Ok(Self {
             store,
-            maps: RwLock::new(maps),
+            by_digest: RwLock::new(by_digest),
+            resources: resources
+                .into_iter()
+                .map(|r| Shard(RwLock::new(r)))
+                .collect(),
             spilled: Mutex::new(Vec::new()),
             applied: tokio::sync::Mutex::new(latest),
             applied_hint: AtomicI64::new(latest),
@@ -353,25 +385,39 @@ impl KeyIndex {
             self.applied_hint.store(latest, Ordering::Release);
             return Ok(());
         }
-        let fresh = self.store.index_entries(Some(&changed)).await?;
-        let mut maps = self
-            .maps
+        let mut fresh: HashMap<Uuid, Entry> = self
+            .store
+            .index_entries(Some(&changed))
+            .await?
+            .into_iter()
+            .map(|indexed| (indexed.resource.internal_id, entry_of(indexed)))
+            .collect();
+        let mut by_digest = self
+            .by_digest
             .write()
             .expect("index lock is never poisoned: no panics under it");
         for id in &changed {
-            if let Some(old) = maps.resources.get(id) {
-                let pending = pending_uses(old);
+            // The old entry is replaced under its shard's lock, so a check sees the old entry or
+            // the new one, never neither.
+            let mut shard = self.resources[shard_index(id)]
+                .0
+                .write()
+                .expect("index lock is never poisoned: no panics under it");
+            if let Some(old) = shard.remove(id) {
+                let pending = pending_uses(&old);
                 if !pending.is_empty() {
                     self.spilled
                         .lock()
                         .expect("spill lock is never poisoned")
                         .extend(pending);
                 }
+                for s in &old.slots {
+                    by_digest.remove(&s.digest);
+                }
             }
-            maps.remove(id);
-        }
-        for indexed in fresh {
-            maps.insert(entry_of(indexed));
+            if let Some(entry) = fresh.remove(id) {
+                insert(&mut by_digest, &mut shard, entry);
+            }
         }
         *applied = latest;
         self.applied_hint.store(latest, Ordering::Release);
@@ -379,34 +425,26 @@ impl KeyIndex {
     }
 
     pub fn resource(&self, id: &Uuid) -> Option<Arc<Entry>> {
-        self.maps
+        self.resources[shard_index(id)]
+            .0
             .read()
             .expect("index lock is never poisoned")
-            .resources
             .get(id)
             .cloned()
     }
 
     /// The resource and slot whose current key digests to `digest`, compared in constant time.
     pub fn find(&self, digest: &[u8; 32]) -> Option<Found> {
-        let maps = self.maps.read().expect("index lock is never poisoned");
-        let (id, slot) = maps.by_digest.get(digest)?;
-        let entry = maps.resources.get(id)?.clone();
-        constant_time_eq(&entry.slots[*slot].digest, digest).then_some(Found { entry, slot: *slot })
-    }
-
-    /// The slot of `entry` whose current key digests to `digest`, compared in constant time. As
-    /// [`KeyIndex::find`] for a caller that already holds the resource's entry: one map lookup and
-    /// no reference taken.
-    pub fn slot_of(&self, entry: &Entry, digest: &[u8; 32]) -> Option<usize> {
-        let (id, slot) = *self
-            .maps
+        let (id, _) = *self
+            .by_digest
             .read()
             .expect("index lock is never poisoned")
-            .by_digest
             .get(digest)?;
-        (id == entry.internal_id && constant_time_eq(&entry.slots.get(slot)?.digest, digest))
-            .then_some(slot)
+        // The entry, read after the digest map, has the final say: a key replaced in between
+        // no longer matches any of its slots.
+        let entry = self.resource(&id)?;
+        let slot = entry.slot_with_digest(digest)?;
+        Some(Found { entry, slot })
     }
 
     /// Notes that `entry`'s slot accepted a request now. A slot in constant use is noted once per
@@ -427,18 +465,19 @@ impl KeyIndex {
     pub fn drain_uses(&self) -> Vec<KeyUse> {
         let mut out =
             std::mem::take(&mut *self.spilled.lock().expect("spill lock is never poisoned"));
-        let maps = self.maps.read().expect("index lock is never poisoned");
-        for entry in maps.resources.values() {
-            out.extend(pending_uses(entry));
+        for shard in self.resources.iter() {
+            let shard = shard.0.read().expect("index lock is never poisoned");
+            for entry in shard.values() {
+                out.extend(pending_uses(entry));
+            }
         }
         out
     }
 
     pub fn len(&self) -> usize {
-        self.maps
+        self.by_digest
             .read()
             .expect("index lock is never poisoned")
-            .by_digest
             .len()
     }
 

@@ -155,17 +155,12 @@ impl IntoResponse for Answer {
 }
 
 /// The slot a key-header type's presented key opens on `entry`, if any.
-fn header_key_slot(
-    dp: &DataPlane,
-    state: &AppState,
-    entry: &Entry,
-    call: &impl Call,
-) -> Option<usize> {
+fn header_key_slot(state: &AppState, entry: &Entry, call: &impl Call) -> Option<usize> {
     let header = entry.provider.key_header?;
     let presented = call.header(header)?;
     // A malformed key is refused before any lookup.
     entry.provider.key_format.check(presented).ok()?;
-    dp.index.slot_of(entry, &state.store.key_digest(presented))
+    entry.slot_with_digest(&state.store.key_digest(presented))
 }
 
 fn is_cosmos_query(call: &impl Call) -> bool {
@@ -360,7 +355,7 @@ async fn serve(
             cosmos::CosmosRefusal::StaleDate => Refusal::StaleDate,
         })
     } else {
-        header_key_slot(dp, state, &entry, &call).ok_or(Refusal::InvalidKey)
+        header_key_slot(state, &entry, &call).ok_or(Refusal::InvalidKey)
     };
     let slot = match slot {
         Ok(slot) => slot,
