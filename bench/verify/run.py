@@ -101,9 +101,11 @@ http {{
   server {{
     listen 127.0.0.1:{port};
     default_type application/json;
-    location / {{
-      if ($rekey_known) {{ return 200 '{{"authenticated":true,"resourceId":"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/bench/providers/Microsoft.CognitiveServices/accounts/acct","keyName":"key1","access":"readWrite"}}'; }}
-      return 401 '{{"error":{{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint."}}}}';
+    # The same JSON as rekeyd answers (naming the method and the path below the resource), so wrk
+    # reads about as much from both: with nginx's own headers the replies are 411 and 420 bytes.
+    location ~ ^/data/[^/]+(?<rest>/.*)?$ {{
+      if ($rekey_known) {{ return 200 '{{"authenticated":true,"resourceId":"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/bench/providers/Microsoft.CognitiveServices/accounts/acct","keyName":"key1","access":"readWrite","method":"$request_method","path":"$rest"}}'; }}
+      return 401 '{{"error":{{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}}}';
     }}
   }}
   server {{
