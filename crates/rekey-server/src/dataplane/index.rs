@@ -490,6 +490,56 @@ impl KeyIndex {
 mod tests {
     use super::*;
 
+    fn entry_with_digests(digests: &[[u8; 32]]) -> Entry {
+        let provider = &rekey_core::providers::cosmos_db::DATABASE_ACCOUNTS;
+        Entry {
+            internal_id: Uuid::new_v4(),
+            resource_id: "/subscriptions/s/resourceGroups/g/providers/p/t/n".into(),
+            name: "n".into(),
+            location: "westus".into(),
+            provider,
+            key_auth_enabled: true,
+            upstream: None,
+            slots: provider
+                .slots
+                .iter()
+                .zip(digests)
+                .map(|(slot, digest)| EntrySlot {
+                    slot,
+                    generation: 1,
+                    digest: *digest,
+                    signing_key: None,
+                    last_used: AtomicI64::new(0),
+                    flushed: AtomicI64::new(0),
+                    self_answer: Box::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_digest_opens_only_its_own_slot_of_the_resource() {
+        let digests = [[1u8; 32], [2u8; 32], [3u8; 32], [4u8; 32]];
+        let entry = entry_with_digests(&digests);
+        assert_eq!(entry.slots.len(), 4);
+        for (i, digest) in digests.iter().enumerate() {
+            assert_eq!(entry.slot_with_digest(digest), Some(i));
+        }
+        let mut near = [4u8; 32];
+        near[31] = 5;
+        assert_eq!(entry.slot_with_digest(&near), None);
+        assert_eq!(entry.slot_with_digest(&[0u8; 32]), None);
+    }
+
+    #[test]
+    fn resources_spread_over_every_shard() {
+        let mut seen = [false; SHARDS];
+        for _ in 0..SHARDS * 64 {
+            seen[shard_index(&Uuid::new_v4())] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "some shard never chosen: {seen:?}");
+    }
+
     #[test]
     fn keys_alike_in_their_first_bytes_are_still_told_apart() {
         let mut map: HashMap<[u8; 32], usize, Uniform> = HashMap::default();
