@@ -3,10 +3,11 @@
 //! keys), and every live key's keyed digest mapped to its resource and slot, so a presented key is
 //! found in O(1) without touching the store. A data-plane call names its resource in its path, so
 //! its key's digest is compared with that resource's slots; `POST /verify` finds a key by digest
-//! alone. Resources are spread over locks by id, so concurrent checks do not contend. It follows the store's
-//! change feed: writers call [`KeyIndex::catch_up`] before they answer, so a regenerated key is gone
-//! from the index before the regeneration is acknowledged; a background task catches up every second
-//! as a safety net.
+//! alone. Resources are spread over locks by id, so concurrent checks do not contend.
+//!
+//! The index follows the store's change feed: writers call [`KeyIndex::catch_up`] before they
+//! answer, so a regenerated key is gone from the index before the regeneration is acknowledged; a
+//! background task catches up every second as a safety net.
 //!
 //! With several nodes on one database (PostgreSQL) other nodes' changes arrive by notice, and the
 //! index also tracks when it last *confirmed* being current: the start of the last catch-up that
@@ -263,7 +264,7 @@ pub struct Stale;
 pub struct KeyIndex {
     store: Arc<dyn Store>,
     /// Every live key's digest: its resource and slot (for `POST /verify`, which has no resource).
-    /// Changed only under `applied`, before the resources' shards.
+    /// Changed only under `applied`, and held for writing while the shards' entries are replaced.
     by_digest: RwLock<ByDigest>,
     resources: Box<[Shard]>,
     /// Uses noted on entries that a catch-up replaced before they were flushed.
@@ -399,8 +400,8 @@ impl KeyIndex {
         for id in &changed {
             // The old entry is replaced under its shard's lock, so a check sees the old entry or
             // the new one, never neither.
-            let mut shard = self.resources[shard_index(id)]
-                .0
+            let mut shard = self
+                .shard(id)
                 .write()
                 .expect("index lock is never poisoned: no panics under it");
             if let Some(old) = shard.remove(id) {
@@ -424,9 +425,12 @@ impl KeyIndex {
         Ok(())
     }
 
+    fn shard(&self, id: &Uuid) -> &RwLock<Resources> {
+        &self.resources[shard_index(id)].0
+    }
+
     pub fn resource(&self, id: &Uuid) -> Option<Arc<Entry>> {
-        self.resources[shard_index(id)]
-            .0
+        self.shard(id)
             .read()
             .expect("index lock is never poisoned")
             .get(id)
