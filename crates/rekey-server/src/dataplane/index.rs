@@ -99,7 +99,7 @@ impl Entry {
     }
 }
 
-type ByDigest = HashMap<[u8; 32], (Uuid, usize), Uniform>;
+type ByDigest = HashMap<[u8; 32], Uuid, Uniform>;
 type Resources = HashMap<Uuid, Arc<Entry>, Uniform>;
 
 /// How many locks the resources are spread over. Every data-plane check takes one of them for
@@ -148,8 +148,8 @@ impl std::hash::Hasher for FirstBytes {
 }
 
 fn insert(by_digest: &mut ByDigest, resources: &mut Resources, entry: Entry) {
-    for (i, s) in entry.slots.iter().enumerate() {
-        by_digest.insert(s.digest, (entry.internal_id, i));
+    for s in &entry.slots {
+        by_digest.insert(s.digest, entry.internal_id);
     }
     resources.insert(entry.internal_id, Arc::new(entry));
 }
@@ -263,7 +263,7 @@ pub struct Stale;
 
 pub struct KeyIndex {
     store: Arc<dyn Store>,
-    /// Every live key's digest: its resource and slot (for `POST /verify`, which has no resource).
+    /// Every live key's digest: its resource, whose entry then gives the slot (for `POST /verify`, which has no resource).
     /// Changed only under `applied`, and held for writing while the shards' entries are replaced.
     by_digest: RwLock<ByDigest>,
     resources: Box<[Shard]>,
@@ -439,7 +439,7 @@ impl KeyIndex {
 
     /// The resource and slot whose current key digests to `digest`, compared in constant time.
     pub fn find(&self, digest: &[u8; 32]) -> Option<Found> {
-        let (id, _) = *self
+        let id = *self
             .by_digest
             .read()
             .expect("index lock is never poisoned")
