@@ -156,8 +156,11 @@ def _healthz_ok(url: str, ctx: ssl.SSLContext) -> bool:
 
 
 def _backends() -> list[str]:
-    """SQLite always; PostgreSQL too when REKEY_TEST_POSTGRES_URL names a server (CI sets it)."""
-    return ["sqlite"] + (["postgres"] if os.environ.get("REKEY_TEST_POSTGRES_URL") else [])
+    """SQLite and PostgreSQL (on the server REKEY_TEST_POSTGRES_URL names; scripts/test starts
+    one), unless REKEY_TEST_BACKENDS=sqlite leaves PostgreSQL out on purpose."""
+    if os.environ.get("REKEY_TEST_BACKENDS", "").strip() == "sqlite":
+        return ["sqlite"]
+    return ["sqlite", "postgres"]
 
 
 def _psql(url: str, sql: str) -> None:
@@ -178,7 +181,14 @@ def rekey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     against a fresh PostgreSQL database (dropped afterwards)."""
     database_url = None
     if request.param == "postgres":
-        admin = os.environ["REKEY_TEST_POSTGRES_URL"]
+        admin = os.environ.get("REKEY_TEST_POSTGRES_URL")
+        if not admin:
+            pytest.fail(
+                "REKEY_TEST_POSTGRES_URL is not set: start a server with `scripts/pg-cluster start "
+                "DIR` and set it to the URL printed, or set REKEY_TEST_BACKENDS=sqlite to leave "
+                "PostgreSQL out on purpose (scripts/test does the former by itself)",
+                pytrace=False,
+            )
         name = "rekey_sdk_" + os.urandom(8).hex()
         _psql(admin, f"CREATE DATABASE {name}")
         request.addfinalizer(lambda: _psql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

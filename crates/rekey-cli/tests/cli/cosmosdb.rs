@@ -1,28 +1,22 @@
-//! `rekey cosmosdb …` against a live rekeyd. Until Microsoft.DocumentDB lands on this branch, each
-//! test prints why it is skipped and stops (see `Rekeyd::serves`); `long_running` covers the polling
-//! against a stand-in meanwhile.
+//! `rekey cosmosdb …` against a live rekeyd: create, show, list, delete, keys and regeneration
+//! through the long-running operation.
 
 use serde_json::json;
 
 use crate::helpers::{Cli, Rekeyd, COSMOS};
-use crate::require_provider;
 
-fn with_account(name: &str) -> Option<(Rekeyd, Cli)> {
+fn with_account(name: &str) -> (Rekeyd, Cli) {
     let server = Rekeyd::start();
-    if !server.serves(COSMOS) {
-        return None;
-    }
     server.create_group("rg");
     let cli = Cli::logged_in(&server);
     cli.run(&["cosmosdb", "create", "-n", name, "-g", "rg"])
         .json();
-    Some((server, cli))
+    (server, cli)
 }
 
 #[test]
 fn cosmosdb_create_show_list_and_delete_change_the_server() {
     let server = Rekeyd::start();
-    require_provider!(server, COSMOS);
     server.create_group("rg");
     let cli = Cli::logged_in(&server);
 
@@ -72,9 +66,7 @@ fn cosmosdb_create_show_list_and_delete_change_the_server() {
 
 #[test]
 fn cosmosdb_keys_list_prints_keys_read_only_keys_and_connection_strings() {
-    let Some((server, cli)) = with_account("docdb2") else {
-        return;
-    };
+    let (server, cli) = with_account("docdb2");
     let base = ["cosmosdb", "keys", "list", "-n", "docdb2", "-g", "rg"];
     let with = |extra: &[&str]| {
         let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
@@ -98,9 +90,7 @@ fn cosmosdb_keys_list_prints_keys_read_only_keys_and_connection_strings() {
 
 #[test]
 fn cosmosdb_regenerate_each_kind_replaces_only_that_key() {
-    let Some((server, cli)) = with_account("docdb3") else {
-        return;
-    };
+    let (server, cli) = with_account("docdb3");
     for (kind, field) in [
         ("primary", "primaryMasterKey"),
         ("secondary", "secondaryMasterKey"),
@@ -133,9 +123,7 @@ fn cosmosdb_regenerate_each_kind_replaces_only_that_key() {
 
 #[test]
 fn cosmosdb_what_if_changes_nothing() {
-    let Some((server, cli)) = with_account("docdb4") else {
-        return;
-    };
+    let (server, cli) = with_account("docdb4");
     let before = server.action(COSMOS, "rg", "docdb4", "listKeys");
     let run = cli.run(&[
         "cosmosdb",

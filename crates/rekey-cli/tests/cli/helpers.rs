@@ -249,32 +249,6 @@ impl Rekeyd {
         assert_eq!(status, 200, "{action}: {body}");
         without_extensions(body)
     }
-
-    /// False, with a printed reason, when this rekeyd does not serve the resource type yet (the
-    /// provider is being added on main): the test then stops without checking anything.
-    pub fn serves(&self, ty: (&str, &str)) -> bool {
-        let path = format!(
-            "/subscriptions/{}/providers/{}?api-version={}",
-            self.subscription, ty.0, ty.1
-        );
-        let (status, body) = self.call("GET", &path, None);
-        let code = body["error"]["code"].as_str().unwrap_or("");
-        if status == 404
-            && matches!(
-                code,
-                "NotFound" | "InvalidResourceType" | "NoRegisteredProviderFound"
-            )
-        {
-            let reason = format!(
-                "SKIPPED: rekeyd answers 404 {code} for {}: the provider is not on this branch yet, \
-                 so this test checked nothing.",
-                ty.0
-            );
-            println!("{reason}");
-            return false;
-        }
-        true
-    }
 }
 
 impl Drop for Rekeyd {
@@ -282,16 +256,6 @@ impl Drop for Rekeyd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Returns from the test, with the printed reason, when rekeyd does not serve the type yet.
-#[macro_export]
-macro_rules! require_provider {
-    ($server:expr, $ty:expr) => {
-        if !$server.serves($ty) {
-            return;
-        }
-    };
 }
 
 /// The `rekey` binary with its own config directory, so no test reads or writes the user's.

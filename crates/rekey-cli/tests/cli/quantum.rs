@@ -1,17 +1,12 @@
-//! `rekey quantum workspace …` against a live rekeyd. Until Microsoft.Quantum lands on this branch,
-//! each test prints why it is skipped and stops (see `Rekeyd::serves`); `long_running` covers the
-//! 204 reply and `--pass-thru` against a stand-in meanwhile.
+//! `rekey quantum workspace …` against a live rekeyd: create, show, list, delete, keys and
+//! regeneration (204 and `--pass-thru`).
 
 use serde_json::json;
 
 use crate::helpers::{Cli, Rekeyd, QUANTUM};
-use crate::require_provider;
 
-fn with_workspace(name: &str) -> Option<(Rekeyd, Cli)> {
+fn with_workspace(name: &str) -> (Rekeyd, Cli) {
     let server = Rekeyd::start();
-    if !server.serves(QUANTUM) {
-        return None;
-    }
     server.create_group("rg");
     let cli = Cli::logged_in(&server);
     cli.run(&[
@@ -30,13 +25,12 @@ fn with_workspace(name: &str) -> Option<(Rekeyd, Cli)> {
         "true",
     ])
     .json();
-    Some((server, cli))
+    (server, cli)
 }
 
 #[test]
 fn quantum_workspace_create_show_list_and_delete_change_the_server() {
     let server = Rekeyd::start();
-    require_provider!(server, QUANTUM);
     server.create_group("rg");
     let cli = Cli::logged_in(&server);
 
@@ -105,9 +99,7 @@ fn quantum_workspace_create_show_list_and_delete_change_the_server() {
 
 #[test]
 fn quantum_keys_list_shows_both_keys_and_connection_strings() {
-    let Some((server, cli)) = with_workspace("ws2") else {
-        return;
-    };
+    let (server, cli) = with_workspace("ws2");
     let keys = cli
         .run(&[
             "quantum",
@@ -134,9 +126,7 @@ fn quantum_keys_list_shows_both_keys_and_connection_strings() {
 
 #[test]
 fn quantum_regenerate_primary_replaces_only_the_primary_key_and_pass_thru_prints_true() {
-    let Some((server, cli)) = with_workspace("ws3") else {
-        return;
-    };
+    let (server, cli) = with_workspace("ws3");
     let before = server.action(QUANTUM, "rg", "ws3", "listKeys");
     let run = cli.run(&[
         "quantum",
@@ -176,9 +166,7 @@ fn quantum_regenerate_primary_replaces_only_the_primary_key_and_pass_thru_prints
 
 #[test]
 fn quantum_what_if_changes_nothing() {
-    let Some((server, cli)) = with_workspace("ws4") else {
-        return;
-    };
+    let (server, cli) = with_workspace("ws4");
     let before = server.action(QUANTUM, "rg", "ws4", "listKeys");
     let run = cli.run(&[
         "quantum",

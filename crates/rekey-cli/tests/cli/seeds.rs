@@ -5,7 +5,6 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::helpers::{Cli, Rekeyd, COSMOS};
-use crate::require_provider;
 
 fn seed(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,7 +49,6 @@ fn cognitive_services_seed_lists_and_regenerates_both_keys() {
 #[test]
 fn cosmosdb_seed_creates_lists_and_regenerates_the_secondary_key() {
     let server = Rekeyd::start();
-    require_provider!(server, COSMOS);
     let cli = Cli::logged_in(&server);
     let run = cli.script(&seed("cosmosdb-regenerate-key.sh"), &[]);
     assert_eq!(run.code, 0, "{run:?}");

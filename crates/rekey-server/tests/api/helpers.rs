@@ -33,11 +33,9 @@ impl Backend {
         BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
     }
 
-    /// Runs a test body with this backend; a PostgreSQL run without a server to use passes after
-    /// saying why it did nothing (CI always sets the variable).
+    /// Runs a test body with this backend. A PostgreSQL run needs a server ([`postgres_wanted`]).
     pub async fn run(self, test: impl Future<Output = ()>) {
-        if self == Backend::Postgres && postgres_admin_url().is_none() {
-            eprintln!("{POSTGRES_URL_VAR} is not set: skipping the PostgreSQL run of this test");
+        if self == Backend::Postgres && !postgres_wanted() {
             return;
         }
         BACKEND.scope(self, test).await
@@ -60,6 +58,27 @@ macro_rules! backend_tests {
             }
         }
     )*};
+}
+
+/// Set to `sqlite` to leave every PostgreSQL run out on purpose (each says so).
+pub const BACKENDS_VAR: &str = "REKEY_TEST_BACKENDS";
+
+/// Whether a PostgreSQL run should go ahead: yes when [`POSTGRES_URL_VAR`] names a server. Without
+/// one the test fails, so a missing server never passes as a silent skip, unless
+/// `REKEY_TEST_BACKENDS=sqlite` asks for SQLite only (then it says it did nothing).
+pub fn postgres_wanted() -> bool {
+    if postgres_admin_url().is_some() {
+        return true;
+    }
+    let sqlite_only = std::env::var(BACKENDS_VAR).is_ok_and(|v| v.trim() == "sqlite");
+    assert!(
+        sqlite_only,
+        "{POSTGRES_URL_VAR} is not set: start a server with `scripts/pg-cluster start DIR` and set \
+         it to the URL printed, or set {BACKENDS_VAR}=sqlite to leave PostgreSQL out on purpose \
+         (scripts/test does the former by itself)"
+    );
+    eprintln!("{BACKENDS_VAR}=sqlite: the PostgreSQL run of this test did nothing");
+    false
 }
 
 pub fn postgres_admin_url() -> Option<String> {

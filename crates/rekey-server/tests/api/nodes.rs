@@ -2,7 +2,7 @@
 //! revocation everywhere through change notices and the sequence check, failing closed when a node is
 //! cut off, and riding out a PostgreSQL outage. These need PostgreSQL (`REKEY_TEST_POSTGRES_URL`, and
 //! for the outage test the server binaries from Debian's `postgresql` package); without it each
-//! passes after saying it did nothing.
+//! fails, unless `REKEY_TEST_BACKENDS=sqlite` leaves PostgreSQL out on purpose.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,17 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::helpers::*;
 use crate::keys::fifty_regenerations_over;
 
-fn have_postgres() -> bool {
-    if postgres_admin_url().is_none() {
-        eprintln!("{POSTGRES_URL_VAR} is not set: skipping this PostgreSQL-only test");
-        return false;
-    }
-    true
-}
-
 /// A first node on a fresh PostgreSQL database (with `env`), as the PostgreSQL run of any test gets.
 async fn first_node(env: &[(&str, &str)]) -> TestServer {
-    let admin = postgres_admin_url().expect("checked by have_postgres");
+    let admin = postgres_admin_url().expect("checked by postgres_wanted");
     let database = TestDatabase::create(&admin).await;
     let url = database.url.clone();
     TestServer::start_on("info", env, Some(url), Some(database)).await
@@ -88,7 +80,7 @@ async fn until_status(
 
 #[tokio::test]
 async fn a_joining_node_finds_the_bootstrap_and_accepts_the_same_token() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let a = first_node(&[]).await;
@@ -115,7 +107,7 @@ async fn a_joining_node_finds_the_bootstrap_and_accepts_the_same_token() {
 
 #[tokio::test]
 async fn nodes_starting_at_once_make_one_bootstrap_and_share_its_token() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let master_key = "42".repeat(32);
@@ -144,7 +136,7 @@ async fn nodes_starting_at_once_make_one_bootstrap_and_share_its_token() {
 
 #[tokio::test]
 async fn fifty_concurrent_regenerations_over_three_nodes_all_commit_and_the_last_one_wins() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let a = first_node(&[]).await;
@@ -160,7 +152,7 @@ async fn fifty_concurrent_regenerations_over_three_nodes_all_commit_and_the_last
 
 #[tokio::test]
 async fn a_key_regenerated_on_one_node_is_refused_on_the_others() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let a = first_node(&[]).await;
@@ -203,7 +195,7 @@ async fn verified(node: &TestServer, key: &str) -> bool {
 /// check, in its plainest form: no waiting anywhere, each check right after the answer.
 #[tokio::test]
 async fn a_regeneration_is_in_force_on_every_node_as_soon_as_it_answers() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let a = first_node(&[]).await;
@@ -249,7 +241,7 @@ async fn a_regeneration_is_in_force_on_every_node_as_soon_as_it_answers() {
 
 #[tokio::test]
 async fn a_change_whose_notice_never_came_is_caught_by_the_sequence_check() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let a = first_node(&[]).await;
@@ -360,7 +352,7 @@ fn host_port(url: &str) -> String {
 
 #[tokio::test]
 async fn a_node_cut_off_from_the_database_refuses_keys_instead_of_trusting_its_cache() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let a = first_node(&[]).await;
@@ -472,7 +464,7 @@ impl Drop for PrivateCluster {
 
 #[tokio::test]
 async fn a_postgres_outage_answers_503_and_loses_no_acknowledged_change() {
-    if !have_postgres() {
+    if !postgres_wanted() {
         return;
     }
     let cluster = PrivateCluster::start();
