@@ -250,7 +250,9 @@ fn writable(props: Map<String, Value>) -> Map<String, Value> {
 /// `documentEndpoint`, ordered by failover priority. rekeyd serves one data-plane endpoint per
 /// account, so every location names that one (Azure gives each region its own host).
 fn rendered_locations(account: &str, stored: Option<&Value>, endpoint: &str) -> Vec<Value> {
-    let stored = stored.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let stored = stored
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     let mut locations: Vec<Value> = stored
         .iter()
         .enumerate()
@@ -274,7 +276,11 @@ fn rendered_locations(account: &str, stored: Option<&Value>, endpoint: &str) -> 
             Some(Value::Object(location))
         })
         .collect();
-    locations.sort_by_key(|l| l["failoverPriority"].as_f64().map_or(i64::MAX, |p| p as i64));
+    locations.sort_by_key(|l| {
+        l["failoverPriority"]
+            .as_f64()
+            .map_or(i64::MAX, |p| p as i64)
+    });
     locations
 }
 

@@ -351,7 +351,11 @@ async fn cosmos_signatures_read_only_keys_and_stale_dates() {
         http_date(0),
         false,
     );
-    assert_eq!(read.await.unwrap().status(), 501, "a read-only key may read");
+    assert_eq!(
+        read.await.unwrap().status(),
+        501,
+        "a read-only key may read"
+    );
     let query = send(
         Method::POST,
         "dbs/db1/colls/c1/docs",
