@@ -47,3 +47,18 @@ def test_account_read_with_either_key_and_old_key_refused(cosmos_client, cosmos_
     assert err.value.status_code == 401
     # The untouched secondary key still opens the account.
     connect(endpoint, keys.secondary_master_key, rekey).get_database_account()
+
+
+def test_calls_beyond_the_account_read_raise_501_saying_to_set_an_upstream(cosmos_client, cosmos_account, rekey):
+    rg, name, endpoint = cosmos_account
+    keys = cosmos_client.database_accounts.list_keys(rg, name)
+    client = connect(endpoint, keys.primary_master_key, rekey)
+    with pytest.raises(CosmosHttpResponseError) as err:
+        list(client.list_databases())
+    assert err.value.status_code == 501
+    assert "x-rekey-upstream" in err.value.message
+    # A read-only key's write is refused for what the key is before anything is served.
+    reader = connect(endpoint, keys.primary_readonly_master_key, rekey)
+    with pytest.raises(CosmosHttpResponseError) as err:
+        reader.create_database(f"db-{uuid.uuid4().hex[:8]}")
+    assert err.value.status_code == 403

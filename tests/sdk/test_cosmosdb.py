@@ -61,6 +61,16 @@ def test_create_is_a_finished_long_running_operation(cosmos_client, account):
     assert name in [a.name for a in cosmos_client.database_accounts.list()]
 
 
+def test_every_location_names_the_data_plane_endpoint(cosmos_client, account):
+    rg, name, _ = account
+    props = cosmos_client.database_accounts.get(rg, name).properties
+    for locations in (props.locations, props.read_locations, props.write_locations):
+        assert [loc.location_name for loc in locations] == ["westus"]
+        assert locations[0].document_endpoint == props.document_endpoint
+        assert locations[0].id == f"{name}-westus"
+        assert locations[0].provisioning_state == "Succeeded"
+
+
 def test_four_keys_are_64_random_bytes_each(cosmos_client, account):
     rg, name, _ = account
     keys = all_keys(cosmos_client, rg, name)

@@ -121,7 +121,8 @@ pub struct DatabaseAccount {
     pub location: String,
     pub kind: String,
     pub tags: BTreeMap<String, String>,
-    /// Stored properties plus `provisioningState` and `documentEndpoint`.
+    /// Stored properties plus `provisioningState`, `documentEndpoint`, and the computed fields of
+    /// `locations`, `readLocations`, `writeLocations` and `failoverPolicies`.
     pub properties: Map<String, Value>,
 }
 
@@ -168,7 +169,15 @@ pub struct DatabaseAccountRegenerateKeyParameters {
     pub key_kind: String,
 }
 
-const COMPUTED: &[&str] = &["provisioningState", "documentEndpoint"];
+const COMPUTED: &[&str] = &[
+    "provisioningState",
+    "documentEndpoint",
+    "readLocations",
+    "writeLocations",
+    "failoverPolicies",
+];
+/// What Azure adds to each entry of `locations`; never stored from a request.
+const COMPUTED_PER_LOCATION: &[&str] = &["id", "documentEndpoint", "provisioningState"];
 const KINDS: &[&str] = &["GlobalDocumentDB", "MongoDB", "Parse"];
 
 fn bad(message: impl Into<String>) -> InvalidInput {
@@ -225,7 +234,54 @@ fn check_properties(props: &Map<String, Value>, creating: bool) -> Result<(), In
 }
 
 fn writable(props: Map<String, Value>) -> Map<String, Value> {
-    without_computed(props, COMPUTED)
+    let mut props = without_computed(props, COMPUTED);
+    // A client that sends back the account it read (as a read-modify-write does) sends each
+    // location's computed fields too; they are made afresh on every read.
+    if let Some(Value::Array(locations)) = props.get_mut("locations") {
+        for location in locations.iter_mut().filter_map(Value::as_object_mut) {
+            location.retain(|k, _| !COMPUTED_PER_LOCATION.contains(&k.as_str()));
+        }
+    }
+    props
+}
+
+/// The account's locations as Azure renders them: each stored entry with its `id`
+/// (`{account}-{location}`), `provisioningState`, `failoverPriority`, `isZoneRedundant` and
+/// `documentEndpoint`, ordered by failover priority. rekeyd serves one data-plane endpoint per
+/// account, so every location names that one (Azure gives each region its own host).
+fn rendered_locations(account: &str, stored: Option<&Value>, endpoint: &str) -> Vec<Value> {
+    let stored = stored
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    let mut locations: Vec<Value> = stored
+        .iter()
+        .enumerate()
+        .filter_map(|(i, entry)| {
+            let mut location = entry.as_object()?.clone();
+            let name = location.get("locationName")?.as_str()?;
+            let slug: String = name
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect();
+            location.insert("id".into(), json!(format!("{account}-{slug}")));
+            location.insert("documentEndpoint".into(), json!(endpoint));
+            location.insert("provisioningState".into(), json!("Succeeded"));
+            if location.get("failoverPriority").is_none_or(Value::is_null) {
+                location.insert("failoverPriority".into(), json!(i));
+            }
+            location
+                .entry("isZoneRedundant")
+                .or_insert_with(|| json!(false));
+            Some(Value::Object(location))
+        })
+        .collect();
+    locations.sort_by_key(|l| {
+        l["failoverPriority"]
+            .as_f64()
+            .map_or(i64::MAX, |p| p as i64)
+    });
+    locations
 }
 
 pub struct Mapping;
@@ -286,11 +342,37 @@ impl WireMapping for Mapping {
 
     fn render(&self, resource: &Resource, ctx: &RenderContext) -> Value {
         let mut properties = resource.spec.settings.clone();
-        properties.insert("provisioningState".into(), json!("Succeeded"));
-        properties.insert(
-            "documentEndpoint".into(),
-            json!(ctx.data_plane_url(resource)),
+        let endpoint = ctx.data_plane_url(resource);
+        let locations = rendered_locations(
+            resource.id.name.as_str(),
+            properties.get("locations"),
+            &endpoint,
         );
+        // One write region unless the account asked for several, as in Azure.
+        let multi_write = properties
+            .get("enableMultipleWriteLocations")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let write_count = if multi_write { locations.len() } else { 1 };
+        let failover_policies: Vec<Value> = locations
+            .iter()
+            .map(|l| {
+                json!({
+                    "id": l["id"],
+                    "locationName": l["locationName"],
+                    "failoverPriority": l["failoverPriority"],
+                })
+            })
+            .collect();
+        properties.insert("provisioningState".into(), json!("Succeeded"));
+        properties.insert("documentEndpoint".into(), json!(endpoint));
+        properties.insert(
+            "writeLocations".into(),
+            json!(locations.iter().take(write_count).collect::<Vec<_>>()),
+        );
+        properties.insert("readLocations".into(), json!(locations));
+        properties.insert("failoverPolicies".into(), json!(failover_policies));
+        properties.insert("locations".into(), json!(locations));
         json!({
             "id": resource.id.to_string(),
             "name": resource.id.name.as_str(),

@@ -1,7 +1,10 @@
 //! Cosmos DB's master-key check: the request's `Authorization` signature is recomputed with each of
 //! the account's keys over the string to sign (verb, resource type, resource link, `x-ms-date`), and
-//! the date must be within 15 minutes of now, so a captured request cannot be replayed later.
+//! the date must be within 15 minutes of now, so a captured request cannot be replayed later. Also
+//! what rekeyd answers itself for an account without an upstream: the account read, and a Cosmos
+//! DB-shaped 501 for everything else.
 
+use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use rekey_core::cosmos_auth::{self, CosmosAuthError};
 use ring::hmac;
@@ -55,6 +58,28 @@ pub fn signing_slot(
                 .is_some_and(|key| hmac::verify(key, to_sign.as_bytes(), &signature).is_ok())
         })
         .ok_or(CosmosRefusal::BadSignature)
+}
+
+/// Whether rekeyd answers this authenticated call itself when the account has no upstream: only
+/// the account read (`GET` at the account root), which every Cosmos DB SDK makes when a client is
+/// created. Anything else (databases, containers, documents) needs a real Cosmos DB behind rekeyd.
+pub fn serves_itself(method: &Method, path_below_account: &str) -> bool {
+    method == Method::GET && path_below_account.trim_matches('/').is_empty()
+}
+
+/// The answer to an authenticated call rekeyd does not serve itself, in Cosmos DB's error shape so
+/// the SDKs raise their own error type (`CosmosHttpResponseError`, `ErrorResponse`) with a message
+/// that says what to do.
+pub fn not_implemented() -> super::Answer {
+    let body = serde_json::json!({
+        "code": "NotImplemented",
+        "message": "rekeyd checked the key, but serves only the account read (GET /) for this Cosmos DB account itself. To serve databases, containers and documents, set the account's properties.x-rekey-upstream to the base URL of a Cosmos DB-compatible service; authenticated calls are then forwarded to it.",
+    });
+    super::Answer::Json {
+        status: StatusCode::NOT_IMPLEMENTED,
+        body: body.to_string().into_bytes(),
+        retry_after: None,
+    }
 }
 
 /// The database-account document azure-cosmos reads when a client is created: its endpoints point

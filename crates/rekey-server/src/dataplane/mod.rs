@@ -405,7 +405,10 @@ async fn serve(
             },
         );
     }
-    if provider.signs_requests && rest.trim_matches('/').is_empty() && method == Method::GET {
+    if provider.signs_requests && !cosmos::serves_itself(&method, rest) {
+        return Some(cosmos::not_implemented());
+    }
+    if provider.signs_requests {
         let who = Authenticated {
             authenticated: true,
             resource_id: &entry.resource_id,

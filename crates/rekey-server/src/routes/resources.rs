@@ -195,10 +195,7 @@ async fn remove(
         Err(e) => return Err(failed(&state, &audit, &id, e).await),
     };
     Ok(match (deleted, operation) {
-        (true, Some(op)) => {
-            let headers = operation_headers(&state.ctx, &op, version.as_str(), true);
-            (StatusCode::ACCEPTED, headers).into_response()
-        }
+        (true, Some(op)) => accepted(&state.ctx, &op, version.as_str()),
         (true, None) => StatusCode::OK.into_response(),
         (false, _) => StatusCode::NO_CONTENT.into_response(),
     })
@@ -324,10 +321,7 @@ async fn regenerate(
         Err(e) => return Err(failed(&state, &audit, &id, e).await),
     };
     Ok(match (answer, operation) {
-        (Answer::AsyncOperation, Some(op)) => {
-            let headers = operation_headers(&state.ctx, &op, version.as_str(), true);
-            (StatusCode::ACCEPTED, headers).into_response()
-        }
+        (Answer::AsyncOperation, Some(op)) => accepted(&state.ctx, &op, version.as_str()),
         (Answer::NoContent, _) => StatusCode::NO_CONTENT.into_response(),
         _ => {
             let list_keys = m.key_views()[0].action;
@@ -382,6 +376,15 @@ fn operation_headers(
     headers
 }
 
+/// The `202 Accepted` of a long-running delete or regenerate: the operation's headers and Azure's
+/// body for an operation it has queued, `{"status":"Enqueued"}`. The change is already committed;
+/// the status the client polls next says `Succeeded`.
+fn accepted(ctx: &RenderContext, op: &Operation, api_version: &str) -> Response {
+    let headers = operation_headers(ctx, op, api_version, true);
+    let body = Json(serde_json::json!({ "status": "Enqueued" }));
+    (StatusCode::ACCEPTED, headers, body).into_response()
+}
+
 async fn operation_status(
     m: Mapping,
     state: AppState,
@@ -408,7 +411,9 @@ async fn operation_status(
         return Err(not_found());
     }
     if results {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        // The SDKs that read the final result at `Location` accept only 200, 201 or 202 there
+        // (@azure/arm-cosmosdb's poller throws on 204); Azure answers 200 with the status.
+        return Ok(Json(serde_json::json!({ "status": op.status })).into_response());
     }
     Ok(Json(serde_json::json!({
         "id": format!("/subscriptions/{}/providers/{}/locations/{}/operationsStatus/{}", op.subscription, op.namespace, location_slug(&op.location), op.id),
@@ -443,6 +448,24 @@ fn operation_schema(table: &mut RouteTable) -> String {
         .required("status")
         .build();
     let name = "OperationStatus".to_string();
+    table.schemas(vec![(name.clone(), schema.into())]);
+    name
+}
+
+/// Registers the schema of an `operationResults` answer (`{"status":"Succeeded"}`) and returns its
+/// name.
+fn operation_result_schema(table: &mut RouteTable) -> String {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    let schema = ObjectBuilder::new()
+        .property(
+            "status",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["Succeeded", "Failed", "Canceled"])),
+        )
+        .required("status")
+        .build();
+    let name = "OperationResult".to_string();
     table.schemas(vec![(name.clone(), schema.into())]);
     name
 }
@@ -510,7 +533,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         .response(200, "Deleted", None)
         .response(
             202,
-            "Deleted; the operation in Azure-AsyncOperation reports Succeeded",
+            "Deleted; the body is {\"status\":\"Enqueued\"}, the operation in Azure-AsyncOperation reports Succeeded",
             None,
         )
         .response(204, "Did not exist", None),
@@ -579,7 +602,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         .response(200, "Regenerated", Some(schemas.key_views[0].clone()))
         .response(
             202,
-            "Regenerated; the operation in Azure-AsyncOperation reports Succeeded",
+            "Regenerated; the body is {\"status\":\"Enqueued\"}, the operation in Azure-AsyncOperation reports Succeeded",
             None,
         )
         .response(204, "Regenerated", None),
@@ -590,6 +613,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         let base =
             format!("/subscriptions/{{subscriptionId}}/providers/{ns}/locations/{{location}}");
         let status_schema = operation_schema(table);
+        let result_schema = operation_result_schema(table);
         table.route(
             Method::GET,
             &format!("{base}/operationsStatus/{{operationId}}"),
@@ -609,7 +633,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
                 format!("{tag}_OperationResults"),
                 "The result of a finished long-running operation.",
             )
-            .response(204, "Finished", None),
+            .response(200, "The finished operation's status", Some(result_schema)),
             get(move |State(s), Extension(c), v, ArmPath(p)| operation_status(m, s, c, v, p, true)),
         );
     }

@@ -19,6 +19,7 @@ crate::backend_tests!(
     last_use_is_recorded_per_slot_off_the_request_path,
     failing_addresses_are_throttled_without_locking_out_others,
     authenticated_requests_are_forwarded_to_the_upstream,
+    cosmos_calls_beyond_the_account_read_get_501_until_an_upstream_is_set,
 );
 
 const COSMOS: &str = "2026-03-15";
@@ -321,9 +322,25 @@ async fn cosmos_signatures_read_only_keys_and_stale_dates() {
             false,
         )
     };
-    assert_eq!(write(primary).await.unwrap().status(), 200);
+    // Without an upstream only the account read is served; a call whose key passed every check
+    // gets Cosmos DB's 501, which says what to set.
+    let resp = write(primary).await.unwrap();
+    assert_eq!(resp.status(), 501);
+    let body = resp.json::<Value>().await.unwrap();
+    assert_eq!(body["code"], "NotImplemented");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("properties.x-rekey-upstream"),
+        "{body}"
+    );
     let resp = write(read_only).await.unwrap();
-    assert_eq!(resp.status(), 403, "a read-only key cannot write");
+    assert_eq!(
+        resp.status(),
+        403,
+        "a read-only key cannot write, refused before the 501"
+    );
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "Forbidden");
     let read = send(
         Method::GET,
@@ -334,7 +351,11 @@ async fn cosmos_signatures_read_only_keys_and_stale_dates() {
         http_date(0),
         false,
     );
-    assert_eq!(read.await.unwrap().status(), 200);
+    assert_eq!(
+        read.await.unwrap().status(),
+        501,
+        "a read-only key may read"
+    );
     let query = send(
         Method::POST,
         "dbs/db1/colls/c1/docs",
@@ -344,7 +365,7 @@ async fn cosmos_signatures_read_only_keys_and_stale_dates() {
         http_date(0),
         true,
     );
-    assert_eq!(query.await.unwrap().status(), 200, "queries are reads");
+    assert_eq!(query.await.unwrap().status(), 501, "queries are reads");
 
     let stale = send(Method::GET, "", primary, "", "", http_date(-16), false)
         .await
@@ -615,4 +636,59 @@ async fn authenticated_requests_are_forwarded_to_the_upstream() {
         )
         .await;
     assert_eq!(status, 400);
+}
+
+async fn cosmos_calls_beyond_the_account_read_get_501_until_an_upstream_is_set() {
+    let s = TestServer::start().await;
+    let upstream = echo_upstream().await;
+    s.create_group("rg").await;
+    let path = format!(
+        "{}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/docdb1",
+        s.sub_path()
+    );
+    let body = r#"{"location":"westus","properties":{"databaseAccountOfferType":"Standard","locations":[{"locationName":"westus"}]}}"#;
+    let (_, account) = s
+        .call(
+            Method::PUT,
+            &format!("{path}?api-version={COSMOS}"),
+            Some(body),
+        )
+        .await;
+    let endpoint = account["properties"]["documentEndpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, keys) = s
+        .call(
+            Method::POST,
+            &format!("{path}/listKeys?api-version={COSMOS}"),
+            None,
+        )
+        .await;
+    let key = keys["primaryMasterKey"].as_str().unwrap();
+    let list_databases = || {
+        let date = http_date(0);
+        s.client
+            .get(format!("{endpoint}dbs"))
+            .header("authorization", cosmos_auth(key, "GET", "dbs", "", &date))
+            .header("x-ms-date", date)
+            .send()
+    };
+    let resp = list_databases().await.unwrap();
+    assert_eq!(resp.status(), 501);
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["code"], "NotImplemented", "{refused}");
+
+    let (status, _) = s
+        .call(
+            Method::PATCH,
+            &format!("{path}?api-version={COSMOS}"),
+            Some(&json!({"properties": {"x-rekey-upstream": upstream}}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let resp = list_databases().await.unwrap();
+    assert_eq!(resp.status(), 200, "forwarded once an upstream is set");
+    let echo: Value = resp.json().await.unwrap();
+    assert_eq!(echo["uri"], "/base/dbs");
 }

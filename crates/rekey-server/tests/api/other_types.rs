@@ -9,6 +9,7 @@ crate::backend_tests!(
     cosmos_regenerate_is_an_operation_that_succeeded_before_the_answer,
     cosmos_read_only_keys_answer_get_and_post,
     cosmos_delete_answers_202_then_204,
+    cosmos_locations_carry_the_data_plane_endpoint_as_in_azure,
     bad_cosmos_and_quantum_input_gets_400_and_changes_nothing,
     quantum_regenerate_answers_204_and_moves_only_the_named_created_at,
 );
@@ -91,9 +92,14 @@ async fn cosmos_regenerate_is_an_operation_that_succeeded_before_the_answer() {
         "{}/regenerateKey?api-version={COSMOS}",
         cosmos_path(&s, "docdb1")
     ));
-    let (status, headers, _) =
+    let (status, headers, accepted) =
         raw(&s, Method::POST, &regen, Some(r#"{"keyKind":"secondary"}"#)).await;
     assert_eq!(status, 202);
+    assert_eq!(
+        accepted,
+        serde_json::json!({"status": "Enqueued"}),
+        "Azure's body for a queued operation"
+    );
     let status_url = headers["azure-asyncoperation"]
         .to_str()
         .unwrap()
@@ -119,7 +125,12 @@ async fn cosmos_regenerate_is_an_operation_that_succeeded_before_the_answer() {
         (200, Some("Succeeded")),
         "{op}"
     );
-    assert_eq!(raw(&s, Method::GET, &result_url, None).await.0, 204);
+    // @azure/arm-cosmosdb's poller reads the final result here and accepts only 200, 201 or 202.
+    let (status, _, result) = raw(&s, Method::GET, &result_url, None).await;
+    assert_eq!(
+        (status, result),
+        (200, serde_json::json!({"status": "Succeeded"}))
+    );
 
     // Another subscription's path does not find it; neither does a made-up id.
     let other_sub = "11111111-2222-3333-4444-555555555555";
@@ -194,10 +205,58 @@ async fn cosmos_delete_answers_202_then_204() {
         cosmos_path(&s, "docdb1")
     ));
     raw(&s, Method::PUT, &url, Some(COSMOS_BODY)).await;
-    let (status, headers, _) = raw(&s, Method::DELETE, &url, None).await;
+    let (status, headers, body) = raw(&s, Method::DELETE, &url, None).await;
     assert_eq!(status, 202);
+    assert_eq!(body, serde_json::json!({"status": "Enqueued"}));
     assert!(headers.contains_key("azure-asyncoperation") && headers.contains_key("location"));
     assert_eq!(raw(&s, Method::DELETE, &url, None).await.0, 204);
+}
+
+async fn cosmos_locations_carry_the_data_plane_endpoint_as_in_azure() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    let url = s.url(&format!(
+        "{}?api-version={COSMOS}",
+        cosmos_path(&s, "docdb1")
+    ));
+    let body = r#"{"location":"westus","properties":{"databaseAccountOfferType":"Standard","locations":[
+        {"locationName":"East US","failoverPriority":1},{"locationName":"West US","failoverPriority":0}]}}"#;
+    let (status, _, account) = raw(&s, Method::PUT, &url, Some(body)).await;
+    assert_eq!(status, 200, "{account}");
+    let props = &account["properties"];
+    let endpoint = props["documentEndpoint"].as_str().unwrap();
+    assert!(endpoint.contains("/data/"), "{endpoint}");
+    for list in ["locations", "readLocations"] {
+        let names: Vec<_> = props[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["locationName"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["West US", "East US"], "{list} by failover priority");
+    }
+    for l in props["locations"].as_array().unwrap() {
+        assert_eq!(l["documentEndpoint"], endpoint, "{l}");
+        assert_eq!(l["provisioningState"], "Succeeded", "{l}");
+        assert_eq!(l["isZoneRedundant"], false, "{l}");
+    }
+    assert_eq!(props["locations"][0]["id"], "docdb1-westus");
+    let writes = props["writeLocations"].as_array().unwrap();
+    assert_eq!(writes.len(), 1, "one write region");
+    assert_eq!(writes[0]["locationName"], "West US");
+    assert_eq!(
+        props["failoverPolicies"][1],
+        serde_json::json!({"id": "docdb1-eastus", "locationName": "East US", "failoverPriority": 1})
+    );
+
+    // Sending back what was read stores none of the computed fields: a changed endpoint would
+    // otherwise outlive the change.
+    let mut echoed = account.clone();
+    echoed["properties"]["locations"][0]["documentEndpoint"] = "http://stale.example/".into();
+    echoed["properties"]["writeLocations"] = serde_json::json!([]);
+    let (status, _, again) = raw(&s, Method::PUT, &url, Some(&echoed.to_string())).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["properties"], account["properties"]);
 }
 
 async fn bad_cosmos_and_quantum_input_gets_400_and_changes_nothing() {
