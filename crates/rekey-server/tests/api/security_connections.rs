@@ -1,7 +1,7 @@
 //! Attacks on connections rather than on routes, each over a raw socket: bodies sent too slowly or
-//! announced too large, request heads that grow without end, and HTTP/1.1 requests without exactly
-//! one `Host`. Every route is covered by the same checks, so each test tries both the data plane
-//! and the management API.
+//! announced too large, request heads (HTTP/1) and header lists (HTTP/2) that grow without end, and
+//! HTTP/1.1 requests without exactly one `Host`. Every route is covered by the same checks, so the
+//! tests try the data plane and the management API alike.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ crate::backend_tests!(
     unfinished_100_kb_request_heads_get_431_and_are_not_held,
     two_hundred_unfinished_290_kb_heads_do_not_hold_their_memory,
     http11_requests_without_exactly_one_host_header_get_400,
+    http2_header_lists_are_bounded_as_http1_heads_and_need_no_host,
 );
 
 /// A resource with a key; forwarded to an echoing upstream when `forwarded`. Returns its data-plane
@@ -367,4 +368,90 @@ async fn http11_requests_without_exactly_one_host_header_get_400() {
     // HTTP/1.0 predates Host.
     let (status, _) = one_answer(&s, "GET /healthz HTTP/1.0\r\n\r\n").await;
     assert_eq!(status, 200);
+}
+
+/// An HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[kind, flags]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// An HPACK integer with an `n`-bit prefix, `flags` in the first byte's other bits.
+fn hpack_integer(out: &mut Vec<u8>, flags: u8, n: u32, mut value: usize) {
+    let max = (1usize << n) - 1;
+    if value < max {
+        out.push(flags | value as u8);
+        return;
+    }
+    out.push(flags | max as u8);
+    value -= max;
+    while value >= 128 {
+        out.push((value % 128) as u8 | 0x80);
+        value /= 128;
+    }
+    out.push(value as u8);
+}
+
+fn hpack_string(out: &mut Vec<u8>, text: &str) {
+    hpack_integer(out, 0, 7, text.len());
+    out.extend_from_slice(text.as_bytes());
+}
+
+/// `GET /healthz` over HTTP/2 with prior knowledge, its `:authority` but no `Host`, and one extra
+/// header `x-long` of `len` bytes. Returns whether it was answered 200.
+async fn h2_get_healthz(s: &TestServer, len: usize) -> bool {
+    let mut block = vec![0x82, 0x86]; // :method GET, :scheme http (HPACK's static table)
+    for (index, value) in [(4u8, "/healthz"), (1, "x")] {
+        // A literal with an indexed name (:path, :authority), not indexed.
+        hpack_integer(&mut block, 0, 4, index as usize);
+        hpack_string(&mut block, value);
+    }
+    block.push(0);
+    hpack_string(&mut block, "x-long");
+    hpack_string(&mut block, &"a".repeat(len));
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    let pieces: Vec<&[u8]> = block.chunks(16 * 1024).collect();
+    for (i, piece) in pieces.iter().enumerate() {
+        // HEADERS (END_STREAM) then CONTINUATIONs; the last has END_HEADERS.
+        let (kind, mut flags) = if i == 0 { (0x1, 0x1) } else { (0x9, 0) };
+        if i == pieces.len() - 1 {
+            flags |= 0x4;
+        }
+        out.extend(h2_frame(kind, flags, 1, piece));
+    }
+    let mut stream = TcpStream::connect(host_port(&s.base)).await.unwrap();
+    let _ = stream.write_all(&out).await;
+    loop {
+        let mut head = [0u8; 9];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head))
+            .await
+            .expect("an HTTP/2 frame or a close within 5 s");
+        if read.is_err() {
+            return false;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        if stream.read_exact(&mut payload).await.is_err() {
+            return false;
+        }
+        let on_stream_1 = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) == 1;
+        match head[3] {
+            // HEADERS: `:status 200` is entry 8 of HPACK's static table.
+            0x1 if on_stream_1 => return payload.first() == Some(&0x88),
+            0x3 if on_stream_1 => return false,
+            0x7 => return false,
+            _ => {}
+        }
+    }
+}
+
+async fn http2_header_lists_are_bounded_as_http1_heads_and_need_no_host() {
+    let s = TestServer::start().await;
+    assert!(h2_get_healthz(&s, 10).await, "a small HTTP/2 request");
+    assert!(h2_get_healthz(&s, 60_000).await, "60 KB of headers");
+    assert!(!h2_get_healthz(&s, 100_000).await, "100 KB of headers");
 }
