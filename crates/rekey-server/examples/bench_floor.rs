@@ -34,7 +34,11 @@ async fn main() -> anyhow::Result<()> {
         }))
     });
     let mut server = axum_server::from_tcp(listener);
-    rekey_server::connections::configure_http(&mut server, std::time::Duration::from_secs(30));
+    rekey_server::connections::configure_http(
+        &mut server,
+        std::time::Duration::from_secs(30),
+        64 * 1024,
+    );
     server.serve(make).await?;
     Ok(())
 }

@@ -1,18 +1,20 @@
 //! Owns the assembled HTTP application: shared state, the route table, authentication on ARM routes,
 //! ARM's request-id headers, request logging (method, path, status, time: never headers or bodies),
-//! body limits, and ARM-shaped answers for unknown paths and methods.
+//! the checks every request passes before any route sees it (one `Host`, body size and time limits:
+//! [`Front`]), and ARM-shaped answers for unknown paths and methods.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +25,7 @@ use tower::util::MapRequestLayer;
 use tower::{Layer as _, Service};
 use uuid::Uuid;
 
+use crate::connections::{BodyDeadline, TimedBody};
 use crate::dataplane::{self, DataPlane};
 use crate::error::ApiError;
 use crate::routes::{self, Op, RouteTable};
@@ -136,11 +139,7 @@ async fn too_large(request: Request, next: Next) -> Response {
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        let body = rekey_api::ErrorResponse::new(
-            "RequestEntityTooLarge",
-            "The request body is larger than this server accepts.",
-        );
-        return (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response();
+        return ApiError::PayloadTooLarge.into_response();
     }
     response
 }
@@ -270,12 +269,20 @@ pub fn openapi_document() -> serde_json::Value {
 /// The service of one client connection: data-plane calls (`/data/…`, the hot path) go straight to
 /// [`dataplane::handle`], without the router's matching, extractors or the management API's
 /// middleware; everything else goes to the router, with the client's address as `ConnectInfo`.
+///
+/// Every request, whichever way it goes, first passes the checks no route should have to
+/// remember: exactly one `Host` on HTTP/1.1 (400), an announced management body within
+/// `--max-body-bytes` (413 at once, before any of it is read), and a body that arrives in time
+/// (`--body-read-timeout-seconds`, see [`BodyDeadline`]: 408). The rest of a body refused with
+/// 413 or 408 is never read, so those answers also close the connection.
 #[derive(Clone)]
 pub struct Front {
     router: Router,
     /// Behind one more `Arc`, so a data-plane call clones one reference, not each of the state's.
     state: Arc<AppState>,
     remote: SocketAddr,
+    max_body_bytes: usize,
+    body_read_timeout: Duration,
 }
 
 impl Front {
@@ -291,6 +298,64 @@ impl Front {
             ..self.clone()
         }
     }
+
+    /// The same application with `--body-read-timeout-seconds` (30 s unless set).
+    pub fn with_body_read_timeout(self, body_read_timeout: Duration) -> Front {
+        Front {
+            body_read_timeout,
+            ..self
+        }
+    }
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request has exactly one `Host`; no request has more than one.
+/// HTTP/1.0 predates `Host`, and HTTP/2's `:authority` (the URI's authority in hyper) replaces it.
+fn host_refusal<B>(request: &axum::http::Request<B>) -> Option<ApiError> {
+    let mut hosts = request.headers().get_all(header::HOST).iter();
+    let message = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => "The request has more than one Host header; send exactly one.",
+        (None, _) if request.version() == Version::HTTP_11 => {
+            "An HTTP/1.1 request must have a Host header."
+        }
+        _ => return None,
+    };
+    Some(ApiError::bad_request("BadRequest", message))
+}
+
+/// `error`'s answer, telling an HTTP/1 client (and hyper) that the connection ends with it: the
+/// rest of the body is never read. HTTP/2 has no `Connection` header; there only the stream ends.
+fn closing(error: ApiError, version: Version) -> Response {
+    let mut response = error.into_response();
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, request_id_header());
+    response
+}
+
+/// 408 in place of `response` when the request's body timed out, whatever the body's reader made
+/// of the failure (a 400 for an unreadable body, a 502 for an upload cut short), keeping the
+/// request-id headers already set.
+fn unless_timed_out(
+    response: Response,
+    timed_out: Option<Arc<AtomicBool>>,
+    version: Version,
+) -> Response {
+    if !timed_out.is_some_and(|t| t.load(Ordering::Relaxed)) {
+        return response;
+    }
+    tracing::info!("request body too slow: answered 408 and closed the connection");
+    let mut timeout = closing(ApiError::RequestTimeout, version);
+    for name in [REQUEST_ID, CORRELATION_ID, CLIENT_REQUEST_ID] {
+        if let Some(value) = response.headers().get(&name) {
+            timeout.headers_mut().insert(name, value.clone());
+        }
+    }
+    timeout
 }
 
 impl<B> Service<axum::http::Request<B>> for Front
@@ -307,19 +372,61 @@ where
     }
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
-        if dataplane::split_path(request.uri().path()).is_some() {
+        if let Some(refusal) = host_refusal(&request) {
+            let mut response = refusal.into_response();
+            response
+                .headers_mut()
+                .insert(REQUEST_ID, request_id_header());
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        let data_plane = dataplane::split_path(request.uri().path()).is_some();
+        let version = request.version();
+        // The data plane refuses an oversize body itself, in the resource type's error shape.
+        if !data_plane {
+            let announced = request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if announced.is_some_and(|n| n > self.max_body_bytes as u64) {
+                let response = closing(ApiError::PayloadTooLarge, version);
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        }
+        // A body that came whole with its head (or none at all) needs no timer.
+        let mut timed_out = None;
+        let mut request = request.map(|body| {
+            let body = Body::new(body);
+            if body.is_end_stream() {
+                return body;
+            }
+            let deadline = if data_plane {
+                BodyDeadline::BetweenReads
+            } else {
+                BodyDeadline::Whole
+            };
+            let timed = TimedBody::new(body, deadline, self.body_read_timeout);
+            timed_out = Some(timed.timed_out());
+            Body::new(timed)
+        });
+        if data_plane {
             let state = self.state.clone();
             let remote = self.remote.ip();
-            let request = request.map(Body::new);
-            return Box::pin(async move { Ok(dataplane::handle(&state, remote, request).await) });
+            return Box::pin(async move {
+                let response = dataplane::handle(&state, remote, request).await;
+                Ok(unless_timed_out(response, timed_out, version))
+            });
         }
-        let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(self.remote));
-        Box::pin(self.router.call(request))
+        let routed = self.router.call(request);
+        Box::pin(async move {
+            let response = routed.await?;
+            Ok(unless_timed_out(response, timed_out, version))
+        })
     }
 }
 
-/// Builds the application. `max_body_bytes` bounds every request body.
+/// Builds the application. `max_body_bytes` bounds every management request body.
 pub fn build(
     store: Arc<dyn Store>,
     dataplane: Arc<DataPlane>,
@@ -371,6 +478,8 @@ pub fn build(
         router,
         state: Arc::new(state),
         remote: SocketAddr::from(([0, 0, 0, 0], 0)),
+        max_body_bytes,
+        body_read_timeout: Duration::from_secs(30),
     }
 }
 

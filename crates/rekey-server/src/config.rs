@@ -93,6 +93,28 @@ pub struct Config {
     /// slow-loris clients cannot hold connections open forever.
     #[arg(long, env = "REKEY_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30)]
     pub header_read_timeout_seconds: u64,
+
+    /// Seconds a client has to send a request body: on management routes the whole body, counted
+    /// from the end of its headers; on the data plane, which streams bodies of any length to the
+    /// upstream, each part of it, counted from the part before. A client too slow gets 408 and its
+    /// connection is closed.
+    #[arg(long, env = "REKEY_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_seconds: u64,
+
+    /// Largest request head (request line and headers), in bytes, on every path and over HTTP/1
+    /// and HTTP/2; a larger one gets 431 and its connection is closed. At least 8192.
+    #[arg(long, env = "REKEY_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
+          value_parser = max_header_bytes)]
+    pub max_header_bytes: usize,
+}
+
+fn max_header_bytes(text: &str) -> Result<usize, String> {
+    let min = crate::connections::MIN_HEADER_BYTES;
+    match text.parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!("must be a whole number of bytes, at least {min}")),
+    }
 }
 
 impl Config {

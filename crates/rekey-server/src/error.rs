@@ -35,6 +35,10 @@ pub enum ApiError {
         message: String,
     },
     MethodNotAllowed(String),
+    /// 413: the request body is larger than the server accepts.
+    PayloadTooLarge,
+    /// 408: the client did not send its request body in time.
+    RequestTimeout,
     /// The store or a cache could not confirm a change; the client should retry.
     Unavailable,
     Internal,
@@ -60,6 +64,16 @@ impl ApiError {
             ApiError::MethodNotAllowed(message) => {
                 (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
             }
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLarge",
+                "The request body is larger than this server accepts.",
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeout",
+                "The request body did not arrive in time; the connection is closed.",
+            ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

@@ -8,8 +8,10 @@
 //! only shortens the one call that dominates a data plane's load.
 //!
 //! Slow-loris defence is the same as hyper's: each request's headers must arrive within the header
-//! timeout, which also closes connections idle for that long. When a graceful shutdown starts, a
-//! connection waiting here is handed to hyper too, which finishes what it has and closes it.
+//! timeout, which also closes connections idle for that long. A head that grows past what the fast
+//! path buffers goes to hyper, whose own bound (`--max-header-bytes`) answers 431. When a graceful
+//! shutdown starts, a connection waiting here is handed to hyper too, which finishes what it has and
+//! closes it.
 
 use std::future::Future;
 use std::io;
@@ -34,8 +36,8 @@ use crate::dataplane;
 
 /// Most headers a fast-path request may have; one with more goes to hyper (whose limit is 100).
 const MAX_HEADERS: usize = 32;
-/// Largest request head the fast path buffers; a longer one goes to hyper, which enforces its own
-/// limits and answers 431 where it should.
+/// Largest request head the fast path buffers (less if `--max-header-bytes` is less); a longer one
+/// goes to hyper, which enforces `--max-header-bytes` and answers 431 past it.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// An acceptor that serves a connection's simple data-plane calls itself before hyper sees it
@@ -44,6 +46,7 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 pub struct FastPath<A> {
     inner: A,
     header_timeout: Duration,
+    max_head_bytes: usize,
     shutdown: Shutdown,
 }
 
@@ -70,10 +73,18 @@ impl Shutdown {
 }
 
 impl<A> FastPath<A> {
-    pub fn new(inner: A, header_timeout: Duration, shutdown: Shutdown) -> Self {
+    /// `max_header_bytes` is hyper's bound on a request head (`--max-header-bytes`): the fast path
+    /// buffers no more than that either.
+    pub fn new(
+        inner: A,
+        header_timeout: Duration,
+        max_header_bytes: usize,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             inner,
             header_timeout,
+            max_head_bytes: max_header_bytes.min(MAX_HEAD_BYTES),
             shutdown,
         }
     }
@@ -92,11 +103,20 @@ where
     fn accept(&self, stream: TcpStream, service: Front) -> Self::Future {
         let inner = self.inner.clone();
         let header_timeout = self.header_timeout;
+        let max_head_bytes = self.max_head_bytes;
         let shutdown = self.shutdown.clone();
         Box::pin(async move {
             let (stream, front) = inner.accept(stream, service).await?;
             let (state, remote) = front.data_plane();
-            let leftover = serve(stream, state, remote, header_timeout, shutdown).await?;
+            let leftover = serve(
+                stream,
+                state,
+                remote,
+                header_timeout,
+                max_head_bytes,
+                shutdown,
+            )
+            .await?;
             Ok((leftover, front))
         })
     }
@@ -109,6 +129,7 @@ async fn serve<S>(
     state: Arc<AppState>,
     remote: IpAddr,
     header_timeout: Duration,
+    max_head_bytes: usize,
     shutdown: Shutdown,
 ) -> io::Result<Rewind<S>>
 where
@@ -160,7 +181,7 @@ where
             io.write_all(&out).await?;
             out.clear();
         }
-        if handed_over || buf.len() >= MAX_HEAD_BYTES || shutdown.started() {
+        if handed_over || buf.len() >= max_head_bytes || shutdown.started() {
             return Ok(Rewind::new(io, buf));
         }
         buf.reserve(4096);
@@ -239,9 +260,14 @@ fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
     if method == Method::CONNECT {
         return None;
     }
+    let mut hosts = 0;
     for header in parsed.headers.iter() {
         // A body, or a header that changes how the connection or the exchange goes: hyper's.
         let name = header.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            continue;
+        }
         let bodyless = if name.eq_ignore_ascii_case("content-length") {
             header.value == b"0"
         } else {
@@ -253,7 +279,8 @@ fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
             return None;
         }
     }
-    Some((method, path))
+    // An HTTP/1.1 request needs exactly one Host (RFC 9112 §3.2); `app::Front` refuses the rest.
+    (hosts == 1).then_some((method, path))
 }
 
 /// Appends `answer` as HTTP/1.1 to `out`, as hyper would write it: the status line, the headers
@@ -457,19 +484,21 @@ mod tests {
     #[test]
     fn everything_else_goes_to_hyper() {
         for raw in [
-            "GET /subscriptions HTTP/1.1\r\n\r\n",
-            "GET /data/abc HTTP/1.0\r\n\r\n",
-            "POST /data/abc HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
-            "POST /data/abc HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /data/abc HTTP/1.1\r\nConnection: close\r\n\r\n",
-            "GET /data/abc HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
-            "PUT /data/abc HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            "GET http://h/data/abc HTTP/1.1\r\n\r\n",
+            "GET /subscriptions HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /data/abc HTTP/1.0\r\nHost: h\r\n\r\n",
+            "POST /data/abc HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}",
+            "POST /data/abc HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+            "PUT /data/abc HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+            "GET http://h/data/abc HTTP/1.1\r\nHost: h\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "GET /data/ HTTP/1.1\r\n\r\n",
-            "G\0T /data/abc HTTP/1.1\r\n\r\n",
-            "GET /data/abc/{x} HTTP/1.1\r\n\r\n",
-            "GET /data/abc/\"x\" HTTP/1.1\r\n\r\n",
+            "GET /data/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            "G\0T /data/abc HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /data/abc/{x} HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /data/abc/\"x\" HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nHost: h\r\nhost: i\r\n\r\n",
         ] {
             assert_eq!(
                 parsed(raw).map(|(_, simple)| simple),
@@ -508,7 +537,8 @@ mod tests {
     #[test]
     fn content_length_zero_is_still_bodyless() {
         assert_eq!(
-            parsed("DELETE /data/abc HTTP/1.1\r\nContent-Length: 0\r\n\r\n").map(|(_, s)| s),
+            parsed("DELETE /data/abc HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
+                .map(|(_, s)| s),
             Some(true)
         );
     }

@@ -120,7 +120,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         RenderContext { public_url },
         record.tenant_id,
         config.max_body_bytes,
-    );
+    )
+    .with_body_read_timeout(std::time::Duration::from_secs(
+        config.body_read_timeout_seconds,
+    ));
     tracing::info!("rekeyd listening on {scheme}://{local}");
 
     let handle = axum_server::Handle::new();
@@ -153,7 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let mut server = axum_server::from_tcp_rustls(listener, tls)
                 .map(|rustls| rustls.acceptor(silent))
                 .handle(handle);
-            connections::configure_http(&mut server, header_timeout);
+            connections::configure_http(&mut server, header_timeout, config.max_header_bytes);
             server.serve(make).await?;
         }
         None => {
@@ -163,10 +166,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .acceptor(fastpath::FastPath::new(
                     silent,
                     header_timeout,
+                    config.max_header_bytes,
                     fast_path_shutdown,
                 ))
                 .handle(handle);
-            connections::configure_http(&mut server, header_timeout);
+            connections::configure_http(&mut server, header_timeout, config.max_header_bytes);
             server.serve(make).await?;
         }
     }

@@ -5,18 +5,21 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::dataplane::echo_upstream;
 use crate::helpers::*;
 
-fn host_port(base: &str) -> String {
+pub(crate) fn host_port(base: &str) -> String {
     base.trim_start_matches("http://").to_string()
 }
 
 /// Reads until the server closes the connection or `limit` passes; returns what came and when.
-async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Option<Duration>) {
+pub(crate) async fn read_until_closed(
+    stream: &mut (impl AsyncRead + Unpin),
+    limit: Duration,
+) -> (String, Option<Duration>) {
     let started = Instant::now();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
