@@ -27,7 +27,7 @@ use crate::columns::{
 use crate::crypto::Sealer;
 use crate::SigningKey;
 use crate::{
-    BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
+    check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
     RoleAssignment, Store, StoreError, Written,
 };
 
@@ -168,6 +168,36 @@ impl SqliteStore {
                 Err(StoreError::ResourceNotFound(id.to_string()))
             }
         }
+    }
+
+    /// Fails with the most precise not-found unless the assignment scope exists.
+    async fn require_scope(conn: &mut SqliteConnection, scope: &str) -> Result<()> {
+        match AssignmentScope::parse(scope) {
+            Some(AssignmentScope::Subscription(sub)) => {
+                Self::require_subscription(conn, &sub).await
+            }
+            Some(AssignmentScope::Group(sub, group)) => {
+                Self::require_group(conn, &sub, &group).await
+            }
+            Some(AssignmentScope::Resource(id)) => Self::find_resource(conn, &id).await.map(|_| ()),
+            None => Err(corrupt(format!("'{scope}' is not an assignment scope"))),
+        }
+    }
+
+    /// Deletes the role assignments at `scope` and at every scope below it.
+    async fn delete_assignments_under(conn: &mut SqliteConnection, scope: &str) -> Result<()> {
+        let key = scope_key(scope);
+        let prefix = format!("{key}/");
+        // A prefix comparison, not LIKE: `_` is a wildcard there and allowed in group names.
+        sqlx::query(
+            "DELETE FROM role_assignments WHERE scope_key = ? OR substr(scope_key, 1, ?) = ?",
+        )
+        .bind(&key)
+        .bind(prefix.chars().count() as i64)
+        .bind(&prefix)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     async fn slots(
@@ -441,21 +471,45 @@ impl Store for SqliteStore {
         Ok(exists)
     }
 
-    async fn put_assignment(&self, a: &RoleAssignment, audit: &AuditRecord) -> Result<Written> {
+    async fn put_assignment(
+        &self,
+        a: &RoleAssignment,
+        audit: &AuditRecord,
+    ) -> Result<(RoleAssignment, Written)> {
         let mut tx = self.writer.begin().await?;
-        let existed = sqlx::query("DELETE FROM role_assignments WHERE id = ?")
+        Self::require_scope(&mut tx, &a.scope).await?;
+        let key = scope_key(&a.scope);
+        let existing = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
             .bind(a.id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            let existing = Self::assignment_row(&row)?;
+            check_rewrite(&existing, a)?;
+            Self::write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            return Ok((existing, Written::Updated));
+        }
+        let duplicate = sqlx::query_scalar::<_, String>(
+            "SELECT id FROM role_assignments WHERE scope_key = ? AND role_id = ? AND principal_id = ?",
+        )
+        .bind(&key)
+        .bind(a.role_id.to_string())
+        .bind(a.principal_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(other) = duplicate {
+            return Err(StoreError::AssignmentExists(
+                Uuid::parse_str(&other).map_err(corrupt)?,
+            ));
+        }
         sqlx::query(
             "INSERT INTO role_assignments (id, scope, scope_key, role_id, principal_id, created_at, created_by)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(a.id.to_string())
         .bind(&a.scope)
-        .bind(a.scope.to_lowercase())
+        .bind(&key)
         .bind(a.role_id.to_string())
         .bind(a.principal_id.to_string())
         .bind(to_micros(a.created_at))
@@ -464,11 +518,7 @@ impl Store for SqliteStore {
         .await?;
         Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(if existed {
-            Written::Updated
-        } else {
-            Written::Created
-        })
+        Ok((a.clone(), Written::Created))
     }
 
     async fn assignment(&self, id: &Uuid) -> Result<Option<RoleAssignment>> {
@@ -649,6 +699,10 @@ impl Store for SqliteStore {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await?;
+            // A new scope has no assignments, even if rows for its name outlived an earlier
+            // scope of that name.
+            Self::delete_assignments_under(&mut tx, &group_scope(&group.subscription, &group.name))
+                .await?;
             Written::Created
         } else {
             Written::Updated
@@ -722,6 +776,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        Self::delete_assignments_under(&mut tx, &group_scope(sub, name)).await?;
         Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)
@@ -789,6 +844,7 @@ impl Store for SqliteStore {
                         .await?;
                 }
                 Self::record_change(&mut tx, &internal_id, None, "created", now).await?;
+                Self::delete_assignments_under(&mut tx, &id.to_string()).await?;
                 Written::Created
             }
             Err(e) => return Err(e),
@@ -879,6 +935,7 @@ impl Store for SqliteStore {
             .bind(existing.internal_id.to_string())
             .execute(&mut *tx)
             .await?;
+        Self::delete_assignments_under(&mut tx, &existing.id.to_string()).await?;
         Self::record_change(
             &mut tx,
             &existing.internal_id,
