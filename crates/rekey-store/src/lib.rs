@@ -43,6 +43,12 @@ pub enum StoreError {
     Crypto(#[from] crypto::CryptoError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database file's permissions could not be set.
+    #[error("database file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// A role assignment's id was written again with another principal, role or scope: an
     /// assignment's contents cannot change, only be deleted and made anew.
     #[error("role assignment '{0}' exists with another principal, role or scope")]

@@ -43,7 +43,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite:path`) and runs
     /// the migrations.
     pub async fn open(url: &str, sealer: Sealer) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        let file = options.get_filename().to_path_buf();
+        // sqlx names an in-memory database `file:sqlx-in-memory-…`; it has no file to protect.
+        let on_disk = !file.to_string_lossy().starts_with("file:")
+            && file.as_os_str() != ":memory:";
+        if on_disk {
+            make_private(&file)?;
+        }
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -58,6 +66,10 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
+        if on_disk {
+            // SQLite made `-wal` and `-shm` with the main file's mode; an older pair may be looser.
+            make_private(&file)?;
+        }
         Ok(Self {
             writer,
             reader,
@@ -339,6 +351,51 @@ impl SqliteStore {
             .await?;
         Ok(())
     }
+}
+
+/// Makes the database readable and writable by rekeyd's user only (0600), whatever the umask:
+/// creates the main file so before SQLite opens it (SQLite gives the `-wal` and `-shm` files it
+/// creates the main file's permissions), and tightens any of the three that exist with looser ones,
+/// saying so in the log.
+fn make_private(db: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::File { path, source }
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(failed(db))?;
+        let mut companions = [db.as_os_str().to_owned(), db.as_os_str().to_owned()];
+        companions[0].push("-wal");
+        companions[1].push("-shm");
+        let companions = companions.map(std::path::PathBuf::from);
+        for path in std::iter::once(db).chain(companions.iter().map(|p| p.as_path())) {
+            let mode = match std::fs::metadata(path) {
+                Ok(meta) => meta.permissions().mode() & 0o777,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(path)(e)),
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(failed(path))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    was = format!("{mode:o}"),
+                    "made a database file readable by rekeyd's user only"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
 }
 
 #[async_trait]

@@ -233,12 +233,17 @@ async fn put_assignment(
             ),
         ));
     }
+    // To the microsecond, as stored, so a later read answers the same time as this one.
+    let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .expect("a truncated nanosecond is in range");
     let assignment = RoleAssignment {
         id,
         scope,
         role_id: role.id,
         principal_id,
-        created_at: OffsetDateTime::now_utc(),
+        created_at: now,
         created_by: caller.principal.id.to_string(),
     };
     // The store refuses a different assignment under an existing id, and a second id for the
