@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use crate::mapping::{
     canonical_body, field, merge_properties, one_slot, optional_property, required, rfc3339,
-    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping,
-    WireSchemas,
+    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
+    WireMapping, WireSchemas,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

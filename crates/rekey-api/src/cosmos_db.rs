@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 
 use crate::mapping::{
     canonical_body, field, merge_properties, one_slot, optional_property, required, schema_of,
-    without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping, WireSchemas,
+    without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping,
+    WireSchemas,
 };
 
 /// Body of `PUT`: `location`, and `properties` with `databaseAccountOfferType: "Standard"` and at

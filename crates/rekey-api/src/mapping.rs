@@ -350,7 +350,10 @@ mod tests {
         assert!(err.message.contains("DISABLELOCALAUTH"), "{}", err.message);
         // A patch replaces the property under whatever spelling it was stored.
         let mut stored = spec.clone();
-        stored.settings = json!({"DisableLocalAuth": true}).as_object().unwrap().clone();
+        stored.settings = json!({"DisableLocalAuth": true})
+            .as_object()
+            .unwrap()
+            .clone();
         let next = cs
             .parse_patch(&stored, &json!({"properties":{"disablelocalauth":false}}))
             .unwrap();

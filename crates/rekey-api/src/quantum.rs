@@ -11,8 +11,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    canonical_body, field, merge_properties, optional_property, require_object, required,
-    rfc3339, schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping, WireSchemas,
+    canonical_body, field, merge_properties, optional_property, require_object, required, rfc3339,
+    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
+    WireMapping, WireSchemas,
 };
 
 /// Body of `PUT` (needs `location`) and `PATCH` (tags and `properties.apiKeyEnabled`).

@@ -70,7 +70,11 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
             .mode(0o700)
             .create(dir)
             .with_context(context)?;
-        let mode = std::fs::metadata(dir).with_context(context)?.permissions().mode() & 0o777;
+        let mode = std::fs::metadata(dir)
+            .with_context(context)?
+            .permissions()
+            .mode()
+            & 0o777;
         if mode & 0o077 != 0 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
                 .with_context(context)?;

@@ -39,8 +39,9 @@ use crate::columns::{
 };
 use crate::crypto::Sealer;
 use crate::{
-    check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, ChangeListener, ChangeNotice, IndexedResource, IndexedSlot, KeyUse, Operation,
-    Principal, Result, RoleAssignment, SigningKey, Store, StoreError, Written,
+    check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, ChangeListener,
+    ChangeNotice, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
+    RoleAssignment, SigningKey, Store, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -675,11 +676,13 @@ impl PgStore {
         let key = scope_key(scope);
         let prefix = format!("{key}/");
         // A prefix comparison, not LIKE: `_` is a wildcard there and allowed in group names.
-        sqlx::query("DELETE FROM role_assignments WHERE scope_key = $1 OR starts_with(scope_key, $2)")
-            .bind(&key)
-            .bind(&prefix)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "DELETE FROM role_assignments WHERE scope_key = $1 OR starts_with(scope_key, $2)",
+        )
+        .bind(&key)
+        .bind(&prefix)
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     }
 }

@@ -27,8 +27,8 @@ use crate::columns::{
 use crate::crypto::Sealer;
 use crate::SigningKey;
 use crate::{
-    check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
-    RoleAssignment, Store, StoreError, Written,
+    check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, IndexedResource,
+    IndexedSlot, KeyUse, Operation, Principal, Result, RoleAssignment, Store, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -46,8 +46,8 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?;
         let file = options.get_filename().to_path_buf();
         // sqlx names an in-memory database `file:sqlx-in-memory-…`; it has no file to protect.
-        let on_disk = !file.to_string_lossy().starts_with("file:")
-            && file.as_os_str() != ":memory:";
+        let on_disk =
+            !file.to_string_lossy().starts_with("file:") && file.as_os_str() != ":memory:";
         if on_disk {
             make_private(&file)?;
         }

@@ -271,12 +271,24 @@ mod tests {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let (id_a, _) = sessions.start(a).unwrap();
         let ids_b: Vec<String> = (0..MAX_SESSIONS)
-            .map(|_| sessions.start(b).expect("a principal may always sign in again").0)
+            .map(|_| {
+                sessions
+                    .start(b)
+                    .expect("a principal may always sign in again")
+                    .0
+            })
             .collect();
-        assert!(sessions.find(&cookie_of(&id_a)).is_some(), "A is still signed in");
+        assert!(
+            sessions.find(&cookie_of(&id_a)).is_some(),
+            "A is still signed in"
+        );
         let (kept, dropped) = ids_b.split_at(MAX_SESSIONS - MAX_SESSIONS_PER_PRINCIPAL);
-        assert!(kept.iter().all(|id| sessions.find(&cookie_of(id)).is_none()));
-        assert!(dropped.iter().all(|id| sessions.find(&cookie_of(id)).is_some()));
+        assert!(kept
+            .iter()
+            .all(|id| sessions.find(&cookie_of(id)).is_none()));
+        assert!(dropped
+            .iter()
+            .all(|id| sessions.find(&cookie_of(id)).is_some()));
         assert_eq!(sessions.map().len(), 1 + MAX_SESSIONS_PER_PRINCIPAL);
     }
 

@@ -218,7 +218,13 @@ async fn deleting_the_group_stops_its_keys() {
 }
 
 /// Signs a Cosmos request as the azure-cosmos SDK does.
-pub(crate) fn cosmos_auth(key_b64: &str, verb: &str, resource_type: &str, link: &str, date: &str) -> String {
+pub(crate) fn cosmos_auth(
+    key_b64: &str,
+    verb: &str,
+    resource_type: &str,
+    link: &str,
+    date: &str,
+) -> String {
     let key = base64::engine::general_purpose::STANDARD
         .decode(key_b64)
         .unwrap();

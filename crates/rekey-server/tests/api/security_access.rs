@@ -50,7 +50,8 @@ async fn a_recreated_group_or_resource_is_not_covered_by_the_deleted_ones_assign
         &format!("{}/resourceGroups/doomed", s.sub_path()),
     )
     .await;
-    let (_, operator) = token_with_role(&s, "Key Operator", &s.account_path("doomed", "acct")).await;
+    let (_, operator) =
+        token_with_role(&s, "Key Operator", &s.account_path("doomed", "acct")).await;
     let (_, keeper) = token_with_role(&s, "Key Operator", &s.account_path("keep", "acct")).await;
     let list_keys = |group: &str, name: &str| {
         format!(
@@ -65,9 +66,15 @@ async fn a_recreated_group_or_resource_is_not_covered_by_the_deleted_ones_assign
         200
     );
     assert_eq!(
-        call_as(&s, &operator, Method::POST, &list_keys("doomed", "acct"), None)
-            .await
-            .0,
+        call_as(
+            &s,
+            &operator,
+            Method::POST,
+            &list_keys("doomed", "acct"),
+            None
+        )
+        .await
+        .0,
         200
     );
     assert_eq!(
@@ -88,7 +95,10 @@ async fn a_recreated_group_or_resource_is_not_covered_by_the_deleted_ones_assign
     assert_eq!(
         s.call(
             Method::DELETE,
-            &format!("{}?api-version={CS_VERSION}", s.account_path("keep", "acct")),
+            &format!(
+                "{}?api-version={CS_VERSION}",
+                s.account_path("keep", "acct")
+            ),
             None
         )
         .await
@@ -116,7 +126,14 @@ async fn a_recreated_group_or_resource_is_not_covered_by_the_deleted_ones_assign
         (status, body["error"]["code"].as_str()),
         (403, Some("AuthorizationFailed"))
     );
-    let (status, _) = call_as(&s, &operator, Method::POST, &list_keys("DOOMED", "ACCT"), None).await;
+    let (status, _) = call_as(
+        &s,
+        &operator,
+        Method::POST,
+        &list_keys("DOOMED", "ACCT"),
+        None,
+    )
+    .await;
     assert_eq!(status, 403);
     let (status, _) = call_as(&s, &keeper, Method::POST, &list_keys("keep", "Acct"), None).await;
     assert_eq!(status, 403);
@@ -140,12 +157,17 @@ async fn an_assignment_id_cannot_be_rewritten_with_another_role_or_principal() {
         principals.push(created["principalId"].as_str().unwrap().to_string());
         tokens.push(created["token"].as_str().unwrap().to_string());
     }
-    let role = |id: &str| format!("{}/providers/Microsoft.Authorization/roleDefinitions/{id}", s.sub_path());
-    let body = |role_id: &str, principal: &str| {
-        json!({"properties": {"roleDefinitionId": role(role_id), "principalId": principal}})
+    let role = |id: &str| {
+        format!(
+            "{}/providers/Microsoft.Authorization/roleDefinitions/{id}",
+            s.sub_path()
+        )
     };
+    let body = |role_id: &str, principal: &str| json!({"properties": {"roleDefinitionId": role(role_id), "principalId": principal}});
     let path = |id: &uuid::Uuid| {
-        format!("{scope}/providers/Microsoft.Authorization/roleAssignments/{id}?api-version={AUTHZ}")
+        format!(
+            "{scope}/providers/Microsoft.Authorization/roleAssignments/{id}?api-version={AUTHZ}"
+        )
     };
     let id = uuid::Uuid::new_v4();
     let (status, created) = s
@@ -186,14 +208,7 @@ async fn an_assignment_id_cannot_be_rewritten_with_another_role_or_principal() {
     }
     let (_, stored) = s.call(Method::GET, &path(&id), None).await;
     assert_eq!(stored, created);
-    let (status, _) = call_as(
-        &s,
-        &tokens[0],
-        Method::DELETE,
-        &group_path(&s, "rg"),
-        None,
-    )
-    .await;
+    let (status, _) = call_as(&s, &tokens[0], Method::DELETE, &group_path(&s, "rg"), None).await;
     assert_eq!(status, 403, "the first principal is still only a Reader");
     let (status, _) = call_as(&s, &tokens[1], Method::GET, &group_path(&s, "rg"), None).await;
     assert_eq!(status, 403, "the second principal was given nothing");
@@ -207,7 +222,11 @@ async fn an_assignment_id_cannot_be_rewritten_with_another_role_or_principal() {
         )
         .await;
     assert_eq!(
-        (status, &duplicate["error"]["code"], &duplicate["error"]["message"]),
+        (
+            status,
+            &duplicate["error"]["code"],
+            &duplicate["error"]["message"]
+        ),
         (
             409,
             &json!("RoleAssignmentExists"),
@@ -240,7 +259,12 @@ async fn a_caller_without_rights_gets_the_same_refusal_whether_a_scope_exists() 
     )
     .await;
     let none = none["token"].as_str().unwrap().to_string();
-    let (_, elsewhere) = token_with_role(&s, "Owner", &format!("{}/resourceGroups/mine", s.sub_path())).await;
+    let (_, elsewhere) = token_with_role(
+        &s,
+        "Owner",
+        &format!("{}/resourceGroups/mine", s.sub_path()),
+    )
+    .await;
     let missing_sub = uuid::Uuid::new_v4().to_string();
     let sub = s.subscription.clone();
     let cs = "providers/Microsoft.CognitiveServices/accounts";
@@ -267,7 +291,7 @@ async fn a_caller_without_rights_gets_the_same_refusal_whether_a_scope_exists() 
         (Method::GET, format!("/subscriptions/{{s}}/resourcegroups?api-version={RG_VERSION}"), None),
         (Method::GET, format!("/subscriptions/{{s}}/{cs}?api-version={CS_VERSION}"), None),
         (Method::GET, format!("/subscriptions/{{s}}?api-version={RG_VERSION}"), None),
-        (Method::GET, format!("/subscriptions/{{s}}/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01"), None),
+        (Method::GET, "/subscriptions/{s}/providers/Microsoft.Insights/eventtypes/management/values?api-version=2015-04-01".to_string(), None),
     ];
     for token in [&none, &elsewhere] {
         for (method, template, body) in &paths {
@@ -292,8 +316,10 @@ async fn a_caller_without_rights_gets_the_same_refusal_whether_a_scope_exists() 
             } else {
                 (fill(&sub, "", ""), fill(&missing_sub, "", ""))
             };
-            let (status_p, body_p) = call_as(&s, token, method.clone(), &present, body.clone()).await;
-            let (status_a, body_a) = call_as(&s, token, method.clone(), &absent, body.clone()).await;
+            let (status_p, body_p) =
+                call_as(&s, token, method.clone(), &present, body.clone()).await;
+            let (status_a, body_a) =
+                call_as(&s, token, method.clone(), &absent, body.clone()).await;
             assert_eq!(
                 (status_p, status_a),
                 (403, 403),
@@ -421,7 +447,10 @@ async fn key_switches_sent_in_another_letter_case_turn_keys_off() {
     );
     let (_, shown) = s.call(Method::GET, &acct, None).await;
     assert_eq!(shown["properties"]["disableLocalAuth"], true);
-    assert!(shown["properties"].get("DisableLocalAuth").is_none(), "{shown}");
+    assert!(
+        shown["properties"].get("DisableLocalAuth").is_none(),
+        "{shown}"
+    );
     // Two spellings of one switch cannot be told apart: refused, nothing changes.
     let (status, refused) = s
         .call(
@@ -475,7 +504,10 @@ async fn key_switches_sent_in_another_letter_case_turn_keys_off() {
     assert_eq!(status, 403, "{body}");
     let (_, shown) = s.call(Method::GET, &ws, None).await;
     assert_eq!(shown["properties"]["apiKeyEnabled"], false, "{shown}");
-    assert!(shown["properties"].get("ApiKeyEnabled").is_none(), "{shown}");
+    assert!(
+        shown["properties"].get("ApiKeyEnabled").is_none(),
+        "{shown}"
+    );
 
     // Cosmos DB: created with `disablelocalauth`.
     let docdb = format!(
@@ -522,10 +554,21 @@ async fn key_switches_sent_in_another_letter_case_turn_keys_off() {
     assert_eq!(shown["properties"]["disableLocalAuth"], true, "{shown}");
 }
 
-/// Starts rekeyd on `data` under umask 022 and waits until it listens; the child is returned for
-/// the caller to stop.
-fn start_under_umask_022(data: &Path, log: &Path, database_url: Option<&str>) -> std::process::Child {
-    let skip = std::fs::metadata(log).map(|m| m.len() as usize).unwrap_or(0);
+/// A rekeyd process, stopped when dropped (also when an assertion fails).
+struct Rekeyd(std::process::Child);
+
+impl Drop for Rekeyd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts rekeyd on `data` under umask 022 and waits until it listens.
+fn start_under_umask_022(data: &Path, log: &Path, database_url: Option<&str>) -> Rekeyd {
+    let skip = std::fs::metadata(log)
+        .map(|m| m.len() as usize)
+        .unwrap_or(0);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -545,7 +588,7 @@ fn start_under_umask_022(data: &Path, log: &Path, database_url: Option<&str>) ->
     if let Some(url) = database_url {
         command.env("REKEY_DATABASE_URL", url);
     }
-    let child = command.spawn().unwrap();
+    let child = Rekeyd(command.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -585,10 +628,9 @@ async fn the_data_directory_and_database_files_are_private_whatever_the_umask() 
         }
     };
 
-    let mut child = start_under_umask_022(&data, &log, url);
+    let first = start_under_umask_022(&data, &log, url);
     check("first start");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(first);
 
     // A data directory left readable by others (by an older rekeyd, or by hand) is tightened.
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -598,10 +640,9 @@ async fn the_data_directory_and_database_files_are_private_whatever_the_umask() 
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
-    let mut child = start_under_umask_022(&data, &log, url);
+    let restarted = start_under_umask_022(&data, &log, url);
     check("restart");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(restarted);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("made the data directory accessible to rekeyd's user only"),
