@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    field, one_slot, optional_property, require_object, required, rfc3339, schema_of,
-    without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping,
-    WireSchemas,
+    canonical_body, field, merge_properties, one_slot, optional_property, required, rfc3339,
+    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
+    WireMapping, WireSchemas,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -128,6 +128,10 @@ const READ_ONLY_PROPERTIES: &[&str] = &[
     "internalId",
 ];
 
+/// The properties rekey reads, in their canonical spelling.
+const READ_PROPERTIES: &[&str] = &["disableLocalAuth", rekey_core::resource::UPSTREAM_PROPERTY];
+const KNOWN_PROPERTIES: &[&[&str]] = &[READ_PROPERTIES, READ_ONLY_PROPERTIES];
+
 fn check_properties(props: &Map<String, Value>) -> Result<(), InvalidInput> {
     optional_property(props, "disableLocalAuth", PropertyKind::Bool)
 }
@@ -154,7 +158,7 @@ impl WireMapping for Mapping {
     }
 
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
-        require_object(body)?;
+        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
         let location: String = required(body, "location")?;
         rekey_core::check_location(&location)?;
         let kind: String = required(body, "kind")?;
@@ -175,7 +179,7 @@ impl WireMapping for Mapping {
         current: &ResourceSpec,
         body: &Value,
     ) -> Result<ResourceSpec, InvalidInput> {
-        require_object(body)?;
+        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
         let mut next = current.clone();
         if let Some(tags) = field(body, "tags")? {
             next.tags = tags;
@@ -185,7 +189,7 @@ impl WireMapping for Mapping {
         }
         if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
             check_properties(&props)?;
-            next.settings.extend(writable(props));
+            merge_properties(&mut next.settings, writable(props));
         }
         Ok(next)
     }

@@ -11,8 +11,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    field, one_slot, optional_property, require_object, required, schema_of, without_computed,
-    Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping, WireSchemas,
+    canonical_body, field, merge_properties, one_slot, optional_property, required, schema_of,
+    without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping,
+    WireSchemas,
 };
 
 /// Body of `PUT`: `location`, and `properties` with `databaseAccountOfferType: "Standard"` and at
@@ -178,6 +179,15 @@ const COMPUTED: &[&str] = &[
 ];
 /// What Azure adds to each entry of `locations`; never stored from a request.
 const COMPUTED_PER_LOCATION: &[&str] = &["id", "documentEndpoint", "provisioningState"];
+
+/// The properties rekey reads, in their canonical spelling.
+const READ_PROPERTIES: &[&str] = &[
+    "databaseAccountOfferType",
+    "locations",
+    "disableLocalAuth",
+    rekey_core::resource::UPSTREAM_PROPERTY,
+];
+const KNOWN_PROPERTIES: &[&[&str]] = &[READ_PROPERTIES, COMPUTED];
 const KINDS: &[&str] = &["GlobalDocumentDB", "MongoDB", "Parse"];
 
 fn bad(message: impl Into<String>) -> InvalidInput {
@@ -302,7 +312,7 @@ impl WireMapping for Mapping {
     }
 
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
-        require_object(body)?;
+        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
         let location: String = required(body, "location")?;
         rekey_core::check_location(&location)?;
         let kind = field::<String>(body, "kind")?.unwrap_or_else(|| "GlobalDocumentDB".into());
@@ -328,14 +338,14 @@ impl WireMapping for Mapping {
         current: &ResourceSpec,
         body: &Value,
     ) -> Result<ResourceSpec, InvalidInput> {
-        require_object(body)?;
+        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
         let mut next = current.clone();
         if let Some(tags) = field(body, "tags")? {
             next.tags = tags;
         }
         if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
             check_properties(&props, false)?;
-            next.settings.extend(writable(props));
+            merge_properties(&mut next.settings, writable(props));
         }
         Ok(next)
     }

@@ -196,6 +196,64 @@ pub(crate) enum PropertyKind {
     String,
 }
 
+/// The top-level fields of a resource body.
+const BODY_FIELDS: &[&str] = &["location", "kind", "sku", "tags", "properties", "identity"];
+
+/// A create or patch body with its names in one spelling. ARM reads property names without regard
+/// to letter case (`DisableLocalAuth` is `disableLocalAuth`), so the body's fields, and the names in
+/// `properties` that the type knows (`known`: lists of those it reads and those it computes), take their
+/// canonical spelling here: storage and the data plane then see only that one, and a switch sent
+/// in another case is enforced rather than stored and ignored. An object naming one property twice
+/// in different cases is refused, since which one was meant cannot be told.
+pub(crate) fn canonical_body(body: &Value, known: &[&[&str]]) -> Result<Value, InvalidInput> {
+    require_object(body)?;
+    let fields = body.as_object().expect("checked to be an object");
+    let mut fields = canonical_names(fields, &[BODY_FIELDS], "")?;
+    if let Some(Value::Object(props)) = fields.get("properties") {
+        let props = canonical_names(props, known, "properties.")?;
+        fields.insert("properties".into(), Value::Object(props));
+    }
+    Ok(Value::Object(fields))
+}
+
+fn canonical_names(
+    object: &serde_json::Map<String, Value>,
+    known: &[&[&str]],
+    path: &str,
+) -> Result<serde_json::Map<String, Value>, InvalidInput> {
+    let mut out = serde_json::Map::with_capacity(object.len());
+    let mut seen: std::collections::HashMap<String, &str> = Default::default();
+    for (name, value) in object {
+        if let Some(first) = seen.insert(name.to_ascii_lowercase(), name) {
+            return Err(InvalidInput::new(
+                "InvalidRequestContent",
+                format!(
+                    "The request content names one property twice, as '{path}{first}' and '{path}{name}': property names are case-insensitive, so send it once."
+                ),
+            ));
+        }
+        let canonical = known
+            .iter()
+            .flat_map(|list| list.iter())
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .map_or_else(|| name.clone(), |k| k.to_string());
+        out.insert(canonical, value.clone());
+    }
+    Ok(out)
+}
+
+/// Applies a patch's `properties` to the stored ones: a patched name replaces the stored property
+/// of that name in any letter case.
+pub(crate) fn merge_properties(
+    settings: &mut serde_json::Map<String, Value>,
+    patch: serde_json::Map<String, Value>,
+) {
+    for (name, value) in patch {
+        settings.retain(|k, _| !k.eq_ignore_ascii_case(&name));
+        settings.insert(name, value);
+    }
+}
+
 /// `props` without the properties rekey computes, which a caller cannot set.
 pub(crate) fn without_computed(
     mut props: serde_json::Map<String, Value>,
@@ -269,6 +327,46 @@ mod tests {
             group["properties"]["location"]["pattern"],
             rekey_core::resource::LOCATION_PATTERN
         );
+    }
+
+    #[test]
+    fn property_names_take_their_canonical_spelling_and_two_spellings_are_refused() {
+        use serde_json::json;
+        let cs = &crate::cognitive_services::Mapping;
+        let spec = cs
+            .parse_create(&json!({"Location":"westus","KIND":"k","Sku":{"name":"S0"},
+                "Properties":{"DisableLocalAuth":true,"Endpoint":"https://evil/","other":1}}))
+            .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(spec.settings.clone()),
+            json!({"disableLocalAuth": true, "other": 1})
+        );
+        assert!(!spec.key_auth_enabled());
+        let err = cs
+            .parse_create(&json!({"location":"westus","kind":"k","sku":{"name":"S0"},
+                "properties":{"disableLocalAuth":false,"DISABLELOCALAUTH":true}}))
+            .unwrap_err();
+        assert_eq!(err.code, "InvalidRequestContent");
+        assert!(err.message.contains("DISABLELOCALAUTH"), "{}", err.message);
+        // A patch replaces the property under whatever spelling it was stored.
+        let mut stored = spec.clone();
+        stored.settings = json!({"DisableLocalAuth": true})
+            .as_object()
+            .unwrap()
+            .clone();
+        let next = cs
+            .parse_patch(&stored, &json!({"properties":{"disablelocalauth":false}}))
+            .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(next.settings),
+            json!({"disableLocalAuth": false})
+        );
+        let quantum = &crate::quantum::Mapping;
+        let ws = quantum
+            .parse_create(&json!({"location":"westus","properties":{"ApiKeyEnabled":false}}))
+            .unwrap();
+        assert_eq!(ws.settings["apiKeyEnabled"], json!(false));
+        assert!(!ws.key_auth_enabled());
     }
 
     #[test]

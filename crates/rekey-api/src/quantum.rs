@@ -11,8 +11,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    field, optional_property, require_object, required, rfc3339, schema_of, without_computed,
-    Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping, WireSchemas,
+    canonical_body, field, merge_properties, optional_property, require_object, required, rfc3339,
+    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
+    WireMapping, WireSchemas,
 };
 
 /// Body of `PUT` (needs `location`) and `PATCH` (tags and `properties.apiKeyEnabled`).
@@ -128,6 +129,15 @@ fn key_names_schema() -> utoipa::openapi::Array {
 
 const COMPUTED: &[&str] = &["provisioningState", "endpointUri", "usable", "creationTime"];
 
+/// The properties rekey reads, in their canonical spelling.
+const READ_PROPERTIES: &[&str] = &[
+    "apiKeyEnabled",
+    "providers",
+    "storageAccount",
+    rekey_core::resource::UPSTREAM_PROPERTY,
+];
+const KNOWN_PROPERTIES: &[&[&str]] = &[READ_PROPERTIES, COMPUTED];
+
 fn check_properties(props: &Map<String, Value>) -> Result<(), InvalidInput> {
     optional_property(props, "apiKeyEnabled", PropertyKind::Bool)?;
     optional_property(props, "providers", PropertyKind::Array)?;
@@ -140,10 +150,9 @@ fn writable(props: Map<String, Value>) -> Map<String, Value> {
 
 /// Whether the data plane accepts this workspace's keys.
 pub fn api_key_enabled(spec: &ResourceSpec) -> bool {
-    spec.settings
-        .get("apiKeyEnabled")
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
+    !spec
+        .settings_named("apiKeyEnabled")
+        .any(|v| v.as_bool() == Some(false))
 }
 
 pub struct Mapping;
@@ -166,7 +175,7 @@ impl WireMapping for Mapping {
     }
 
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
-        require_object(body)?;
+        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
         let location: String = required(body, "location")?;
         rekey_core::check_location(&location)?;
         let mut properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
@@ -188,14 +197,14 @@ impl WireMapping for Mapping {
         current: &ResourceSpec,
         body: &Value,
     ) -> Result<ResourceSpec, InvalidInput> {
-        require_object(body)?;
+        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
         let mut next = current.clone();
         if let Some(tags) = field(body, "tags")? {
             next.tags = tags;
         }
         if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
             check_properties(&props)?;
-            next.settings.extend(writable(props));
+            merge_properties(&mut next.settings, writable(props));
         }
         Ok(next)
     }

@@ -103,19 +103,29 @@ pub fn check_location(raw: &str) -> Result<(), crate::InvalidInput> {
 pub const UPSTREAM_PROPERTY: &str = "x-rekey-upstream";
 
 impl ResourceSpec {
+    /// The values of the setting `name` under any letter case of it. The wire mappings store one
+    /// spelling per name; reading every spelling keeps a switch stored otherwise from being
+    /// ignored.
+    pub fn settings_named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+        self.settings
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
     /// Whether keys open this resource: Cognitive Services' `disableLocalAuth: true` and Quantum's
-    /// `apiKeyEnabled: false` turn every key off (the keys stay listable, as in Azure).
+    /// `apiKeyEnabled: false` turn every key off (the keys stay listable, as in Azure). Property
+    /// names are matched in any letter case, as ARM does, and any spelling that turns keys off wins.
     pub fn key_auth_enabled(&self) -> bool {
         let disabled = self
-            .settings
-            .get("disableLocalAuth")
-            .and_then(serde_json::Value::as_bool)
-            == Some(true);
+            .settings_named("disableLocalAuth")
+            .any(|v| v.as_bool() == Some(true));
         let api_keys_off = self
-            .settings
-            .get("apiKeyEnabled")
-            .and_then(serde_json::Value::as_bool)
-            == Some(false);
+            .settings_named("apiKeyEnabled")
+            .any(|v| v.as_bool() == Some(false));
         !(disabled || api_keys_off)
     }
 
@@ -169,6 +179,14 @@ mod tests {
         assert!(!spec(json!({"disableLocalAuth": true})).key_auth_enabled());
         assert!(!spec(json!({"apiKeyEnabled": false})).key_auth_enabled());
         assert!(spec(json!({"apiKeyEnabled": true, "disableLocalAuth": false})).key_auth_enabled());
+        for off in [
+            json!({"DisableLocalAuth": true}),
+            json!({"disablelocalauth": true}),
+            json!({"ApiKeyEnabled": false}),
+            json!({"disableLocalAuth": false, "DISABLELOCALAUTH": true}),
+        ] {
+            assert!(!spec(off.clone()).key_auth_enabled(), "{off}");
+        }
     }
 
     #[test]

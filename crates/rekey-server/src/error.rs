@@ -110,6 +110,14 @@ impl ApiError {
                     None => format!("The Resource '{raw}' was not found."),
                 },
             },
+            StoreError::AssignmentUpdateNotPermitted(_) => ApiError::BadRequest {
+                code: "RoleAssignmentUpdateNotPermitted",
+                message: "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.".into(),
+            },
+            StoreError::AssignmentExists(_) => ApiError::Conflict {
+                code: "RoleAssignmentExists",
+                message: "The role assignment already exists.".into(),
+            },
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "the database is unavailable");
                 ApiError::Unavailable

@@ -58,10 +58,41 @@ async fn open_store(config: &Config, sealer: Sealer) -> anyhow::Result<Arc<dyn S
     }
 }
 
+/// Creates the data directory (master key, bootstrap token, SQLite database) accessible to rekeyd's
+/// user only (0700), whatever the umask, and tightens an existing one that is looser.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let context = || format!("creating the data directory {}", dir.display());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(context)?;
+        let mode = std::fs::metadata(dir)
+            .with_context(context)?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o700))
+                .with_context(context)?;
+            tracing::warn!(
+                path = %dir.display(),
+                was = format!("{mode:o}"),
+                "made the data directory accessible to rekeyd's user only"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).with_context(context)?;
+    Ok(())
+}
+
 /// Runs rekeyd until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    private_data_dir(&config.data_dir)?;
     let sealer = Sealer::new(&master_key(&config)?);
     let store = open_store(&config, sealer).await?;
     let (record, written) = bootstrap::ensure(store.as_ref(), &config.data_dir).await?;

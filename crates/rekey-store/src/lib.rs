@@ -43,6 +43,19 @@ pub enum StoreError {
     Crypto(#[from] crypto::CryptoError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The database file's permissions could not be set.
+    #[error("database file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// A role assignment's id was written again with another principal, role or scope: an
+    /// assignment's contents cannot change, only be deleted and made anew.
+    #[error("role assignment '{0}' exists with another principal, role or scope")]
+    AssignmentUpdateNotPermitted(Uuid),
+    /// The principal already holds the role at the scope, under the assignment with this id.
+    #[error("the principal already holds the role at the scope as assignment '{0}'")]
+    AssignmentExists(Uuid),
 }
 
 impl StoreError {
@@ -135,6 +148,63 @@ pub struct RoleAssignment {
     pub principal_id: Uuid,
     pub created_at: OffsetDateTime,
     pub created_by: String,
+}
+
+/// The scope a role assignment names: a subscription, a resource group or a resource. Assignments
+/// live exactly as long as their scope: a write checks the scope in its own transaction, and a
+/// deletion of the scope deletes them in its transaction.
+#[derive(Debug, Clone)]
+enum AssignmentScope {
+    Subscription(SubscriptionId),
+    Group(SubscriptionId, ResourceGroupName),
+    Resource(ResourceId),
+}
+
+impl AssignmentScope {
+    /// Reads `/subscriptions/{s}`, `…/resourceGroups/{g}` or a resource id (fixed segments in any
+    /// case); `None` for anything else.
+    fn parse(scope: &str) -> Option<Self> {
+        let rest = scope.trim_end_matches('/');
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["", subs, sub] if subs.eq_ignore_ascii_case("subscriptions") => {
+                SubscriptionId::parse(sub).ok().map(Self::Subscription)
+            }
+            ["", subs, sub, groups, group]
+                if subs.eq_ignore_ascii_case("subscriptions")
+                    && groups.eq_ignore_ascii_case("resourceGroups") =>
+            {
+                Some(Self::Group(
+                    SubscriptionId::parse(sub).ok()?,
+                    ResourceGroupName::parse(group).ok()?,
+                ))
+            }
+            _ => ResourceId::parse(rest).ok().map(Self::Resource),
+        }
+    }
+}
+
+/// The stored form of an assignment's scope (what `role_assignments.scope_key` holds): ARM ids are
+/// compared without regard to letter case.
+fn scope_key(scope: &str) -> String {
+    scope.trim_end_matches('/').to_lowercase()
+}
+
+/// The ARM id of a resource group, the scope its assignments name.
+fn group_scope(sub: &SubscriptionId, name: &ResourceGroupName) -> String {
+    format!("/subscriptions/{sub}/resourceGroups/{name}")
+}
+
+/// Whether writing `new` over the stored assignment with the same id is allowed: only when it says
+/// the same thing (ARM refuses to change an assignment's principal, role or scope).
+fn check_rewrite(stored: &RoleAssignment, new: &RoleAssignment) -> Result<()> {
+    if scope_key(&stored.scope) != scope_key(&new.scope) {
+        return Err(StoreError::AssignmentExists(stored.id));
+    }
+    if stored.role_id != new.role_id || stored.principal_id != new.principal_id {
+        return Err(StoreError::AssignmentUpdateNotPermitted(stored.id));
+    }
+    Ok(())
 }
 
 /// What the first start creates: the tenant, the default subscription and the owner principal.
@@ -254,11 +324,16 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes at once; false if there is no such principal.
     async fn revoke_principal(&self, id: &Uuid, audit: &AuditRecord) -> Result<bool>;
 
+    /// Creates the assignment; an identical one with the same id is left as it is and returned.
+    /// Fails when the scope does not exist, when the id holds a different assignment
+    /// ([`StoreError::AssignmentUpdateNotPermitted`], or [`StoreError::AssignmentExists`] at
+    /// another scope), or when the principal already holds the role at the scope under another id
+    /// ([`StoreError::AssignmentExists`]).
     async fn put_assignment(
         &self,
         assignment: &RoleAssignment,
         audit: &AuditRecord,
-    ) -> Result<Written>;
+    ) -> Result<(RoleAssignment, Written)>;
     async fn assignment(&self, id: &Uuid) -> Result<Option<RoleAssignment>>;
     async fn delete_assignment(
         &self,
@@ -295,7 +370,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(ResourceGroup, Written)>;
     async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup>;
     async fn list_groups(&self, sub: &SubscriptionId) -> Result<Vec<ResourceGroup>>;
-    /// Deletes the group, its resources and their keys; false if it did not exist.
+    /// Deletes the group, its resources and their keys, and every role assignment at or below the
+    /// group; false if it did not exist.
     async fn delete_group(
         &self,
         sub: &SubscriptionId,
@@ -326,7 +402,8 @@ pub trait Store: Send + Sync + 'static {
         group: Option<&ResourceGroupName>,
         provider: &'static Provider,
     ) -> Result<Vec<Resource>>;
-    /// false if it did not exist (and then no operation is recorded).
+    /// Deletes the resource, its keys and its role assignments; false if it did not exist (and then
+    /// no operation is recorded).
     async fn delete_resource(
         &self,
         id: &ResourceId,

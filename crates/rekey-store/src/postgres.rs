@@ -39,8 +39,9 @@ use crate::columns::{
 };
 use crate::crypto::Sealer;
 use crate::{
-    BootstrapRecord, ChangeListener, ChangeNotice, IndexedResource, IndexedSlot, KeyUse, Operation,
-    Principal, Result, RoleAssignment, SigningKey, Store, StoreError, Written,
+    check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, ChangeListener,
+    ChangeNotice, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
+    RoleAssignment, SigningKey, Store, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -474,6 +475,10 @@ impl PgStore {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await?;
+            // A new scope has no assignments, even if rows for its name outlived an earlier
+            // scope of that name.
+            Self::delete_assignments_under(&mut tx, &group_scope(&group.subscription, &group.name))
+                .await?;
             Written::Created
         } else {
             Written::Updated
@@ -551,6 +556,7 @@ impl PgStore {
                         .execute(&mut *tx)
                         .await?;
                 }
+                Self::delete_assignments_under(&mut tx, &id.to_string()).await?;
                 (internal_id, Written::Created, "created")
             }
             Err(e) => return Err(e),
@@ -568,21 +574,51 @@ impl PgStore {
         Ok((resource, written))
     }
 
-    async fn try_put_assignment(&self, a: &RoleAssignment, audit: &AuditRecord) -> Result<Written> {
+    async fn try_put_assignment(
+        &self,
+        a: &RoleAssignment,
+        audit: &AuditRecord,
+    ) -> Result<(RoleAssignment, Written)> {
         let mut tx = self.pool.begin().await?;
-        let existed = sqlx::query("DELETE FROM role_assignments WHERE id = $1")
-            .bind(a.id.to_string())
+        // Writes of one principal's assignments apply one after another, so two names for the same
+        // principal, role and scope cannot both pass the duplicate check below.
+        sqlx::query("SELECT 1 FROM principals WHERE id = $1 FOR UPDATE")
+            .bind(a.principal_id.to_string())
             .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
+            .await?;
+        Self::lock_scope(&mut tx, &a.scope).await?;
+        let key = scope_key(&a.scope);
+        let existing = sqlx::query("SELECT * FROM role_assignments WHERE id = $1")
+            .bind(a.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            let existing = Self::assignment_row(&row)?;
+            check_rewrite(&existing, a)?;
+            Self::append_log(&mut tx, &[], audit).await?;
+            tx.commit().await?;
+            return Ok((existing, Written::Updated));
+        }
+        let duplicate = sqlx::query_scalar::<_, String>(
+            "SELECT id FROM role_assignments WHERE scope_key = $1 AND role_id = $2 AND principal_id = $3",
+        )
+        .bind(&key)
+        .bind(a.role_id.to_string())
+        .bind(a.principal_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(other) = duplicate {
+            return Err(StoreError::AssignmentExists(
+                Uuid::parse_str(&other).map_err(corrupt)?,
+            ));
+        }
         sqlx::query(
             "INSERT INTO role_assignments (id, scope, scope_key, role_id, principal_id, created_at, created_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(a.id.to_string())
         .bind(&a.scope)
-        .bind(a.scope.to_lowercase())
+        .bind(&key)
         .bind(a.role_id.to_string())
         .bind(a.principal_id.to_string())
         .bind(to_micros(a.created_at))
@@ -591,11 +627,63 @@ impl PgStore {
         .await?;
         Self::append_log(&mut tx, &[], audit).await?;
         tx.commit().await?;
-        Ok(if existed {
-            Written::Updated
-        } else {
-            Written::Created
-        })
+        Ok((a.clone(), Written::Created))
+    }
+
+    /// Fails with the most precise not-found unless the assignment scope exists, and holds a share
+    /// lock on its row to the end of the transaction: a concurrent deletion of the scope (which
+    /// locks the row for update, then deletes the scope's assignments) waits for this transaction
+    /// and so deletes what it wrote, or goes first and this one finds no scope.
+    async fn lock_scope(conn: &mut PgConnection, scope: &str) -> Result<()> {
+        match AssignmentScope::parse(scope) {
+            Some(AssignmentScope::Subscription(sub)) => {
+                Self::require_subscription(conn, &sub).await
+            }
+            Some(AssignmentScope::Group(sub, group)) => {
+                let found = sqlx::query(
+                    "SELECT 1 FROM resource_groups WHERE subscription_id = $1 AND name_key = $2 FOR SHARE",
+                )
+                .bind(sub.as_str())
+                .bind(group.key())
+                .fetch_optional(&mut *conn)
+                .await?;
+                match found {
+                    Some(_) => Ok(()),
+                    None => Self::require_group(conn, &sub, &group).await,
+                }
+            }
+            Some(AssignmentScope::Resource(id)) => {
+                let found = sqlx::query(
+                    "SELECT 1 FROM resources WHERE subscription_id = $1 AND group_key = $2 AND type_key = $3 AND name_key = $4 FOR SHARE",
+                )
+                .bind(id.subscription.as_str())
+                .bind(id.group.key())
+                .bind(type_key(id.provider))
+                .bind(id.name.key())
+                .fetch_optional(&mut *conn)
+                .await?;
+                match found {
+                    Some(_) => Ok(()),
+                    None => Self::find_resource(conn, &id, false).await.map(|_| ()),
+                }
+            }
+            None => Err(corrupt(format!("'{scope}' is not an assignment scope"))),
+        }
+    }
+
+    /// Deletes the role assignments at `scope` and at every scope below it.
+    async fn delete_assignments_under(conn: &mut PgConnection, scope: &str) -> Result<()> {
+        let key = scope_key(scope);
+        let prefix = format!("{key}/");
+        // A prefix comparison, not LIKE: `_` is a wildcard there and allowed in group names.
+        sqlx::query(
+            "DELETE FROM role_assignments WHERE scope_key = $1 OR starts_with(scope_key, $2)",
+        )
+        .bind(&key)
+        .bind(&prefix)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 }
 
@@ -735,7 +823,11 @@ impl Store for PgStore {
         Ok(exists)
     }
 
-    async fn put_assignment(&self, a: &RoleAssignment, audit: &AuditRecord) -> Result<Written> {
+    async fn put_assignment(
+        &self,
+        a: &RoleAssignment,
+        audit: &AuditRecord,
+    ) -> Result<(RoleAssignment, Written)> {
         retrying(|| self.try_put_assignment(a, audit)).await
     }
 
@@ -940,6 +1032,7 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        Self::delete_assignments_under(&mut tx, &group_scope(sub, name)).await?;
         Self::append_log(&mut tx, &changes, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)
@@ -1033,6 +1126,7 @@ impl Store for PgStore {
             .bind(existing.internal_id.to_string())
             .execute(&mut *tx)
             .await?;
+        Self::delete_assignments_under(&mut tx, &existing.id.to_string()).await?;
         Self::record_operation(&mut tx, operation).await?;
         let changes = [Change {
             resource: existing.internal_id,

@@ -27,8 +27,8 @@ use crate::columns::{
 use crate::crypto::Sealer;
 use crate::SigningKey;
 use crate::{
-    BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
-    RoleAssignment, Store, StoreError, Written,
+    check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, IndexedResource,
+    IndexedSlot, KeyUse, Operation, Principal, Result, RoleAssignment, Store, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -43,7 +43,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://path` or `sqlite:path`) and runs
     /// the migrations.
     pub async fn open(url: &str, sealer: Sealer) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        let file = options.get_filename().to_path_buf();
+        // sqlx names an in-memory database `file:sqlx-in-memory-…`; it has no file to protect.
+        let on_disk =
+            !file.to_string_lossy().starts_with("file:") && file.as_os_str() != ":memory:";
+        if on_disk {
+            make_private(&file)?;
+        }
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -58,6 +66,10 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
+        if on_disk {
+            // SQLite made `-wal` and `-shm` with the main file's mode; an older pair may be looser.
+            make_private(&file)?;
+        }
         Ok(Self {
             writer,
             reader,
@@ -168,6 +180,36 @@ impl SqliteStore {
                 Err(StoreError::ResourceNotFound(id.to_string()))
             }
         }
+    }
+
+    /// Fails with the most precise not-found unless the assignment scope exists.
+    async fn require_scope(conn: &mut SqliteConnection, scope: &str) -> Result<()> {
+        match AssignmentScope::parse(scope) {
+            Some(AssignmentScope::Subscription(sub)) => {
+                Self::require_subscription(conn, &sub).await
+            }
+            Some(AssignmentScope::Group(sub, group)) => {
+                Self::require_group(conn, &sub, &group).await
+            }
+            Some(AssignmentScope::Resource(id)) => Self::find_resource(conn, &id).await.map(|_| ()),
+            None => Err(corrupt(format!("'{scope}' is not an assignment scope"))),
+        }
+    }
+
+    /// Deletes the role assignments at `scope` and at every scope below it.
+    async fn delete_assignments_under(conn: &mut SqliteConnection, scope: &str) -> Result<()> {
+        let key = scope_key(scope);
+        let prefix = format!("{key}/");
+        // A prefix comparison, not LIKE: `_` is a wildcard there and allowed in group names.
+        sqlx::query(
+            "DELETE FROM role_assignments WHERE scope_key = ? OR substr(scope_key, 1, ?) = ?",
+        )
+        .bind(&key)
+        .bind(prefix.chars().count() as i64)
+        .bind(&prefix)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     async fn slots(
@@ -311,6 +353,51 @@ impl SqliteStore {
     }
 }
 
+/// Makes the database readable and writable by rekeyd's user only (0600), whatever the umask:
+/// creates the main file so before SQLite opens it (SQLite gives the `-wal` and `-shm` files it
+/// creates the main file's permissions), and tightens any of the three that exist with looser ones,
+/// saying so in the log.
+fn make_private(db: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::File { path, source }
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(failed(db))?;
+        let mut companions = [db.as_os_str().to_owned(), db.as_os_str().to_owned()];
+        companions[0].push("-wal");
+        companions[1].push("-shm");
+        let companions = companions.map(std::path::PathBuf::from);
+        for path in std::iter::once(db).chain(companions.iter().map(|p| p.as_path())) {
+            let mode = match std::fs::metadata(path) {
+                Ok(meta) => meta.permissions().mode() & 0o777,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(path)(e)),
+            };
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
+                    .map_err(failed(path))?;
+                tracing::warn!(
+                    path = %path.display(),
+                    was = format!("{mode:o}"),
+                    "made a database file readable by rekeyd's user only"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = db;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn bootstrap(&self) -> Result<Option<BootstrapRecord>> {
@@ -441,21 +528,45 @@ impl Store for SqliteStore {
         Ok(exists)
     }
 
-    async fn put_assignment(&self, a: &RoleAssignment, audit: &AuditRecord) -> Result<Written> {
+    async fn put_assignment(
+        &self,
+        a: &RoleAssignment,
+        audit: &AuditRecord,
+    ) -> Result<(RoleAssignment, Written)> {
         let mut tx = self.writer.begin().await?;
-        let existed = sqlx::query("DELETE FROM role_assignments WHERE id = ?")
+        Self::require_scope(&mut tx, &a.scope).await?;
+        let key = scope_key(&a.scope);
+        let existing = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
             .bind(a.id.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            > 0;
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            let existing = Self::assignment_row(&row)?;
+            check_rewrite(&existing, a)?;
+            Self::write_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            return Ok((existing, Written::Updated));
+        }
+        let duplicate = sqlx::query_scalar::<_, String>(
+            "SELECT id FROM role_assignments WHERE scope_key = ? AND role_id = ? AND principal_id = ?",
+        )
+        .bind(&key)
+        .bind(a.role_id.to_string())
+        .bind(a.principal_id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(other) = duplicate {
+            return Err(StoreError::AssignmentExists(
+                Uuid::parse_str(&other).map_err(corrupt)?,
+            ));
+        }
         sqlx::query(
             "INSERT INTO role_assignments (id, scope, scope_key, role_id, principal_id, created_at, created_by)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(a.id.to_string())
         .bind(&a.scope)
-        .bind(a.scope.to_lowercase())
+        .bind(&key)
         .bind(a.role_id.to_string())
         .bind(a.principal_id.to_string())
         .bind(to_micros(a.created_at))
@@ -464,11 +575,7 @@ impl Store for SqliteStore {
         .await?;
         Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(if existed {
-            Written::Updated
-        } else {
-            Written::Created
-        })
+        Ok((a.clone(), Written::Created))
     }
 
     async fn assignment(&self, id: &Uuid) -> Result<Option<RoleAssignment>> {
@@ -649,6 +756,10 @@ impl Store for SqliteStore {
                 .bind(now_micros())
                 .execute(&mut *tx)
                 .await?;
+            // A new scope has no assignments, even if rows for its name outlived an earlier
+            // scope of that name.
+            Self::delete_assignments_under(&mut tx, &group_scope(&group.subscription, &group.name))
+                .await?;
             Written::Created
         } else {
             Written::Updated
@@ -722,6 +833,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        Self::delete_assignments_under(&mut tx, &group_scope(sub, name)).await?;
         Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)
@@ -789,6 +901,7 @@ impl Store for SqliteStore {
                         .await?;
                 }
                 Self::record_change(&mut tx, &internal_id, None, "created", now).await?;
+                Self::delete_assignments_under(&mut tx, &id.to_string()).await?;
                 Written::Created
             }
             Err(e) => return Err(e),
@@ -879,6 +992,7 @@ impl Store for SqliteStore {
             .bind(existing.internal_id.to_string())
             .execute(&mut *tx)
             .await?;
+        Self::delete_assignments_under(&mut tx, &existing.id.to_string()).await?;
         Self::record_change(
             &mut tx,
             &existing.internal_id,

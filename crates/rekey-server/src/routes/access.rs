@@ -52,6 +52,7 @@ pub static AUTHORIZATION_API_VERSIONS: &[&str] = &[
 const ASSIGNMENT_READ: &str = "Microsoft.Authorization/roleAssignments/read";
 const ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
 const ASSIGNMENT_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";
+const DEFINITION_READ: &str = "Microsoft.Authorization/roleDefinitions/read";
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -70,40 +71,62 @@ enum Level {
     Resource(&'static Provider),
 }
 
-/// The scope a route's path names, checked to exist.
-async fn scope_of(
-    state: &AppState,
-    level: Level,
-    p: &HashMap<String, String>,
-) -> Result<String, ApiError> {
-    let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
-    let sub = SubscriptionId::parse(get("subscriptionId"))?;
-    match level {
-        Level::Subscription => {
-            state.store.subscription(&sub).await?;
-            Ok(format!("/subscriptions/{sub}"))
-        }
-        Level::Group => {
-            let group = ResourceGroupName::parse(get("resourceGroupName"))?;
-            let stored = state.store.group(&sub, &group).await?;
-            Ok(format!(
-                "/subscriptions/{sub}/resourceGroups/{}",
-                stored.name
-            ))
-        }
-        Level::Resource(provider) => {
-            let id = ResourceId {
+/// The scope a route's path names, parsed but not yet looked up.
+enum Target {
+    Subscription(SubscriptionId),
+    Group(SubscriptionId, ResourceGroupName),
+    Resource(ResourceId),
+}
+
+impl Target {
+    fn of(level: Level, p: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
+        let sub = SubscriptionId::parse(get("subscriptionId"))?;
+        Ok(match level {
+            Level::Subscription => Self::Subscription(sub),
+            Level::Group => Self::Group(sub, ResourceGroupName::parse(get("resourceGroupName"))?),
+            Level::Resource(provider) => Self::Resource(ResourceId {
                 subscription: sub,
                 group: ResourceGroupName::parse(get("resourceGroupName"))?,
                 provider,
                 name: ResourceName::parse(provider, get(provider.name_param))?,
-            };
-            let stored = state
-                .store
-                .resource(&id)
-                .await
-                .map_err(|e| ApiError::from_store(e, Some(&id)))?;
-            Ok(stored.id.to_string())
+            }),
+        })
+    }
+
+    /// The scope as the caller spelled it. Authorization checks this before anything is looked
+    /// up, so a caller without rights gets the same refusal whether the scope exists or not.
+    fn requested(&self) -> String {
+        match self {
+            Self::Subscription(sub) => format!("/subscriptions/{sub}"),
+            Self::Group(sub, group) => format!("/subscriptions/{sub}/resourceGroups/{group}"),
+            Self::Resource(id) => id.to_string(),
+        }
+    }
+
+    /// The scope as stored (with the casing its group or resource was created with), or the
+    /// scope's not-found; only for an authorized caller.
+    async fn stored(&self, state: &AppState) -> Result<String, ApiError> {
+        match self {
+            Self::Subscription(sub) => {
+                state.store.subscription(sub).await?;
+                Ok(format!("/subscriptions/{sub}"))
+            }
+            Self::Group(sub, group) => {
+                let stored = state.store.group(sub, group).await?;
+                Ok(format!(
+                    "/subscriptions/{sub}/resourceGroups/{}",
+                    stored.name
+                ))
+            }
+            Self::Resource(id) => {
+                let stored = state
+                    .store
+                    .resource(id)
+                    .await
+                    .map_err(|e| ApiError::from_store(e, Some(id)))?;
+                Ok(stored.id.to_string())
+            }
         }
     }
 }
@@ -167,13 +190,16 @@ async fn put_assignment(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     version.check(AUTHORIZATION_API_VERSIONS)?;
-    let scope = scope_of(&state, level, &p).await?;
+    let target = Target::of(level, &p)?;
     let id = assignment_id(
         p.get("roleAssignmentName")
             .map(String::as_str)
             .unwrap_or_default(),
     )?;
-    let audit = state.authorize(&caller, ASSIGNMENT_WRITE, &scope).await?;
+    let audit = state
+        .authorize(&caller, ASSIGNMENT_WRITE, &target.requested())
+        .await?;
+    let scope = target.stored(&state).await?;
     let body: RoleAssignmentCreate = object_body(&body)?;
     let raw_role = body
         .properties
@@ -207,29 +233,28 @@ async fn put_assignment(
             ),
         ));
     }
-    if let Some(existing) = state.store.assignment(&id).await? {
-        if !existing.scope.eq_ignore_ascii_case(&scope) {
-            return Err(ApiError::Conflict {
-                code: "RoleAssignmentExists",
-                message: format!("The role assignment '{id}' already exists at another scope."),
-            });
-        }
-    }
+    // To the microsecond, as stored, so a later read answers the same time as this one.
+    let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .expect("a truncated nanosecond is in range");
     let assignment = RoleAssignment {
         id,
         scope,
         role_id: role.id,
         principal_id,
-        created_at: OffsetDateTime::now_utc(),
+        created_at: now,
         created_by: caller.principal.id.to_string(),
     };
-    let written = state.store.put_assignment(&assignment, &audit).await?;
+    // The store refuses a different assignment under an existing id, and a second id for the
+    // same principal, role and scope (see `ApiError::from_store`).
+    let (stored, written) = state.store.put_assignment(&assignment, &audit).await?;
     let status = if written == Written::Created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(render_assignment(&assignment))).into_response())
+    Ok((status, Json(render_assignment(&stored))).into_response())
 }
 
 async fn get_assignment(
@@ -240,13 +265,16 @@ async fn get_assignment(
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     version.check(AUTHORIZATION_API_VERSIONS)?;
-    let scope = scope_of(&state, level, &p).await?;
+    let target = Target::of(level, &p)?;
     let raw = p
         .get("roleAssignmentName")
         .map(String::as_str)
         .unwrap_or_default();
     let id = assignment_id(raw)?;
-    state.authorize(&caller, ASSIGNMENT_READ, &scope).await?;
+    state
+        .authorize(&caller, ASSIGNMENT_READ, &target.requested())
+        .await?;
+    let scope = target.stored(&state).await?;
     let found = state
         .store
         .assignment(&id)
@@ -263,13 +291,16 @@ async fn delete_assignment(
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     version.check(AUTHORIZATION_API_VERSIONS)?;
-    let scope = scope_of(&state, level, &p).await?;
+    let target = Target::of(level, &p)?;
     let id = assignment_id(
         p.get("roleAssignmentName")
             .map(String::as_str)
             .unwrap_or_default(),
     )?;
-    let audit = state.authorize(&caller, ASSIGNMENT_DELETE, &scope).await?;
+    let audit = state
+        .authorize(&caller, ASSIGNMENT_DELETE, &target.requested())
+        .await?;
+    let scope = target.stored(&state).await?;
     match state.store.assignment(&id).await? {
         Some(a) if a.scope.eq_ignore_ascii_case(&scope) => {
             let deleted = state.store.delete_assignment(&id, &audit).await?;
@@ -298,8 +329,11 @@ async fn list_assignments(
     query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     version.check(AUTHORIZATION_API_VERSIONS)?;
-    let scope = scope_of(&state, level, &p).await?;
-    state.authorize(&caller, ASSIGNMENT_READ, &scope).await?;
+    let target = Target::of(level, &p)?;
+    state
+        .authorize(&caller, ASSIGNMENT_READ, &target.requested())
+        .await?;
+    let scope = target.stored(&state).await?;
     let principal = query
         .get("$filter")
         .and_then(|f| filter_value(f, "principalId"));
@@ -336,15 +370,32 @@ fn render_definition(sub: &str, role: &authz::Role) -> RoleDefinition {
     }
 }
 
+/// Role definitions are for whoever holds some role at, above or below the subscription (Azure lets
+/// every member of the tenant read them); anyone else is refused before the subscription is looked
+/// up, so the answer tells a stranger nothing about which subscriptions exist.
+async fn definitions_subscription(
+    state: &AppState,
+    caller: &Caller,
+    sub: &str,
+) -> Result<SubscriptionId, ApiError> {
+    let sub = SubscriptionId::parse(sub)?;
+    let scope = format!("/subscriptions/{sub}");
+    if !caller.sees(&scope) {
+        state.authorize(caller, DEFINITION_READ, &scope).await?;
+    }
+    state.store.subscription(&sub).await?;
+    Ok(sub)
+}
+
 async fn list_definitions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
     ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
     version.check(AUTHORIZATION_API_VERSIONS)?;
-    let sub = SubscriptionId::parse(&sub)?;
-    state.store.subscription(&sub).await?;
+    let sub = definitions_subscription(&state, &caller, &sub).await?;
     let name = query
         .get("$filter")
         .and_then(|f| filter_value(f, "roleName"));
@@ -358,12 +409,12 @@ async fn list_definitions(
 
 async fn get_definition(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     version: ApiVersion,
     ArmPath((sub, role)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     version.check(AUTHORIZATION_API_VERSIONS)?;
-    let sub = SubscriptionId::parse(&sub)?;
-    state.store.subscription(&sub).await?;
+    let sub = definitions_subscription(&state, &caller, &sub).await?;
     let found = Uuid::parse_str(&role)
         .ok()
         .and_then(|id| authz::role(&id))

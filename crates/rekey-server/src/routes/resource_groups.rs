@@ -154,10 +154,14 @@ async fn list(
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Response, ApiError> {
     version.check(RESOURCES_API_VERSIONS)?;
-    let groups = state
-        .store
-        .list_groups(&SubscriptionId::parse(&sub)?)
-        .await?;
+    let sub = SubscriptionId::parse(&sub)?;
+    // A caller with no role in the subscription is refused before the lookup, so the answer is
+    // the same whether the subscription exists.
+    let sub_scope = format!("/subscriptions/{sub}");
+    if !caller.sees(&sub_scope) {
+        state.authorize(&caller, READ, &sub_scope).await?;
+    }
+    let groups = state.store.list_groups(&sub).await?;
     // The groups the caller has some role in, at, above or below the group.
     let value = groups
         .iter()

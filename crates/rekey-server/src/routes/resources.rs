@@ -212,12 +212,21 @@ async fn list(
     version.check(m.provider().api_versions)?;
     let sub = SubscriptionId::parse(&sub)?;
     let group = group.as_deref().map(ResourceGroupName::parse).transpose()?;
+    let read = action(m, "read");
+    // A caller with no role at, above or below the scope is refused before the lookup, so the
+    // answer is the same whether the subscription or group exists.
+    let scope = match &group {
+        Some(g) => format!("/subscriptions/{sub}/resourceGroups/{g}"),
+        None => format!("/subscriptions/{sub}"),
+    };
+    if !caller.sees(&scope) {
+        state.authorize(&caller, &read, &scope).await?;
+    }
     let resources = state
         .store
         .list_resources(&sub, group.as_ref(), m.provider())
         .await?;
     // A list shows what the caller may read, as Azure's does.
-    let read = action(m, "read");
     let value = resources
         .iter()
         .filter(|r| caller.can(&read, &r.id.to_string()))

@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, LOCATION, ORIGIN, REFERRER_POLICY,
-    SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    RETRY_AFTER, SET_COOKIE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -234,11 +234,38 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Resp
             ));
         }
     };
-    state
-        .store
-        .append_audit(&audit(&principal, "Rekey/web/session/write", &meta))
-        .await?;
-    let (id, session) = state.sessions.start(principal.id);
+    let record = audit(&principal, "Rekey/web/session/write", &meta);
+    let Some((id, session)) = state.sessions.start(principal.id) else {
+        state
+            .store
+            .append_audit(&record.with_result("Failed"))
+            .await?;
+        tracing::warn!(
+            limit = session::MAX_SESSIONS,
+            "a web sign-in was refused: the session table is full"
+        );
+        let body = ErrorResponse::new(
+            "TooManySessions",
+            format!(
+                "rekeyd holds the most web sessions it keeps ({}); sign in when some have ended, or call the API with the token as a bearer token.",
+                session::MAX_SESSIONS
+            ),
+        );
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (RETRY_AFTER, HeaderValue::from_static("60")),
+            ],
+            Json(body),
+        )
+            .into_response());
+    };
+    // No session without its record in the audit log.
+    if let Err(e) = state.store.append_audit(&record).await {
+        state.sessions.forget(&id);
+        return Err(e.into());
+    }
     let cookie = state.sessions.cookie(&id);
     if is_form {
         return Ok((

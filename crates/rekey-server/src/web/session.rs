@@ -33,9 +33,14 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts from sign-in, whatever happens in between: long enough for a working
 /// session, short enough that a forgotten browser tab does not stay signed in for days.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 3600);
-/// The most sessions kept at once; past it the oldest is dropped, so sign-ins cannot grow memory
-/// without bound.
-const MAX_SESSIONS: usize = 10_000;
+/// The most sessions one principal keeps; its next sign-in ends its own oldest. A token can thus
+/// never push another principal's sessions out, however often it signs in.
+pub const MAX_SESSIONS_PER_PRINCIPAL: usize = 20;
+/// The most sessions kept at once (about 200 bytes each), so sign-ins cannot grow memory without
+/// bound. When it is reached, new sign-ins are refused until sessions end, rather than ending
+/// someone else's: filling it takes `MAX_SESSIONS / MAX_SESSIONS_PER_PRINCIPAL` distinct tokens,
+/// which only owners can make.
+pub const MAX_SESSIONS: usize = 10_000;
 
 /// One signed-in browser.
 #[derive(Clone)]
@@ -69,25 +74,38 @@ impl Sessions {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts a session for `principal_id`; returns its id (for the cookie only) and the session.
-    pub fn start(&self, principal_id: Uuid) -> (String, Session) {
-        let id = random_base62(43);
+    /// Starts a session for `principal_id`; returns its id (for the cookie only) and the session,
+    /// or `None` when [`MAX_SESSIONS`] sessions of other principals are live.
+    pub fn start(&self, principal_id: Uuid) -> Option<(String, Session)> {
+        self.start_within(principal_id, MAX_SESSIONS)
+    }
+
+    fn start_within(&self, principal_id: Uuid, max_sessions: usize) -> Option<(String, Session)> {
         let now = Instant::now();
+        let mut map = self.map();
+        map.retain(|_, s| s.expires > now);
+        let mut own: Vec<([u8; 32], Instant)> = map
+            .iter()
+            .filter(|(_, s)| s.principal_id == principal_id)
+            .map(|(k, s)| (*k, s.started))
+            .collect();
+        if own.len() >= MAX_SESSIONS_PER_PRINCIPAL {
+            own.sort_by_key(|(_, started)| *started);
+            for (key, _) in &own[..=own.len() - MAX_SESSIONS_PER_PRINCIPAL] {
+                map.remove(key);
+            }
+        } else if map.len() >= max_sessions {
+            return None;
+        }
+        let id = random_base62(43);
         let session = Session {
             principal_id,
             csrf_token: random_base62(43),
             started: now,
             expires: now + SESSION_LIFETIME,
         };
-        let mut map = self.map();
-        map.retain(|_, s| s.expires > now);
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.started).map(|(k, _)| *k) {
-                map.remove(&oldest);
-            }
-        }
         map.insert(token_digest(&id), session.clone());
-        (id, session)
+        Some((id, session))
     }
 
     /// The live session named by the request's cookie, if any.
@@ -110,6 +128,11 @@ impl Sessions {
         cookie_value(headers, COOKIE_NAME)
             .map(|id| self.map().remove(&token_digest(id)).is_some())
             .unwrap_or(false)
+    }
+
+    /// Ends the session with this id (one just started whose sign-in then failed).
+    pub fn forget(&self, id: &str) {
+        self.map().remove(&token_digest(id));
     }
 
     /// Ends every session of a principal whose token no longer works.
@@ -211,7 +234,7 @@ mod tests {
     fn a_started_session_is_found_by_its_cookie_until_it_ends() {
         let sessions = Sessions::new(false);
         let principal = Uuid::new_v4();
-        let (id, session) = sessions.start(principal);
+        let (id, session) = sessions.start(principal).unwrap();
         let h = headers(&[("cookie", &format!("{COOKIE_NAME}={id}"))]);
         let found = sessions.find(&h).expect("the session is live");
         assert_eq!(found.principal_id, principal);
@@ -227,8 +250,8 @@ mod tests {
     fn ending_a_principals_sessions_ends_only_theirs() {
         let sessions = Sessions::new(false);
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let (id_a, _) = sessions.start(a);
-        let (id_b, _) = sessions.start(b);
+        let (id_a, _) = sessions.start(a).unwrap();
+        let (id_b, _) = sessions.start(b).unwrap();
         sessions.end_all_of(a);
         assert!(sessions
             .find(&headers(&[("cookie", &format!("{COOKIE_NAME}={id_a}"))]))
@@ -236,6 +259,53 @@ mod tests {
         assert!(sessions
             .find(&headers(&[("cookie", &format!("{COOKIE_NAME}={id_b}"))]))
             .is_some());
+    }
+
+    fn cookie_of(id: &str) -> HeaderMap {
+        headers(&[("cookie", &format!("{COOKIE_NAME}={id}"))])
+    }
+
+    #[test]
+    fn ten_thousand_sign_ins_of_one_principal_end_only_its_own_oldest_sessions() {
+        let sessions = Sessions::new(false);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (id_a, _) = sessions.start(a).unwrap();
+        let ids_b: Vec<String> = (0..MAX_SESSIONS)
+            .map(|_| {
+                sessions
+                    .start(b)
+                    .expect("a principal may always sign in again")
+                    .0
+            })
+            .collect();
+        assert!(
+            sessions.find(&cookie_of(&id_a)).is_some(),
+            "A is still signed in"
+        );
+        let (kept, dropped) = ids_b.split_at(MAX_SESSIONS - MAX_SESSIONS_PER_PRINCIPAL);
+        assert!(kept
+            .iter()
+            .all(|id| sessions.find(&cookie_of(id)).is_none()));
+        assert!(dropped
+            .iter()
+            .all(|id| sessions.find(&cookie_of(id)).is_some()));
+        assert_eq!(sessions.map().len(), 1 + MAX_SESSIONS_PER_PRINCIPAL);
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_principals_and_ends_no_one() {
+        let sessions = Sessions::new(false);
+        let first = Uuid::new_v4();
+        let (id_first, _) = sessions.start_within(first, 3).unwrap();
+        for _ in 0..2 {
+            sessions.start_within(Uuid::new_v4(), 3).unwrap();
+        }
+        assert!(sessions.start_within(Uuid::new_v4(), 3).is_none());
+        assert!(sessions.find(&cookie_of(&id_first)).is_some());
+        // One who holds sessions may still sign in: it ends its own oldest once at its cap, and
+        // below the cap it is refused like anyone else while the table is full.
+        assert!(sessions.start_within(first, 3).is_none());
+        assert_eq!(sessions.map().len(), 3);
     }
 
     #[test]
@@ -251,7 +321,7 @@ mod tests {
     #[test]
     fn writes_need_the_matching_csrf_token_and_reads_do_not() {
         let sessions = Sessions::new(false);
-        let (_, session) = sessions.start(Uuid::new_v4());
+        let (_, session) = sessions.start(Uuid::new_v4()).unwrap();
         let none = HeaderMap::new();
         assert!(check_csrf(&session, &Method::GET, &none).is_ok());
         assert!(check_csrf(&session, &Method::POST, &none).is_err());

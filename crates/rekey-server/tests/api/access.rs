@@ -147,6 +147,8 @@ async fn attempt(
     };
     match status {
         200 | 201 => true,
+        // Authorized, but an earlier attempt already made this principal a Reader there.
+        409 if op == "assign" && body["error"]["code"] == "RoleAssignmentExists" => true,
         403 => {
             assert_eq!(body["error"]["code"], "AuthorizationFailed", "{body}");
             let message = body["error"]["message"].as_str().unwrap();

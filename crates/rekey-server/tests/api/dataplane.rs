@@ -219,7 +219,13 @@ async fn deleting_the_group_stops_its_keys() {
 }
 
 /// Signs a Cosmos request as the azure-cosmos SDK does.
-fn cosmos_auth(key_b64: &str, verb: &str, resource_type: &str, link: &str, date: &str) -> String {
+pub(crate) fn cosmos_auth(
+    key_b64: &str,
+    verb: &str,
+    resource_type: &str,
+    link: &str,
+    date: &str,
+) -> String {
     let key = base64::engine::general_purpose::STANDARD
         .decode(key_b64)
         .unwrap();
@@ -243,7 +249,7 @@ fn cosmos_auth(key_b64: &str, verb: &str, resource_type: &str, link: &str, date:
         .replace('/', "%2F")
 }
 
-fn http_date(offset_minutes: i64) -> String {
+pub(crate) fn http_date(offset_minutes: i64) -> String {
     let t = time::OffsetDateTime::now_utc() + time::Duration::minutes(offset_minutes);
     t.format(time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"

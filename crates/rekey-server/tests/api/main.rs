@@ -15,5 +15,6 @@ mod oauth;
 mod openapi;
 mod other_types;
 mod secrets;
+mod security_access;
 mod security_connections;
 mod web;
