@@ -189,7 +189,10 @@ fn is_query_media_type(value: &str) -> bool {
         } else {
             let end = after.find(';').unwrap_or(after.len());
             let token = after[..end].trim_end_matches([' ', '\t']);
-            (!token.is_empty() && token.bytes().all(is_token_byte), &after[end..])
+            (
+                !token.is_empty() && token.bytes().all(is_token_byte),
+                &after[end..],
+            )
         };
         if !value_ok {
             return false;
@@ -290,7 +293,13 @@ mod tests {
     fn only_a_flagged_query_at_a_queryable_feed_is_a_query() {
         let ct = Some("application/query+json");
         let yes = Some("True");
-        for path in ["dbs", "dbs/db1/colls", "/dbs/db1/colls/c1/docs", "dbs/d/colls/c/docs/", "offers"] {
+        for path in [
+            "dbs",
+            "dbs/db1/colls",
+            "/dbs/db1/colls/c1/docs",
+            "dbs/d/colls/c/docs/",
+            "offers",
+        ] {
             assert!(is_query(path, yes, ct), "{path}");
         }
         for path in [

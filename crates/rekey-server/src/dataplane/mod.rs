@@ -79,7 +79,9 @@ impl Refusal {
             Refusal::TooLarge => "body too large",
             Refusal::Unavailable => "key store unavailable",
             Refusal::UnknownResource => "no such resource",
-            Refusal::BadPath(path::BadPath::ClimbsAboveResource) => "path climbs above the resource",
+            Refusal::BadPath(path::BadPath::ClimbsAboveResource) => {
+                "path climbs above the resource"
+            }
             Refusal::BadPath(path::BadPath::EncodedSeparator) => "path holds an encoded separator",
             Refusal::BadPath(path::BadPath::Backslash) => "path holds a backslash or NUL",
             Refusal::BadPath(path::BadPath::MalformedEscape) => "path holds a malformed escape",
@@ -469,7 +471,13 @@ async fn serve(
     };
     let slot_name = entry.slots[slot].slot.name;
     if !entry.key_auth_enabled {
-        return Some(dp.refused(ip, resource, Some(slot_name), Some(provider), Refusal::Disabled));
+        return Some(dp.refused(
+            ip,
+            resource,
+            Some(slot_name),
+            Some(provider),
+            Refusal::Disabled,
+        ));
     }
     dp.index.record_use(&entry, slot);
     let slot = &entry.slots[slot];
@@ -479,7 +487,13 @@ async fn serve(
             method == Method::POST && is_cosmos_query(rest, &call),
         )
     {
-        return Some(dp.refused(ip, resource, Some(slot_name), Some(provider), Refusal::ReadOnly));
+        return Some(dp.refused(
+            ip,
+            resource,
+            Some(slot_name),
+            Some(provider),
+            Refusal::ReadOnly,
+        ));
     }
 
     let access = if slot.slot.read_only {

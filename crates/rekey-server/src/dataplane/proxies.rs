@@ -22,11 +22,7 @@ impl TrustedProxies {
 
     /// The client's address for a call from `peer` carrying the `X-Forwarded-For` lines
     /// `forwarded_for` (in the order received; a line that is not visible ASCII reads as empty).
-    pub fn client<'a>(
-        &self,
-        peer: IpAddr,
-        forwarded_for: impl Iterator<Item = &'a str>,
-    ) -> IpAddr {
+    pub fn client<'a>(&self, peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>) -> IpAddr {
         let peer = peer.to_canonical();
         if self.0.is_empty() || !self.trusts(peer) {
             return peer;
@@ -141,10 +137,7 @@ mod tests {
             parse_network(" 10.1.2.3/8").unwrap(),
             "10.0.0.0/8".parse().unwrap()
         );
-        assert_eq!(
-            parse_network("::1").unwrap(),
-            "::1/128".parse().unwrap()
-        );
+        assert_eq!(parse_network("::1").unwrap(), "::1/128".parse().unwrap());
         for bad in ["", "10.0.0.0/33", "host", "10.0.0.0/"] {
             assert!(parse_network(bad).is_err(), "{bad}");
         }

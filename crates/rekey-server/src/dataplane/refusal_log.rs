@@ -78,7 +78,10 @@ mod tests {
         let log = RefusalLog::default();
         let allowed = (0..10_000).filter(|_| log.allow()).count() as u64;
         // A second may pass during the loop on a slow machine.
-        assert!((BURST..=BURST + 2 * REFILL_PER_SECOND).contains(&allowed), "{allowed}");
+        assert!(
+            (BURST..=BURST + 2 * REFILL_PER_SECOND).contains(&allowed),
+            "{allowed}"
+        );
         assert_eq!(log.suppressed.load(Ordering::Relaxed), 10_000 - allowed);
         log.summarize();
         assert_eq!(log.suppressed.load(Ordering::Relaxed), 0);
@@ -93,6 +96,9 @@ mod tests {
             suppressed: AtomicU64::new(0),
         };
         let allowed = (0..100).filter(|_| log.allow()).count() as u64;
-        assert!((3 * REFILL_PER_SECOND..=4 * REFILL_PER_SECOND).contains(&allowed), "{allowed}");
+        assert!(
+            (3 * REFILL_PER_SECOND..=4 * REFILL_PER_SECOND).contains(&allowed),
+            "{allowed}"
+        );
     }
 }

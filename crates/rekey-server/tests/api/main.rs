@@ -15,4 +15,5 @@ mod oauth;
 mod openapi;
 mod other_types;
 mod secrets;
+mod security_dataplane;
 mod web;
