@@ -80,7 +80,7 @@ pub struct Config {
         value_delimiter = ',',
         value_parser = crate::dataplane::proxies::parse_network
     )]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<crate::dataplane::proxies::Network>,
 
     /// How often key last-use times are written to the store, in milliseconds.
     #[arg(long, env = "REKEY_USAGE_FLUSH_MS", default_value_t = 1000)]

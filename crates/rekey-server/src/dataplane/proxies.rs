@@ -5,19 +5,42 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
+/// An address block in CIDR notation: `10.0.0.0/8`, `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        /// Whether the top `prefix` of `bits` bits agree (a shift by the full width would overflow).
+        fn same_prefix(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
+            prefix == 0 || (a ^ b) >> u32::from(bits - prefix) == 0
+        }
+        match (self.address, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                same_prefix(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                same_prefix(net.into(), ip.into(), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
 
 /// The networks whose `X-Forwarded-For` is believed; none by default.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies(Vec<Network>);
 
 impl TrustedProxies {
-    pub fn new(networks: Vec<IpNet>) -> Self {
+    pub fn new(networks: Vec<Network>) -> Self {
         Self(networks)
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(&ip))
+        self.0.iter().any(|net| net.contains(ip))
     }
 
     /// The client's address for a call from `peer` carrying the `X-Forwarded-For` lines
@@ -64,14 +87,31 @@ fn parse_hop(text: &str) -> Option<IpAddr> {
 
 /// One `--trusted-proxies` entry: a network in CIDR notation (`10.0.0.0/8`, `fd00::/8`) or a single
 /// address.
-pub fn parse_network(text: &str) -> Result<IpNet, String> {
+pub fn parse_network(text: &str) -> Result<Network, String> {
     let text = text.trim();
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-        .map(|net| net.trunc())
-        .map_err(|_| {
-            format!("a trusted proxy must be an address or a CIDR network like 10.0.0.0/8; got {text:?}")
-        })
+    let (address, prefix) = match text.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (text, None),
+    };
+    let address = address.parse::<IpAddr>().map_err(|_| {
+        format!(
+            "a trusted proxy must be an address or a CIDR network like 10.0.0.0/8; got {text:?}"
+        )
+    })?;
+    let address = address.to_canonical();
+    let bits = if address.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => Some(bits),
+        // Digits only: `u8::from_str` would also take a leading `+`.
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse::<u8>().ok().filter(|&p| p <= bits)
+        }
+        Some(_) => None,
+    };
+    let prefix = prefix.ok_or_else(|| {
+        format!("a trusted proxy's prefix length must be a number from 0 to {bits}; got {text:?}")
+    })?;
+    Ok(Network { address, prefix })
 }
 
 #[cfg(test)]
@@ -133,12 +173,29 @@ mod tests {
 
     #[test]
     fn networks_parse_as_cidrs_or_addresses() {
-        assert_eq!(
-            parse_network(" 10.1.2.3/8").unwrap(),
-            "10.0.0.0/8".parse().unwrap()
+        let eight = parse_network(" 10.1.2.3/8").unwrap();
+        assert!(eight.contains(ip("10.255.0.1")) && !eight.contains(ip("11.0.0.1")));
+        assert!(
+            !eight.contains(ip("::ffff:a00:1")),
+            "families are compared as given"
         );
-        assert_eq!(parse_network("::1").unwrap(), "::1/128".parse().unwrap());
-        for bad in ["", "10.0.0.0/33", "host", "10.0.0.0/"] {
+        let one = parse_network("::1").unwrap();
+        assert!(one.contains(ip("::1")) && !one.contains(ip("::2")));
+        let v6 = parse_network("2001:db8::/32").unwrap();
+        assert!(v6.contains(ip("2001:db8:ffff::1")) && !v6.contains(ip("2001:db9::1")));
+        let all = parse_network("0.0.0.0/0").unwrap();
+        assert!(all.contains(ip("203.0.113.9")) && !all.contains(ip("::1")));
+        let exact = parse_network("192.0.2.7/32").unwrap();
+        assert!(exact.contains(ip("192.0.2.7")) && !exact.contains(ip("192.0.2.6")));
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "::/129",
+            "host",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "1.2.3/8",
+        ] {
             assert!(parse_network(bad).is_err(), "{bad}");
         }
     }
