@@ -301,7 +301,7 @@ pub async fn answer(
     let client = state
         .dataplane
         .trusted_proxies
-        .client(remote, call.header_lines("x-forwarded-for"));
+        .client(remote, || call.header_lines("x-forwarded-for"));
     // Only read when the line will be written: the level check is a cached load.
     let method = tracing::enabled!(tracing::Level::DEBUG).then(|| call.method().clone());
     let answer = match split_path(path) {

@@ -43,16 +43,21 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(ip))
     }
 
-    /// The client's address for a call from `peer` carrying the `X-Forwarded-For` lines
-    /// `forwarded_for` (in the order received; a line that is not visible ASCII reads as empty).
-    pub fn client<'a>(&self, peer: IpAddr, forwarded_for: impl Iterator<Item = &'a str>) -> IpAddr {
+    /// The client's address for a call from `peer` whose `X-Forwarded-For` lines `forwarded_for`
+    /// gives (in the order received; a line that is not visible ASCII reads as empty). The headers
+    /// are looked at only when the peer is a trusted proxy.
+    pub fn client<'a, Lines: Iterator<Item = &'a str>>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl FnOnce() -> Lines,
+    ) -> IpAddr {
         let peer = peer.to_canonical();
         if self.0.is_empty() || !self.trusts(peer) {
             return peer;
         }
         // Several lines form one list; the walk goes right to left over all of them. Only with
         // trusted proxies configured and a call from one of them is anything collected.
-        let lines: Vec<&str> = forwarded_for.collect();
+        let lines: Vec<&str> = forwarded_for().collect();
         let mut client = peer;
         for hop in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
             // What a trusted proxy wrote but is no address (`unknown`, empty) ends the walk at the
@@ -130,12 +135,12 @@ mod tests {
     fn forwarded_for_is_ignored_unless_the_peer_is_trusted() {
         let none = TrustedProxies::default();
         assert_eq!(
-            none.client(ip("127.0.0.1"), ["10.9.9.9"].into_iter()),
+            none.client(ip("127.0.0.1"), || ["10.9.9.9"].into_iter()),
             ip("127.0.0.1")
         );
         let trusted = proxies(&["10.0.0.0/8"]);
         assert_eq!(
-            trusted.client(ip("192.0.2.1"), ["10.9.9.9"].into_iter()),
+            trusted.client(ip("192.0.2.1"), || ["10.9.9.9"].into_iter()),
             ip("192.0.2.1")
         );
     }
@@ -146,26 +151,26 @@ mod tests {
         let peer = ip("127.0.0.1");
         // The client wrote 6.6.6.6 itself; the proxies appended 203.0.113.7 and 10.1.1.1.
         assert_eq!(
-            trusted.client(peer, ["6.6.6.6, 203.0.113.7", "10.1.1.1"].into_iter()),
+            trusted.client(peer, || ["6.6.6.6, 203.0.113.7", "10.1.1.1"].into_iter()),
             ip("203.0.113.7")
         );
         assert_eq!(
-            trusted.client(peer, ["10.2.2.2, 10.1.1.1"].into_iter()),
+            trusted.client(peer, || ["10.2.2.2, 10.1.1.1"].into_iter()),
             ip("10.2.2.2"),
             "every hop trusted: the furthest"
         );
         assert_eq!(
-            trusted.client(peer, ["6.6.6.6, unknown"].into_iter()),
+            trusted.client(peer, || ["6.6.6.6, unknown"].into_iter()),
             peer,
             "no address: the nearest one known"
         );
-        assert_eq!(trusted.client(peer, std::iter::empty()), peer);
+        assert_eq!(trusted.client(peer, || std::iter::empty()), peer);
         assert_eq!(
-            trusted.client(peer, ["[2001:db8::1]:443"].into_iter()),
+            trusted.client(peer, || ["[2001:db8::1]:443"].into_iter()),
             ip("2001:db8::1")
         );
         assert_eq!(
-            trusted.client(ip("::ffff:127.0.0.1"), ["198.51.100.2:80"].into_iter()),
+            trusted.client(ip("::ffff:127.0.0.1"), || ["198.51.100.2:80"].into_iter()),
             ip("198.51.100.2"),
             "a v4-mapped peer is its v4 address"
         );
