@@ -4,9 +4,10 @@
 //! upstream or answered by rekeyd itself; and `POST /verify` for applications that check keys
 //! themselves. Every call goes through [`answer`], from the fast path and from hyper alike: its path
 //! is resolved by [`path::resolve`], its client address found by [`proxies`] (used for throttling
-//! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget). Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except
-//! when other nodes write to it: then a check first confirms the index holds every change committed
-//! before the check arrived (one round trip, shared by the checks waiting at once; see `index`).
+//! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget).
+//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except when other
+//! nodes write to it: then a check first confirms the index holds every change committed before the
+//! check arrived (one round trip, shared by the checks waiting at once; see `index`).
 
 pub mod cosmos;
 pub mod gateway;
