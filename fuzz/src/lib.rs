@@ -1,6 +1,7 @@
 //! Owns what each fuzz target checks, one function per target, over the parsers that read outside
 //! input: Cosmos DB's authorization header, string-to-sign, resource path and date; the key format
-//! check; ARM resource ids and path normalization; and every wire type's JSON bodies. Each function
+//! check; ARM resource ids and path normalization; every wire type's JSON bodies; and the data
+//! plane's resolution of a call's path before it is checked and forwarded. Each function
 //! must not panic on any input, and asserts the properties a parser promises (round trips,
 //! idempotence, invariants of what it accepts), so the fuzzer hunts for wrong answers, not only
 //! crashes. The workspace replays the seeds and every saved crash input through these same
@@ -20,6 +21,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("resource_id", resource_id),
     ("arm_path", arm_path),
     ("wire_bodies", wire_bodies),
+    ("gateway_path", gateway_path),
 ];
 
 const RFC1123: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
@@ -67,6 +69,25 @@ pub fn cosmos_auth(data: &[u8]) {
     assert!(signed.contains(&link), "the link is signed as it is");
     // The first byte's low bit stands for "this POST is a query".
     let _ = cosmos_auth::is_read(verb, data.first().is_some_and(|b| b & 1 == 0));
+    // A read-only key's query is at a feed, and never a stored procedure, trigger or function's.
+    if cosmos_auth::is_query(path, Some("true"), Some("application/query+json")) {
+        let segments = path.trim_matches('/').split('/').count();
+        assert!(segments % 2 == 1, "a query names a feed: {path:?}");
+        assert!(
+            !["sprocs", "triggers", "udfs"]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&resource_type)),
+            "a query may not run code: {path:?}"
+        );
+    }
+    // The content type's parameters never make another media type a query's.
+    if cosmos_auth::is_query("dbs", Some("true"), Some(header)) {
+        let media_type = header.split(';').next().unwrap_or_default().trim();
+        assert!(
+            media_type.eq_ignore_ascii_case("application/query+json"),
+            "{header:?}"
+        );
+    }
 }
 
 /// A presented key against each format: never a panic, and whatever passes has the format's shape.
@@ -171,5 +192,43 @@ pub fn wire_bodies(data: &[u8]) {
                 );
             }
         }
+    }
+}
+
+/// `dataplane::path::resolve` over a call's path below its resource: what it accepts holds no dot
+/// segment and no escape it would decode, resolves to itself, and never climbs above the resource.
+pub fn gateway_path(data: &[u8]) {
+    use rekey_server::dataplane::path::resolve;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(resolved) = resolve(text) else {
+        return;
+    };
+    assert!(
+        !resolved.split('/').any(|s| s == "." || s == ".."),
+        "a dot segment is left: {text:?} -> {resolved:?}"
+    );
+    let lower = resolved.to_ascii_lowercase();
+    for hidden in ["%2e", "%2f", "%5c", "%00", "\\"] {
+        assert!(
+            !lower.contains(hidden),
+            "{hidden} is left: {text:?} -> {resolved:?}"
+        );
+    }
+    assert_eq!(
+        resolve(&resolved).as_deref(),
+        Ok(resolved.as_ref()),
+        "resolving twice changes nothing"
+    );
+    // The input, its dots decoded, never goes above where it starts.
+    let mut depth = 0i64;
+    for segment in text.split('/') {
+        match segment.to_ascii_lowercase().replace("%2e", ".").as_str() {
+            "." => {}
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+        assert!(depth >= 0, "{text:?} climbs, yet resolved to {resolved:?}");
     }
 }

@@ -108,9 +108,122 @@ pub fn parse_date(raw: &str) -> Result<OffsetDateTime, CosmosAuthError> {
         .map_err(|_| CosmosAuthError::BadDate)
 }
 
-/// Whether a request may be served with a read-only key: reads, and POSTs that are queries.
+/// Whether a request may be served with a read-only key: reads, and POSTs that are queries (see
+/// [`is_query`]).
 pub fn is_read(method: &str, is_query: bool) -> bool {
     matches!(method, "GET" | "HEAD") || (method == "POST" && is_query)
+}
+
+/// The resource types whose feeds a read-only key may query. Stored procedures, triggers and
+/// user-defined functions are left out: a POST under them runs code, which may write.
+const QUERYABLE_FEEDS: &[&str] = &[
+    "dbs",
+    "colls",
+    "docs",
+    "users",
+    "permissions",
+    "pkranges",
+    "offers",
+    "clientencryptionkeys",
+    "conflicts",
+    "attachments",
+];
+
+/// Whether a POST is a query as Cosmos DB serves one to a read-only key: `x-ms-documentdb-isquery:
+/// true`, a content type whose media type is exactly `application/query+json` (any letter case,
+/// well-formed parameters allowed), at a feed (`dbs/db1/colls/c1/docs`: an odd number of segments)
+/// whose every type segment is a queryable feed, so nothing under `sprocs`, `triggers` or `udfs`.
+/// `path` is the decoded path below the account, dot segments already resolved.
+pub fn is_query(path: &str, is_query_header: Option<&str>, content_type: Option<&str>) -> bool {
+    let flagged = is_query_header.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    flagged && content_type.is_some_and(is_query_media_type) && is_queryable_feed(path)
+}
+
+fn is_queryable_feed(path: &str) -> bool {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let segments = path.split('/');
+    let mut count = 0;
+    for (i, segment) in segments.enumerate() {
+        count += 1;
+        if segment.is_empty() {
+            return false;
+        }
+        if i % 2 == 0
+            && !QUERYABLE_FEEDS
+                .iter()
+                .any(|feed| feed.eq_ignore_ascii_case(segment))
+        {
+            return false;
+        }
+    }
+    count % 2 == 1
+}
+
+/// `application/query+json`, optionally with RFC 9110 parameters (`; name=value`, the value a token
+/// or a quoted string).
+fn is_query_media_type(value: &str) -> bool {
+    let (media_type, mut parameters) = match value.split_once(';') {
+        Some((media_type, rest)) => (media_type, Some(rest)),
+        None => (value, None),
+    };
+    if !media_type
+        .trim_matches([' ', '\t'])
+        .eq_ignore_ascii_case("application/query+json")
+    {
+        return false;
+    }
+    while let Some(rest) = parameters {
+        let rest = rest.trim_start_matches([' ', '\t']);
+        let Some((name, after)) = rest.split_once('=') else {
+            return false;
+        };
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return false;
+        }
+        let (value_ok, next) = if let Some(quoted) = after.strip_prefix('"') {
+            match quoted_string_end(quoted) {
+                Some(end) => (true, &quoted[end..]),
+                None => return false,
+            }
+        } else {
+            let end = after.find(';').unwrap_or(after.len());
+            let token = after[..end].trim_end_matches([' ', '\t']);
+            (
+                !token.is_empty() && token.bytes().all(is_token_byte),
+                &after[end..],
+            )
+        };
+        if !value_ok {
+            return false;
+        }
+        let next = next.trim_start_matches([' ', '\t']);
+        parameters = match next.strip_prefix(';') {
+            Some(rest) => Some(rest),
+            None if next.is_empty() => None,
+            None => return false,
+        };
+    }
+    true
+}
+
+/// The index just past the closing quote of a quoted string whose opening quote was already read.
+fn quoted_string_end(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            b'\t' | b' '..=b'~' => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -176,11 +289,74 @@ mod tests {
         assert!(parse_date("yesterday").is_err());
     }
 
+    #[test]
+    fn only_a_flagged_query_at_a_queryable_feed_is_a_query() {
+        let ct = Some("application/query+json");
+        let yes = Some("True");
+        for path in [
+            "dbs",
+            "dbs/db1/colls",
+            "/dbs/db1/colls/c1/docs",
+            "dbs/d/colls/c/docs/",
+            "offers",
+        ] {
+            assert!(is_query(path, yes, ct), "{path}");
+        }
+        for path in [
+            "",
+            "dbs/db1",
+            "dbs/d/colls/c/sprocs",
+            "dbs/d/colls/c/sprocs/s1",
+            "dbs/d/colls/c/sprocs/s1/docs",
+            "dbs/d/colls/c/triggers",
+            "dbs/d/colls/c/udfs",
+            "dbs/d/colls/c/docs/d1",
+            "dbs//colls",
+            "dbs/d/colls/c/operations/partitionkeydelete",
+        ] {
+            assert!(!is_query(path, yes, ct), "{path}");
+        }
+        let docs = "dbs/d/colls/c/docs";
+        assert!(!is_query(docs, None, ct), "the isquery header is needed");
+        assert!(!is_query(docs, Some("false"), ct));
+        assert!(!is_query(docs, yes, None), "so is the content type");
+        assert!(!is_query(docs, yes, Some("application/json")));
+    }
+
+    #[test]
+    fn the_query_media_type_is_exact_and_its_parameters_well_formed() {
+        for good in [
+            "application/query+json",
+            "Application/Query+JSON",
+            "application/query+json; charset=utf-8",
+            "application/query+json;charset=\"utf-8\"",
+            "application/query+json ; a=b ;c=d",
+        ] {
+            assert!(is_query_media_type(good), "{good}");
+        }
+        for bad in [
+            "application/query+jsonx",
+            "application/query+json-patch",
+            "application/query+json,application/json",
+            "application/query+json; charset",
+            "application/query+json; =x",
+            "application/query+json; a=",
+            "application/query+json; a=\"unterminated",
+            "application/query+json; a=b c",
+            "application/query+json;;",
+            "application/json",
+            "",
+        ] {
+            assert!(!is_query_media_type(bad), "{bad}");
+        }
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(s in ".*") {
             let _ = parse_authorization(&s);
             let _ = parse_date(&s);
+            let _ = is_query(&s, Some("true"), Some(&s));
             let (t, link) = resource_parts(&s);
             prop_assert!(t.len() <= s.len() && link.len() <= s.len());
         }

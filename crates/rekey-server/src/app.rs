@@ -184,6 +184,7 @@ pub fn route_table() -> RouteTable {
                 "A resource's data plane: checked with the type's key scheme, then forwarded or answered.",
             )
             .response(200, "Authenticated (or the upstream's answer)", None)
+            .response(400, "The path climbs above the resource, or holds an encoded '/', '\\' or NUL", None)
             .response(401, "No valid key", None)
             .response(403, "Key authentication disabled, or a read-only key writing", None)
             .response(404, "No resource is served at this endpoint", Some("ErrorResponse".into()))

@@ -70,6 +70,18 @@ pub struct Config {
     #[arg(long, env = "REKEY_AUTH_FAILURE_WINDOW_SECONDS", default_value_t = 60)]
     pub auth_failure_window_seconds: u64,
 
+    /// Reverse proxies in front of rekeyd, comma-separated networks or addresses (e.g.
+    /// `10.0.0.0/8,127.0.0.1`). A data-plane call from one of them is throttled and logged as coming
+    /// from the right-most `X-Forwarded-For` address that is not itself a trusted proxy; from any
+    /// other peer, `X-Forwarded-For` is ignored. Default: none.
+    #[arg(
+        long,
+        env = "REKEY_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = crate::dataplane::proxies::parse_network
+    )]
+    pub trusted_proxies: Vec<crate::dataplane::proxies::Network>,
+
     /// How often key last-use times are written to the store, in milliseconds.
     #[arg(long, env = "REKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,

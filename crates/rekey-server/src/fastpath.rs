@@ -221,14 +221,14 @@ impl dataplane::Call for Head<'_> {
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case(name))?;
-        // As `HeaderValue::to_str`: visible ASCII (and tabs) only.
-        let visible = header
-            .value
+        visible_ascii(header.value)
+    }
+
+    fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
             .iter()
-            .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-        visible
-            .then(|| std::str::from_utf8(header.value).ok())
-            .flatten()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| visible_ascii(h.value).unwrap_or(""))
     }
 
     fn can_forward(&self) -> bool {
@@ -238,6 +238,14 @@ impl dataplane::Call for Head<'_> {
     fn into_request(self) -> Option<Request<Body>> {
         None
     }
+}
+
+/// As `HeaderValue::to_str`: visible ASCII (and tabs) only.
+fn visible_ascii(value: &[u8]) -> Option<&str> {
+    let visible = value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
 /// The method and path (without the query) of a request the fast path may answer.

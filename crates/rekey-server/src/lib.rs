@@ -133,6 +133,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         client: dataplane::gateway::client(),
         max_body_bytes: config.max_data_plane_body_bytes,
+        trusted_proxies: dataplane::proxies::TrustedProxies::new(config.trusted_proxies.clone()),
+        refusal_log: dataplane::refusal_log::RefusalLog::default(),
     });
     spawn_background(store.clone(), dataplane.clone(), &config, notices.is_some());
     if let Some(notices) = notices {
@@ -210,7 +212,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Periodic work off the request path: catching the key index up with the change feed (a safety net:
 /// writers catch it up before answering; with other nodes writing, [`spawn_follower`] does this
-/// instead), writing last-use times, forgetting old throttle windows.
+/// instead), writing last-use times, forgetting old throttle windows, and summing up the refusals
+/// the log left out.
 fn spawn_background(
     store: Arc<dyn Store>,
     dataplane: Arc<dataplane::DataPlane>,
@@ -224,8 +227,13 @@ fn spawn_background(
     );
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut summarized = std::time::Instant::now();
         loop {
             tick.tick().await;
+            if summarized.elapsed() >= dataplane::refusal_log::SUMMARY_EVERY {
+                summarized = std::time::Instant::now();
+                dataplane.refusal_log.summarize();
+            }
             if !followed {
                 if let Err(e) = dataplane.index.catch_up().await {
                     tracing::warn!(error = %e, "the key index could not catch up");

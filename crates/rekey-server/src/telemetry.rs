@@ -1,5 +1,5 @@
 //! Owns logging set-up. Filter with `RUST_LOG` (default `info`). Nothing rekey logs carries a key or
-//! token: requests are logged by method, path and status only.
+//! token: requests are logged by method, path, status and (data plane) client address only.
 
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

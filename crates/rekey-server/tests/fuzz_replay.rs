@@ -77,3 +77,8 @@ fn arm_path_inputs_replay_cleanly() {
 fn wire_body_inputs_replay_cleanly() {
     assert!(replay("wire_bodies") > 0);
 }
+
+#[test]
+fn gateway_path_inputs_replay_cleanly() {
+    assert!(replay("gateway_path") > 0);
+}

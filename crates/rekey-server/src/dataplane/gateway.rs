@@ -1,6 +1,8 @@
 //! Owns forwarding of authenticated data-plane requests to the resource's upstream: method, the path
-//! below the resource prefix, query, headers and a streamed body go through; the key material and
-//! hop-by-hop headers are removed and `x-rekey-key-name` / `x-rekey-resource-id` are added.
+//! below the resource prefix (as [`super::path::resolve`] left it: below the upstream's base path),
+//! query, headers and a streamed body go through; the key material and hop-by-hop headers are
+//! removed and `x-rekey-key-name`, `x-rekey-resource-id` and `x-rekey-access` are set, replacing any
+//! the client sent.
 
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Request, Response, Uri};
@@ -33,6 +35,8 @@ pub struct Forward<'a> {
     pub strip: &'a [&'a str],
     pub key_name: &'a str,
     pub resource_id: &'a str,
+    /// `readOnly` or `readWrite`: what the key may do.
+    pub access: &'a str,
     /// The body is cut off past this many bytes.
     pub max_body_bytes: usize,
 }
@@ -85,6 +89,7 @@ pub async fn forward(
         HeaderName::from_static("x-rekey-resource-id"),
         value(f.resource_id)?,
     );
+    headers.insert(HeaderName::from_static("x-rekey-access"), value(f.access)?);
     match client.request(Request::from_parts(parts, body)).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();

@@ -2,13 +2,19 @@
 //! the resource's live keys with the type's scheme (`Ocp-Apim-Subscription-Key`,
 //! `x-ms-quantum-api-key`, or Cosmos DB's signed `Authorization`), then forwarded to the resource's
 //! upstream or answered by rekeyd itself; and `POST /verify` for applications that check keys
-//! themselves. Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except
-//! when other nodes write to it: then a check first confirms the index holds every change committed
-//! before the check arrived (one round trip, shared by the checks waiting at once; see `index`).
+//! themselves. Every call goes through [`answer`], from the fast path and from hyper alike: its path
+//! is resolved by [`path::resolve`], its client address found by [`proxies`] (used for throttling
+//! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget).
+//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except when other
+//! nodes write to it: then a check first confirms the index holds every change committed before the
+//! check arrived (one round trip, shared by the checks waiting at once; see `index`).
 
 pub mod cosmos;
 pub mod gateway;
 pub mod index;
+pub mod path;
+pub mod proxies;
+pub mod refusal_log;
 pub mod throttle;
 pub mod usage;
 
@@ -39,6 +45,9 @@ pub struct DataPlane {
     pub client: gateway::HttpClient,
     /// Largest request body a data-plane call may send (`--max-data-plane-body-bytes`).
     pub max_body_bytes: usize,
+    /// Whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: proxies::TrustedProxies,
+    pub refusal_log: refusal_log::RefusalLog,
 }
 
 /// Why a data-plane call was refused; rendered in the resource type's own error shape.
@@ -53,11 +62,39 @@ enum Refusal {
     TooLarge,
     /// The index is not known to be current and the store cannot be asked now.
     Unavailable,
+    /// No resource is served at this id.
+    UnknownResource,
+    BadPath(path::BadPath),
+}
+
+impl Refusal {
+    /// What the refusal log says.
+    fn reason(self) -> &'static str {
+        match self {
+            Refusal::InvalidKey => "no valid key",
+            Refusal::StaleDate => "x-ms-date too far from now",
+            Refusal::Disabled => "key authentication disabled",
+            Refusal::ReadOnly => "read-only key writing",
+            Refusal::Throttled(_) => "throttled",
+            Refusal::UpstreamFailed => "upstream did not answer",
+            Refusal::TooLarge => "body too large",
+            Refusal::Unavailable => "key store unavailable",
+            Refusal::UnknownResource => "no such resource",
+            Refusal::BadPath(path::BadPath::ClimbsAboveResource) => {
+                "path climbs above the resource"
+            }
+            Refusal::BadPath(path::BadPath::EncodedSeparator) => "path holds an encoded separator",
+            Refusal::BadPath(path::BadPath::Backslash) => "path holds a backslash or NUL",
+            Refusal::BadPath(path::BadPath::MalformedEscape) => "path holds a malformed escape",
+        }
+    }
 }
 
 fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Answer {
     let cosmos = provider.is_some_and(|p| p.signs_requests);
     let (status, code, message) = match refusal {
+        Refusal::UnknownResource => return not_served(),
+        Refusal::BadPath(why) => (StatusCode::BAD_REQUEST, "BadRequest", why.message()),
         Refusal::InvalidKey if cosmos => (
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -154,6 +191,15 @@ impl IntoResponse for Answer {
     }
 }
 
+impl Answer {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Answer::Json { status, .. } => *status,
+            Answer::Full(response) => response.status(),
+        }
+    }
+}
+
 /// The slot a key-header type's presented key opens on `entry`, if any.
 fn header_key_slot(state: &AppState, entry: &Entry, call: &impl Call) -> Option<usize> {
     let header = entry.provider.key_header?;
@@ -163,14 +209,19 @@ fn header_key_slot(state: &AppState, entry: &Entry, call: &impl Call) -> Option<
     entry.slot_with_digest(&state.store.key_digest(presented))
 }
 
-fn is_cosmos_query(call: &impl Call) -> bool {
-    let is_query = call
-        .header("x-ms-documentdb-isquery")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let query_type = call
-        .header("content-type")
-        .is_some_and(|v| v.starts_with("application/query+json"));
-    is_query || query_type
+/// Whether a POST at `rest` (decoded, resolved) is a Cosmos DB query a read-only key may send. Each
+/// header counts only when sent once, so the upstream cannot read another value than was checked.
+fn is_cosmos_query(rest: &str, call: &impl Call) -> bool {
+    let single = |name| {
+        let mut lines = call.header_lines(name);
+        let first = lines.next();
+        lines.next().is_none().then_some(first).flatten()
+    };
+    cosmos_auth::is_query(
+        rest,
+        single("x-ms-documentdb-isquery"),
+        single("content-type"),
+    )
 }
 
 /// Splits a data-plane path, `/data/{id}` or `/data/{id}/{rest}`, into the id and the rest (still
@@ -205,6 +256,9 @@ pub trait Call: Send {
     fn method(&self) -> &Method;
     /// The first value of the header `name` (lower case), if it is visible ASCII.
     fn header(&self, name: &str) -> Option<&str>;
+    /// Every line of the header `name` (lower case) in order; one that is not visible ASCII reads
+    /// as empty.
+    fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a;
     /// Whether [`Call::into_request`] gives the request to forward.
     fn can_forward(&self) -> bool;
     fn into_request(self) -> Option<Request>;
@@ -219,6 +273,13 @@ impl Call for Request {
         self.headers().get(name).and_then(|v| v.to_str().ok())
     }
 
+    fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers()
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap_or(""))
+    }
+
     fn can_forward(&self) -> bool {
         true
     }
@@ -228,19 +289,57 @@ impl Call for Request {
     }
 }
 
-/// A data-plane call at `path` (`/data/{id}[/{rest}]`, no query): answered (the caller adds
-/// `x-ms-request-id`), or `None` only when the resource has an upstream and `call` cannot be
-/// forwarded (decided before anything else is done, so the caller can give the call to something
-/// that can forward it).
+/// A data-plane call at `path` (`/data/{id}[/{rest}]`, no query) from the peer `remote`: answered
+/// (the caller adds `x-ms-request-id`), or `None` only when the resource has an upstream and `call`
+/// cannot be forwarded (decided before anything else is done, so the caller can give the call to
+/// something that can forward it, which calls this again).
 pub async fn answer(
     state: &AppState,
     remote: IpAddr,
     path: &str,
     call: impl Call,
 ) -> Option<Answer> {
-    match split_path(path) {
-        Some((id, raw_rest)) => serve(state, remote, id, raw_rest, call).await,
-        None => Some(not_served()),
+    let client = state
+        .dataplane
+        .trusted_proxies
+        .client(remote, || call.header_lines("x-forwarded-for"));
+    // Only read when the line will be written: the level check is a cached load.
+    let method = tracing::enabled!(tracing::Level::DEBUG).then(|| call.method().clone());
+    let answer = match split_path(path) {
+        Some((id, raw_rest)) => serve(state, client, id, raw_rest, call).await?,
+        None => not_served(),
+    };
+    if let Some(method) = method {
+        // Never a header: the key travels in one.
+        tracing::debug!(%method, path, status = answer.status().as_u16(), %client, "data-plane call");
+    }
+    Some(answer)
+}
+
+impl DataPlane {
+    /// The refusal's answer, logged at info within the refusal log's budget: the resource (its
+    /// resource id when it exists, else the id in the path), the slot when a key was recognised,
+    /// the reason and the client. Never the key.
+    fn refused(
+        &self,
+        client: IpAddr,
+        resource: &str,
+        slot: Option<&str>,
+        provider: Option<&Provider>,
+        refusal: Refusal,
+    ) -> Answer {
+        let answer = refuse(provider, refusal);
+        if tracing::enabled!(tracing::Level::INFO) && self.refusal_log.allow() {
+            tracing::info!(
+                status = answer.status().as_u16(),
+                reason = refusal.reason(),
+                resource,
+                slot = slot.unwrap_or("-"),
+                %client,
+                "data-plane call refused"
+            );
+        }
+        answer
     }
 }
 
@@ -303,12 +402,8 @@ async fn serve(
     call: impl Call,
 ) -> Option<Answer> {
     let dp = &state.dataplane;
-    // As the client wrote it for forwarding; decoded for the signature and the self-answer (as a
-    // Cosmos client signs its resource link).
-    let rest: Cow<'_, str> = percent_encoding::percent_decode_str(raw_rest).decode_utf8_lossy();
-    let rest = rest.as_ref();
     if let Some(seconds) = dp.throttle.blocked(ip) {
-        return Some(refuse(None, Refusal::Throttled(seconds)));
+        return Some(dp.refused(ip, id, None, None, Refusal::Throttled(seconds)));
     }
     // Fail closed: a key the index still holds may have been revoked on another node.
     // The confirmation's future is boxed: inline it would make every call's future (built and
@@ -319,26 +414,37 @@ async fn serve(
             .ok()
             .and_then(|id| dp.index.resource(&id))
             .map(|entry| entry.provider);
-        return Some(refuse(provider, Refusal::Unavailable));
+        return Some(dp.refused(ip, id, None, provider, Refusal::Unavailable));
     }
     let entry = Uuid::try_parse(id)
         .ok()
         .and_then(|id| dp.index.resource(&id));
     let Some(entry) = entry else {
         dp.throttle.failed(ip);
-        return Some(not_served());
+        return Some(dp.refused(ip, id, None, None, Refusal::UnknownResource));
+    };
+    let provider = entry.provider;
+    let resource = entry.resource_id.as_str();
+    // Resolved (dot segments, unreserved escapes) and still encoded for forwarding; decoded for the
+    // signature and the self-answer (as a Cosmos client signs its resource link).
+    let raw_rest = match path::resolve(raw_rest) {
+        Ok(resolved) => resolved,
+        Err(why) => {
+            return Some(dp.refused(ip, resource, None, Some(provider), Refusal::BadPath(why)))
+        }
     };
     if entry.upstream.is_some() && !call.can_forward() {
         return None;
     }
-    let provider = entry.provider;
+    let rest: Cow<'_, str> = percent_encoding::percent_decode_str(&raw_rest).decode_utf8_lossy();
+    let rest = rest.as_ref();
     // An announced oversize body is refused before anything is read; a streamed one is cut off
     // at the limit while it is forwarded (see `gateway::forward`).
     let announced = call
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
-        return Some(refuse(Some(provider), Refusal::TooLarge));
+        return Some(dp.refused(ip, resource, None, Some(provider), Refusal::TooLarge));
     }
     let method = call.method().clone();
 
@@ -361,16 +467,34 @@ async fn serve(
         Ok(slot) => slot,
         Err(refusal) => {
             dp.throttle.failed(ip);
-            return Some(refuse(Some(provider), refusal));
+            return Some(dp.refused(ip, resource, None, Some(provider), refusal));
         }
     };
+    let slot_name = entry.slots[slot].slot.name;
     if !entry.key_auth_enabled {
-        return Some(refuse(Some(provider), Refusal::Disabled));
+        return Some(dp.refused(
+            ip,
+            resource,
+            Some(slot_name),
+            Some(provider),
+            Refusal::Disabled,
+        ));
     }
     dp.index.record_use(&entry, slot);
     let slot = &entry.slots[slot];
-    if slot.slot.read_only && !cosmos_auth::is_read(method.as_str(), is_cosmos_query(&call)) {
-        return Some(refuse(Some(provider), Refusal::ReadOnly));
+    if slot.slot.read_only
+        && !cosmos_auth::is_read(
+            method.as_str(),
+            method == Method::POST && is_cosmos_query(rest, &call),
+        )
+    {
+        return Some(dp.refused(
+            ip,
+            resource,
+            Some(slot_name),
+            Some(provider),
+            Refusal::ReadOnly,
+        ));
     }
 
     let access = if slot.slot.read_only {
@@ -388,20 +512,20 @@ async fn serve(
         let query = request.uri().query().map(str::to_string);
         let forward = gateway::Forward {
             upstream,
-            rest: raw_rest,
+            rest: &raw_rest,
             query: query.as_deref(),
             strip,
             key_name: slot.slot.name,
+            access,
             resource_id: &entry.resource_id,
             max_body_bytes: dp.max_body_bytes,
         };
+        let refused = |refusal| dp.refused(ip, resource, Some(slot_name), Some(provider), refusal);
         return Some(
             match Box::pin(gateway::forward(&dp.client, forward, request)).await {
                 Ok(response) => Answer::Full(response),
-                Err(gateway::NotForwarded::TooLarge) => refuse(Some(provider), Refusal::TooLarge),
-                Err(gateway::NotForwarded::UpstreamFailed) => {
-                    refuse(Some(provider), Refusal::UpstreamFailed)
-                }
+                Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
+                Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
             },
         );
     }

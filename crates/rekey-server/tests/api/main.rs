@@ -17,4 +17,5 @@ mod other_types;
 mod secrets;
 mod security_access;
 mod security_connections;
+mod security_dataplane;
 mod web;
