@@ -50,6 +50,7 @@ async function openPage(viewport = WIDE, options = {}) {
   const context = await browser.newContext({ viewport, ...options });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
   const page = await context.newPage();
+  page.setDefaultTimeout(10000);
   const errors = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -79,6 +80,39 @@ async function until(check, what, ms = 5000) {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** A new token (made by the owner) holding `role` at `scope`: { principalId, token }. */
+async function tokenWithRole(name, role, scope) {
+  const made = (await api('POST', '/rekey/tokens', { name })).body;
+  const roles = (await api('GET', `/subscriptions/${fixture.subscription}/providers/Microsoft.Authorization/`
+    + `roleDefinitions?api-version=2022-04-01&$filter=${encodeURIComponent(`roleName eq '${role}'`)}`)).body;
+  const assigned = await api('PUT', `${scope}/providers/Microsoft.Authorization/roleAssignments/`
+    + `${crypto.randomUUID()}?api-version=2022-04-01`,
+  { properties: { roleDefinitionId: roles.value[0].id, principalId: made.principalId } });
+  assert.equal(assigned.status, 201);
+  return made;
+}
+
+/** The WCAG contrast ratio of two CSS rgb() colours. */
+function contrast(a, b) {
+  const luminance = (css) => {
+    const [r, g, bl] = css.match(/\d+(\.\d+)?/g).slice(0, 3).map(Number).map((v) => {
+      const c = v / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [luminance(a), luminance(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}
+
+/** Signs in on the page already showing the sign-in form. */
+async function signInAgain(page, token) {
+  await page.getByLabel('Management token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+const visibleText = (page) => page.locator('main').innerText();
 
 const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
 
@@ -118,28 +152,43 @@ describe('the Keys & Endpoint page', () => {
     await context.close();
   });
 
-  test('lists resources by subscription and group with type and endpoint, and search filters them', async () => {
+  test('lists resources in a sortable table; search covers name, kind and group, and a type filter', async () => {
     const { context, page, errors } = await openPage();
     await signIn(page, fixture.ownerToken);
-    for (const name of ['contoso-text', 'fabrikam-vision', 'qws-web', 'cosmos-web']) {
-      await page.getByRole('link', { name }).waitFor();
+    const names = async () => page.locator('table.resources tbody th').allInnerTexts();
+    assert.deepEqual(await names(),
+      ['contoso-keyless', 'contoso-text', 'cosmos-web', 'fabrikam-vision', 'qws-web']);
+    const header = await page.locator('table.resources thead').innerText();
+    for (const column of ['Name', 'Type', 'Kind', 'Resource group', 'Location', 'Subscription']) {
+      assert.ok(header.includes(column), `the table has a ${column} column`);
     }
-    await page.getByRole('heading', { name: 'Resource group rg-web' }).waitFor();
-    await page.getByRole('heading', { name: 'Resource group rg-other' }).waitFor();
     const text = await page.locator('#resources').innerText();
     for (const words of ['Cognitive Services account', 'Quantum workspace', 'Azure Cosmos DB account',
-      `${base}/data/`]) {
+      'TextAnalytics', 'westeurope']) {
       assert.ok(text.includes(words), `the list shows ${words}`);
     }
     await shot(page, '02-resources');
     await page.getByLabel('Search resources').fill('quantum');
-    await until(async () => (await page.getByRole('link', { name: 'contoso-text' }).count()) === 0,
-      'the search to hide other types');
-    assert.equal(await page.getByRole('link', { name: 'qws-web' }).count(), 1);
-    assert.match(await page.locator('#list-count').innerText(), /1 of 4 resources/);
+    await until(async () => (await names()).join() === 'qws-web', 'the search to hide other types');
+    assert.match(await page.locator('#list-count').innerText(), /1 of 5 resources/);
     await page.getByLabel('Search resources').fill('rg-other');
-    await until(async () => (await page.getByRole('link', { name: 'fabrikam-vision' }).count()) === 1
-      && (await page.getByRole('link', { name: 'qws-web' }).count()) === 0, 'a group search');
+    await until(async () => (await names()).join() === 'contoso-keyless,fabrikam-vision', 'a group search');
+    await page.getByLabel('Search resources').fill('textanalytics');
+    await until(async () => (await names()).join() === 'contoso-text', 'a search by kind');
+    await page.getByLabel('Search resources').fill('');
+    await page.getByLabel('Type').selectOption({ label: 'Azure Cosmos DB account' });
+    await until(async () => (await names()).join() === 'cosmos-web', 'the type filter');
+    await page.getByLabel('Type').selectOption({ label: 'All types' });
+    await page.getByRole('button', { name: 'Name' }).click();
+    await until(async () => (await names())[0] === 'qws-web', 'a descending sort by name');
+    assert.equal(await page.locator('th[aria-sort="descending"]').innerText(), 'Name ▼');
+    await page.getByRole('button', { name: 'Location' }).click();
+    const locations = () => page.locator('td[data-label="Location"]').allInnerTexts();
+    await until(async () => {
+      const shown = await locations();
+      return shown.join() === [...shown].sort((a, b) => a.localeCompare(b)).join()
+        && (await names())[0] !== 'qws-web';
+    }, 'a sort by location');
     noErrors(errors);
     await context.close();
   });
@@ -218,10 +267,9 @@ describe('the Keys & Endpoint page', () => {
     await signIn(page, fixture.ownerToken);
     await openResource(page, 'cosmos-web');
     const cosmosBefore = await listKeys(fixture.cosmos, fixture.versions.DB);
-    for (const label of ['Primary key', 'Secondary key', 'Primary read-only key', 'Secondary read-only key']) {
+    for (const label of ['Primary key', 'Secondary key', 'Primary connection string']) {
       await page.getByLabel(`${label} value`).waitFor();
     }
-    await page.getByRole('heading', { name: 'Connection strings' }).waitFor();
     await shot(page, '07-cosmos-keys');
     await page.getByRole('button', { name: 'Regenerate Secondary key' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Secondary key' }).click();
@@ -362,6 +410,259 @@ describe('the Keys & Endpoint page', () => {
     await page.reload();
     await page.getByLabel('Management token').waitFor();
     noErrors(errors.filter((e) => !e.includes('401')));
+    await context.close();
+  });
+  // 1. A regeneration that did not happen is said so, and offered again after sign-in.
+  test('a regeneration refused because the session ended says so and is offered again after sign-in', async () => {
+    const temp = await tokenWithRole('web short-lived', 'Contributor', `/subscriptions/${fixture.subscription}`);
+    const { context, page, errors } = await openPage();
+    await signIn(page, temp.token);
+    await openResource(page, 'contoso-text');
+    const before = await listKeys(fixture.account, fixture.versions.CS);
+    await page.getByRole('button', { name: 'Regenerate Key1' }).click();
+    // The token is revoked while the dialog is open: the session ends with it.
+    assert.equal((await api('DELETE', `/rekey/tokens/${temp.principalId}`)).status, 200);
+    await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Key1' }).click();
+    await page.getByText('Key1 of contoso-text was not regenerated').waitFor();
+    assert.equal((await listKeys(fixture.account, fixture.versions.CS)).key1, before.key1);
+    await signInAgain(page, fixture.ownerToken);
+    await page.getByText(/Key1 was not regenerated: your session had ended.*Retry after sign-in/).waitFor();
+    const retry = page.getByRole('button', { name: 'Retry: regenerate Key1' });
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Retry: regenerate Key1');
+    await retry.click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Key1' }).click();
+    await page.getByText('Key1 regenerated. The new key is shown.').waitFor();
+    const after = await listKeys(fixture.account, fixture.versions.CS);
+    assert.notEqual(after.key1, before.key1);
+    assert.equal(await page.getByLabel('Key1 value').inputValue(), after.key1);
+    noErrors(errors.filter((e) => !e.includes('401')));
+    await context.close();
+  });
+
+  test('a regeneration whose answer is lost says it may have happened and reloads the keys', async () => {
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'fabrikam-vision');
+    await page.getByLabel('Key1 value').waitFor();
+    const before = await listKeys(fixture.other, fixture.versions.CS);
+    // The request reaches rekeyd, which regenerates; its answer never reaches the page.
+    await page.route((url) => url.pathname.endsWith('/regenerateKey'), async (route) => {
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    await page.getByRole('button', { name: 'Regenerate Key1' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Key1' }).click();
+    await page.getByText(/it may have happened — reload keys/).waitFor();
+    await page.getByText(/Key1 is new, so it was regenerated/).waitFor();
+    const after = await listKeys(fixture.other, fixture.versions.CS);
+    assert.notEqual(after.key1, before.key1);
+    assert.equal(await page.getByLabel('Key1 value').inputValue(), after.key1, 'the keys were reloaded');
+    assert.doesNotMatch(await visibleText(page), /was not regenerated/);
+    await page.getByRole('button', { name: 'Reload keys' }).waitFor();
+    noErrors(errors.filter((e) => !e.includes('ERR_CONNECTION_RESET')));
+    await context.close();
+  });
+
+  // 2. Key Operator may read what it rotates; a view it cannot open names the missing right.
+  test('a Key Operator finds the resources it rotates, and a view it cannot open names the missing right', async () => {
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.operatorToken);
+    await openResource(page, 'contoso-text');
+    await page.getByLabel('Key1 value').waitFor();
+    await page.getByRole('button', { name: 'Regenerate Key2' }).waitFor();
+    await context.close();
+
+    const narrow = await openPage();
+    await narrow.page.goto(`${base}/web/#/resource/${encodeURIComponent(fixture.account)}`);
+    await signInAgain(narrow.page, fixture.narrowOperatorToken);
+    await narrow.page.getByText('You cannot open contoso-text: your roles do not grant '
+      + 'Microsoft.CognitiveServices/accounts/read here.').waitFor();
+    const text = await visibleText(narrow.page);
+    assert.doesNotMatch(text, /client '|object id|Endpoint/, 'no raw ARM message, no empty Endpoint');
+    await shot(narrow.page, '11-no-right');
+    noErrors(errors);
+    noErrors(narrow.errors.filter((e) => !e.includes('403')));
+    await narrow.context.close();
+  });
+
+  // 3. Keys that are switched off look switched off.
+  test('with key authentication off the page says so and marks each key as not accepted', async () => {
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'contoso-keyless');
+    await page.getByText('Key authentication is off for this resource.').waitFor();
+    assert.match(await page.locator('#keys-off').innerText(), /disableLocalAuth/);
+    assert.equal(await page.getByText('Not accepted').count(), 2);
+    assert.doesNotMatch(await visibleText(page), /Either key opens/);
+    // What the banner says is what the data plane does.
+    const keys = await listKeys(fixture.keyless, fixture.versions.CS);
+    const endpoint = await page.getByLabel('Endpoint', { exact: true }).inputValue();
+    const used = await fetch(endpoint, { headers: { 'Ocp-Apim-Subscription-Key': keys.key1 } });
+    assert.equal(used.status, 403);
+    await shot(page, '12-keys-off');
+    noErrors(errors);
+    await context.close();
+  });
+
+  // 5. Errors: a failed list offers Retry and hides the stale list; a missing resource is one sentence.
+  test('a list that cannot load offers Retry without a stale list; a missing resource is one sentence', async () => {
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'qws-web');
+    await page.route((url) => url.pathname === '/subscriptions', (route) => route.abort('connectionreset'));
+    await page.getByRole('link', { name: '← All resources' }).click();
+    await page.getByText('The resources could not be loaded: rekeyd did not answer.').waitFor();
+    assert.equal(await page.getByRole('link', { name: 'contoso-text' }).count(), 0, 'no stale list');
+    assert.doesNotMatch(await visibleText(page), /Failed to fetch/);
+    await shot(page, '13-list-failed');
+    await page.unroute((url) => url.pathname === '/subscriptions');
+    await page.unrouteAll();
+    await page.getByRole('button', { name: 'Retry' }).click();
+    await page.getByRole('link', { name: 'contoso-text' }).waitFor();
+    const missing = fixture.account.replace(/contoso-text$/, 'nope');
+    await page.goto(`${base}/web/#/resource/${encodeURIComponent(missing)}`);
+    await page.getByText('There is no Cognitive Services account named nope in resource group rg-web.').waitFor();
+    assert.doesNotMatch(await visibleText(page), /Endpoint|ResourceNotFound/);
+    noErrors(errors.filter((e) => !e.includes('ERR_CONNECTION_RESET') && !e.includes('404')));
+    await context.close();
+  });
+
+  // 4. Feedback where the person acts.
+  test('Copy and Regenerate confirm beside the button on a phone, and focus lands on the new key’s Copy', async () => {
+    const { context, page, errors } = await openPage(PHONE, { isMobile: true, hasTouch: true });
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'qws-web');
+    await page.getByRole('button', { name: 'Regenerate Secondary key' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Secondary key' }).click();
+    const card = page.locator('.key[data-slot="secondary"]');
+    await card.getByText('New — copy it now').waitFor();
+    assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')),
+      'Copy Secondary key', 'focus is on the new key’s Copy button');
+    const badge = await card.getByText('New — copy it now').boundingBox();
+    assert.ok(badge.y >= 0 && badge.y + badge.height <= PHONE.height, 'the badge is on screen');
+    await page.keyboard.press('Enter');
+    await card.getByRole('button', { name: 'Copy Secondary key' }).filter({ hasText: 'Copied' }).waitFor();
+    const keys = await listKeys(fixture.workspace, fixture.versions.QW);
+    assert.equal(await page.evaluate(() => navigator.clipboard.readText()), keys.secondaryKey.key);
+    await shot(page, '14-phone-regenerated');
+    noErrors(errors);
+    await context.close();
+  });
+
+  // 6. Cosmos DB as the portal shows it.
+  test('Cosmos DB keys come in Read-write and Read-only tabs, each key with its connection string', async () => {
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'cosmos-web');
+    const rw = page.getByRole('tab', { name: 'Read-write keys' });
+    const ro = page.getByRole('tab', { name: 'Read-only keys' });
+    assert.equal(await rw.getAttribute('aria-selected'), 'true');
+    assert.equal(await ro.getAttribute('aria-selected'), 'false');
+    const keys = await listKeys(fixture.cosmos, fixture.versions.DB);
+    const primary = page.locator('.key[data-slot="primary"]');
+    await primary.getByRole('button', { name: 'Show Primary connection string' }).click();
+    assert.match(await primary.getByLabel('Primary connection string value').inputValue(),
+      new RegExp(`AccountKey=${keys.primaryMasterKey.replace(/[+/=]/g, '\\$&')};`));
+    assert.equal(await page.getByLabel('Primary read-only key value').isVisible(), false);
+    await rw.focus();
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await ro.getAttribute('aria-selected'), 'true');
+    await page.getByLabel('Primary read-only key value').waitFor();
+    await page.getByLabel('Secondary read-only connection string value').waitFor();
+    const panel = await page.getByRole('tabpanel').innerText();
+    assert.match(panel, /reading only/);
+    assert.doesNotMatch(panel, /Either key opens|read-write/);
+    assert.doesNotMatch(await visibleText(page), /SQL Connection String/, 'one capitalisation');
+    await shot(page, '15-cosmos-read-only');
+    noErrors(errors);
+    await context.close();
+  });
+
+  // 10. Sign-in that helps.
+  test('sign-in keeps a refused token, recognises a pasted key without sending it, and shows time left', async () => {
+    const { context, page, errors } = await openPage();
+    const posts = [];
+    page.on('request', (r) => { if (r.method() === 'POST' && r.url().endsWith('/web/session')) posts.push(r); });
+    await page.goto(`${base}/web/`);
+    const field = page.getByLabel('Management token');
+    await field.fill('rkt_notarealtoken');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText('That token is not valid (unknown, expired or revoked).').waitFor();
+    assert.equal(await field.inputValue(), 'rkt_notarealtoken', 'the field kept the token');
+    assert.equal(await field.getAttribute('aria-invalid'), 'true');
+    const described = await field.getAttribute('aria-describedby');
+    assert.ok(described.split(' ').includes('signin-error'), 'the error is tied to the field');
+    await shot(page, '16-sign-in-error');
+    const keys = await listKeys(fixture.account, fixture.versions.CS);
+    await field.fill(keys.key2);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText(/That is a resource's key \(rkcs_…\), not a management token/).waitFor();
+    assert.equal(posts.length, 1, 'the key was never sent');
+    await field.fill(fixture.ownerToken);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByText(/Session ends in [78] h \d+ min/).waitFor();
+    noErrors(errors.filter((e) => !e.includes('401')));
+    await context.close();
+  });
+
+  // 11. Accessibility.
+  test('focus ring and field borders reach 3:1, each view has its title, the live region stays calm', async () => {
+    const { context, page, errors } = await openPage();
+    await page.goto(`${base}/web/`);
+    await page.getByLabel('Management token').waitFor();
+    assert.equal(await page.title(), 'Sign in · rekey');
+    const field = await page.evaluate(() => {
+      const s = getComputedStyle(document.getElementById('token'));
+      return s.borderTopColor;
+    });
+    assert.ok(contrast(field, 'rgb(255, 255, 255)') >= 3, `field border ${field}`);
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Shift+Tab');
+    const ring = await page.evaluate(() => getComputedStyle(document.activeElement).outlineColor);
+    assert.ok(contrast(ring, 'rgb(255, 255, 255)') >= 3, `focus ring ${ring}`);
+    assert.ok(contrast(ring, 'rgb(246, 248, 250)') >= 3, `focus ring ${ring} on the page background`);
+    await signInAgain(page, fixture.ownerToken);
+    await page.getByRole('link', { name: 'contoso-text' }).waitFor();
+    assert.equal(await page.title(), 'Resources · rekey');
+    await page.evaluate(() => {
+      window.liveChanges = 0;
+      const observer = new MutationObserver(() => { window.liveChanges += 1; });
+      for (const region of document.querySelectorAll('[aria-live], [role="status"], [role="alert"]')) {
+        observer.observe(region, { childList: true, characterData: true, subtree: true });
+      }
+    });
+    await page.getByLabel('Search resources').pressSequentially('contoso', { delay: 40 });
+    await page.waitForTimeout(1200);
+    assert.ok(await page.evaluate(() => window.liveChanges) <= 1, 'one announcement when typing pauses');
+    assert.match(await page.getByRole('status').innerText(), /2 of 5 resources match/);
+    await page.getByRole('link', { name: 'contoso-text' }).click();
+    await page.getByRole('heading', { name: 'contoso-text', level: 1 }).waitFor();
+    assert.equal(await page.title(), 'contoso-text · Keys & Endpoint · rekey');
+    noErrors(errors);
+    await context.close();
+  });
+
+  // 9. Times people can read, refreshed while they wait.
+  test('times read "… ago" with the absolute time and zone on hover, and last use refreshes every 30 s', async () => {
+    const { context, page, errors } = await openPage();
+    await page.clock.install();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'contoso-text');
+    const created = page.locator('.key[data-slot="key1"] .meta time').first();
+    await created.waitFor();
+    assert.match(await created.innerText(), /^(just now|\d+ (min|h) ago)$/);
+    assert.match(await created.getAttribute('title'), /\d{4}.*\d{2}:\d{2}:\d{2}.*\(.+\)$/);
+    const lastUsed = page.locator('.key[data-slot="key1"] .last-used');
+    assert.equal(await lastUsed.innerText(), 'Last used never');
+    const keys = await listKeys(fixture.account, fixture.versions.CS);
+    const endpoint = await page.getByLabel('Endpoint', { exact: true }).inputValue();
+    const used = await fetch(endpoint, { headers: { 'Ocp-Apim-Subscription-Key': keys.key1 } });
+    assert.equal(used.status, 200);
+    await new Promise((r) => setTimeout(r, 300)); // rekeyd flushes last-use times every 100 ms
+    await page.clock.fastForward(31000);
+    await until(async () => /Last used (just now|\d+ min ago)/.test(await lastUsed.innerText()),
+      'the last use to refresh');
+    noErrors(errors);
     await context.close();
   });
 });
