@@ -5,7 +5,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const fixture = JSON.parse(readFileSync(process.env.REKEY_FIXTURE, 'utf8'));
 const base = fixture.base;
@@ -664,5 +667,51 @@ describe('the Keys & Endpoint page', () => {
       'the last use to refresh');
     noErrors(errors);
     await context.close();
+  });
+  // Every view, at a desktop's and a phone's width: axe-core finds nothing serious, and each is
+  // saved as a screenshot. Only this context bypasses the CSP, to inject axe's script.
+  test('axe finds no serious or critical violation in any view, at 1280 and 375 px', async () => {
+    const failures = [];
+    for (const [width, viewport] of [['1280', WIDE], ['375', PHONE]]) {
+      const { context, page, errors } = await openPage(viewport, { bypassCSP: true });
+      const check = async (name) => {
+        await page.addScriptTag({ content: AXE_SOURCE });
+        const { checked, found } = await page.evaluate(async () => {
+          const report = await window.axe.run(document, { resultTypes: ['violations'] });
+          return { checked: report.passes.length, found: report.violations
+            .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+            .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`) };
+        });
+        assert.ok(checked > 10, `axe ran its rules on ${name}`);
+        failures.push(...found.map((r) => `${name} at ${width}: ${r}`));
+        await page.screenshot({ path: join(shots, `view-${name}-${width}.png`), fullPage: true });
+      };
+      await page.goto(`${base}/web/`);
+      await page.getByLabel('Management token').waitFor();
+      await check('sign-in');
+      await page.getByLabel('Management token').fill('rkt_notarealtoken');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByText('That token is not valid').waitFor();
+      await check('sign-in-error');
+      await signInAgain(page, fixture.ownerToken);
+      await page.getByRole('link', { name: 'contoso-text' }).waitFor();
+      await check('list');
+      for (const name of ['contoso-text', 'qws-web', 'cosmos-web', 'contoso-keyless']) {
+        await page.goto(`${base}/web/#/`);
+        await openResource(page, name);
+        await page.locator('.key').first().waitFor();
+        await check(`detail-${name}`);
+      }
+      await page.getByRole('button', { name: 'Regenerate Key2' }).click();
+      await page.getByRole('dialog').waitFor();
+      await check('dialog');
+      await page.keyboard.press('Escape');
+      await page.goto(`${base}/web/#/resource/${encodeURIComponent(fixture.account.replace(/contoso-text$/, 'nope'))}`);
+      await page.getByText('There is no Cognitive Services account named nope').waitFor();
+      await check('not-found');
+      noErrors(errors.filter((e) => !e.includes('401') && !e.includes('404')));
+      await context.close();
+    }
+    assert.deepEqual(failures, [], 'no serious or critical axe violations');
   });
 });
