@@ -203,8 +203,8 @@ describe('the Keys & Endpoint page', () => {
     const keys = await listKeys(fixture.account, fixture.versions.CS);
     const key1 = page.getByLabel('Key1 value');
     await key1.waitFor();
-    assert.equal(await key1.getAttribute('type'), 'password', 'masked by default');
-    assert.equal(await page.getByLabel('Key2 value').getAttribute('type'), 'password');
+    assert.equal(await key1.getAttribute('data-revealed'), 'false', 'masked by default');
+    assert.equal(await page.getByLabel('Key2 value').getAttribute('data-revealed'), 'false');
     const endpoint = await page.getByLabel('Endpoint', { exact: true }).inputValue();
     assert.match(endpoint, /\/data\/[0-9a-f]{32}\/$/);
     const meta = await page.locator('.key[data-slot="key2"] .meta').innerText();
@@ -213,10 +213,10 @@ describe('the Keys & Endpoint page', () => {
     await shot(page, '03-keys-masked');
 
     await page.getByRole('button', { name: 'Show Key1' }).click();
-    assert.equal(await key1.getAttribute('type'), 'text');
+    assert.equal(await key1.getAttribute('data-revealed'), 'true');
     assert.equal(await key1.inputValue(), keys.key1);
     assert.equal(await page.getByRole('button', { name: 'Hide Key1' }).getAttribute('aria-pressed'), 'true');
-    assert.equal(await page.getByLabel('Key2 value').getAttribute('type'), 'password', 'only Key1 shown');
+    assert.equal(await page.getByLabel('Key2 value').getAttribute('data-revealed'), 'false', 'only Key1 shown');
     await shot(page, '04-key1-shown');
 
     await page.getByRole('button', { name: 'Copy Key1' }).click();
@@ -252,9 +252,9 @@ describe('the Keys & Endpoint page', () => {
     assert.notEqual(after.key1, before.key1, 'Key1 changed');
     assert.equal(after.key2, before.key2, 'Key2 did not change');
     const key1 = page.getByLabel('Key1 value');
-    assert.equal(await key1.getAttribute('type'), 'text', 'the new key is shown at once');
+    assert.equal(await key1.getAttribute('data-revealed'), 'true', 'the new key is shown at once');
     assert.equal(await key1.inputValue(), after.key1);
-    assert.equal(await page.getByLabel('Key2 value').getAttribute('type'), 'password');
+    assert.equal(await page.getByLabel('Key2 value').getAttribute('data-revealed'), 'false');
     assert.match(await page.locator('.key[data-slot="key1"] .meta').innerText(), /Last used never/);
     await shot(page, '06-key1-regenerated');
     // The old key is refused on the data plane from now on.
@@ -349,7 +349,7 @@ describe('the Keys & Endpoint page', () => {
     await page.getByLabel('Key1 value').waitFor();
     await focusOn('Show Key2');
     await page.keyboard.press('Enter');
-    assert.equal(await page.getByLabel('Key2 value').getAttribute('type'), 'text');
+    assert.equal(await page.getByLabel('Key2 value').getAttribute('data-revealed'), 'true');
     await focusOn('Regenerate Key2');
     await page.keyboard.press('Enter');
     await page.getByRole('dialog').waitFor();
@@ -668,6 +668,41 @@ describe('the Keys & Endpoint page', () => {
     noErrors(errors);
     await context.close();
   });
+  // 8. Secrets that can be matched without being shown, and read whole when shown.
+  test('a masked key shows only its prefix and last four characters; shown values wrap, never cut', async () => {
+    const { context, page, errors } = await openPage(PHONE, { isMobile: true, hasTouch: true });
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'contoso-text');
+    const keys = await listKeys(fixture.account, fixture.versions.CS);
+    assert.equal(await page.getByLabel('Key1 value').inputValue(), `rkcs_…${keys.key1.slice(-4)}`);
+    const inPage = () => page.evaluate(() => [...document.querySelectorAll('textarea, input')]
+      .map((f) => f.value).join('\n') + document.documentElement.outerHTML);
+    assert.ok(!(await inPage()).includes(keys.key1), 'a masked key is nowhere in the page');
+    await page.getByRole('link', { name: '← All resources' }).click();
+    await openResource(page, 'cosmos-web');
+    const cosmos = await listKeys(fixture.cosmos, fixture.versions.DB);
+    const trimmed = cosmos.primaryMasterKey.replace(/=+$/, '');
+    assert.equal(await page.getByLabel('Primary key value').inputValue(),
+      `…${trimmed.slice(-4)}${cosmos.primaryMasterKey.slice(trimmed.length)}`);
+    assert.match(await page.getByLabel('Primary connection string value').inputValue(),
+      /^AccountEndpoint=http.*;AccountKey=….{4}==;$/);
+    await page.getByRole('button', { name: 'Show Primary key' }).click();
+    await page.getByRole('button', { name: 'Show Primary connection string' }).click();
+    for (const label of ['Primary key value', 'Primary connection string value', 'Endpoint']) {
+      const field = page.getByLabel(label, { exact: true });
+      const { whole, lines } = await field.evaluate((f) => ({
+        whole: f.scrollWidth <= f.clientWidth && f.scrollHeight <= f.clientHeight + 1,
+        lines: Math.round(f.clientHeight / parseFloat(getComputedStyle(f).lineHeight)),
+      }));
+      assert.ok(whole, `${label} is shown whole`);
+      assert.ok(lines >= 2, `${label} wraps on a phone (${lines} lines)`);
+    }
+    assert.equal(await page.getByLabel('Primary key value').inputValue(), cosmos.primaryMasterKey);
+    await shot(page, '17-phone-cosmos-shown');
+    noErrors(errors);
+    await context.close();
+  });
+
   // Every view, at a desktop's and a phone's width: axe-core finds nothing serious, and each is
   // saved as a screenshot. Only this context bypasses the CSP, to inject axe's script.
   test('axe finds no serious or critical violation in any view, at 1280 and 375 px', async () => {

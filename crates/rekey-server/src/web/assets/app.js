@@ -490,22 +490,44 @@ async function copy(value, what, button) {
   }
 }
 
-/** A masked read-only field with Show/Hide and Copy buttons, plus any extra buttons. */
+/**
+ * A secret as a masked preview: its prefix and last four characters (`rkcs_…5bpp`), enough to match
+ * it against a configuration file without revealing it. A connection string masks only its key.
+ */
+function preview(id) {
+  const value = state.secrets.get(id) || '';
+  const key = state.secrets.get(id.replace(/-connection$/, ''));
+  if (id.endsWith('-connection') && key && value.includes(key)) return value.replace(key, mask(key));
+  return mask(value);
+}
+
+function mask(value) {
+  if (value.length < 16) return '•'.repeat(8);
+  const underscore = value.indexOf('_');
+  const head = underscore > 0 && underscore <= 8 ? value.slice(0, underscore + 1) : '';
+  // Base64 keys end in padding, which tells nothing: the last four characters before it do.
+  const body = value.replace(/=+$/, '');
+  return `${head}…${body.slice(-4)}${value.slice(body.length)}`;
+}
+
+/**
+ * A secret's read-only field (masked preview until Show) with Show/Hide and Copy buttons, plus any
+ * extra buttons. The full value enters the page only when shown; long values wrap, never cut.
+ */
 function secretRow(id, label, extra) {
   const revealed = state.revealed.has(id);
-  // A password field masks the value the way the browser always does, and is announced as
-  // protected; Show turns it into a plain read-only text field that can be selected.
-  const value = el('input', { class: 'value', id: `value-${id}`, 'data-secret': id,
-    type: revealed ? 'text' : 'password', readonly: true, autocomplete: 'off',
+  const value = el('textarea', { class: 'value', id: `value-${id}`, 'data-secret': id,
+    'data-revealed': String(revealed), readonly: true, rows: 1, autocomplete: 'off',
     spellcheck: 'false', 'aria-label': `${label} value` });
-  value.value = state.secrets.get(id);
+  value.value = revealed ? state.secrets.get(id) : preview(id);
   const toggle = el('button', { type: 'button', class: 'secondary', 'aria-pressed': String(revealed),
     'aria-controls': `value-${id}`, 'aria-label': `${revealed ? 'Hide' : 'Show'} ${label}`,
     text: revealed ? 'Hide' : 'Show' });
   toggle.addEventListener('click', () => {
     const now = !state.revealed.has(id);
     if (now) state.revealed.add(id); else state.revealed.delete(id);
-    value.type = now ? 'text' : 'password';
+    value.value = now ? state.secrets.get(id) : preview(id);
+    value.setAttribute('data-revealed', String(now));
     toggle.textContent = now ? 'Hide' : 'Show';
     toggle.setAttribute('aria-label', `${now ? 'Hide' : 'Show'} ${label}`);
     toggle.setAttribute('aria-pressed', String(now));
@@ -603,8 +625,8 @@ function renderFacts() {
   $('facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', { text: k }),
     el('dd', { text: v || '—' })]));
   const endpoint = t.endpoint(resource) || '';
-  const field = el('input', { class: 'value', id: 'endpoint', type: 'text', readonly: true,
-    'aria-label': 'Endpoint' });
+  const field = el('textarea', { class: 'value', id: 'endpoint', readonly: true, rows: 1,
+    spellcheck: 'false', 'aria-label': 'Endpoint' });
   field.value = endpoint;
   const copyEndpoint = el('button', { type: 'button', class: 'secondary copy', 'aria-label': 'Copy endpoint',
     text: 'Copy' });
