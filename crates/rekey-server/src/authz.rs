@@ -45,7 +45,8 @@ pub static ROLES: &[Role] = &[
     Role {
         id: uuid!("5d1d1c4e-7a0b-4f3e-9b8a-2c6e4f1a0b7d"),
         name: "Key Operator",
-        description: "Reads the resources in scope, lists and regenerates their keys; changes nothing else.",
+        description:
+            "Reads the resources in scope, lists and regenerates their keys; changes nothing else.",
         // `*/read`: whoever rotates a resource's keys must be able to find the resource.
         actions: &[
             "*/read",

@@ -344,6 +344,10 @@ async function loadResources() {
   const denied = [];
   const perSub = await Promise.all(subs.map(async (s) => {
     const sub = s.subscriptionId;
+    // Key ages and last uses, for the resources whose keys the caller may list; without them the
+    // list still works, its two key columns empty.
+    const activity = api('GET', `/rekey/keyActivity?scope=${encodeURIComponent(`/subscriptions/${sub}`)}`)
+      .then((b) => b.value, () => []);
     const lists = await Promise.all(Object.keys(TYPES).map((type) => api('GET',
       `/subscriptions/${sub}/providers/${type}?api-version=${VERSIONS[type]}`)
       .then((b) => b.value, (e) => {
@@ -353,14 +357,15 @@ async function loadResources() {
         }
         throw e;
       })));
-    return { s, resources: lists.flat() };
+    return { s, resources: lists.flat(), activity: await activity };
   }));
   state.subs = subs;
   state.resources = [];
-  for (const { s, resources } of perSub) {
+  for (const { s, resources, activity } of perSub) {
+    const keys = new Map(activity.map((a) => [a.id.toLowerCase(), a]));
     for (const r of resources) {
       state.resources.push({ sub: s.subscriptionId, subName: s.displayName, group: r.id.split('/')[4],
-        resource: r, type: typeOf(r.id) });
+        resource: r, type: typeOf(r.id), keys: keys.get(r.id.toLowerCase()) || {} });
     }
   }
   return denied;
@@ -375,22 +380,38 @@ function matches(entry, query, type) {
   return query.toLowerCase().split(/\s+/).every((word) => hay.includes(word));
 }
 
+const time = (iso) => (iso ? Date.parse(iso) : NaN);
+
+// The list's columns; `sort` orders them (a missing time sorts last), `cell` shows one.
 const COLUMNS = [
   { key: 'name', label: 'Name', value: (e) => e.resource.name },
   { key: 'type', label: 'Type', value: (e) => (TYPES[e.type] ? TYPES[e.type].label : e.resource.type) },
   { key: 'kind', label: 'Kind', value: (e) => e.resource.kind || '' },
   { key: 'group', label: 'Resource group', value: (e) => e.group },
   { key: 'location', label: 'Location', value: (e) => e.resource.location || '' },
+  { key: 'age', label: 'Oldest key', value: (e) => time(e.keys.oldestKeyCreatedAt),
+    cell: (e) => (e.keys.oldestKeyCreatedAt ? when(e.keys.oldestKeyCreatedAt) : '—') },
+  { key: 'used', label: 'Last use', value: (e) => time(e.keys.lastUsedAt),
+    cell: (e) => (e.keys.oldestKeyCreatedAt ? when(e.keys.lastUsedAt) : '—') },
   { key: 'sub', label: 'Subscription', value: (e) => e.subName },
 ];
+
+/** Orders two column values in the chosen direction; a missing time sorts last either way. */
+function compare(a, b, dir) {
+  if (typeof a === 'number') {
+    if (Number.isNaN(a) || Number.isNaN(b)) return Number.isNaN(a) - Number.isNaN(b);
+    return dir * (a - b);
+  }
+  return dir * a.localeCompare(b);
+}
 
 function renderList() {
   const query = $('search').value.trim();
   const type = $('type-filter').value;
   const column = COLUMNS.find((c) => c.key === state.sort.key);
   const entries = state.resources.filter((e) => matches(e, query, type))
-    .sort((a, b) => state.sort.dir * (column.value(a).localeCompare(column.value(b))
-      || a.resource.name.localeCompare(b.resource.name)));
+    .sort((a, b) => compare(column.value(a), column.value(b), state.sort.dir)
+      || a.resource.name.localeCompare(b.resource.name));
   const head = el('tr', {}, ...COLUMNS.map((c) => {
     const sorted = state.sort.key === c.key;
     const button = el('button', { type: 'button', class: 'sort', text: c.label,
@@ -406,7 +427,8 @@ function renderList() {
   const rows = entries.map((e) => el('tr', {},
     el('th', { scope: 'row' },
       el('a', { href: `#/resource/${encodeURIComponent(e.resource.id)}`, text: e.resource.name })),
-    ...COLUMNS.slice(1).map((c) => el('td', { 'data-label': c.label, text: c.value(e) || '—' }))));
+    ...COLUMNS.slice(1).map((c) => el('td', { 'data-label': c.label },
+      c.cell ? c.cell(e) : (c.value(e) || '—')))));
   const root = $('resources');
   if (state.subs.length === 0) {
     root.replaceChildren(el('p', { class: 'muted', text: 'Your roles reach no subscription.' }));
