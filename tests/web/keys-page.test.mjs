@@ -670,9 +670,12 @@ describe('the Keys & Endpoint page', () => {
     const used = await fetch(endpoint, { headers: { 'Ocp-Apim-Subscription-Key': keys.key1 } });
     assert.equal(used.status, 200);
     await new Promise((r) => setTimeout(r, 300)); // rekeyd flushes last-use times every 100 ms
+    const keyReads = [];
+    page.on('request', (r) => { if (r.url().includes('/listKeys')) keyReads.push(r.url()); });
     await page.clock.fastForward(31000);
     await until(async () => /Last used (just now|\d+ min ago)/.test(await lastUsed.innerText()),
       'the last use to refresh');
+    assert.deepEqual(keyReads, [], 'the refresh asks for times, not for the keys again');
     noErrors(errors);
     await context.close();
   });

@@ -23,9 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::{Extension, Json};
 use rekey_api::ErrorResponse;
-use rekey_core::SubscriptionId;
+use rekey_core::{ResourceId, SubscriptionId};
 use rekey_store::crypto::token_digest;
-use rekey_store::{AuditRecord, Principal};
+use rekey_store::{AuditRecord, Principal, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -340,11 +340,11 @@ async fn permissions(
     Ok(Json(json!({ "scope": scope, "actions": allowed })).into_response())
 }
 
-/// `GET /rekey/keyActivity?scope=/subscriptions/{sub}`: for each resource of the subscription whose
-/// keys the caller may list, when its oldest current key was made and when one of its keys was last
-/// used. The page's list sorts by these without fetching a single key; being no key read, it is not
-/// audited as one. Resources whose keys the caller may not list are left out, as `listKeys` would
-/// refuse them.
+/// `GET /rekey/keyActivity?scope=…`: for each resource of a subscription (or the one resource)
+/// whose keys the caller may list, when each current key was made and last used, and the oldest and
+/// latest of these. The page's list sorts by them and an open resource refreshes its last uses with
+/// them, without fetching a single key; being no key read, it is not audited as one. Resources
+/// whose keys the caller may not list are left out, as `listKeys` would refuse them.
 async fn key_activity(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -352,45 +352,61 @@ async fn key_activity(
 ) -> Result<Response, ApiError> {
     let scope = query
         .get("scope")
-        .filter(|s| rules::SUBSCRIPTION_SCOPE.matches(s))
+        .filter(|s| rules::KEY_ACTIVITY_SCOPE.matches(s))
         .ok_or_else(|| {
             ApiError::bad_request(
                 "InvalidParameter",
-                "scope must be a subscription, /subscriptions/{subscriptionId}.",
+                "scope must be a subscription, /subscriptions/{subscriptionId}, or a resource id in one.",
             )
         })?;
-    let sub = SubscriptionId::parse(&scope["/subscriptions/".len()..])?;
     let mut value = Vec::new();
-    // A subscription none of the caller's roles reaches gets the same empty answer as one without
-    // resources: the answer must not tell which subscriptions exist.
-    if caller.sees(scope) {
+    // A scope none of the caller's roles reaches gets the same empty answer as one without
+    // resources: the answer must not tell which subscriptions or resources exist.
+    if !caller.sees(scope) {
+        return Ok(Json(json!({ "value": value })).into_response());
+    }
+    let mut ids = Vec::new();
+    if scope.matches('/').count() > 2 {
+        ids.push(ResourceId::parse(scope)?);
+    } else {
+        let sub = SubscriptionId::parse(&scope["/subscriptions/".len()..])?;
         for provider in rekey_core::CATALOGUE {
-            let list_keys = format!("{}/listKeys/action", provider.type_name());
-            let resources = match state.store.list_resources(&sub, None, provider).await {
-                Ok(resources) => resources,
-                Err(rekey_store::StoreError::SubscriptionNotFound(_)) => break,
+            match state.store.list_resources(&sub, None, provider).await {
+                Ok(resources) => ids.extend(resources.into_iter().map(|r| r.id)),
+                Err(StoreError::SubscriptionNotFound(_)) => break,
                 Err(e) => return Err(e.into()),
-            };
-            for resource in resources {
-                let id = resource.id.to_string();
-                if !caller.can(&list_keys, &id) {
-                    continue;
-                }
-                let keys = match state.store.keys(&resource.id).await {
-                    Ok((_, keys)) => keys,
-                    // Deleted since it was listed.
-                    Err(rekey_store::StoreError::ResourceNotFound(_)) => continue,
-                    Err(e) => return Err(e.into()),
-                };
-                let oldest = keys.iter().map(|k| k.created_at).min();
-                let last_used = keys.iter().filter_map(|k| k.last_used).max();
-                value.push(json!({
-                    "id": id,
-                    "oldestKeyCreatedAt": oldest.map(rfc3339),
-                    "lastUsedAt": last_used.map(rfc3339),
-                }));
             }
         }
+    }
+    for id in ids {
+        let list_keys = format!("{}/listKeys/action", id.provider.type_name());
+        let name = id.to_string();
+        if !caller.can(&list_keys, &name) {
+            continue;
+        }
+        let keys = match state.store.keys(&id).await {
+            Ok((_, keys)) => keys,
+            // Deleted since it was listed, or never there.
+            Err(StoreError::ResourceNotFound(_) | StoreError::ResourceGroupNotFound(_)) => continue,
+            Err(StoreError::SubscriptionNotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let slots: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|k| {
+                let times = json!({
+                    "createdAt": rfc3339(k.created_at),
+                    "lastUsedAt": k.last_used.map(rfc3339),
+                });
+                (k.slot.name.to_string(), times)
+            })
+            .collect();
+        value.push(json!({
+            "id": name,
+            "oldestKeyCreatedAt": keys.iter().map(|k| k.created_at).min().map(rfc3339),
+            "lastUsedAt": keys.iter().filter_map(|k| k.last_used).max().map(rfc3339),
+            "keys": slots,
+        }));
     }
     Ok(Json(json!({ "value": value })).into_response())
 }
@@ -463,6 +479,15 @@ fn schemas(table: &mut RouteTable) -> [String; 4] {
         .property(
             "lastUsedAt",
             time().description(Some("When the data plane last accepted one of its keys")),
+        )
+        .property(
+            "keys",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "Each key slot by name: createdAt and lastUsedAt (null when never used)",
+                ))
+                .additional_properties(Some(AdditionalProperties::FreeForm(true))),
         );
     let key_activity = ObjectBuilder::new()
         .property(
@@ -625,16 +650,16 @@ pub fn register(table: &mut RouteTable) {
         "/rekey/keyActivity",
         Op::authenticated(
             "KeyActivity_List",
-            "Key ages and last uses of the subscription's resources whose keys the caller may list (rekey extension).",
+            "Key ages and last uses of the resources in scope whose keys the caller may list (rekey extension).",
         )
         .query(
             "scope",
             true,
-            "A subscription, /subscriptions/{subscriptionId}",
-            rules::SUBSCRIPTION_SCOPE.schema(),
+            "A subscription, /subscriptions/{subscriptionId}, or a resource id in one",
+            rules::KEY_ACTIVITY_SCOPE.schema(),
         )
         .response(200, "One entry per resource", Some(key_activity_body))
-        .response(400, "scope is not a subscription", error())
+        .response(400, "scope is not a subscription or a resource id", error())
         .response(503, "The store did not answer", error()),
         get(key_activity),
     );

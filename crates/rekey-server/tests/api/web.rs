@@ -386,11 +386,36 @@ async fn key_activity_tells_key_ages_only_of_resources_whose_keys_the_caller_may
     let (_, body) = call_as(&s, &operator, Method::GET, &path, None).await;
     assert_eq!(ids(&body), [s.account_path("rg2", "a2")]);
 
-    // Another subscription, existing or not, answers alike; a scope that is no subscription is 400.
-    let other = "/rekey/keyActivity?scope=/subscriptions/00000000-0000-0000-0000-000000000001";
-    let (status, body) = call_as(&s, &operator, Method::GET, other, None).await;
-    assert_eq!((status, body["value"].as_array().unwrap().len()), (200, 0));
-    for scope in ["", "/", "/subscriptions", &s.account_path("rg1", "a1")] {
+    // One resource: each slot's times. Outside the operator's scope, it answers as for nothing.
+    let one = |group, name| format!("/rekey/keyActivity?scope={}", s.account_path(group, name));
+    let (_, body) = call_as(&s, &operator, Method::GET, &one("rg2", "a2"), None).await;
+    assert_eq!(ids(&body), [s.account_path("rg2", "a2")]);
+    let slots = &body["value"][0]["keys"];
+    assert!(
+        slots["key1"]["createdAt"].as_str().unwrap().contains('T'),
+        "{body}"
+    );
+    assert_eq!(slots["key2"]["lastUsedAt"], Value::Null);
+    for path in [
+        one("rg1", "a1"),
+        one("rg2", "missing"),
+        "/rekey/keyActivity?scope=/subscriptions/00000000-0000-0000-0000-000000000001".into(),
+    ] {
+        let (status, body) = call_as(&s, &operator, Method::GET, &path, None).await;
+        assert_eq!(
+            (status, body["value"].as_array().unwrap().len()),
+            (200, 0),
+            "{path}"
+        );
+    }
+    let sub = s.sub_path();
+    for scope in [
+        "",
+        "/",
+        "/subscriptions",
+        &format!("{sub}/resourceGroups/rg1"),
+        &format!("{sub}/x"),
+    ] {
         let path = format!("/rekey/keyActivity?scope={scope}");
         let (status, body) = call_as(&s, &s.token, Method::GET, &path, None).await;
         assert_eq!(status, 400, "{scope}: {body}");

@@ -758,19 +758,27 @@ function renderTabs(t) {
   select(state.tab, false);
 }
 
-/** Fetches last-use times again while the view is open, so a person sees clients move over. */
+/**
+ * Fetches last-use times again while the view is open, so a person sees clients move to the new key.
+ * It asks for times only (`/rekey/keyActivity`), never the keys again.
+ */
 async function refreshUsage() {
   if (!current || !current.rights.list || document.hidden) return;
   const { id, type } = current;
-  let keys;
+  let activity;
   try {
-    keys = await api('POST', `${id}/listKeys?api-version=${VERSIONS[type]}`);
+    activity = await api('GET', `/rekey/keyActivity?scope=${encodeURIComponent(id)}`);
   } catch (e) {
     return; // the next refresh tries again; a real failure shows on the person's next action
   }
-  if (!current || current.id !== id) return;
-  const created = keys['x-rekey-createdAt'] || {};
-  const lastUsed = keys['x-rekey-lastUsed'] || {};
+  const entry = activity.value[0];
+  if (!entry || !current || current.id !== id) return;
+  const created = {};
+  const lastUsed = {};
+  for (const [slot, times] of Object.entries(entry.keys || {})) {
+    created[slot] = times.createdAt;
+    lastUsed[slot] = times.lastUsedAt;
+  }
   for (const slot of TYPES[type].slots) {
     const meta = document.querySelector(`.key[data-slot="${slot.name}"] .meta`);
     if (meta) meta.replaceChildren(...slotMeta(slot, created, lastUsed));
