@@ -785,7 +785,7 @@ describe('the Keys & Endpoint page', () => {
       await signInAgain(page, fixture.ownerToken);
       await page.getByRole('link', { name: 'contoso-text' }).waitFor();
       await check('list');
-      for (const name of ['contoso-text', 'qws-web', 'cosmos-web', 'contoso-keyless']) {
+      for (const name of ['contoso-keyless', 'qws-web', 'cosmos-web', 'contoso-text']) {
         await page.goto(`${base}/web/#/`);
         await openResource(page, name);
         await page.locator('.key').first().waitFor();
