@@ -450,6 +450,29 @@ describe('the Keys & Endpoint page', () => {
     await context.close();
   });
 
+  test('a regeneration after the session ended elsewhere (as after a restart) is said not to have happened', async () => {
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'qws-web');
+    const before = await listKeys(fixture.workspace, fixture.versions.QW);
+    // The session is ended by another request, as a restart or the 8-hour limit would end it.
+    const [cookie] = await context.cookies();
+    const headers = { cookie: `${cookie.name}=${cookie.value}` };
+    const { csrfToken } = await (await fetch(`${base}/web/session`, { headers })).json();
+    const ended = await fetch(`${base}/web/session`, { method: 'DELETE',
+      headers: { ...headers, 'x-csrf-token': csrfToken } });
+    assert.equal(ended.status, 204);
+    await page.getByRole('button', { name: 'Regenerate Primary key' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Primary key' }).click();
+    await page.getByText('Primary key of qws-web was not regenerated').waitFor();
+    await page.getByText('Your session has ended. Sign in again.').waitFor();
+    await shot(page, '18-session-ended');
+    assert.equal((await listKeys(fixture.workspace, fixture.versions.QW)).primaryKey.key, before.primaryKey.key);
+    assert.equal(await page.locator('[data-secret]').count(), 0, 'the keys were forgotten');
+    noErrors(errors.filter((e) => !e.includes('401')));
+    await context.close();
+  });
+
   test('a regeneration whose answer is lost says it may have happened and reloads the keys', async () => {
     const { context, page, errors } = await openPage();
     await signIn(page, fixture.ownerToken);

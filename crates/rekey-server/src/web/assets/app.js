@@ -205,7 +205,6 @@ function showSignIn(message) {
   show('view-signin', 'Sign in');
   showError(message || '');
   fieldError('');
-  renderPending();
   $('token').focus();
 }
 
@@ -217,14 +216,6 @@ function fieldError(message) {
   input.setAttribute('aria-describedby', message ? 'signin-error token-help' : 'token-help');
   if (message) input.setAttribute('aria-invalid', 'true');
   else input.removeAttribute('aria-invalid');
-}
-
-function renderPending() {
-  const box = $('signin-pending');
-  const p = state.pending;
-  box.hidden = !p;
-  box.textContent = p ? `${p.slot.label} of ${p.name} was not regenerated: your session had ended `
-    + 'before rekeyd acted on it. Sign in again, then retry it on the resource.' : '';
 }
 
 /** What a pasted value is when it is not a management token, so it is not even sent. */
@@ -296,7 +287,6 @@ function signedIn() {
   $('who').hidden = false;
   state.sessionEnds = Date.now() + (state.session.expiresInSeconds || 0) * 1000;
   sessionLeft();
-  renderPending();
   route();
 }
 
@@ -484,6 +474,9 @@ function forgetSecrets() {
   state.revealed.clear();
   state.fresh = null;
   $('keys').replaceChildren();
+  // A notice's buttons may hold a key (the one a lost answer is compared with).
+  $('detail-notice').replaceChildren();
+  $('detail-notice').hidden = true;
 }
 
 async function copy(value, what, button) {
@@ -806,7 +799,6 @@ function offerPendingRetry() {
   const p = state.pending;
   if (!p || !current || p.id !== current.id) return;
   state.pending = null;
-  renderPending();
   const slot = TYPES[current.type].slots.find((s) => s.name === p.slot.name);
   if (!current.rights.regenerate) {
     notice(`${slot.label} was not regenerated: your session had ended, and your roles here do not `
@@ -841,9 +833,11 @@ async function regenerate(slot) {
     }
     say('');
     if (e.status === 401) {
-      // Refused before rekeyd acted: the key is unchanged, and the person must know it.
-      state.pending = { id, name: current.resource.name, slot };
-      renderPending();
+      // Refused before rekeyd acted: the key is unchanged, and the person must know it. The sign-in
+      // view's alert says so; after sign-in the resource offers the regeneration again.
+      state.pending = { id, slot };
+      showError(`Your session has ended. Sign in again. ${slot.label} of ${current.resource.name} was `
+        + 'not regenerated: rekeyd refused it before acting. Retry it after sign-in.');
     } else if (e.status === 0) {
       await answerLost(slot, before);
     } else {
