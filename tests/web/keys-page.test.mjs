@@ -534,6 +534,18 @@ describe('the Keys & Endpoint page', () => {
     const used = await fetch(endpoint, { headers: { 'Ocp-Apim-Subscription-Key': keys.key1 } });
     assert.equal(used.status, 403);
     await shot(page, '12-keys-off');
+    // Quantum's switch is apiKeyEnabled: false.
+    const patch = (on) => api('PATCH', `${fixture.workspace}?api-version=${fixture.versions.QW}`,
+      { properties: { apiKeyEnabled: on } });
+    assert.equal((await patch(false)).status, 200);
+    try {
+      await page.getByRole('link', { name: '← All resources' }).click();
+      await openResource(page, 'qws-web');
+      await page.getByText('Its apiKeyEnabled property is false.').waitFor();
+      assert.equal(await page.getByText('Not accepted').count(), 2);
+    } finally {
+      assert.equal((await patch(true)).status, 200);
+    }
     noErrors(errors);
     await context.close();
   });
