@@ -68,9 +68,11 @@ async function signIn(page, token) {
   await page.getByRole('link', { name: 'contoso-text' }).waitFor();
 }
 
+/** Opens a resource from the list and waits until its keys (or the notice that there are none) show. */
 async function openResource(page, name) {
   await page.getByRole('link', { name }).click();
   await page.getByRole('heading', { name, level: 1 }).waitFor();
+  await page.locator('#keys-section:not([hidden]), #no-keys:not([hidden])').waitFor();
 }
 
 /** Polls `check` until it returns a truthy value or `ms` pass. */
