@@ -481,8 +481,16 @@ describe('the Keys & Endpoint page', () => {
     await openResource(page, 'fabrikam-vision');
     await page.getByLabel('Key1 value').waitFor();
     const before = await listKeys(fixture.other, fixture.versions.CS);
-    // The request reaches rekeyd, which regenerates; its answer never reaches the page.
-    await page.route((url) => url.pathname.endsWith('/regenerateKey'), async (route) => {
+    const regenerateCall = (url) => url.pathname.endsWith('/regenerateKey');
+    // First the request never reaches rekeyd: the reloaded keys show Key1 unchanged.
+    await page.route(regenerateCall, (route) => route.abort('connectionreset'));
+    await page.getByRole('button', { name: 'Regenerate Key1' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Key1' }).click();
+    await page.getByText(/Key1 is unchanged, so it has not been regenerated/).waitFor();
+    assert.equal((await listKeys(fixture.other, fixture.versions.CS)).key1, before.key1);
+    await page.unrouteAll();
+    // Then the request reaches rekeyd, which regenerates; its answer never reaches the page.
+    await page.route(regenerateCall, async (route) => {
       await route.fetch();
       await route.abort('connectionreset');
     });
@@ -490,6 +498,7 @@ describe('the Keys & Endpoint page', () => {
     await page.getByRole('dialog').getByRole('button', { name: 'Regenerate Key1' }).click();
     await page.getByText(/it may have happened — reload keys/).waitFor();
     await page.getByText(/Key1 is new, so it was regenerated/).waitFor();
+    await page.locator('.key[data-slot="key1"]').getByText('New — copy it now').waitFor();
     const after = await listKeys(fixture.other, fixture.versions.CS);
     assert.notEqual(after.key1, before.key1);
     assert.equal(await page.getByLabel('Key1 value').inputValue(), after.key1, 'the keys were reloaded');

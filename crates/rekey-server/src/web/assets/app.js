@@ -887,14 +887,25 @@ async function answerLost(slot, before, again) {
     return;
   }
   const now = state.secrets.get(slot.name);
-  const outcome = before === null || before === undefined ? 'Keys reloaded.'
-    : now !== before ? `Keys reloaded: ${slot.label} is new, so it was regenerated.`
-      : `Keys reloaded: ${slot.label} is unchanged, so it was not regenerated.`;
+  let outcome = 'Keys reloaded.';
   if (before && now !== before) {
-    state.fresh = slot.name;
-    await loadKeys().catch(() => {});
+    outcome = `Keys reloaded: ${slot.label} is new, so it was regenerated.`;
+    markFresh(slot);
+  } else if (before) {
+    // The request may still be on its way or in progress: a second look settles it.
+    outcome = `Keys reloaded: ${slot.label} is unchanged, so it has not been regenerated (reload `
+      + 'again in a moment to be sure).';
   }
   notice(`${lost} ${outcome}`, reloadButton(slot, before));
+}
+
+/** Marks a slot's card as just regenerated: "New — copy it now", as after a regeneration's answer. */
+function markFresh(slot) {
+  state.fresh = slot.name;
+  const card = document.querySelector(`.key[data-slot="${slot.name}"]`);
+  if (!card || card.classList.contains('fresh')) return;
+  card.classList.add('fresh');
+  card.querySelector('h3').append(el('span', { class: 'badge new', text: 'New — copy it now' }));
 }
 
 // ---- Routing and start ---------------------------------------------------------------------
