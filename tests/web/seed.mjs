@@ -1,7 +1,7 @@
 // Owns the web tests' starting data: with the owner token from bootstrap.json it makes resources of
-// every type in two groups, uses one key on the data plane (so a last-use time shows), and makes a
-// Reader token (POST /rekey/tokens plus a Reader role assignment on the subscription). Writes what
-// the tests need to $REKEY_FIXTURE. Called by run.sh once rekeyd listens.
+// every type in two groups (one with key authentication off), uses one key on the data plane (so a
+// last-use time shows), and makes Reader and Key Operator tokens (POST /rekey/tokens plus a role
+// assignment). Writes what the tests need to $REKEY_FIXTURE. Called by run.sh once rekeyd listens.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 
@@ -49,6 +49,11 @@ await call('PUT', `${cosmos}?api-version=${DB}`, {
   },
 });
 
+// Key authentication switched off: the keys stay listable, the data plane refuses them.
+const keyless = id('rg-other', 'Microsoft.CognitiveServices/accounts', 'contoso-keyless');
+await call('PUT', `${keyless}?api-version=${CS}`, { location: 'westeurope', kind: 'OpenAI',
+  sku: { name: 'S0' }, properties: { disableLocalAuth: true } });
+
 // One data-plane call with Key2, so the page has a last-use time to show.
 const keys = await call('POST', `${account}/listKeys?api-version=${CS}`);
 const used = await fetch(created.properties.endpoint, {
@@ -56,16 +61,25 @@ const used = await fetch(created.properties.endpoint, {
 });
 if (used.status !== 200) throw new Error(`the data plane refused key2: ${used.status}`);
 
-const reader = await call('POST', '/rekey/tokens', { name: 'web reader' });
-const roles = await call('GET', `/subscriptions/${sub}/providers/Microsoft.Authorization/roleDefinitions`
-  + `?api-version=${AUTHZ}&$filter=${encodeURIComponent("roleName eq 'Reader'")}`);
-await call('PUT', `/subscriptions/${sub}/providers/Microsoft.Authorization/roleAssignments/${randomUUID()}`
-  + `?api-version=${AUTHZ}`,
-{ properties: { roleDefinitionId: roles.value[0].id, principalId: reader.principalId } });
+/** A new token holding `role` at `scope`: { principalId, token }. */
+async function tokenWithRole(name, role, scope) {
+  const made = await call('POST', '/rekey/tokens', { name });
+  const roles = await call('GET', `/subscriptions/${sub}/providers/Microsoft.Authorization/roleDefinitions`
+    + `?api-version=${AUTHZ}&$filter=${encodeURIComponent(`roleName eq '${role}'`)}`);
+  await call('PUT', `${scope}/providers/Microsoft.Authorization/roleAssignments/${randomUUID()}`
+    + `?api-version=${AUTHZ}`,
+  { properties: { roleDefinitionId: roles.value[0].id, principalId: made.principalId } });
+  return made;
+}
+const reader = await tokenWithRole('web reader', 'Reader', `/subscriptions/${sub}`);
+const operator = await tokenWithRole('web key operator', 'Key Operator', `/subscriptions/${sub}`);
+const narrow = await tokenWithRole('web operator of rg-other', 'Key Operator',
+  `/subscriptions/${sub}/resourceGroups/rg-other`);
 
 writeFileSync(process.env.REKEY_FIXTURE, JSON.stringify({
   base, subscription: sub, ownerToken: boot.token, readerToken: reader.token,
-  account, other, workspace, cosmos,
+  operatorToken: operator.token, narrowOperatorToken: narrow.token,
+  account, other, workspace, cosmos, keyless,
   versions: { CS, QW, DB },
 }));
-console.log(`seeded ${base}: 4 resources in 2 groups, a Reader token`);
+console.log(`seeded ${base}: 5 resources in 2 groups, Reader and Key Operator tokens`);

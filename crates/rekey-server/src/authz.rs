@@ -45,8 +45,11 @@ pub static ROLES: &[Role] = &[
     Role {
         id: uuid!("5d1d1c4e-7a0b-4f3e-9b8a-2c6e4f1a0b7d"),
         name: "Key Operator",
-        description: "Lists and regenerates keys; nothing else.",
+        description:
+            "Reads the resources in scope, lists and regenerates their keys; changes nothing else.",
+        // `*/read`: whoever rotates a resource's keys must be able to find the resource.
         actions: &[
+            "*/read",
             "*/listKeys/action",
             "*/regenerateKey/action",
             "*/readonlykeys/action",
@@ -246,7 +249,11 @@ mod tests {
             operator.allows(list_keys)
                 && operator.allows("Microsoft.DocumentDB/databaseAccounts/regenerateKey/action")
         );
-        assert!(!operator.allows("Microsoft.CognitiveServices/accounts/read"));
+        // It reads what it rotates, and changes nothing but keys.
+        assert!(operator.allows("Microsoft.CognitiveServices/accounts/read"));
+        assert!(!operator.allows("Microsoft.CognitiveServices/accounts/write"));
+        assert!(!operator.allows("Microsoft.CognitiveServices/accounts/delete"));
+        assert!(!operator.allows(assign));
         assert!(
             reader.allows("Microsoft.CognitiveServices/accounts/read") && !reader.allows(list_keys)
         );

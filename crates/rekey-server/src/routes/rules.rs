@@ -199,6 +199,14 @@ fn decimal_up_to(max: u64) -> String {
 /// `scope` of `GET /rekey/permissions`: a resource id or any other scope, starting with `/`.
 pub static PERMISSION_SCOPE: LazyLock<Rule> = LazyLock::new(|| Rule::new("^/").length(1, 2048));
 
+/// `scope` of `GET /rekey/keyActivity`: one subscription, or one resource.
+pub static KEY_ACTIVITY_SCOPE: LazyLock<Rule> = LazyLock::new(|| {
+    Rule::new(
+        "^/subscriptions/[^/?#]+(?:/resourceGroups/[^/?#]+/providers/[^/?#]+/[^/?#]+/[^/?#]+)?$",
+    )
+    .length(1, 2048)
+});
+
 /// `actions` of `GET /rekey/permissions`: action names (letters, digits, `.`, `_`, `/`, `*`, `-`)
 /// separated by commas.
 pub static PERMISSION_ACTIONS: LazyLock<Rule> = LazyLock::new(|| {

@@ -1,7 +1,8 @@
 //! Owns the Keys & Endpoint web page that rekeyd serves itself: its assets (plain HTML, CSS and one
 //! vanilla JavaScript file, built into the binary), the security headers on them, sign-in and
-//! sign-out (`/web/session`, see [`session`]), and `GET /rekey/permissions`, which tells the page
-//! what its caller may do on a resource so a Reader is never offered keys or Regenerate buttons.
+//! sign-out (`/web/session`, see [`session`]), `GET /rekey/permissions`, which tells the page
+//! what its caller may do on a resource so a Reader is never offered keys or Regenerate buttons, and
+//! `GET /rekey/keyActivity`, the key ages and last uses its resource list sorts by.
 //!
 //! The page holds no logic the API lacks: it calls the same ARM routes any client calls, with the
 //! session cookie instead of a bearer token. Registered by `app::route_table`.
@@ -22,8 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::{Extension, Json};
 use rekey_api::ErrorResponse;
+use rekey_core::{ResourceId, SubscriptionId};
 use rekey_store::crypto::token_digest;
-use rekey_store::{AuditRecord, Principal};
+use rekey_store::{AuditRecord, Principal, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -365,8 +367,85 @@ async fn permissions(
     Ok(Json(json!({ "scope": scope, "actions": allowed })).into_response())
 }
 
-/// Registers the bodies of sign-in, the session and a permissions answer; returns their names.
-fn schemas(table: &mut RouteTable) -> [String; 3] {
+/// `GET /rekey/keyActivity?scope=…`: for each resource of a subscription (or the one resource)
+/// whose keys the caller may list, when each current key was made and last used, and the oldest and
+/// latest of these. The page's list sorts by them and an open resource refreshes its last uses with
+/// them, without fetching a single key; being no key read, it is not audited as one. Resources
+/// whose keys the caller may not list are left out, as `listKeys` would refuse them.
+async fn key_activity(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ArmQuery(query): ArmQuery,
+) -> Result<Response, ApiError> {
+    let scope = query
+        .get("scope")
+        .filter(|s| rules::KEY_ACTIVITY_SCOPE.matches(s))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidParameter",
+                "scope must be a subscription, /subscriptions/{subscriptionId}, or a resource id in one.",
+            )
+        })?;
+    let mut value = Vec::new();
+    // A scope none of the caller's roles reaches gets the same empty answer as one without
+    // resources: the answer must not tell which subscriptions or resources exist.
+    if !caller.sees(scope) {
+        return Ok(Json(json!({ "value": value })).into_response());
+    }
+    let mut ids = Vec::new();
+    if scope.matches('/').count() > 2 {
+        ids.push(ResourceId::parse(scope)?);
+    } else {
+        let sub = SubscriptionId::parse(&scope["/subscriptions/".len()..])?;
+        for provider in rekey_core::CATALOGUE {
+            match state.store.list_resources(&sub, None, provider).await {
+                Ok(resources) => ids.extend(resources.into_iter().map(|r| r.id)),
+                Err(StoreError::SubscriptionNotFound(_)) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    for id in ids {
+        let list_keys = format!("{}/listKeys/action", id.provider.type_name());
+        let name = id.to_string();
+        if !caller.can(&list_keys, &name) {
+            continue;
+        }
+        let keys = match state.store.keys(&id).await {
+            Ok((_, keys)) => keys,
+            // Deleted since it was listed, or never there.
+            Err(StoreError::ResourceNotFound(_) | StoreError::ResourceGroupNotFound(_)) => continue,
+            Err(StoreError::SubscriptionNotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let slots: serde_json::Map<String, serde_json::Value> = keys
+            .iter()
+            .map(|k| {
+                let times = json!({
+                    "createdAt": rfc3339(k.created_at),
+                    "lastUsedAt": k.last_used.map(rfc3339),
+                });
+                (k.slot.name.to_string(), times)
+            })
+            .collect();
+        value.push(json!({
+            "id": name,
+            "oldestKeyCreatedAt": keys.iter().map(|k| k.created_at).min().map(rfc3339),
+            "lastUsedAt": keys.iter().filter_map(|k| k.last_used).max().map(rfc3339),
+            "keys": slots,
+        }));
+    }
+    Ok(Json(json!({ "value": value })).into_response())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("an OffsetDateTime always formats as RFC 3339")
+}
+
+/// Registers the bodies of sign-in, the session, a permissions answer and key activity; returns
+/// their names.
+fn schemas(table: &mut RouteTable) -> [String; 4] {
     use utoipa::openapi::schema::AdditionalProperties;
     use utoipa::openapi::{ObjectBuilder, Type};
     let text = rules::string_schema;
@@ -407,11 +486,47 @@ fn schemas(table: &mut RouteTable) -> [String; 3] {
                 .additional_properties(Some(AdditionalProperties::RefOr(boolean().into()))),
         )
         .required("actions");
-    let names = ["WebSignIn", "WebSession", "Permissions"];
+    let time = || {
+        ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                Type::String,
+                Type::Null,
+            ]))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+    };
+    let activity = ObjectBuilder::new()
+        .property("id", text())
+        .required("id")
+        .property(
+            "oldestKeyCreatedAt",
+            time().description(Some("When the oldest of its current keys was made")),
+        )
+        .property(
+            "lastUsedAt",
+            time().description(Some("When the data plane last accepted one of its keys")),
+        )
+        .property(
+            "keys",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "Each key slot by name: createdAt and lastUsedAt (null when never used)",
+                ))
+                .additional_properties(Some(AdditionalProperties::FreeForm(true))),
+        );
+    let key_activity = ObjectBuilder::new()
+        .property(
+            "value",
+            utoipa::openapi::ArrayBuilder::new().items(activity),
+        )
+        .required("value");
+    let names = ["WebSignIn", "WebSession", "Permissions", "KeyActivity"];
     table.schemas(
         names
             .iter()
-            .zip([sign_in, session, permissions])
+            .zip([sign_in, session, permissions, key_activity])
             .map(|(name, schema)| (name.to_string(), schema.build().into()))
             .collect(),
     );
@@ -423,7 +538,7 @@ fn schemas(table: &mut RouteTable) -> [String; 3] {
 const MAX_SIGN_IN_TOKEN_CHARS: usize = 1024;
 
 pub fn register(table: &mut RouteTable) {
-    let [sign_in_body, session_body, permissions_body] = schemas(table);
+    let [sign_in_body, session_body, permissions_body, key_activity_body] = schemas(table);
     let error = || Some("ErrorResponse".to_string());
     let page = || middleware::from_fn(page_headers);
     let index = || get(|| async { ([(CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) });
@@ -556,6 +671,24 @@ pub fn register(table: &mut RouteTable) {
         )
         .response(200, "Each action, allowed or not", Some(permissions_body)),
         get(permissions),
+    );
+    table.route(
+        Method::GET,
+        "/rekey/keyActivity",
+        Op::authenticated(
+            "KeyActivity_List",
+            "Key ages and last uses of the resources in scope whose keys the caller may list (rekey extension).",
+        )
+        .query(
+            "scope",
+            true,
+            "A subscription, /subscriptions/{subscriptionId}, or a resource id in one",
+            rules::KEY_ACTIVITY_SCOPE.schema(),
+        )
+        .response(200, "One entry per resource", Some(key_activity_body))
+        .response(400, "scope is not a subscription or a resource id", error())
+        .response(503, "The store did not answer", error()),
+        get(key_activity),
     );
 }
 

@@ -61,7 +61,7 @@ pub async fn token_with_role(s: &TestServer, role: &str, scope: &str) -> (String
 
 fn allowed(role: &str, op: &str) -> bool {
     match op {
-        "read" => ["Owner", "Contributor", "Reader"].contains(&role),
+        "read" => ["Owner", "Contributor", "Key Operator", "Reader"].contains(&role),
         "listKeys" | "regenerate" => ["Owner", "Contributor", "Key Operator"].contains(&role),
         "write" => ["Owner", "Contributor"].contains(&role),
         "assign" => role == "Owner",

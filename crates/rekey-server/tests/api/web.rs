@@ -1,6 +1,6 @@
 //! The Keys & Endpoint page's server side: its files and security headers, sign-in to a session
-//! cookie, CSRF on cookie-authenticated writes, sign-out, and `/rekey/permissions`. The page itself
-//! is driven in a real browser by `tests/web/`.
+//! cookie, CSRF on cookie-authenticated writes, sign-out, `/rekey/permissions` and
+//! `/rekey/keyActivity`. The page itself is driven in a real browser by `tests/web/`.
 
 use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
 use reqwest::Method;
@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 
 use crate::access::{call_as, token_with_role};
 use crate::helpers::*;
+
+crate::backend_tests!(key_activity_tells_key_ages_only_of_resources_whose_keys_the_caller_may_list);
 
 struct Session {
     cookie: String,
@@ -345,4 +347,78 @@ async fn a_json_sign_in_body_must_be_an_object() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get(SET_COOKIE).is_none());
+}
+
+async fn key_activity_tells_key_ages_only_of_resources_whose_keys_the_caller_may_list() {
+    let s = TestServer::start().await;
+    s.create_group("rg1").await;
+    s.create_group("rg2").await;
+    s.create_account("rg1", "a1").await;
+    s.create_account("rg2", "a2").await;
+    let path = format!("/rekey/keyActivity?scope={}", s.sub_path());
+    let (status, body) = call_as(&s, &s.token, Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    let ids = |body: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = body["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        ids(&body),
+        [s.account_path("rg1", "a1"), s.account_path("rg2", "a2")]
+    );
+    let entry = &body["value"][0];
+    assert!(entry["oldestKeyCreatedAt"].as_str().unwrap().contains('T'));
+    assert_eq!(entry["lastUsedAt"], Value::Null);
+    assert!(!body.to_string().contains("rkcs_"), "no key in the answer");
+
+    // A Reader may not list keys, so it learns nothing of them; a Key Operator of rg2 only of rg2.
+    let (_, reader) = token_with_role(&s, "Reader", &s.sub_path()).await;
+    let (status, body) = call_as(&s, &reader, Method::GET, &path, None).await;
+    assert_eq!((status, body["value"].as_array().unwrap().len()), (200, 0));
+    let rg2 = format!("{}/resourceGroups/rg2", s.sub_path());
+    let (_, operator) = token_with_role(&s, "Key Operator", &rg2).await;
+    let (_, body) = call_as(&s, &operator, Method::GET, &path, None).await;
+    assert_eq!(ids(&body), [s.account_path("rg2", "a2")]);
+
+    // One resource: each slot's times. Outside the operator's scope, it answers as for nothing.
+    let one = |group, name| format!("/rekey/keyActivity?scope={}", s.account_path(group, name));
+    let (_, body) = call_as(&s, &operator, Method::GET, &one("rg2", "a2"), None).await;
+    assert_eq!(ids(&body), [s.account_path("rg2", "a2")]);
+    let slots = &body["value"][0]["keys"];
+    assert!(
+        slots["key1"]["createdAt"].as_str().unwrap().contains('T'),
+        "{body}"
+    );
+    assert_eq!(slots["key2"]["lastUsedAt"], Value::Null);
+    for path in [
+        one("rg1", "a1"),
+        one("rg2", "missing"),
+        "/rekey/keyActivity?scope=/subscriptions/00000000-0000-0000-0000-000000000001".into(),
+    ] {
+        let (status, body) = call_as(&s, &operator, Method::GET, &path, None).await;
+        assert_eq!(
+            (status, body["value"].as_array().unwrap().len()),
+            (200, 0),
+            "{path}"
+        );
+    }
+    let sub = s.sub_path();
+    for scope in [
+        "",
+        "/",
+        "/subscriptions",
+        &format!("{sub}/resourceGroups/rg1"),
+        &format!("{sub}/x"),
+    ] {
+        let path = format!("/rekey/keyActivity?scope={scope}");
+        let (status, body) = call_as(&s, &s.token, Method::GET, &path, None).await;
+        assert_eq!(status, 400, "{scope}: {body}");
+        assert_eq!(body["error"]["code"], "InvalidParameter");
+    }
 }
