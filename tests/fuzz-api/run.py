@@ -102,9 +102,10 @@ def config(server: Rekeyd, facts: dict[str, str]) -> str:
 
     Role assignments name a principal, and whether one exists is not something a schema can say:
     Azure answers an unknown one 400 PrincipalNotFound, and so does rekey (the Azure tooling
-    expects it). The coverage phase builds its bodies without the bindings above, so in that phase
-    only, for these PUTs only, a 400 is taken as an answer to valid data; every other check holds,
-    and in the fuzzing and stateful phases a 400 to a valid assignment is a failure.
+    expects it). And an assignment name already in use with another role or principal is refused
+    400 RoleAssignmentUpdateNotPermitted, as ARM does: generated cases reuse names, and whether a
+    name is taken is not something a schema can say either. So for these PUTs only, in every
+    phase, a 400 is taken as an answer to valid data; every other check holds.
     """
     out = [
         "[dictionaries]\n"
@@ -118,8 +119,11 @@ def config(server: Rekeyd, facts: dict[str, str]) -> str:
         "[[operations]]\n"
         'include-path-regex = "/providers/Microsoft\\\\.Authorization/roleAssignments/\\\\{roleAssignmentName\\\\}$"\n'
         'include-method = ["PUT"]\n'
-        "phases.coverage.checks.positive_data_acceptance.expected-statuses = "
-        '["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]\n',
+        + "".join(
+            f"phases.{phase}.checks.positive_data_acceptance.expected-statuses = "
+            '["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]\n'
+            for phase in ("coverage", "fuzzing", "stateful")
+        ),
         "[[operations]]\n"
         'include-path-regex = "^/subscriptions/\\\\{subscriptionId\\\\}/(resourceGroups/\\\\{resourceGroupName\\\\}/)?'
         'providers/Microsoft\\\\.(Authorization|Insights)/"\n'

@@ -199,10 +199,12 @@ fn decimal_up_to(max: u64) -> String {
 /// `scope` of `GET /rekey/permissions`: a resource id or any other scope, starting with `/`.
 pub static PERMISSION_SCOPE: LazyLock<Rule> = LazyLock::new(|| Rule::new("^/").length(1, 2048));
 
-/// `scope` of `GET /rekey/keyActivity`: one subscription, or one resource.
+/// `scope` of `GET /rekey/keyActivity`: one subscription (its id a UUID, as ARM's are), or one
+/// resource in it.
 pub static KEY_ACTIVITY_SCOPE: LazyLock<Rule> = LazyLock::new(|| {
     Rule::new(
-        "^/subscriptions/[^/?#]+(?:/resourceGroups/[^/?#]+/providers/[^/?#]+/[^/?#]+/[^/?#]+)?$",
+        "^/subscriptions/[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\
+         (?:/resourceGroups/[^/?#]+/providers/[^/?#]+/[^/?#]+/[^/?#]+)?$",
     )
     .length(1, 2048)
 });
@@ -377,6 +379,17 @@ mod tests {
             time::OffsetDateTime::parse(&since, &time::format_description::well_known::Rfc3339)
                 .unwrap();
         }
+    }
+
+    #[test]
+    fn key_activity_scopes_are_a_subscription_id_or_a_resource_in_one() {
+        let sub = "/subscriptions/d1d648cd-2613-4351-b076-7807c3d20c41";
+        assert!(KEY_ACTIVITY_SCOPE.matches(sub));
+        assert!(KEY_ACTIVITY_SCOPE.matches(&format!(
+            "{sub}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/a1"
+        )));
+        assert!(!KEY_ACTIVITY_SCOPE.matches(&format!("/subscriptions/{}", "0".repeat(64))));
+        assert!(!KEY_ACTIVITY_SCOPE.matches(&format!("{sub}/resourceGroups/rg")));
     }
 
     #[test]

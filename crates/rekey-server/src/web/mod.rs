@@ -394,7 +394,12 @@ async fn key_activity(
     }
     let mut ids = Vec::new();
     if scope.matches('/').count() > 2 {
-        ids.push(ResourceId::parse(scope)?);
+        // An id no resource can have (an unknown type, a name outside its rules) names nothing
+        // with activity: the same empty answer as a resource that does not exist.
+        match ResourceId::parse(scope) {
+            Ok(id) => ids.push(id),
+            Err(_) => return Ok(Json(json!({ "value": value })).into_response()),
+        }
     } else {
         let sub = SubscriptionId::parse(&scope["/subscriptions/".len()..])?;
         for provider in rekey_core::CATALOGUE {
