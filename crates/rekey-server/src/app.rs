@@ -150,7 +150,9 @@ pub fn route_table() -> RouteTable {
     routes::subscriptions::register(&mut table);
     routes::resource_groups::register(&mut table);
     routes::resources::register(&mut table);
-    routes::access::register(&mut table);
+    routes::role_assignments::register(&mut table);
+    routes::tokens::register(&mut table);
+    routes::activity_log::register(&mut table);
     crate::oauth::register(&mut table);
     crate::web::register(&mut table);
     let verify_schemas = verify_schemas(&mut table);

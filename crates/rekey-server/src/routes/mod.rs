@@ -3,11 +3,13 @@
 //! Also the extractors every ARM handler shares (path, `api-version`, JSON body) and the path
 //! normalization that makes ARM's fixed segments case-insensitive.
 
-pub mod access;
+pub mod activity_log;
 pub mod resource_groups;
 pub mod resources;
+pub mod role_assignments;
 pub mod rules;
 pub mod subscriptions;
+pub mod tokens;
 
 use std::collections::HashMap;
 
@@ -593,6 +595,12 @@ impl ApiVersion {
             )),
         }
     }
+}
+
+/// A time as ARM writes it: RFC 3339.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("an OffsetDateTime formats as RFC 3339")
 }
 
 /// Parses a JSON request body; an empty or malformed one is ARM's `InvalidRequestContent`.
