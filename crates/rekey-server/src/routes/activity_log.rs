@@ -14,11 +14,12 @@ use rekey_store::ChainCheck;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-use super::rules;
-use super::{rfc3339, ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
-use crate::app::AppState;
+use super::rfc3339;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
+use crate::rules;
+use crate::state::AppState;
 
 /// The activity log's only api-version.
 static ACTIVITY_LOG_API_VERSIONS: &[&str] = &["2015-04-01"];

@@ -17,10 +17,10 @@ use rekey_core::{ResourceGroup, ResourceGroupName, SubscriptionId};
 use rekey_store::Written;
 use time::OffsetDateTime;
 
-use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
-use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{object_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::state::AppState;
 
 fn render(group: &ResourceGroup) -> WireGroup {
     WireGroup {

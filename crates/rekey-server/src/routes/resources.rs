@@ -15,10 +15,10 @@ use rekey_store::{AuditRecord, Operation, StoreError, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
-use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::state::AppState;
 
 /// Action segments after a resource name, in canonical casing.
 pub const ACTIONS: &[&str] = &[

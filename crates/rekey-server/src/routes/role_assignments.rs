@@ -20,11 +20,12 @@ use rekey_store::{RoleAssignment, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::rules;
-use super::{object_body, rfc3339, ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
-use crate::app::AppState;
+use super::rfc3339;
 use crate::authz::{self, Caller};
 use crate::error::ApiError;
+use crate::route_table::{object_body, ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
+use crate::rules;
+use crate::state::AppState;
 
 /// api-versions of `Microsoft.Authorization` that rekey accepts.
 pub static AUTHORIZATION_API_VERSIONS: &[&str] = &[

@@ -13,10 +13,10 @@ use rekey_core::providers::RESOURCES_API_VERSIONS;
 use rekey_core::{Subscription, SubscriptionId};
 use rekey_store::Written;
 
-use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
-use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{object_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::state::AppState;
 
 fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
     WireSubscription {

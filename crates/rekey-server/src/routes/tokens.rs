@@ -15,11 +15,12 @@ use rekey_store::Principal;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::rules;
-use super::{object_body, rfc3339, ArmPath, Op, RouteTable};
-use crate::app::AppState;
+use super::rfc3339;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{object_body, ArmPath, Op, RouteTable};
+use crate::rules;
+use crate::state::AppState;
 
 /// `90s`, `30m`, `12h`, `7d`: see [`rules::EXPIRES_IN`].
 fn parse_duration(raw: &str) -> Option<time::Duration> {
