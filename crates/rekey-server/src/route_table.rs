@@ -2,16 +2,25 @@
 //! describes it in the OpenAPI document at the same time, so `/openapi.json` cannot drift from what
 //! is served; the [`Op`] that describes one operation; and the extractors every ARM handler shares
 //! (path, query, `api-version`, JSON body).
+//!
+//! What an ARM operation's [`Op`] declares is also what is checked: [`RouteTable::route`] puts a
+//! layer in front of its handler that refuses an `api-version` outside [`Op::versions`] and a path
+//! parameter breaking its rule (`subscriptionId`, `resourceGroupName`, and those of [`Op::param`]
+//! and [`Op::path_rule`]), in that order, with ARM's 400s. A handler needs to check neither.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::Method;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::Router;
 use rekey_api::mapping::NamedSchemas;
+use rekey_core::{Provider, ResourceGroupName, ResourceName, SubscriptionId};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use utoipa::openapi::header::HeaderBuilder;
@@ -39,12 +48,23 @@ pub struct Op {
     pub api_version: bool,
     /// The api-versions the operation accepts, documented as the parameter's enum.
     pub api_versions: &'static [&'static str],
-    /// Patterns of path parameters beyond the common ones (the resource name's naming rule).
-    pub params: Vec<(&'static str, ParamRule)>,
+    /// Path parameters beyond the common ones (the resource name's naming rule): documented
+    /// shape, and the check that enforces it.
+    params: Vec<PathParam>,
     /// Query, header and cookie parameters.
     extra_params: Vec<Param>,
     /// Operations that need a bearer token.
     pub auth: bool,
+}
+
+/// Checks one path parameter's value; `Err` is the refusal the request gets.
+type PathCheck = Arc<dyn Fn(&str) -> Result<(), ApiError> + Send + Sync>;
+
+/// A path parameter with a rule: documented as `rule`, enforced by `check`.
+struct PathParam {
+    name: &'static str,
+    rule: ParamRule,
+    check: PathCheck,
 }
 
 /// A documented query, header or cookie parameter.
@@ -111,22 +131,58 @@ impl Op {
         self
     }
 
-    /// Documents a path parameter's naming rule.
-    pub fn param(mut self, name: &'static str, rule: &rekey_core::providers::NameRule) -> Self {
-        self.params.push((
-            name,
-            ParamRule {
+    /// The resource's own name (`provider.name_param`), following the provider's naming rule;
+    /// a name breaking it is refused as [`ResourceName::parse`] refuses it.
+    pub fn param(mut self, provider: &'static Provider) -> Self {
+        let rule = &provider.name_rule;
+        self.params.push(PathParam {
+            name: provider.name_param,
+            rule: ParamRule {
                 pattern: rule.pattern,
                 min_len: rule.min_len,
                 max_len: rule.max_len,
             },
-        ));
+            check: Arc::new(move |raw| {
+                ResourceName::parse(provider, raw)
+                    .map(drop)
+                    .map_err(Into::into)
+            }),
+        });
         self
     }
 
-    /// Documents the shape of a path parameter.
-    pub fn path_rule(mut self, name: &'static str, rule: ParamRule) -> Self {
-        self.params.push((name, rule));
+    /// The shape of a path parameter; a value breaking it is refused with a 400 naming the
+    /// parameter and its pattern.
+    pub fn path_rule(self, name: &'static str, rule: ParamRule) -> Self {
+        let regex = regex::Regex::new(rule.pattern).expect("rekey's own patterns compile");
+        self.path_check(name, rule, move |raw| {
+            let length = raw.chars().count();
+            if regex.is_match(raw) && (rule.min_len..=rule.max_len).contains(&length) {
+                return Ok(());
+            }
+            Err(ApiError::bad_request(
+                "InvalidParameter",
+                format!(
+                    "The path parameter {name} must match {} and be {} to {} characters long; got '{raw}'.",
+                    rule.pattern, rule.min_len, rule.max_len
+                ),
+            ))
+        })
+    }
+
+    /// The shape of a path parameter, with the check (and refusal) the operation gives a value
+    /// that breaks it.
+    pub fn path_check(
+        mut self,
+        name: &'static str,
+        rule: ParamRule,
+        check: impl Fn(&str) -> Result<(), ApiError> + Send + Sync + 'static,
+    ) -> Self {
+        self.params.push(PathParam {
+            name,
+            rule,
+            check: Arc::new(check),
+        });
         self
     }
 
@@ -271,10 +327,12 @@ impl Op {
 }
 
 /// Routes and their OpenAPI description, built together.
-pub struct RouteTable {
+/// The state its handlers share is the application's, [`AppState`]; the table is generic over it
+/// only so that a test can build a table of its own.
+pub struct RouteTable<S = AppState> {
     /// Routes behind bearer-token authentication.
-    pub arm: Router<AppState>,
-    pub public: Router<AppState>,
+    pub arm: Router<S>,
+    pub public: Router<S>,
     pub openapi: OpenApi,
 }
 
@@ -302,13 +360,13 @@ fn param_schema(rule: Option<ParamRule>) -> ObjectBuilder {
     }
 }
 
-impl Default for RouteTable {
+impl<S: Clone + Send + Sync + 'static> Default for RouteTable<S> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl RouteTable {
+impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
     pub fn new() -> Self {
         let mut openapi = OpenApiBuilder::new()
             .info(
@@ -383,15 +441,24 @@ impl RouteTable {
         name
     }
 
-    /// Serves `handler` for `method` at `path` (axum syntax, `{param}`), and documents it.
-    pub fn route(&mut self, method: Method, path: &str, op: Op, handler: MethodRouter<AppState>) {
+    /// Serves `handler` for `method` at `path` (axum syntax, `{param}`), and documents it. An ARM
+    /// operation's declared api-versions and path rules are enforced in front of the handler
+    /// ([`DeclaredChecks`]).
+    pub fn route(&mut self, method: Method, path: &str, op: Op, handler: MethodRouter<S>) {
         let auth = op.auth;
+        let handler = match DeclaredChecks::of(path, &op) {
+            Some(checks) => handler.layer(middleware::from_fn_with_state(
+                Arc::new(checks),
+                enforce_declared,
+            )),
+            None => handler,
+        };
         self.document(method, path, op);
         self.serve(path, auth, handler);
     }
 
     /// Serves `handler` at `path` without documenting it; pair with [`RouteTable::document`].
-    pub fn serve(&mut self, path: &str, auth: bool, handler: MethodRouter<AppState>) {
+    pub fn serve(&mut self, path: &str, auth: bool, handler: MethodRouter<S>) {
         if auth {
             self.arm = std::mem::take(&mut self.arm).route(path, handler);
         } else {
@@ -411,7 +478,7 @@ impl RouteTable {
             let rule = match param {
                 "subscriptionId" => Some(SUBSCRIPTION_ID),
                 "resourceGroupName" => Some(RESOURCE_GROUP_NAME),
-                other => op.params.iter().find(|(n, _)| *n == other).map(|(_, r)| *r),
+                other => op.params.iter().find(|p| p.name == other).map(|p| p.rule),
             };
             builder = builder.parameter(
                 ParameterBuilder::new()
@@ -504,6 +571,103 @@ impl RouteTable {
     }
 }
 
+/// What an ARM operation's [`Op`] declares about its request, as checks: the api-versions it
+/// accepts, and each path parameter's check in the order the path names them.
+struct DeclaredChecks {
+    versions: &'static [&'static str],
+    params: Vec<(String, PathCheck)>,
+}
+
+impl DeclaredChecks {
+    /// The checks of an ARM operation (one taking `api-version`); none for rekey's own routes,
+    /// whose handlers answer in their own shapes (OAuth's errors, the web page's).
+    fn of(path: &str, op: &Op) -> Option<Self> {
+        if !op.api_version {
+            return None;
+        }
+        assert!(
+            !op.api_versions.is_empty(),
+            "{}: an ARM operation names the api-versions it accepts",
+            op.id
+        );
+        let params = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .filter_map(|name| {
+                let check: PathCheck = match name {
+                    "subscriptionId" => {
+                        Arc::new(|raw| SubscriptionId::parse(raw).map(drop).map_err(Into::into))
+                    }
+                    "resourceGroupName" => {
+                        Arc::new(|raw| ResourceGroupName::parse(raw).map(drop).map_err(Into::into))
+                    }
+                    other => op.params.iter().find(|p| p.name == other)?.check.clone(),
+                };
+                Some((name.to_string(), check))
+            })
+            .collect();
+        Some(Self {
+            versions: op.api_versions,
+            params,
+        })
+    }
+
+    /// The refusal of the first thing that breaks a declaration, in the order ARM handlers have
+    /// always answered: a malformed query string, a path that does not decode (percent-encoded
+    /// bytes that are not UTF-8), the api-version, then each path parameter in path order.
+    async fn refusal(&self, parts: &mut Parts) -> Option<ApiError> {
+        let query = match query_of(&parts.uri) {
+            Ok(query) => query,
+            Err(refusal) => return Some(refusal),
+        };
+        let params = match Path::<HashMap<String, String>>::from_request_parts(parts, &()).await {
+            Ok(Path(params)) => params,
+            Err(e) => return Some(path_refusal(e)),
+        };
+        if let Err(refusal) = ApiVersion::from_query(&query).check(self.versions) {
+            return Some(refusal);
+        }
+        self.params.iter().find_map(|(name, check)| {
+            let raw = params.get(name).map(String::as_str).unwrap_or_default();
+            check(raw).err()
+        })
+    }
+}
+
+/// The layer [`RouteTable::route`] puts in front of an ARM operation's handler.
+async fn enforce_declared(
+    State(checks): State<Arc<DeclaredChecks>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    if let Some(refusal) = checks.refusal(&mut parts).await {
+        return refusal.into_response();
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The query string as a map; a malformed one (say, percent-encoded bytes that are not UTF-8) is
+/// ARM's 400 instead of axum's plain text.
+fn query_of(uri: &axum::http::Uri) -> Result<HashMap<String, String>, ApiError> {
+    Query::<HashMap<String, String>>::try_from_uri(uri)
+        .map(|Query(q)| q)
+        .map_err(|e| {
+            ApiError::bad_request(
+                "InvalidRequestFormat",
+                format!("The query string is invalid: {e}."),
+            )
+        })
+}
+
+/// A path that does not decode, as ARM's 400 instead of axum's plain text.
+fn path_refusal(e: axum::extract::rejection::PathRejection) -> ApiError {
+    ApiError::bad_request(
+        "InvalidRequestFormat",
+        format!("The request path is invalid: {e}."),
+    )
+}
+
 /// Path parameters, with a bad path answered as an ARM 400 instead of axum's plain text.
 pub struct ArmPath<T>(pub T);
 
@@ -514,49 +678,31 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ArmPath
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| ArmPath(v))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    "InvalidRequestFormat",
-                    format!("The request path is invalid: {e}."),
-                )
-            })
+            .map_err(path_refusal)
     }
 }
 
-/// The query string as a map, with a malformed one (say, percent-encoded bytes that are not UTF-8)
-/// answered as an ARM 400 instead of axum's plain text.
+/// The query string as a map, with a malformed one answered as an ARM 400 ([`query_of`]).
 pub struct ArmQuery(pub HashMap<String, String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ArmQuery {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Query::<HashMap<String, String>>::try_from_uri(&parts.uri)
-            .map(|Query(q)| ArmQuery(q))
-            .map_err(|e| {
-                ApiError::bad_request(
-                    "InvalidRequestFormat",
-                    format!("The query string is invalid: {e}."),
-                )
-            })
+        query_of(&parts.uri).map(ArmQuery)
     }
 }
 
-/// The `api-version` query parameter, checked by the handler against the versions its type supports.
+/// The `api-version` query parameter as sent. On an ARM route the layer of [`RouteTable::route`]
+/// has already checked it against [`Op::versions`]; handlers take it only to echo it (in the URLs of
+/// long-running operations).
 pub struct ApiVersion(Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Query(query) =
-            Query::<HashMap<String, String>>::try_from_uri(&parts.uri).map_err(|e| {
-                ApiError::bad_request(
-                    "InvalidRequestFormat",
-                    format!("The query string is invalid: {e}."),
-                )
-            })?;
-        Ok(ApiVersion(query.get("api-version").cloned()))
+        Ok(ApiVersion::from_query(&query_of(&parts.uri)?))
     }
 }
 
@@ -622,4 +768,103 @@ pub fn object_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
             format!("The request content is invalid: {e}."),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    const SUB: &str = "00000000-0000-0000-0000-000000000001";
+
+    /// A route whose handler checks nothing: whatever is refused, the table refused.
+    fn table_with_an_unchecking_handler() -> Router {
+        let mut table = RouteTable::<()>::new();
+        table.route(
+            Method::GET,
+            "/subscriptions/{subscriptionId}/widgets/{widgetName}",
+            Op::arm("Widgets_Get", "Gets a widget.")
+                .versions(&["2024-01-01"])
+                .path_rule(
+                    "widgetName",
+                    ParamRule {
+                        pattern: "^[a-z]+$",
+                        min_len: 1,
+                        max_len: 5,
+                    },
+                ),
+            get(|| async { "served" }),
+        );
+        table.arm.with_state(())
+    }
+
+    async fn send(uri: &str) -> (StatusCode, String, String) {
+        let response = table_with_an_unchecking_handler()
+            .oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        if status == StatusCode::OK {
+            return (status, body, String::new());
+        }
+        let error: Value = serde_json::from_str(&body).unwrap();
+        let code = error["error"]["code"].as_str().unwrap().to_string();
+        let message = error["error"]["message"].as_str().unwrap().to_string();
+        (status, code, message)
+    }
+
+    #[tokio::test]
+    async fn declared_api_versions_and_path_rules_guard_a_handler_that_checks_nothing() {
+        let good = format!("/subscriptions/{SUB}/widgets/gear?api-version=2024-01-01");
+        assert_eq!(send(&good).await.0, StatusCode::OK);
+
+        let (status, code, message) = send(&format!(
+            "/subscriptions/{SUB}/widgets/gear?api-version=2099-01-01"
+        ))
+        .await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "InvalidApiVersionParameter")
+        );
+        assert!(message.contains("'2099-01-01'") && message.contains("'2024-01-01'"));
+
+        let (status, code, _) = send(&format!("/subscriptions/{SUB}/widgets/gear")).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "MissingApiVersionParameter")
+        );
+
+        // The path rule: too long, and outside the pattern.
+        for name in ["gearbox", "Gear1"] {
+            let (status, code, message) = send(&format!(
+                "/subscriptions/{SUB}/widgets/{name}?api-version=2024-01-01"
+            ))
+            .await;
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::BAD_REQUEST, "InvalidParameter"),
+                "{name}"
+            );
+            assert!(message.contains("widgetName") && message.contains(name));
+        }
+
+        // The common rule every ARM path's subscriptionId follows.
+        let (status, code, _) =
+            send("/subscriptions/not-a-guid/widgets/gear?api-version=2024-01-01").await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "InvalidSubscriptionId")
+        );
+
+        // Several things wrong: the api-version is answered first, as ARM's handlers always did.
+        let (_, code, _) = send("/subscriptions/not-a-guid/widgets/Gear1?api-version=x").await;
+        assert_eq!(code, "InvalidApiVersionParameter");
+    }
 }

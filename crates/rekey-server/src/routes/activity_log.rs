@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use super::rfc3339;
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::route_table::{ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
+use crate::route_table::{ArmPath, ArmQuery, Op, RouteTable};
 use crate::rules;
 use crate::state::AppState;
 
@@ -30,7 +30,6 @@ async fn activity_log(
     ArmPath(sub): ArmPath<String>,
     ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
-    ApiVersion::from_query(&query).check(ACTIVITY_LOG_API_VERSIONS)?;
     let sub = SubscriptionId::parse(&sub)?;
     let scope = format!("/subscriptions/{sub}");
     state

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::rfc3339;
 use crate::authz::{self, Caller};
 use crate::error::ApiError;
-use crate::route_table::{object_body, ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
+use crate::route_table::{object_body, ArmPath, ArmQuery, Op, RouteTable};
 use crate::rules;
 use crate::state::AppState;
 
@@ -174,11 +174,9 @@ async fn put_assignment(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     let id = assignment_id(
         p.get("roleAssignmentName")
@@ -250,10 +248,8 @@ async fn get_assignment(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     let raw = p
         .get("roleAssignmentName")
@@ -276,10 +272,8 @@ async fn delete_assignment(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     let id = assignment_id(
         p.get("roleAssignmentName")
@@ -313,11 +307,9 @@ async fn list_assignments(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
     query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     state
         .authorize(&caller, ASSIGNMENT_READ, &target.requested())
@@ -379,11 +371,9 @@ async fn definitions_subscription(
 async fn list_definitions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
     ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let sub = definitions_subscription(&state, &caller, &sub).await?;
     let name = query
         .get("$filter")
@@ -399,10 +389,8 @@ async fn list_definitions(
 async fn get_definition(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath((sub, role)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let sub = definitions_subscription(&state, &caller, &sub).await?;
     let found = Uuid::parse_str(&role)
         .ok()
@@ -465,7 +453,7 @@ pub fn register(table: &mut RouteTable) {
         let arm = |id: String, summary: &str| {
             let op = Op::arm(id, summary).versions(AUTHORIZATION_API_VERSIONS);
             match level {
-                Level::Resource(provider) => op.param(provider.name_param, &provider.name_rule),
+                Level::Resource(provider) => op.param(provider),
                 _ => op,
             }
         };
@@ -476,13 +464,13 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_CreateAt{tag}"),
                 "Assigns a role to a principal at this scope.",
             )
-            .path_rule("roleAssignmentName", guid)
+            .path_check("roleAssignmentName", guid, |raw| {
+                assignment_id(raw).map(drop)
+            })
             .body(create.clone(), true)
             .response(200, "Updated", Some(assignment.clone()))
             .response(201, "Created", Some(assignment.clone())),
-            put(move |State(s), Extension(c), v, ArmPath(p), b| {
-                put_assignment(level, s, c, v, p, b)
-            }),
+            put(move |State(s), Extension(c), ArmPath(p), b| put_assignment(level, s, c, p, b)),
         );
         table.route(
             Method::GET,
@@ -491,9 +479,11 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_GetAt{tag}"),
                 "Gets a role assignment.",
             )
-            .path_rule("roleAssignmentName", guid)
+            .path_check("roleAssignmentName", guid, |raw| {
+                assignment_id(raw).map(drop)
+            })
             .response(200, "The assignment", Some(assignment.clone())),
-            get(move |State(s), Extension(c), v, ArmPath(p)| get_assignment(level, s, c, v, p)),
+            get(move |State(s), Extension(c), ArmPath(p)| get_assignment(level, s, c, p)),
         );
         table.route(
             Method::DELETE,
@@ -502,12 +492,12 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_DeleteAt{tag}"),
                 "Deletes a role assignment.",
             )
-            .path_rule("roleAssignmentName", guid)
+            .path_check("roleAssignmentName", guid, |raw| {
+                assignment_id(raw).map(drop)
+            })
             .response(200, "Deleted", Some(assignment.clone()))
             .response(204, "Did not exist", None),
-            delete(move |State(s), Extension(c), v, ArmPath(p)| {
-                delete_assignment(level, s, c, v, p)
-            }),
+            delete(move |State(s), Extension(c), ArmPath(p)| delete_assignment(level, s, c, p)),
         );
         table.route(
             Method::GET,
@@ -523,8 +513,8 @@ pub fn register(table: &mut RouteTable) {
                 rules::string_schema(),
             )
             .response(200, "The assignments", Some(assignments.clone())),
-            get(move |State(s), Extension(c), v, ArmPath(p), ArmQuery(q)| {
-                list_assignments(level, s, c, v, p, q)
+            get(move |State(s), Extension(c), ArmPath(p), ArmQuery(q)| {
+                list_assignments(level, s, c, p, q)
             }),
         );
     }
