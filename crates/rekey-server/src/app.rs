@@ -1,4 +1,4 @@
-//! Owns the assembled HTTP application: shared state, the route table, authentication on ARM routes,
+//! Owns the assembled HTTP application: the table of every route, authentication on ARM routes,
 //! ARM's request-id headers, request logging (method, path, status, time: never headers or bodies),
 //! the checks every request passes before any route sees it (one `Host`, body size and time limits:
 //! [`Front`]), and ARM-shaped answers for unknown paths and methods.
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody as _};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode, Version};
+use axum::http::{header, HeaderValue, Method, StatusCode, Version};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,27 +28,12 @@ use uuid::Uuid;
 use crate::connections::{BodyDeadline, TimedBody};
 use crate::dataplane::{self, DataPlane};
 use crate::error::ApiError;
-use crate::routes::{self, Op, RouteTable};
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub ctx: Arc<RenderContext>,
-    pub tenant_id: Uuid,
-    pub openapi: Arc<serde_json::Value>,
-    pub dataplane: Arc<DataPlane>,
-    pub issuer: Arc<crate::oauth::TokenIssuer>,
-    /// The web page's sign-in sessions (`web::session`).
-    pub sessions: Arc<crate::web::session::Sessions>,
-}
-
-/// The request's `x-ms-request-id`, for handlers and audit records.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-request-id");
-const CORRELATION_ID: HeaderName = HeaderName::from_static("x-ms-correlation-request-id");
-const CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-ms-client-request-id");
+use crate::route_table::{self, Op, RouteTable};
+use crate::routes;
+use crate::state::{
+    new_request_id, request_id_header, AppState, RequestId, CLIENT_REQUEST_ID, CORRELATION_ID,
+    REQUEST_ID,
+};
 
 /// Every response carries `x-ms-request-id`, echoes `x-ms-correlation-request-id` (a new one if the
 /// client sent none) and `x-ms-client-request-id`. One log line per request, with no headers or
@@ -150,7 +135,9 @@ pub fn route_table() -> RouteTable {
     routes::subscriptions::register(&mut table);
     routes::resource_groups::register(&mut table);
     routes::resources::register(&mut table);
-    routes::access::register(&mut table);
+    routes::role_assignments::register(&mut table);
+    routes::tokens::register(&mut table);
+    routes::activity_log::register(&mut table);
     crate::oauth::register(&mut table);
     crate::web::register(&mut table);
     let verify_schemas = verify_schemas(&mut table);
@@ -199,7 +186,7 @@ pub fn route_table() -> RouteTable {
         Op::public("Health", "Liveness: answers 200 while the process serves.").response(
             200,
             "Alive",
-            Some(routes::TEXT.into()),
+            Some(route_table::TEXT.into()),
         ),
         get(|| async { "ok" }),
     );
@@ -207,8 +194,8 @@ pub fn route_table() -> RouteTable {
         Method::GET,
         "/readyz",
         Op::public("Ready", "Readiness: answers 200 when the store answers.")
-            .response(200, "Ready", Some(routes::TEXT.into()))
-            .response(503, "Store unavailable", Some(routes::TEXT.into())),
+            .response(200, "Ready", Some(route_table::TEXT.into()))
+            .response(503, "Store unavailable", Some(route_table::TEXT.into())),
         get(|State(state): State<AppState>| async move {
             match state.store.bootstrap().await {
                 Ok(_) => (StatusCode::OK, "ready").into_response(),
@@ -484,64 +471,9 @@ pub fn build(
     }
 }
 
-/// A request id in UUID form: a random per-process prefix and a counter. Request ids need to be
-/// unique, not secret, so this avoids an OS random-number call per request.
-/// Each thread takes counter values in blocks, so threads do not contend for one counter on
-/// every request.
-pub(crate) fn next_request_id() -> Uuid {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    const BLOCK: u64 = 1024;
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static NEXT: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
-    }
-    let prefix = *PREFIX.get_or_init(|| Uuid::new_v4().as_u64_pair().0);
-    let n = NEXT.with(|next| {
-        let (mut at, mut end) = next.get();
-        if at == end {
-            at = COUNTER.fetch_add(BLOCK, Ordering::Relaxed);
-            end = at + BLOCK;
-        }
-        next.set((at + 1, end));
-        at
-    });
-    Uuid::from_u64_pair(prefix, n)
-}
-
-pub fn new_request_id() -> String {
-    next_request_id().to_string()
-}
-
-/// A new request id as a header value, formatted on the stack.
-pub fn request_id_header() -> HeaderValue {
-    let mut buf = Uuid::encode_buffer();
-    let text = next_request_id().hyphenated().encode_lower(&mut buf);
-    HeaderValue::from_str(text).expect("a UUID is a header value")
-}
-
 fn normalize(mut request: Request) -> Request {
     if let Some(uri) = routes::normalize_uri(request.uri()) {
         *request.uri_mut() = uri;
     }
     request
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_unique_across_threads() {
-        let take = || (0..3000).map(|_| next_request_id()).collect::<Vec<_>>();
-        let other = std::thread::spawn(take);
-        let mut ids = take();
-        ids.extend(other.join().unwrap());
-        let count = ids.len();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), count);
-    }
 }

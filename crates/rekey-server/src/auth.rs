@@ -16,10 +16,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 
-use crate::app::{AppState, RequestId};
 use crate::authz::Caller;
 use crate::error::ApiError;
 use crate::oauth::JwtError;
+use crate::state::{AppState, RequestId};
 
 fn challenge(state: &AppState, description: &str) -> String {
     format!(

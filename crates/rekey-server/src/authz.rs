@@ -1,7 +1,7 @@
 //! Owns authorization: the built-in roles (Azure's Owner, Contributor and Reader with their well-known
 //! ids, and rekey's Key Operator and Verifier), how an assignment at a scope covers the scopes below
 //! it, and the check every handler makes before it acts. A refusal is ARM's 403 `AuthorizationFailed`
-//! and is written to the audit log.
+//! ([`crate::state::AppState::authorize`] writes it to the audit log).
 
 use std::net::IpAddr;
 
@@ -9,7 +9,6 @@ use rekey_store::{AuditRecord, Principal, RoleAssignment};
 use time::OffsetDateTime;
 use uuid::{uuid, Uuid};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 
 /// A built-in role: Azure action patterns it allows, and those it excludes.
@@ -164,7 +163,7 @@ impl Caller {
         }
     }
 
-    fn denied(&self, action: &str, scope: &str) -> ApiError {
+    pub(crate) fn denied(&self, action: &str, scope: &str) -> ApiError {
         let id = self.principal.id;
         ApiError::Forbidden {
             code: "AuthorizationFailed",
@@ -173,33 +172,6 @@ impl Caller {
                  over scope '{scope}' or the scope is invalid. If access was recently granted, please refresh your credentials."
             ),
         }
-    }
-}
-
-impl AppState {
-    /// Allows the call, or refuses it with 403 and records the refusal. Returns the audit record to
-    /// write with the change.
-    pub async fn authorize(
-        &self,
-        caller: &Caller,
-        action: &str,
-        scope: &str,
-    ) -> Result<AuditRecord, ApiError> {
-        if caller.can(action, scope) {
-            return Ok(caller.record(action, scope, "Succeeded"));
-        }
-        self.store
-            .append_audit(&caller.record(action, scope, "Denied"))
-            .await?;
-        Err(caller.denied(action, scope))
-    }
-
-    /// Records a completed read (a key read) before its answer leaves; without the record, no answer.
-    pub async fn audit_read(&self, record: &AuditRecord) -> Result<(), ApiError> {
-        self.store.append_audit(record).await.map_err(|e| {
-            tracing::error!(error = %e, "could not write an audit record; refusing the read");
-            ApiError::Unavailable
-        })
     }
 }
 

@@ -31,8 +31,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
-use crate::app::{AppState, Front};
+use crate::app::Front;
 use crate::dataplane;
+use crate::state::AppState;
 
 /// Most headers a fast-path request may have; one with more goes to hyper (whose limit is 100).
 const MAX_HEADERS: usize = 32;
@@ -331,7 +332,7 @@ async fn write_answer(out: &mut Vec<u8>, answer: dataplane::Answer, head: bool) 
     }
     out.extend_from_slice(b"x-ms-request-id: ");
     let mut id = uuid::Uuid::encode_buffer();
-    let id = crate::app::next_request_id()
+    let id = crate::state::next_request_id()
         .hyphenated()
         .encode_lower(&mut id);
     out.extend_from_slice(id.as_bytes());

@@ -12,7 +12,10 @@ pub mod dataplane;
 pub mod error;
 pub mod fastpath;
 pub mod oauth;
+pub mod route_table;
 pub mod routes;
+pub mod rules;
+pub mod state;
 pub mod telemetry;
 pub mod web;
 

@@ -30,11 +30,11 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::routes::rules::{self, Rule};
-use crate::routes::{Op, RouteTable};
+use crate::route_table::{Op, RouteTable};
+use crate::rules::{self, Rule};
+use crate::state::AppState;
 
 /// Claims rekey puts in, and requires of, an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ fn system_record(action: &str) -> AuditRecord {
         action: action.into(),
         scope: "/rekey/signing-keys".into(),
         source: "local".into(),
-        request_id: crate::app::new_request_id(),
+        request_id: crate::state::new_request_id(),
         result: "Succeeded".into(),
     }
 }
@@ -241,17 +241,6 @@ impl TokenIssuer {
             })
             .collect();
         json!({ "keys": keys })
-    }
-}
-
-impl AppState {
-    /// The audience rekey's access tokens carry: the management endpoint, as az uses it.
-    pub fn token_audience(&self) -> String {
-        format!("{}/", self.ctx.public_url)
-    }
-
-    pub fn token_issuer_url(&self) -> String {
-        format!("{}/{}/v2.0", self.ctx.public_url, self.tenant_id)
     }
 }
 

@@ -33,9 +33,9 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::authz::{Caller, VERIFY_ACTION};
 use crate::error::ApiError;
+use crate::state::AppState;
 use index::{Entry, KeyIndex};
 
 /// The data plane's shared parts.
@@ -245,7 +245,7 @@ pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Respo
         .into_response();
     response
         .headers_mut()
-        .insert(crate::app::REQUEST_ID, crate::app::request_id_header());
+        .insert(crate::state::REQUEST_ID, crate::state::request_id_header());
     response
 }
 
@@ -573,7 +573,7 @@ pub async fn verify(
             .err()
             .unwrap_or(ApiError::Internal));
     }
-    let body: Value = crate::routes::json_body(&body)?;
+    let body: Value = crate::route_table::json_body(&body)?;
     let key = body.get("key").and_then(Value::as_str).ok_or_else(|| {
         ApiError::bad_request(
             "InvalidRequestContent",

@@ -17,10 +17,10 @@ use rekey_core::{ResourceGroup, ResourceGroupName, SubscriptionId};
 use rekey_store::Written;
 use time::OffsetDateTime;
 
-use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
-use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{object_body, ArmPath, Op, RouteTable};
+use crate::state::AppState;
 
 fn render(group: &ResourceGroup) -> WireGroup {
     WireGroup {
@@ -56,11 +56,9 @@ const DELETE: &str = "Microsoft.Resources/subscriptions/resourceGroups/delete";
 async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
     let body: ResourceGroupCreate = object_body(&body)?;
@@ -84,10 +82,8 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     state.authorize(&caller, READ, &scope(&sub, &name)).await?;
     Ok(Json(render(&state.store.group(&sub, &name).await?)).into_response())
@@ -96,10 +92,8 @@ async fn show(
 async fn exists(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     state.authorize(&caller, READ, &scope(&sub, &name)).await?;
     state.store.group(&sub, &name).await?;
@@ -109,11 +103,9 @@ async fn exists(
 async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
     let body: ResourceGroupPatch = object_body(&body)?;
@@ -128,10 +120,8 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath((sub, group)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let (sub, name) = ids(&sub, &group)?;
     let audit = state
         .authorize(&caller, DELETE, &scope(&sub, &name))
@@ -150,10 +140,8 @@ async fn remove(
 async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let sub = SubscriptionId::parse(&sub)?;
     // A caller with no role in the subscription is refused before the lookup, so the answer is
     // the same whether the subscription exists.

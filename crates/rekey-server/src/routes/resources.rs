@@ -15,10 +15,10 @@ use rekey_store::{AuditRecord, Operation, StoreError, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{json_body, ApiVersion, ArmPath, Op, RouteTable};
-use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::state::AppState;
 
 /// Action segments after a resource name, in canonical casing.
 pub const ACTIONS: &[&str] = &[
@@ -80,7 +80,6 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = m.provider();
-    version.check(provider.api_versions)?;
     let id = resource_id(provider, &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "write"), &id.to_string())
@@ -121,10 +120,8 @@ async fn show(
     m: Mapping,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     (sub, group, name): (String, String, String),
 ) -> Result<Response, ApiError> {
-    version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
     state
         .authorize(&caller, &action(m, "read"), &id.to_string())
@@ -141,11 +138,9 @@ async fn update(
     m: Mapping,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     (sub, group, name): (String, String, String),
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "write"), &id.to_string())
@@ -171,7 +166,6 @@ async fn remove(
     version: ApiVersion,
     (sub, group, name): (String, String, String),
 ) -> Result<Response, ApiError> {
-    version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "delete"), &id.to_string())
@@ -205,11 +199,9 @@ async fn list(
     m: Mapping,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     sub: String,
     group: Option<String>,
 ) -> Result<Response, ApiError> {
-    version.check(m.provider().api_versions)?;
     let sub = SubscriptionId::parse(&sub)?;
     let group = group.as_deref().map(ResourceGroupName::parse).transpose()?;
     let read = action(m, "read");
@@ -240,10 +232,8 @@ async fn key_view(
     view: &'static KeyView,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     (sub, group, name): (String, String, String),
 ) -> Result<Response, ApiError> {
-    version.check(m.provider().api_versions)?;
     let id = resource_id(m.provider(), &sub, &group, &name)?;
     let audit = state
         .authorize(
@@ -299,7 +289,6 @@ async fn regenerate(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = m.provider();
-    version.check(provider.api_versions)?;
     let id = resource_id(provider, &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "regenerateKey/action"), &id.to_string())
@@ -395,14 +384,11 @@ fn accepted(ctx: &RenderContext, op: &Operation, api_version: &str) -> Response 
 }
 
 async fn operation_status(
-    m: Mapping,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     (sub, location, operation): (String, String, String),
     results: bool,
 ) -> Result<Response, ApiError> {
-    version.check(m.provider().api_versions)?;
     let sub = SubscriptionId::parse(&sub)?;
     let not_found = || ApiError::NotFound {
         code: "OperationNotFound",
@@ -493,11 +479,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     let by_group = format!("/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/{ns}/{ty}");
     let one = format!("{by_group}/{{{param}}}");
     let list_schema = table.list_schema(&schemas.resource);
-    let arm = |id: String, summary: &str| {
-        Op::arm(id, summary)
-            .versions(p.api_versions)
-            .param(param, &p.name_rule)
-    };
+    let arm = |id: String, summary: &str| Op::arm(id, summary).versions(p.api_versions).param(p);
 
     table.route(
         Method::PUT,
@@ -519,7 +501,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             "The resource",
             Some(schemas.resource.clone()),
         ),
-        get(move |State(s), Extension(c), v, ArmPath(p)| show(m, s, c, v, p)),
+        get(move |State(s), Extension(c), ArmPath(p)| show(m, s, c, p)),
     );
     table.route(
         Method::PATCH,
@@ -530,7 +512,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         )
         .body(schemas.patch.clone(), true)
         .response(200, "Updated", Some(schemas.resource.clone())),
-        patch(move |State(s), Extension(c), v, ArmPath(p), b| update(m, s, c, v, p, b)),
+        patch(move |State(s), Extension(c), ArmPath(p), b| update(m, s, c, p, b)),
     );
     table.route(
         Method::DELETE,
@@ -557,8 +539,8 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         )
         .response(200, "The resources", Some(list_schema.clone())),
         get(
-            move |State(s), Extension(c), v, ArmPath((sub, g)): ArmPath<(String, String)>| {
-                list(m, s, c, v, sub, Some(g))
+            move |State(s), Extension(c), ArmPath((sub, g)): ArmPath<(String, String)>| {
+                list(m, s, c, sub, Some(g))
             },
         ),
     );
@@ -570,11 +552,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             &format!("Lists the {ty} of a subscription."),
         )
         .response(200, "The resources", Some(list_schema.clone())),
-        get(
-            move |State(s), Extension(c), v, ArmPath(sub): ArmPath<String>| {
-                list(m, s, c, v, sub, None)
-            },
-        ),
+        get(move |State(s), Extension(c), ArmPath(sub): ArmPath<String>| list(m, s, c, sub, None)),
     );
     for (view, schema) in m.key_views().iter().zip(&schemas.key_views) {
         let path = format!("{one}/{}", view.action);
@@ -589,14 +567,14 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             Method::POST,
             &path,
             op(""),
-            post(move |State(s), Extension(c), v, ArmPath(p)| key_view(m, view, s, c, v, p)),
+            post(move |State(s), Extension(c), ArmPath(p)| key_view(m, view, s, c, p)),
         );
         if view.also_get {
             table.route(
                 Method::GET,
                 &path,
                 op("Get"),
-                get(move |State(s), Extension(c), v, ArmPath(p)| key_view(m, view, s, c, v, p)),
+                get(move |State(s), Extension(c), ArmPath(p)| key_view(m, view, s, c, p)),
             );
         }
     }
@@ -631,9 +609,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
                 "The status of a long-running operation.",
             )
             .response(200, "The operation", Some(status_schema)),
-            get(move |State(s), Extension(c), v, ArmPath(p)| {
-                operation_status(m, s, c, v, p, false)
-            }),
+            get(move |State(s), Extension(c), ArmPath(p)| operation_status(s, c, p, false)),
         );
         table.route(
             Method::GET,
@@ -643,7 +619,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
                 "The result of a finished long-running operation.",
             )
             .response(200, "The finished operation's status", Some(result_schema)),
-            get(move |State(s), Extension(c), v, ArmPath(p)| operation_status(m, s, c, v, p, true)),
+            get(move |State(s), Extension(c), ArmPath(p)| operation_status(s, c, p, true)),
         );
     }
     table.schemas(schemas.all);

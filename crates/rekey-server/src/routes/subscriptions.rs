@@ -13,10 +13,10 @@ use rekey_core::providers::RESOURCES_API_VERSIONS;
 use rekey_core::{Subscription, SubscriptionId};
 use rekey_store::Written;
 
-use super::{object_body, ApiVersion, ArmPath, Op, RouteTable};
-use crate::app::AppState;
 use crate::authz::Caller;
 use crate::error::ApiError;
+use crate::route_table::{object_body, ArmPath, Op, RouteTable};
+use crate::state::AppState;
 
 fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
     WireSubscription {
@@ -37,9 +37,7 @@ fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
 async fn list(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let subs = state.store.list_subscriptions().await?;
     // Like Azure: the subscriptions in which the caller holds some role.
     let value: Vec<_> = subs
@@ -53,10 +51,8 @@ async fn list(
 async fn show(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let id = SubscriptionId::parse(&sub)?;
     let scope = format!("/subscriptions/{id}");
     if !caller.sees(&scope) {
@@ -71,11 +67,9 @@ async fn show(
 async fn create(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    version.check(RESOURCES_API_VERSIONS)?;
     let id = SubscriptionId::parse(&sub)?;
     // Only an Owner above the subscription (the bootstrap owner) can make a new one.
     let audit = state

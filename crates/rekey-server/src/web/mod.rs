@@ -30,11 +30,11 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::app::{AppState, RequestId};
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::routes::rules;
-use crate::routes::{ArmQuery, Op, RouteTable};
+use crate::route_table::{ArmQuery, Op, RouteTable};
+use crate::rules;
+use crate::state::{AppState, RequestId};
 use session::Session;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -207,7 +207,7 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Resp
         serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
     } else {
         // An object, as for every JSON body: serde would also read `["rkt_…"]` as the struct.
-        let value = crate::routes::json_body(&body)?;
+        let value = crate::route_table::json_body(&body)?;
         if value.is_object() {
             serde_json::from_value(value).map_err(|e| e.to_string())
         } else {

@@ -133,7 +133,7 @@ async fn operation_ids_are_unique() {
 /// rules of a token's body; the OAuth routes name this server's tenant and scope.
 #[tokio::test]
 async fn access_and_oauth_routes_document_what_they_check() {
-    use rekey_server::routes::rules;
+    use rekey_server::rules;
     let s = TestServer::start().await;
     let doc = fetch_document(&s).await;
     let op = |path: &str, method: &str| doc["paths"][path][method].clone();

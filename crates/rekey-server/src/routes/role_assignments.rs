@@ -1,6 +1,5 @@
-//! Owns access management: Azure-shaped role assignments at subscription, resource group and
-//! resource scope, the built-in role definitions, rekey's service-token extension (`/rekey/tokens`),
-//! and reading the audit log (Azure's activity-log shape, and a check of its hash chain).
+//! Owns Azure-shaped role assignments at subscription, resource group and resource scope
+//! (`Microsoft.Authorization/roleAssignments`), and the built-in role definitions they name.
 
 use std::collections::HashMap;
 
@@ -8,30 +7,25 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, put};
 use axum::{Extension, Json};
 use rekey_api::authorization::{
-    AuditVerification, Permission, RoleAssignment as WireAssignment, RoleAssignmentCreate,
-    RoleAssignmentProperties, RoleDefinition, RoleDefinitionProperties, TokenCreate, TokenCreated,
-    TokenInfo,
+    Permission, RoleAssignment as WireAssignment, RoleAssignmentCreate, RoleAssignmentProperties,
+    RoleDefinition, RoleDefinitionProperties,
 };
 use rekey_api::mapping::schema_of;
 use rekey_api::List;
 use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, SubscriptionId};
-use rekey_store::crypto::token_digest;
-use rekey_store::{ChainCheck, Principal, RoleAssignment, Written};
-use serde_json::{json, Value};
+use rekey_store::{RoleAssignment, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::rules;
-use super::{object_body, ApiVersion, ArmPath, ArmQuery, Op, RouteTable};
-use crate::app::AppState;
+use super::rfc3339;
 use crate::authz::{self, Caller};
 use crate::error::ApiError;
-
-/// The activity log's only api-version.
-static ACTIVITY_LOG_API_VERSIONS: &[&str] = &["2015-04-01"];
+use crate::route_table::{object_body, ArmPath, ArmQuery, Op, RouteTable};
+use crate::rules;
+use crate::state::AppState;
 
 /// api-versions of `Microsoft.Authorization` that rekey accepts.
 pub static AUTHORIZATION_API_VERSIONS: &[&str] = &[
@@ -50,14 +44,9 @@ pub static AUTHORIZATION_API_VERSIONS: &[&str] = &[
 ];
 
 const ASSIGNMENT_READ: &str = "Microsoft.Authorization/roleAssignments/read";
-const ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
+pub(crate) const ASSIGNMENT_WRITE: &str = "Microsoft.Authorization/roleAssignments/write";
 const ASSIGNMENT_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";
 const DEFINITION_READ: &str = "Microsoft.Authorization/roleDefinitions/read";
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .expect("an OffsetDateTime formats as RFC 3339")
-}
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)
@@ -185,11 +174,9 @@ async fn put_assignment(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     let id = assignment_id(
         p.get("roleAssignmentName")
@@ -261,10 +248,8 @@ async fn get_assignment(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     let raw = p
         .get("roleAssignmentName")
@@ -287,10 +272,8 @@ async fn delete_assignment(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     let id = assignment_id(
         p.get("roleAssignmentName")
@@ -324,11 +307,9 @@ async fn list_assignments(
     level: Level,
     state: AppState,
     caller: Caller,
-    version: ApiVersion,
     p: HashMap<String, String>,
     query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let target = Target::of(level, &p)?;
     state
         .authorize(&caller, ASSIGNMENT_READ, &target.requested())
@@ -390,11 +371,9 @@ async fn definitions_subscription(
 async fn list_definitions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath(sub): ArmPath<String>,
     ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let sub = definitions_subscription(&state, &caller, &sub).await?;
     let name = query
         .get("$filter")
@@ -410,10 +389,8 @@ async fn list_definitions(
 async fn get_definition(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    version: ApiVersion,
     ArmPath((sub, role)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    version.check(AUTHORIZATION_API_VERSIONS)?;
     let sub = definitions_subscription(&state, &caller, &sub).await?;
     let found = Uuid::parse_str(&role)
         .ok()
@@ -425,308 +402,11 @@ async fn get_definition(
     Ok(Json(render_definition(sub.as_str(), found)).into_response())
 }
 
-/// `90s`, `30m`, `12h`, `7d`: see [`rules::EXPIRES_IN`].
-fn parse_duration(raw: &str) -> Option<time::Duration> {
-    if !rules::EXPIRES_IN.matches(raw) {
-        return None;
-    }
-    let (last, unit) = raw.char_indices().last()?;
-    let n: u64 = raw[..last].parse().ok()?;
-    let (_, unit_seconds) = rules::LIFETIME_UNITS.iter().find(|(u, _)| *u == unit)?;
-    let seconds = n.checked_mul(*unit_seconds)?;
-    let seconds = i64::try_from(seconds).ok()?;
-    Some(time::Duration::seconds(seconds))
-}
-
-async fn create_token(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    // "The owner of a scope creates tokens": whoever may assign roles somewhere.
-    if !caller.can_anywhere(ASSIGNMENT_WRITE) {
-        state
-            .authorize(&caller, "Rekey/tokens/write", "/rekey/tokens")
-            .await?;
-    }
-    let body: TokenCreate = object_body(&body)?;
-    if !rules::TOKEN_NAME.matches(&body.name) {
-        return Err(bad(
-            "InvalidParameter",
-            "name must be 1 to 100 characters, not all white space, with no control characters.",
-        ));
-    }
-    // Surrounding white space is not part of the name.
-    let name = body.name.trim();
-    let now = OffsetDateTime::now_utc();
-    let expires_at = match body.expires_in.as_deref() {
-        None => None,
-        Some(raw) => Some(now + parse_duration(raw).ok_or_else(|| {
-            bad("InvalidParameter", format!("expiresIn must be a whole number of s, m, h or d without leading zeros, like 90s, 30m, 12h or 7d, from 1s up to 3650d; got \"{raw}\"."))
-        })?),
-    };
-    let token = crate::bootstrap::new_token();
-    let principal = Principal {
-        id: Uuid::new_v4(),
-        display_name: name.to_string(),
-        is_owner: false,
-        expires_at,
-        revoked_at: None,
-        created_by: Some(caller.principal.id.to_string()),
-        created_at: now,
-    };
-    let audit = caller.record(
-        "Rekey/tokens/write",
-        &format!("/rekey/tokens/{}", principal.id),
-        "Succeeded",
-    );
-    state
-        .store
-        .create_principal(&principal, token_digest(token.expose()), &audit)
-        .await?;
-    let created = TokenCreated {
-        principal_id: principal.id.to_string(),
-        name: principal.display_name,
-        token: token.expose().to_string(),
-        expires_at: expires_at.map(rfc3339),
-    };
-    Ok((StatusCode::CREATED, Json(created)).into_response())
-}
-
-fn visible_to(caller: &Caller, p: &Principal) -> bool {
-    caller.principal.is_owner
-        || p.id == caller.principal.id
-        || p.created_by.as_deref() == Some(&caller.principal.id.to_string())
-}
-
-async fn list_tokens(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Response, ApiError> {
-    let value: Vec<_> = state
-        .store
-        .list_principals()
-        .await?
-        .into_iter()
-        .filter(|p| visible_to(&caller, p))
-        .map(|p| TokenInfo {
-            principal_id: p.id.to_string(),
-            name: p.display_name,
-            created_at: rfc3339(p.created_at),
-            expires_at: p.expires_at.map(rfc3339),
-            revoked: p.revoked_at.is_some(),
-            created_by: p.created_by,
-        })
-        .collect();
-    Ok(Json(List::of(value)).into_response())
-}
-
-async fn revoke_token(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath(id): ArmPath<String>,
-) -> Result<Response, ApiError> {
-    let missing = || ApiError::NotFound {
-        code: "PrincipalNotFound",
-        message: format!("No token has principal id '{id}'."),
-    };
-    let pid = Uuid::parse_str(&id).map_err(|_| missing())?;
-    let principal = state
-        .store
-        .principal(&pid)
-        .await?
-        .filter(|p| visible_to(&caller, p))
-        .ok_or_else(missing)?;
-    // The request is well formed; what refuses it is the token's state (it keeps the service
-    // reachable), so 409 as ARM answers for a protected resource, not 400.
-    if principal.is_owner {
-        return Err(ApiError::Conflict {
-            code: "OwnerTokenProtected",
-            message: "The bootstrap owner's token cannot be revoked through the API.".into(),
-        });
-    }
-    let audit = caller.record(
-        "Rekey/tokens/delete",
-        &format!("/rekey/tokens/{pid}"),
-        "Succeeded",
-    );
-    state.store.revoke_principal(&pid, &audit).await?;
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn activity_log(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
-    ArmQuery(query): ArmQuery,
-) -> Result<Response, ApiError> {
-    ApiVersion::from_query(&query).check(ACTIVITY_LOG_API_VERSIONS)?;
-    let sub = SubscriptionId::parse(&sub)?;
-    let scope = format!("/subscriptions/{sub}");
-    state
-        .authorize(&caller, "Microsoft.Insights/eventtypes/values/read", &scope)
-        .await?;
-    let since = match query.get("$filter") {
-        Some(filter) => {
-            let captures = rules::ACTIVITY_LOG_FILTER.captures(filter).ok_or_else(|| {
-                bad(
-                    "BadRequest",
-                    "$filter must include eventTimestamp ge '<RFC 3339 date and time>', such as eventTimestamp ge '2026-01-01T00:00:00Z'.",
-                )
-            })?;
-            let raw = &captures["since"];
-            OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339).map_err(
-                |_| {
-                    bad(
-                        "BadRequest",
-                        format!("eventTimestamp '{raw}' is not an RFC 3339 time."),
-                    )
-                },
-            )?
-        }
-        None => OffsetDateTime::now_utc() - time::Duration::days(90),
-    };
-    let value: Vec<Value> = state
-        .store
-        .audit_records(sub.as_str(), since)
-        .await?
-        .into_iter()
-        .rev()
-        .map(|e| {
-            let r = &e.record;
-            let level = match r.result.as_str() {
-                "Succeeded" => "Informational",
-                "Denied" => "Warning",
-                _ => "Error",
-            };
-            json!({
-                "authorization": { "action": r.action, "scope": r.scope },
-                "caller": r.principal_id,
-                "channels": "Operation",
-                "correlationId": r.request_id,
-                "eventDataId": e.seq.to_string(),
-                "eventName": { "value": "EndRequest", "localizedValue": "End request" },
-                "category": { "value": "Administrative", "localizedValue": "Administrative" },
-                "eventTimestamp": rfc3339(r.at),
-                "submissionTimestamp": rfc3339(r.at),
-                "id": format!("{}/events/{}", r.scope, e.seq),
-                "level": level,
-                "operationId": r.request_id,
-                "operationName": { "value": r.action, "localizedValue": r.action },
-                "resourceId": r.scope,
-                "status": { "value": r.result, "localizedValue": r.result },
-                "subscriptionId": sub.as_str(),
-                "tenantId": state.tenant_id.to_string(),
-                "httpRequest": { "clientIpAddress": r.source },
-            })
-        })
-        .collect();
-    Ok(Json(List::of(value)).into_response())
-}
-
-async fn verify_audit(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-) -> Result<Response, ApiError> {
-    state.authorize(&caller, "Rekey/audit/read", "/").await?;
-    let answer = match state.store.verify_audit_chain().await? {
-        ChainCheck::Intact { records } => AuditVerification {
-            intact: true,
-            records,
-            first_broken_seq: None,
-            reason: None,
-        },
-        ChainCheck::Broken {
-            seq,
-            records_before,
-            reason,
-        } => AuditVerification {
-            intact: false,
-            records: records_before,
-            first_broken_seq: Some(seq),
-            reason: Some(reason),
-        },
-    };
-    Ok(Json(answer).into_response())
-}
-
-/// Registers the schema of one activity-log event (Azure Monitor's `EventData`, the fields rekey
-/// fills) and returns its name.
-fn event_schema(table: &mut RouteTable) -> String {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let text = || ObjectBuilder::new().schema_type(Type::String);
-    let localizable = || {
-        ObjectBuilder::new()
-            .property("value", text())
-            .property("localizedValue", text())
-            .required("value")
-            .required("localizedValue")
-    };
-    let mut event = ObjectBuilder::new()
-        .property(
-            "authorization",
-            ObjectBuilder::new()
-                .property("action", text())
-                .property("scope", text())
-                .required("action")
-                .required("scope"),
-        )
-        .property(
-            "level",
-            text().enum_values(Some(["Informational", "Warning", "Error"])),
-        )
-        .property(
-            "httpRequest",
-            ObjectBuilder::new()
-                .property("clientIpAddress", text())
-                .required("clientIpAddress"),
-        );
-    for field in [
-        "caller",
-        "channels",
-        "correlationId",
-        "eventDataId",
-        "eventTimestamp",
-        "submissionTimestamp",
-        "id",
-        "operationId",
-        "resourceId",
-        "subscriptionId",
-        "tenantId",
-    ] {
-        event = event.property(field, text());
-    }
-    for field in ["eventName", "category", "operationName", "status"] {
-        event = event.property(field, localizable());
-    }
-    for field in [
-        "authorization",
-        "caller",
-        "eventDataId",
-        "eventTimestamp",
-        "id",
-        "level",
-        "operationName",
-        "resourceId",
-        "status",
-        "subscriptionId",
-    ] {
-        event = event.required(field);
-    }
-    let name = "EventData".to_string();
-    table.schemas(vec![(name.clone(), event.build().into())]);
-    name
-}
-
 pub fn register(table: &mut RouteTable) {
     let mut schemas = Vec::new();
     let assignment = schema_of::<WireAssignment>(&mut schemas);
     let create = schema_of::<RoleAssignmentCreate>(&mut schemas);
     let definition = schema_of::<RoleDefinition>(&mut schemas);
-    let token_body = schema_of::<TokenCreate>(&mut schemas);
-    let token = schema_of::<TokenCreated>(&mut schemas);
-    let token_info = schema_of::<TokenInfo>(&mut schemas);
-    let verification = schema_of::<AuditVerification>(&mut schemas);
     table.schemas(schemas);
     // The rules the handlers check that the wire types cannot state.
     table.refine(
@@ -743,31 +423,8 @@ pub fn register(table: &mut RouteTable) {
             "The principal (a token's principalId); one that does not exist is answered 400 PrincipalNotFound.",
         )),
     );
-    table.refine(
-        &token_body,
-        "name",
-        rules::TOKEN_NAME
-            .schema()
-            .description(Some("Surrounding white space is dropped.")),
-    );
-    table.refine(
-        &token_body,
-        "expiresIn",
-        rules::EXPIRES_IN
-            .schema()
-            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                utoipa::openapi::Type::String,
-                utoipa::openapi::Type::Null,
-            ]))
-            .description(Some(
-                "`90s`, `30m`, `12h` or `7d`, up to ten years (3650d); without it the token does not expire.",
-            )),
-    );
     let assignments = table.list_schema(&assignment);
     let definitions = table.list_schema(&definition);
-    let tokens = table.list_schema(&token_info);
-    let event = event_schema(table);
-    let events = table.list_schema(&event);
     let guid = rules::GUID.param_rule();
 
     let sub = "/subscriptions/{subscriptionId}";
@@ -796,7 +453,7 @@ pub fn register(table: &mut RouteTable) {
         let arm = |id: String, summary: &str| {
             let op = Op::arm(id, summary).versions(AUTHORIZATION_API_VERSIONS);
             match level {
-                Level::Resource(provider) => op.param(provider.name_param, &provider.name_rule),
+                Level::Resource(provider) => op.param(provider),
                 _ => op,
             }
         };
@@ -807,13 +464,13 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_CreateAt{tag}"),
                 "Assigns a role to a principal at this scope.",
             )
-            .path_rule("roleAssignmentName", guid)
+            .path_check("roleAssignmentName", guid, |raw| {
+                assignment_id(raw).map(drop)
+            })
             .body(create.clone(), true)
             .response(200, "Updated", Some(assignment.clone()))
             .response(201, "Created", Some(assignment.clone())),
-            put(move |State(s), Extension(c), v, ArmPath(p), b| {
-                put_assignment(level, s, c, v, p, b)
-            }),
+            put(move |State(s), Extension(c), ArmPath(p), b| put_assignment(level, s, c, p, b)),
         );
         table.route(
             Method::GET,
@@ -822,9 +479,11 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_GetAt{tag}"),
                 "Gets a role assignment.",
             )
-            .path_rule("roleAssignmentName", guid)
+            .path_check("roleAssignmentName", guid, |raw| {
+                assignment_id(raw).map(drop)
+            })
             .response(200, "The assignment", Some(assignment.clone())),
-            get(move |State(s), Extension(c), v, ArmPath(p)| get_assignment(level, s, c, v, p)),
+            get(move |State(s), Extension(c), ArmPath(p)| get_assignment(level, s, c, p)),
         );
         table.route(
             Method::DELETE,
@@ -833,12 +492,12 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_DeleteAt{tag}"),
                 "Deletes a role assignment.",
             )
-            .path_rule("roleAssignmentName", guid)
+            .path_check("roleAssignmentName", guid, |raw| {
+                assignment_id(raw).map(drop)
+            })
             .response(200, "Deleted", Some(assignment.clone()))
             .response(204, "Did not exist", None),
-            delete(move |State(s), Extension(c), v, ArmPath(p)| {
-                delete_assignment(level, s, c, v, p)
-            }),
+            delete(move |State(s), Extension(c), ArmPath(p)| delete_assignment(level, s, c, p)),
         );
         table.route(
             Method::GET,
@@ -854,8 +513,8 @@ pub fn register(table: &mut RouteTable) {
                 rules::string_schema(),
             )
             .response(200, "The assignments", Some(assignments.clone())),
-            get(move |State(s), Extension(c), v, ArmPath(p), ArmQuery(q)| {
-                list_assignments(level, s, c, v, p, q)
+            get(move |State(s), Extension(c), ArmPath(p), ArmQuery(q)| {
+                list_assignments(level, s, c, p, q)
             }),
         );
     }
@@ -881,66 +540,6 @@ pub fn register(table: &mut RouteTable) {
             .response(200, "The role", Some(definition)),
         get(get_definition),
     );
-    table.route(
-        Method::POST,
-        "/rekey/tokens",
-        Op::authenticated(
-            "Tokens_Create",
-            "Creates a service token (rekey extension); the token is shown only here.",
-        )
-        .body(token_body, true)
-        .response(201, "Created", Some(token)),
-        post(create_token),
-    );
-    table.route(
-        Method::GET,
-        "/rekey/tokens",
-        Op::authenticated(
-            "Tokens_List",
-            "Lists the tokens the caller made (all, for the bootstrap owner).",
-        )
-        .response(200, "The tokens", Some(tokens)),
-        get(list_tokens),
-    );
-    table.route(
-        Method::DELETE,
-        "/rekey/tokens/{principalId}",
-        Op::authenticated("Tokens_Revoke", "Revokes a token at once.")
-            .response(200, "Revoked (or already revoked)", None)
-            .response(
-                409,
-                "The bootstrap owner's token, which cannot be revoked",
-                Some("ErrorResponse".into()),
-            ),
-        delete(revoke_token),
-    );
-    table.route(
-        Method::GET,
-        "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values",
-        Op::arm(
-            "ActivityLogs_List",
-            "The audit log in Azure's activity-log shape, newest first.",
-        )
-        .versions(ACTIVITY_LOG_API_VERSIONS)
-        .query(
-            "$filter",
-            false,
-            "OData clauses joined by ` and `, one of them `eventTimestamp ge '<RFC 3339 time>'`: events from then on. Without it, the last 90 days.",
-            rules::ACTIVITY_LOG_FILTER.schema(),
-        )
-        .response(200, "The events", Some(events)),
-        get(activity_log),
-    );
-    table.route(
-        Method::GET,
-        "/rekey/audit/verify",
-        Op::authenticated(
-            "Audit_Verify",
-            "Checks the audit log's hash chain and names the first broken record.",
-        )
-        .response(200, "The result", Some(verification)),
-        get(verify_audit),
-    );
 }
 
 #[cfg(test)]
@@ -948,12 +547,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_filters_parse() {
-        assert_eq!(parse_duration("90s"), Some(time::Duration::seconds(90)));
-        assert_eq!(parse_duration("7d"), Some(time::Duration::days(7)));
-        for bad in ["", "d", "0h", "-1h", "5y", "99999d", "5é", "é"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
+    fn principal_and_role_filters_parse() {
         assert_eq!(
             filter_value("principalId eq 'abc'", "principalId"),
             Some("abc")

@@ -14,7 +14,7 @@ use regex::Regex;
 use utoipa::openapi::ObjectBuilder;
 use uuid::Uuid;
 
-pub use super::string_schema;
+pub use crate::route_table::string_schema;
 
 /// A string rule: a pattern, and bounds on the length in characters (as JSON Schema counts them).
 pub struct Rule {
@@ -64,8 +64,8 @@ impl Rule {
     }
 
     /// The rule of a path parameter.
-    pub fn param_rule(&'static self) -> super::ParamRule {
-        super::ParamRule {
+    pub fn param_rule(&'static self) -> crate::route_table::ParamRule {
+        crate::route_table::ParamRule {
             pattern: &self.pattern,
             min_len: self.min_len.unwrap_or(0),
             max_len: self
