@@ -260,29 +260,7 @@ pub(crate) fn http_date(offset_minutes: i64) -> String {
 async fn cosmos_signatures_read_only_keys_and_stale_dates() {
     let s = TestServer::start().await;
     s.create_group("rg").await;
-    let path = format!(
-        "{}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/docdb1",
-        s.sub_path()
-    );
-    let body = r#"{"location":"westus","properties":{"databaseAccountOfferType":"Standard","locations":[{"locationName":"westus"}]}}"#;
-    let (_, account) = s
-        .call(
-            Method::PUT,
-            &format!("{path}?api-version={COSMOS}"),
-            Some(body),
-        )
-        .await;
-    let endpoint = account["properties"]["documentEndpoint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, keys) = s
-        .call(
-            Method::POST,
-            &format!("{path}/listKeys?api-version={COSMOS}"),
-            None,
-        )
-        .await;
+    let (path, endpoint, keys) = cosmos_account(&s, "docdb1").await;
     let send = |method: Method,
                 rest: &str,
                 key: &str,
@@ -651,29 +629,7 @@ async fn cosmos_calls_beyond_the_account_read_get_501_until_an_upstream_is_set()
     let s = TestServer::start().await;
     let upstream = echo_upstream().await;
     s.create_group("rg").await;
-    let path = format!(
-        "{}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/docdb1",
-        s.sub_path()
-    );
-    let body = r#"{"location":"westus","properties":{"databaseAccountOfferType":"Standard","locations":[{"locationName":"westus"}]}}"#;
-    let (_, account) = s
-        .call(
-            Method::PUT,
-            &format!("{path}?api-version={COSMOS}"),
-            Some(body),
-        )
-        .await;
-    let endpoint = account["properties"]["documentEndpoint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, keys) = s
-        .call(
-            Method::POST,
-            &format!("{path}/listKeys?api-version={COSMOS}"),
-            None,
-        )
-        .await;
+    let (path, endpoint, keys) = cosmos_account(&s, "docdb1").await;
     let key = keys["primaryMasterKey"].as_str().unwrap();
     let list_databases = || {
         let date = http_date(0);
@@ -700,4 +656,33 @@ async fn cosmos_calls_beyond_the_account_read_get_501_until_an_upstream_is_set()
     assert_eq!(resp.status(), 200, "forwarded once an upstream is set");
     let echo: Value = resp.json().await.unwrap();
     assert_eq!(echo["uri"], "/base/dbs");
+}
+
+/// A Cosmos DB account in group `rg`: its management path, endpoint and keys.
+pub(crate) async fn cosmos_account(s: &TestServer, name: &str) -> (String, String, Value) {
+    let path = format!(
+        "{}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/{name}",
+        s.sub_path()
+    );
+    let body = r#"{"location":"westus","properties":{"databaseAccountOfferType":"Standard","locations":[{"locationName":"westus"}]}}"#;
+    let (status, account) = s
+        .call(
+            Method::PUT,
+            &format!("{path}?api-version={COSMOS}"),
+            Some(body),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{account}");
+    let endpoint = account["properties"]["documentEndpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, keys) = s
+        .call(
+            Method::POST,
+            &format!("{path}/listKeys?api-version={COSMOS}"),
+            None,
+        )
+        .await;
+    (path, endpoint, keys)
 }

@@ -8,13 +8,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::COOKIE;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::access::{call_as, token_with_role};
 use crate::dataplane::{cosmos_auth, http_date};
 use crate::helpers::*;
+use crate::web::{sign_in, Session};
 
 crate::backend_tests!(
     a_recreated_group_or_resource_is_not_covered_by_the_deleted_ones_assignments,
@@ -351,26 +352,7 @@ async fn a_caller_without_rights_gets_the_same_refusal_whether_a_scope_exists() 
     assert_eq!(status, 404);
 }
 
-struct WebSession {
-    cookie: String,
-}
-
-async fn sign_in(s: &TestServer, token: &str) -> WebSession {
-    let resp = s
-        .client
-        .post(s.url("/web/session"))
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let set_cookie = resp.headers()[SET_COOKIE].to_str().unwrap();
-    WebSession {
-        cookie: set_cookie.split(';').next().unwrap().to_string(),
-    }
-}
-
-async fn signed_in(s: &TestServer, session: &WebSession) -> bool {
+async fn signed_in(s: &TestServer, session: &Session) -> bool {
     let resp = s
         .client
         .get(s.url("/web/session"))

@@ -10,7 +10,7 @@ use hyper_util::rt::TokioExecutor;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::dataplane::{cosmos_auth, echo_upstream, http_date};
+use crate::dataplane::{cosmos_account, cosmos_auth, echo_upstream, http_date};
 use crate::helpers::*;
 
 crate::backend_tests!(
@@ -138,35 +138,6 @@ async fn gateway_refuses_paths_that_climb_out_of_the_upstream_base_path() {
         (400, Some("BadRequest")),
         "{answer}"
     );
-}
-
-/// A Cosmos DB account in group `rg`: its management path, endpoint and keys.
-async fn cosmos_account(s: &TestServer, name: &str) -> (String, String, Value) {
-    let path = format!(
-        "{}/resourceGroups/rg/providers/Microsoft.DocumentDB/databaseAccounts/{name}",
-        s.sub_path()
-    );
-    let body = r#"{"location":"westus","properties":{"databaseAccountOfferType":"Standard","locations":[{"locationName":"westus"}]}}"#;
-    let (status, account) = s
-        .call(
-            Method::PUT,
-            &format!("{path}?api-version={COSMOS}"),
-            Some(body),
-        )
-        .await;
-    assert!(status == 200 || status == 201, "{account}");
-    let endpoint = account["properties"]["documentEndpoint"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, keys) = s
-        .call(
-            Method::POST,
-            &format!("{path}/listKeys?api-version={COSMOS}"),
-            None,
-        )
-        .await;
-    (path, endpoint, keys)
 }
 
 /// A signed Cosmos call as an SDK sends it: `rest` below the endpoint, with the resource type and

@@ -11,13 +11,13 @@ use crate::helpers::*;
 
 crate::backend_tests!(key_activity_tells_key_ages_only_of_resources_whose_keys_the_caller_may_list);
 
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
 /// Signs in with `token` by JSON, as the page does.
-async fn sign_in(s: &TestServer, token: &str) -> Session {
+pub(crate) async fn sign_in(s: &TestServer, token: &str) -> Session {
     let resp = s
         .client
         .post(s.url("/web/session"))
