@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod columns;
+mod common;
 pub mod crypto;
 mod postgres;
 mod sqlite;

@@ -7,28 +7,26 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rekey_core::providers::{self, Provider, Slot};
+use rekey_core::providers::{Provider, Slot};
 use rekey_core::{
-    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceName,
-    ResourceSpec, Secret, Subscription, SubscriptionId,
+    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceSpec, Secret,
+    Subscription, SubscriptionId,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{chain_hash, AuditEntry, AuditRecord, ChainCheck};
-use crate::columns::{
-    corrupt, from_micros, new_etag, now_micros, seal_context, to_micros, type_key,
-};
+use crate::audit::{chain_hash, check_chain, AuditEntry, AuditRecord, ChainCheck};
+use crate::columns::{corrupt, new_etag, now_micros, seal_context, to_micros, type_key};
+use crate::common::{self};
 use crate::crypto::Sealer;
 use crate::SigningKey;
 use crate::{
     check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, IndexedResource,
-    IndexedSlot, KeyUse, Operation, Principal, Result, RoleAssignment, Store, StoreError, Written,
+    KeyUse, Operation, Principal, Result, RoleAssignment, Store, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -82,57 +80,6 @@ impl SqliteStore {
         format!("sqlite://{}", dir.join("rekey.db").display())
     }
 
-    fn subscription_row(row: &SqliteRow) -> Result<Subscription> {
-        Ok(Subscription {
-            id: SubscriptionId::parse(row.get::<&str, _>("id")).map_err(corrupt)?,
-            display_name: row.get("display_name"),
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    fn group_row(row: &SqliteRow) -> Result<ResourceGroup> {
-        Ok(ResourceGroup {
-            subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                .map_err(corrupt)?,
-            name: ResourceGroupName::parse(row.get::<&str, _>("name")).map_err(corrupt)?,
-            location: row.get("location"),
-            tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    /// Builds a resource from a row of `resources` joined with its group's stored name.
-    fn resource_row(row: &SqliteRow) -> Result<Resource> {
-        let type_key: &str = row.get("type_key");
-        let (namespace, type_name) = type_key.split_once('/').ok_or_else(|| corrupt(type_key))?;
-        let provider = providers::lookup(namespace, type_name).ok_or_else(|| corrupt(type_key))?;
-        let sku: Option<String> = row.get("sku");
-        Ok(Resource {
-            internal_id: Uuid::parse_str(row.get::<&str, _>("internal_id")).map_err(corrupt)?,
-            id: ResourceId {
-                subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                    .map_err(corrupt)?,
-                group: ResourceGroupName::parse(row.get::<&str, _>("group_name"))
-                    .map_err(corrupt)?,
-                provider,
-                name: ResourceName::parse(provider, row.get::<&str, _>("name")).map_err(corrupt)?,
-            },
-            spec: ResourceSpec {
-                location: row.get("location"),
-                kind: row.get("kind"),
-                sku: sku
-                    .map(|s| serde_json::from_str(&s))
-                    .transpose()
-                    .map_err(corrupt)?,
-                tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
-                settings: serde_json::from_str(row.get::<&str, _>("settings")).map_err(corrupt)?,
-            },
-            etag: row.get("etag"),
-            created_at: from_micros(row.get("created_at")),
-            updated_at: from_micros(row.get("updated_at")),
-        })
-    }
-
     async fn require_subscription(conn: &mut SqliteConnection, sub: &SubscriptionId) -> Result<()> {
         let found = sqlx::query("SELECT 1 FROM subscriptions WHERE id = ?")
             .bind(sub.as_str())
@@ -174,7 +121,7 @@ impl SqliteStore {
         .fetch_optional(&mut *conn)
         .await?;
         match row {
-            Some(row) => Self::resource_row(&row),
+            Some(row) => common::resource_row(&row),
             None => {
                 Self::require_group(conn, &id.subscription, &id.group).await?;
                 Err(StoreError::ResourceNotFound(id.to_string()))
@@ -223,27 +170,7 @@ impl SqliteStore {
         .bind(resource.internal_id.to_string())
         .fetch_all(&mut *conn)
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for slot in resource.id.provider.slots {
-            let row = rows
-                .iter()
-                .find(|r| r.get::<&str, _>("slot") == slot.name)
-                .ok_or_else(|| corrupt(format!("{} has no {} key", resource.id, slot.name)))?;
-            let generation: i64 = row.get("generation");
-            let sealed: &[u8] = row.get("sealed");
-            let secret = self.sealer.open(
-                sealed,
-                &seal_context(&resource.internal_id, slot.name, generation),
-            )?;
-            out.push(KeySlotState {
-                slot,
-                secret,
-                generation,
-                created_at: from_micros(row.get("created_at")),
-                last_used: row.get::<Option<i64>, _>("last_used_at").map(from_micros),
-            });
-        }
-        Ok(out)
+        common::slot_states(&self.sealer, resource, &rows)
     }
 
     async fn write_audit(conn: &mut SqliteConnection, r: &AuditRecord) -> Result<()> {
@@ -274,46 +201,6 @@ impl SqliteStore {
         .execute(&mut *conn)
         .await?;
         Ok(())
-    }
-
-    fn audit_row(row: &SqliteRow) -> AuditEntry {
-        AuditEntry {
-            seq: row.get("seq"),
-            record: AuditRecord {
-                at: from_micros(row.get("at")),
-                principal_id: row.get("principal_id"),
-                action: row.get("action"),
-                scope: row.get("scope"),
-                source: row.get("source"),
-                request_id: row.get("request_id"),
-                result: row.get("result"),
-            },
-            prev_hash: row.get("prev_hash"),
-            hash: row.get("hash"),
-        }
-    }
-
-    fn principal_row(row: &SqliteRow) -> Result<Principal> {
-        Ok(Principal {
-            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
-            display_name: row.get("display_name"),
-            is_owner: row.get::<i64, _>("is_owner") != 0,
-            expires_at: row.get::<Option<i64>, _>("expires_at").map(from_micros),
-            revoked_at: row.get::<Option<i64>, _>("revoked_at").map(from_micros),
-            created_by: row.get("created_by"),
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    fn assignment_row(row: &SqliteRow) -> Result<RoleAssignment> {
-        Ok(RoleAssignment {
-            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
-            scope: row.get("scope"),
-            role_id: Uuid::parse_str(row.get::<&str, _>("role_id")).map_err(corrupt)?,
-            principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id")).map_err(corrupt)?,
-            created_at: from_micros(row.get("created_at")),
-            created_by: row.get("created_by"),
-        })
     }
 
     async fn record_operation(conn: &mut SqliteConnection, op: Option<&Operation>) -> Result<()> {
@@ -406,16 +293,7 @@ impl Store for SqliteStore {
         )
         .fetch_optional(&self.reader)
         .await?;
-        row.map(|row| {
-            Ok(BootstrapRecord {
-                tenant_id: Uuid::parse_str(row.get::<&str, _>("tenant_id")).map_err(corrupt)?,
-                subscription_id: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                    .map_err(corrupt)?,
-                principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id"))
-                    .map_err(corrupt)?,
-            })
-        })
-        .transpose()
+        row.map(|row| common::bootstrap_row(&row)).transpose()
     }
 
     async fn init_bootstrap(
@@ -465,7 +343,7 @@ impl Store for SqliteStore {
             .bind(&token_digest[..])
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| Self::principal_row(&r)).transpose()
+        row.map(|r| common::principal_row(&r)).transpose()
     }
 
     async fn principal(&self, id: &Uuid) -> Result<Option<Principal>> {
@@ -473,7 +351,7 @@ impl Store for SqliteStore {
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| Self::principal_row(&r)).transpose()
+        row.map(|r| common::principal_row(&r)).transpose()
     }
 
     async fn create_principal(
@@ -504,7 +382,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT * FROM principals ORDER BY created_at, id")
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(Self::principal_row).collect()
+        rows.iter().map(common::principal_row).collect()
     }
 
     async fn revoke_principal(&self, id: &Uuid, audit: &AuditRecord) -> Result<bool> {
@@ -541,7 +419,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = existing {
-            let existing = Self::assignment_row(&row)?;
+            let existing = common::assignment_row(&row)?;
             check_rewrite(&existing, a)?;
             Self::write_audit(&mut tx, audit).await?;
             tx.commit().await?;
@@ -583,7 +461,7 @@ impl Store for SqliteStore {
             .bind(id.to_string())
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| Self::assignment_row(&r)).transpose()
+        row.map(|r| common::assignment_row(&r)).transpose()
     }
 
     async fn delete_assignment(
@@ -600,7 +478,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Ok(None);
         };
-        let found = Self::assignment_row(&row)?;
+        let found = common::assignment_row(&row)?;
         sqlx::query("DELETE FROM role_assignments WHERE id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -615,14 +493,14 @@ impl Store for SqliteStore {
             .bind(principal.to_string())
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(Self::assignment_row).collect()
+        rows.iter().map(common::assignment_row).collect()
     }
 
     async fn list_assignments(&self) -> Result<Vec<RoleAssignment>> {
         let rows = sqlx::query("SELECT * FROM role_assignments ORDER BY created_at, id")
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(Self::assignment_row).collect()
+        rows.iter().map(common::assignment_row).collect()
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
@@ -644,44 +522,21 @@ impl Store for SqliteStore {
         .bind(to_micros(since))
         .fetch_all(&self.reader)
         .await?;
-        Ok(rows.iter().map(Self::audit_row).collect())
+        Ok(rows.iter().map(|row| common::audit_row(row).1).collect())
     }
 
     async fn verify_audit_chain(&self) -> Result<ChainCheck> {
         let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq")
             .fetch_all(&self.reader)
             .await?;
-        let mut prev = vec![0u8; 32];
-        for (n, row) in rows.iter().enumerate() {
-            let expected_seq = n as i64 + 1;
-            let entry = Self::audit_row(row);
-            let broken = |reason: &str| ChainCheck::Broken {
-                seq: entry.seq,
-                records_before: n as u64,
-                reason: reason.to_string(),
-            };
-            if entry.seq != expected_seq {
-                return Ok(broken("a record before this one is missing"));
-            }
-            if entry.prev_hash != prev {
-                return Ok(broken("its link to the previous record does not match"));
-            }
-            let at: i64 = row.get("at");
-            if chain_hash(&prev, entry.seq, at, &entry.record)[..] != entry.hash[..] {
-                return Ok(broken("its contents do not match its hash"));
-            }
-            prev = entry.hash.clone();
-        }
-        Ok(ChainCheck::Intact {
-            records: rows.len() as u64,
-        })
+        Ok(check_chain(rows.iter().map(common::audit_row)))
     }
 
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
         let rows = sqlx::query("SELECT * FROM subscriptions ORDER BY created_at, id")
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(Self::subscription_row).collect()
+        rows.iter().map(common::subscription_row).collect()
     }
 
     async fn subscription(&self, id: &SubscriptionId) -> Result<Subscription> {
@@ -689,7 +544,7 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|r| Self::subscription_row(&r))
+        row.map(|r| common::subscription_row(&r))
             .unwrap_or(Err(StoreError::SubscriptionNotFound(id.clone())))
     }
 
@@ -723,7 +578,7 @@ impl Store for SqliteStore {
             .bind(id.as_str())
             .fetch_one(&mut *tx)
             .await?;
-        let sub = Self::subscription_row(&row)?;
+        let sub = common::subscription_row(&row)?;
         Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok((sub, written))
@@ -770,7 +625,7 @@ impl Store for SqliteStore {
                 .bind(group.name.key())
                 .fetch_one(&mut *tx)
                 .await?;
-        let stored = Self::group_row(&row)?;
+        let stored = common::group_row(&row)?;
         Self::write_audit(&mut tx, audit).await?;
         tx.commit().await?;
         Ok((stored, written))
@@ -785,7 +640,7 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *conn)
                 .await?;
         match row {
-            Some(row) => Self::group_row(&row),
+            Some(row) => common::group_row(&row),
             None => {
                 Self::require_subscription(&mut conn, sub).await?;
                 Err(StoreError::ResourceGroupNotFound(name.to_string()))
@@ -802,7 +657,7 @@ impl Store for SqliteStore {
         .bind(sub.as_str())
         .fetch_all(&mut *conn)
         .await?;
-        rows.iter().map(Self::group_row).collect()
+        rows.iter().map(common::group_row).collect()
     }
 
     async fn delete_group(
@@ -849,9 +704,11 @@ impl Store for SqliteStore {
     ) -> Result<(Resource, Written)> {
         let mut tx = self.writer.begin().await?;
         let now = now_micros();
-        let sku = spec.sku.as_ref().map(|s| s.to_string());
-        let tags = serde_json::to_string(&spec.tags).expect("tags serialize");
-        let settings = serde_json::Value::Object(spec.settings.clone()).to_string();
+        let common::SpecColumns {
+            sku,
+            tags,
+            settings,
+        } = common::SpecColumns::of(spec);
         let written = match Self::find_resource(&mut tx, id).await {
             Ok(existing) => {
                 sqlx::query("UPDATE resources SET location = ?, kind = ?, sku = ?, tags = ?, settings = ?, etag = ?, updated_at = ? WHERE internal_id = ?")
@@ -919,13 +776,14 @@ impl Store for SqliteStore {
         spec: &ResourceSpec,
         audit: &AuditRecord,
     ) -> Result<Resource> {
+        let columns = common::SpecColumns::of(spec);
         let mut tx = self.writer.begin().await?;
         let existing = Self::find_resource(&mut tx, id).await?;
         sqlx::query("UPDATE resources SET kind = ?, sku = ?, tags = ?, settings = ?, etag = ?, updated_at = ? WHERE internal_id = ?")
             .bind(&spec.kind)
-            .bind(spec.sku.as_ref().map(|s| s.to_string()))
-            .bind(serde_json::to_string(&spec.tags).expect("tags serialize"))
-            .bind(serde_json::Value::Object(spec.settings.clone()).to_string())
+            .bind(columns.sku)
+            .bind(columns.tags)
+            .bind(columns.settings)
             .bind(new_etag())
             .bind(now_micros())
             .bind(existing.internal_id.to_string())
@@ -973,7 +831,7 @@ impl Store for SqliteStore {
         .bind(group.map(|g| g.key()))
         .fetch_all(&mut *conn)
         .await?;
-        rows.iter().map(Self::resource_row).collect()
+        rows.iter().map(common::resource_row).collect()
     }
 
     async fn delete_resource(
@@ -1088,7 +946,7 @@ impl Store for SqliteStore {
         let mut resources: Vec<IndexedResource> = Vec::with_capacity(rows.len());
         let mut position = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
-            let resource = Self::resource_row(row)?;
+            let resource = common::resource_row(row)?;
             position.insert(resource.internal_id.to_string(), resources.len());
             resources.push(IndexedResource {
                 resource,
@@ -1118,28 +976,7 @@ impl Store for SqliteStore {
             let Some(&at) = position.get(row.get::<&str, _>("resource_id")) else {
                 continue;
             };
-            let entry = &mut resources[at];
-            let provider = entry.resource.id.provider;
-            let name: &str = row.get("slot");
-            let slot = provider
-                .slot(name)
-                .ok_or_else(|| corrupt(format!("unknown slot {name}")))?;
-            let generation: i64 = row.get("generation");
-            let digest: &[u8] = row.get("digest");
-            let secret = if provider.signs_requests {
-                let context = seal_context(&entry.resource.internal_id, slot.name, generation);
-                Some(self.sealer.open(row.get("sealed"), &context)?)
-            } else {
-                None
-            };
-            entry.slots.push(IndexedSlot {
-                slot,
-                generation,
-                digest: digest
-                    .try_into()
-                    .map_err(|_| corrupt("digest is not 32 bytes"))?,
-                secret,
-            });
+            common::push_indexed_slot(&self.sealer, &mut resources[at], row, "")?;
         }
         Ok(resources)
     }
@@ -1157,16 +994,7 @@ impl Store for SqliteStore {
             .bind(after)
             .fetch_all(&self.reader)
             .await?;
-        let mut latest = after;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in rows {
-            latest = latest.max(row.get("seq"));
-            let id = Uuid::parse_str(row.get::<&str, _>("resource_id")).map_err(corrupt)?;
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok((latest, ids))
+        common::changed_resources(after, &rows)
     }
 
     async fn record_key_uses(&self, uses: &[KeyUse]) -> Result<()> {
@@ -1211,20 +1039,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
-            .map(|row| {
-                let kid: String = row.get("kid");
-                let sealed: &[u8] = row.get("sealed");
-                let pkcs8 = self
-                    .sealer
-                    .open_bytes(sealed, &format!("signing-key/{kid}"))?;
-                Ok(SigningKey {
-                    kid,
-                    pkcs8,
-                    public_key: row.get("public_key"),
-                    created_at: from_micros(row.get("created_at")),
-                    retired_at: row.get::<Option<i64>, _>("retired_at").map(from_micros),
-                })
-            })
+            .map(|row| common::signing_key_row(&self.sealer, row))
             .collect()
     }
 
@@ -1237,7 +1052,7 @@ impl Store for SqliteStore {
             .await?;
         sqlx::query("INSERT INTO signing_keys (kid, sealed, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)")
             .bind(&key.kid)
-            .bind(self.sealer.seal_bytes(&key.pkcs8, &format!("signing-key/{}", key.kid)))
+            .bind(common::seal_signing_key(&self.sealer, key))
             .bind(&key.public_key)
             .bind(to_micros(key.created_at))
             .execute(&mut *tx)
@@ -1253,18 +1068,6 @@ impl Store for SqliteStore {
             .bind(sub.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        row.map(|row| {
-            Ok(Operation {
-                id: *id,
-                subscription: sub.clone(),
-                namespace: row.get("namespace"),
-                location: row.get("location"),
-                resource_id: row.get("resource_id"),
-                status: row.get("status"),
-                started_at: from_micros(row.get("started_at")),
-                ended_at: from_micros(row.get("ended_at")),
-            })
-        })
-        .transpose()
+        Ok(row.map(|row| common::operation_row(&row, id, sub)))
     }
 }
