@@ -15,8 +15,11 @@ use crate::columns::{corrupt, from_micros, seal_context};
 use crate::crypto::Sealer;
 use crate::{
     BootstrapRecord, IndexedResource, IndexedSlot, Operation, Principal, Result, RoleAssignment,
-    SigningKey,
+    SigningKey, StoreError,
 };
+
+/// How often a write that lost a race with another node's write is tried again.
+const ATTEMPTS: usize = 3;
 
 /// A row of either backend, read by column name in the few column types the schema uses.
 pub(crate) trait StoredRow {
@@ -280,6 +283,45 @@ impl SpecColumns {
             sku: spec.sku.as_ref().map(|s| s.to_string()),
             tags: serde_json::to_string(&spec.tags).expect("tags serialize"),
             settings: serde_json::Value::Object(spec.settings.clone()).to_string(),
+        }
+    }
+}
+
+/// One change-feed entry to append.
+pub(crate) struct Change<'a> {
+    pub resource: Uuid,
+    pub slot: Option<&'a str>,
+    pub change: &'static str,
+    pub at: i64,
+}
+
+/// A write that lost a race with a concurrent one and is worth running again from the start (only
+/// PostgreSQL's nodes race; SQLite's one writer never fails with these codes): a
+/// unique or foreign key violation (another node created the same name, or deleted the parent, between
+/// our read and our write), or a serialization failure or deadlock PostgreSQL broke.
+fn lost_race(e: &StoreError) -> bool {
+    let (StoreError::Backend(sqlx::Error::Database(db))
+    | StoreError::Unavailable(sqlx::Error::Database(db))) = e
+    else {
+        return false;
+    };
+    matches!(
+        db.code().as_deref(),
+        Some("23505" | "23503" | "40001" | "40P01")
+    )
+}
+
+/// Runs `attempt` until it does not lose a race, at most [`ATTEMPTS`] times.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if tries < ATTEMPTS && lost_race(&e) => tries += 1,
+            other => return other,
         }
     }
 }

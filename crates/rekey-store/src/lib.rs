@@ -6,6 +6,8 @@
 pub mod audit;
 mod columns;
 mod common;
+#[macro_use]
+mod store_impl;
 pub mod crypto;
 mod postgres;
 mod sqlite;
