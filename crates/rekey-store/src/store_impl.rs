@@ -53,9 +53,9 @@ macro_rules! store_impl {
                     .ok_or_else(|| StoreError::ResourceGroupNotFound(group.to_string()))
             }
 
-            /// The resource, or the most precise not-found: subscription, then group, then resource. With
-            /// `lock`, the resource's row stays locked until the transaction ends, so changes to one resource
-            /// from any node apply one after another.
+            /// The resource, or the most precise not-found: subscription, then group, then
+            /// resource. With `lock`, the resource's row stays locked until the transaction ends,
+            /// so changes to one resource from any node apply one after another.
             async fn find_resource(
                 conn: &mut $conn,
                 id: &ResourceId,
@@ -709,8 +709,9 @@ macro_rules! store_impl {
                 audit: &AuditRecord,
             ) -> Result<(Resource, Vec<KeySlotState>)> {
                 let mut tx = self.$writes.begin().await?;
-                // The resource's row lock (where the backend has row locks) serializes regenerations of it
-                // across nodes: each reads the generation the previous one committed.
+                // The resource's row lock (where the backend has row locks) serializes
+                // regenerations of it across nodes: each reads the generation the previous one
+                // committed.
                 let resource = Self::find_resource(&mut tx, id, true).await?;
                 let internal = resource.internal_id.to_string();
                 let now = now_micros();
