@@ -87,3 +87,30 @@ pub enum ChainCheck {
         reason: String,
     },
 }
+
+/// Recomputes the chain over every stored record, oldest first, each with its time in stored
+/// microseconds (what its hash covers): the first record whose place, link or contents do not match
+/// breaks it.
+pub(crate) fn check_chain(records: impl IntoIterator<Item = (i64, AuditEntry)>) -> ChainCheck {
+    let mut prev = vec![0u8; 32];
+    let mut count = 0u64;
+    for (at, entry) in records {
+        let broken = |reason: &str| ChainCheck::Broken {
+            seq: entry.seq,
+            records_before: count,
+            reason: reason.to_string(),
+        };
+        if entry.seq != count as i64 + 1 {
+            return broken("a record before this one is missing");
+        }
+        if entry.prev_hash != prev {
+            return broken("its link to the previous record does not match");
+        }
+        if chain_hash(&prev, entry.seq, at, &entry.record)[..] != entry.hash[..] {
+            return broken("its contents do not match its hash");
+        }
+        prev = entry.hash;
+        count += 1;
+    }
+    ChainCheck::Intact { records: count }
+}

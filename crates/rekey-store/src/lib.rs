@@ -2,9 +2,16 @@
 //! PostgreSQL backend for several nodes, migrations, and encryption at rest ([`crypto`]). SQL lives only here; callers speak in
 //! `rekey-core` records. Every key change is one transaction that also appends to the change feed,
 //! and a call returns only after its commit.
+//!
+//! The two backends share everything that does not depend on the dialect: `common` reads rows into
+//! records, `store_impl` writes the `Store` methods whose SQL both accept once, and each backend file
+//! keeps only connecting, locking, notices and the queries that truly differ.
 
 pub mod audit;
 mod columns;
+mod common;
+#[macro_use]
+mod store_impl;
 pub mod crypto;
 mod postgres;
 mod sqlite;

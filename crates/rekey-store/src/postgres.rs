@@ -23,25 +23,24 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rekey_core::providers::{self, Provider, Slot};
+use rekey_core::providers::{Provider, Slot};
 use rekey_core::{
-    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceName,
-    ResourceSpec, Secret, Subscription, SubscriptionId,
+    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceSpec, Secret,
+    Subscription, SubscriptionId,
 };
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{chain_hash, AuditEntry, AuditRecord, ChainCheck};
-use crate::columns::{
-    corrupt, from_micros, new_etag, now_micros, seal_context, to_micros, type_key,
-};
+use crate::audit::{chain_hash, check_chain, AuditEntry, AuditRecord, ChainCheck};
+use crate::columns::{corrupt, new_etag, now_micros, seal_context, to_micros, type_key};
+use crate::common::{self, retrying, Change, StoredRow};
 use crate::crypto::Sealer;
 use crate::{
     check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, ChangeListener,
-    ChangeNotice, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
-    RoleAssignment, SigningKey, Store, StoreError, Written,
+    ChangeNotice, IndexedResource, KeyUse, Operation, Principal, Result, RoleAssignment,
+    SigningKey, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -53,9 +52,6 @@ const CHANNEL: &str = "rekey_changes";
 /// sqlx's migrator takes (derived from the database name).
 const LOG_LOCK: i64 = 0x7265_6b65_795f_6c67; // "rekey_lg"
 const BOOTSTRAP_LOCK: i64 = 0x7265_6b65_795f_6273; // "rekey_bs"
-
-/// How often a write that lost a race with another node's write is tried again.
-const ATTEMPTS: usize = 3;
 
 /// Connection settings beyond the URL.
 #[derive(Debug, Clone)]
@@ -83,45 +79,28 @@ pub struct PgStore {
     sealer: Sealer,
 }
 
-/// One change-feed entry to append.
-struct Change<'a> {
-    resource: Uuid,
-    slot: Option<&'a str>,
-    change: &'static str,
-    at: i64,
-}
-
-/// A write that lost a race with a concurrent one and is worth running again from the start: a
-/// unique or foreign key violation (another node created the same name, or deleted the parent, between
-/// our read and our write), or a serialization failure or deadlock PostgreSQL broke.
-fn lost_race(e: &StoreError) -> bool {
-    let (StoreError::Backend(sqlx::Error::Database(db))
-    | StoreError::Unavailable(sqlx::Error::Database(db))) = e
-    else {
-        return false;
-    };
-    matches!(
-        db.code().as_deref(),
-        Some("23505" | "23503" | "40001" | "40P01")
-    )
-}
-
-/// Runs `attempt` until it does not lose a race, at most [`ATTEMPTS`] times.
-async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
-{
-    let mut tries = 1;
-    loop {
-        match attempt().await {
-            Err(e) if tries < ATTEMPTS && lost_race(&e) => tries += 1,
-            other => return other,
-        }
-    }
-}
-
 impl PgStore {
+    const ROW_LOCK: &'static str = " FOR UPDATE OF r";
+
+    /// Nodes that start together queue here; the first makes the record, the others then find it.
+    async fn lock_bootstrap(conn: &mut PgConnection) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(BOOTSTRAP_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes of one principal's assignments apply one after another, so two names for the same
+    /// principal, role and scope cannot both pass the duplicate check; the scope is locked too.
+    async fn lock_assignment_scope(conn: &mut PgConnection, a: &RoleAssignment) -> Result<()> {
+        sqlx::query("SELECT 1 FROM principals WHERE id = $1 FOR UPDATE")
+            .bind(a.principal_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+        Self::lock_scope(conn, &a.scope).await
+    }
+
     /// Connects to `url` (`postgres://…`), waiting up to the acquire timeout for the server, and runs
     /// the migrations (sqlx serializes concurrent migrators with an advisory lock, so nodes may
     /// start together).
@@ -139,149 +118,6 @@ impl PgStore {
             acquire_timeout: settings.acquire_timeout,
             sealer,
         })
-    }
-
-    fn subscription_row(row: &PgRow) -> Result<Subscription> {
-        Ok(Subscription {
-            id: SubscriptionId::parse(row.get::<&str, _>("id")).map_err(corrupt)?,
-            display_name: row.get("display_name"),
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    fn group_row(row: &PgRow) -> Result<ResourceGroup> {
-        Ok(ResourceGroup {
-            subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                .map_err(corrupt)?,
-            name: ResourceGroupName::parse(row.get::<&str, _>("name")).map_err(corrupt)?,
-            location: row.get("location"),
-            tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    /// Builds a resource from a row of `resources` joined with its group's stored name.
-    fn resource_row(row: &PgRow) -> Result<Resource> {
-        let type_key: &str = row.get("type_key");
-        let (namespace, type_name) = type_key.split_once('/').ok_or_else(|| corrupt(type_key))?;
-        let provider = providers::lookup(namespace, type_name).ok_or_else(|| corrupt(type_key))?;
-        let sku: Option<String> = row.get("sku");
-        Ok(Resource {
-            internal_id: Uuid::parse_str(row.get::<&str, _>("internal_id")).map_err(corrupt)?,
-            id: ResourceId {
-                subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                    .map_err(corrupt)?,
-                group: ResourceGroupName::parse(row.get::<&str, _>("group_name"))
-                    .map_err(corrupt)?,
-                provider,
-                name: ResourceName::parse(provider, row.get::<&str, _>("name")).map_err(corrupt)?,
-            },
-            spec: ResourceSpec {
-                location: row.get("location"),
-                kind: row.get("kind"),
-                sku: sku
-                    .map(|s| serde_json::from_str(&s))
-                    .transpose()
-                    .map_err(corrupt)?,
-                tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
-                settings: serde_json::from_str(row.get::<&str, _>("settings")).map_err(corrupt)?,
-            },
-            etag: row.get("etag"),
-            created_at: from_micros(row.get("created_at")),
-            updated_at: from_micros(row.get("updated_at")),
-        })
-    }
-
-    async fn require_subscription(conn: &mut PgConnection, sub: &SubscriptionId) -> Result<()> {
-        let found = sqlx::query("SELECT 1 FROM subscriptions WHERE id = $1")
-            .bind(sub.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        found
-            .map(|_| ())
-            .ok_or_else(|| StoreError::SubscriptionNotFound(sub.clone()))
-    }
-
-    async fn require_group(
-        conn: &mut PgConnection,
-        sub: &SubscriptionId,
-        group: &ResourceGroupName,
-    ) -> Result<()> {
-        Self::require_subscription(conn, sub).await?;
-        let found = sqlx::query(
-            "SELECT 1 FROM resource_groups WHERE subscription_id = $1 AND name_key = $2",
-        )
-        .bind(sub.as_str())
-        .bind(group.key())
-        .fetch_optional(&mut *conn)
-        .await?;
-        found
-            .map(|_| ())
-            .ok_or_else(|| StoreError::ResourceGroupNotFound(group.to_string()))
-    }
-
-    /// The resource, or the most precise not-found: subscription, then group, then resource. With
-    /// `lock`, the resource's row stays locked until the transaction ends, so changes to one resource
-    /// from any node apply one after another.
-    async fn find_resource(
-        conn: &mut PgConnection,
-        id: &ResourceId,
-        lock: bool,
-    ) -> Result<Resource> {
-        let query = format!(
-            "SELECT r.*, g.name AS group_name FROM resources r
-             JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
-             WHERE r.subscription_id = $1 AND r.group_key = $2 AND r.type_key = $3 AND r.name_key = $4{}",
-            if lock { " FOR UPDATE OF r" } else { "" }
-        );
-        let row = sqlx::query(&query)
-            .bind(id.subscription.as_str())
-            .bind(id.group.key())
-            .bind(type_key(id.provider))
-            .bind(id.name.key())
-            .fetch_optional(&mut *conn)
-            .await?;
-        match row {
-            Some(row) => Self::resource_row(&row),
-            None => {
-                Self::require_group(conn, &id.subscription, &id.group).await?;
-                Err(StoreError::ResourceNotFound(id.to_string()))
-            }
-        }
-    }
-
-    async fn slots(
-        &self,
-        conn: &mut PgConnection,
-        resource: &Resource,
-    ) -> Result<Vec<KeySlotState>> {
-        let rows = sqlx::query(
-            "SELECT slot, generation, sealed, created_at, last_used_at FROM key_slots WHERE resource_id = $1",
-        )
-        .bind(resource.internal_id.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for slot in resource.id.provider.slots {
-            let row = rows
-                .iter()
-                .find(|r| r.get::<&str, _>("slot") == slot.name)
-                .ok_or_else(|| corrupt(format!("{} has no {} key", resource.id, slot.name)))?;
-            let generation: i64 = row.get("generation");
-            let sealed: &[u8] = row.get("sealed");
-            let secret = self.sealer.open(
-                sealed,
-                &seal_context(&resource.internal_id, slot.name, generation),
-            )?;
-            out.push(KeySlotState {
-                slot,
-                secret,
-                generation,
-                created_at: from_micros(row.get("created_at")),
-                last_used: row.get::<Option<i64>, _>("last_used_at").map(from_micros),
-            });
-        }
-        Ok(out)
     }
 
     /// Appends `changes` to the feed and `audit` to the chain, as the last work of a transaction.
@@ -353,283 +189,6 @@ impl PgStore {
         Ok(())
     }
 
-    fn audit_row(row: &PgRow) -> AuditEntry {
-        AuditEntry {
-            seq: row.get("seq"),
-            record: AuditRecord {
-                at: from_micros(row.get("at")),
-                principal_id: row.get("principal_id"),
-                action: row.get("action"),
-                scope: row.get("scope"),
-                source: row.get("source"),
-                request_id: row.get("request_id"),
-                result: row.get("result"),
-            },
-            prev_hash: row.get("prev_hash"),
-            hash: row.get("hash"),
-        }
-    }
-
-    fn principal_row(row: &PgRow) -> Result<Principal> {
-        Ok(Principal {
-            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
-            display_name: row.get("display_name"),
-            is_owner: row.get::<i64, _>("is_owner") != 0,
-            expires_at: row.get::<Option<i64>, _>("expires_at").map(from_micros),
-            revoked_at: row.get::<Option<i64>, _>("revoked_at").map(from_micros),
-            created_by: row.get("created_by"),
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    fn assignment_row(row: &PgRow) -> Result<RoleAssignment> {
-        Ok(RoleAssignment {
-            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
-            scope: row.get("scope"),
-            role_id: Uuid::parse_str(row.get::<&str, _>("role_id")).map_err(corrupt)?,
-            principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id")).map_err(corrupt)?,
-            created_at: from_micros(row.get("created_at")),
-            created_by: row.get("created_by"),
-        })
-    }
-
-    async fn record_operation(conn: &mut PgConnection, op: Option<&Operation>) -> Result<()> {
-        let Some(op) = op else { return Ok(()) };
-        sqlx::query(
-            "INSERT INTO operations (id, subscription_id, namespace, location, resource_id, status, started_at, ended_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(op.id.to_string())
-        .bind(op.subscription.as_str())
-        .bind(&op.namespace)
-        .bind(&op.location)
-        .bind(&op.resource_id)
-        .bind(&op.status)
-        .bind(to_micros(op.started_at))
-        .bind(to_micros(op.ended_at))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    async fn try_put_subscription(
-        &self,
-        id: &SubscriptionId,
-        display_name: &str,
-        audit: &AuditRecord,
-    ) -> Result<(Subscription, Written)> {
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query("UPDATE subscriptions SET display_name = $1 WHERE id = $2")
-            .bind(display_name)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let written = if updated == 0 {
-            sqlx::query(
-                "INSERT INTO subscriptions (id, display_name, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(id.as_str())
-            .bind(display_name)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-            Written::Created
-        } else {
-            Written::Updated
-        };
-        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let sub = Self::subscription_row(&row)?;
-        Self::append_log(&mut tx, &[], audit).await?;
-        tx.commit().await?;
-        Ok((sub, written))
-    }
-
-    async fn try_put_group(
-        &self,
-        group: &ResourceGroup,
-        audit: &AuditRecord,
-    ) -> Result<(ResourceGroup, Written)> {
-        let mut tx = self.pool.begin().await?;
-        Self::require_subscription(&mut tx, &group.subscription).await?;
-        let tags = serde_json::to_string(&group.tags).expect("tags serialize");
-        // The group keeps the name casing it was created with, as ARM does.
-        let updated = sqlx::query("UPDATE resource_groups SET location = $1, tags = $2 WHERE subscription_id = $3 AND name_key = $4")
-            .bind(&group.location)
-            .bind(&tags)
-            .bind(group.subscription.as_str())
-            .bind(group.name.key())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let written = if updated == 0 {
-            sqlx::query("INSERT INTO resource_groups (subscription_id, name_key, name, location, tags, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-                .bind(group.subscription.as_str())
-                .bind(group.name.key())
-                .bind(group.name.as_str())
-                .bind(&group.location)
-                .bind(&tags)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
-            // A new scope has no assignments, even if rows for its name outlived an earlier
-            // scope of that name.
-            Self::delete_assignments_under(&mut tx, &group_scope(&group.subscription, &group.name))
-                .await?;
-            Written::Created
-        } else {
-            Written::Updated
-        };
-        let row = sqlx::query(
-            "SELECT * FROM resource_groups WHERE subscription_id = $1 AND name_key = $2",
-        )
-        .bind(group.subscription.as_str())
-        .bind(group.name.key())
-        .fetch_one(&mut *tx)
-        .await?;
-        let stored = Self::group_row(&row)?;
-        Self::append_log(&mut tx, &[], audit).await?;
-        tx.commit().await?;
-        Ok((stored, written))
-    }
-
-    async fn try_put_resource(
-        &self,
-        id: &ResourceId,
-        spec: &ResourceSpec,
-        initial_keys: &[(&'static Slot, Secret)],
-        operation: Option<&Operation>,
-        audit: &AuditRecord,
-    ) -> Result<(Resource, Written)> {
-        let mut tx = self.pool.begin().await?;
-        let now = now_micros();
-        let sku = spec.sku.as_ref().map(|s| s.to_string());
-        let tags = serde_json::to_string(&spec.tags).expect("tags serialize");
-        let settings = serde_json::Value::Object(spec.settings.clone()).to_string();
-        let (internal_id, written, change) = match Self::find_resource(&mut tx, id, true).await {
-            Ok(existing) => {
-                sqlx::query("UPDATE resources SET location = $1, kind = $2, sku = $3, tags = $4, settings = $5, etag = $6, updated_at = $7 WHERE internal_id = $8")
-                    .bind(&spec.location)
-                    .bind(&spec.kind)
-                    .bind(&sku)
-                    .bind(&tags)
-                    .bind(&settings)
-                    .bind(new_etag())
-                    .bind(now)
-                    .bind(existing.internal_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                (existing.internal_id, Written::Updated, "updated")
-            }
-            Err(StoreError::ResourceNotFound(_)) => {
-                let internal_id = Uuid::new_v4();
-                sqlx::query(
-                    "INSERT INTO resources (internal_id, subscription_id, group_key, type_key, name_key, name, location, kind, sku, tags, settings, etag, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(internal_id.to_string())
-                .bind(id.subscription.as_str())
-                .bind(id.group.key())
-                .bind(type_key(id.provider))
-                .bind(id.name.key())
-                .bind(id.name.as_str())
-                .bind(&spec.location)
-                .bind(&spec.kind)
-                .bind(&sku)
-                .bind(&tags)
-                .bind(&settings)
-                .bind(new_etag())
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                for (slot, secret) in initial_keys {
-                    sqlx::query("INSERT INTO key_slots (resource_id, slot, generation, sealed, digest, created_at) VALUES ($1, $2, 1, $3, $4, $5)")
-                        .bind(internal_id.to_string())
-                        .bind(slot.name)
-                        .bind(self.sealer.seal(secret, &seal_context(&internal_id, slot.name, 1)))
-                        .bind(&self.sealer.digest(secret.expose())[..])
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Self::delete_assignments_under(&mut tx, &id.to_string()).await?;
-                (internal_id, Written::Created, "created")
-            }
-            Err(e) => return Err(e),
-        };
-        let resource = Self::find_resource(&mut tx, id, false).await?;
-        Self::record_operation(&mut tx, operation).await?;
-        let changes = [Change {
-            resource: internal_id,
-            slot: None,
-            change,
-            at: now,
-        }];
-        Self::append_log(&mut tx, &changes, audit).await?;
-        tx.commit().await?;
-        Ok((resource, written))
-    }
-
-    async fn try_put_assignment(
-        &self,
-        a: &RoleAssignment,
-        audit: &AuditRecord,
-    ) -> Result<(RoleAssignment, Written)> {
-        let mut tx = self.pool.begin().await?;
-        // Writes of one principal's assignments apply one after another, so two names for the same
-        // principal, role and scope cannot both pass the duplicate check below.
-        sqlx::query("SELECT 1 FROM principals WHERE id = $1 FOR UPDATE")
-            .bind(a.principal_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Self::lock_scope(&mut tx, &a.scope).await?;
-        let key = scope_key(&a.scope);
-        let existing = sqlx::query("SELECT * FROM role_assignments WHERE id = $1")
-            .bind(a.id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            let existing = Self::assignment_row(&row)?;
-            check_rewrite(&existing, a)?;
-            Self::append_log(&mut tx, &[], audit).await?;
-            tx.commit().await?;
-            return Ok((existing, Written::Updated));
-        }
-        let duplicate = sqlx::query_scalar::<_, String>(
-            "SELECT id FROM role_assignments WHERE scope_key = $1 AND role_id = $2 AND principal_id = $3",
-        )
-        .bind(&key)
-        .bind(a.role_id.to_string())
-        .bind(a.principal_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(other) = duplicate {
-            return Err(StoreError::AssignmentExists(
-                Uuid::parse_str(&other).map_err(corrupt)?,
-            ));
-        }
-        sqlx::query(
-            "INSERT INTO role_assignments (id, scope, scope_key, role_id, principal_id, created_at, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(a.id.to_string())
-        .bind(&a.scope)
-        .bind(&key)
-        .bind(a.role_id.to_string())
-        .bind(a.principal_id.to_string())
-        .bind(to_micros(a.created_at))
-        .bind(&a.created_by)
-        .execute(&mut *tx)
-        .await?;
-        Self::append_log(&mut tx, &[], audit).await?;
-        tx.commit().await?;
-        Ok((a.clone(), Written::Created))
-    }
-
     /// Fails with the most precise not-found unless the assignment scope exists, and holds a share
     /// lock on its row to the end of the transaction: a concurrent deletion of the scope (which
     /// locks the row for update, then deletes the scope's assignments) waits for this transaction
@@ -687,308 +246,12 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
-    async fn bootstrap(&self) -> Result<Option<BootstrapRecord>> {
-        let row = sqlx::query(
-            "SELECT tenant_id, subscription_id, principal_id FROM bootstrap WHERE id = 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(BootstrapRecord {
-                tenant_id: Uuid::parse_str(row.get::<&str, _>("tenant_id")).map_err(corrupt)?,
-                subscription_id: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                    .map_err(corrupt)?,
-                principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id"))
-                    .map_err(corrupt)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn init_bootstrap(
-        &self,
-        proposed: BootstrapRecord,
-        token_digest: [u8; 32],
-    ) -> Result<(BootstrapRecord, bool)> {
-        let mut tx = self.pool.begin().await?;
-        // Nodes that start together queue here; the first makes the record, the others then find it.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(BOOTSTRAP_LOCK)
-            .execute(&mut *tx)
-            .await?;
-        let exists = sqlx::query("SELECT 1 FROM bootstrap WHERE id = 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
-            tx.rollback().await?;
-            let record = self
-                .bootstrap()
-                .await?
-                .ok_or_else(|| corrupt("bootstrap vanished"))?;
-            return Ok((record, false));
-        }
-        let now = now_micros();
-        sqlx::query("INSERT INTO subscriptions (id, display_name, created_at) VALUES ($1, $2, $3)")
-            .bind(proposed.subscription_id.as_str())
-            .bind("rekey default subscription")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO principals (id, display_name, token_digest, is_owner, created_at) VALUES ($1, $2, $3, 1, $4)")
-            .bind(proposed.principal_id.to_string())
-            .bind("bootstrap owner")
-            .bind(&token_digest[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO bootstrap (id, tenant_id, subscription_id, principal_id, created_at) VALUES (1, $1, $2, $3, $4)")
-            .bind(proposed.tenant_id.to_string())
-            .bind(proposed.subscription_id.as_str())
-            .bind(proposed.principal_id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((proposed, true))
-    }
-
-    async fn principal_by_token(&self, token_digest: &[u8; 32]) -> Result<Option<Principal>> {
-        let row = sqlx::query("SELECT * FROM principals WHERE token_digest = $1")
-            .bind(&token_digest[..])
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Self::principal_row(&r)).transpose()
-    }
-
-    async fn principal(&self, id: &Uuid) -> Result<Option<Principal>> {
-        let row = sqlx::query("SELECT * FROM principals WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Self::principal_row(&r)).transpose()
-    }
-
-    async fn create_principal(
-        &self,
-        p: &Principal,
-        token_digest: [u8; 32],
-        audit: &AuditRecord,
-    ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO principals (id, display_name, token_digest, is_owner, created_at, expires_at, revoked_at, created_by)
-             VALUES ($1, $2, $3, 0, $4, $5, NULL, $6)",
-        )
-        .bind(p.id.to_string())
-        .bind(&p.display_name)
-        .bind(&token_digest[..])
-        .bind(to_micros(p.created_at))
-        .bind(p.expires_at.map(to_micros))
-        .bind(&p.created_by)
-        .execute(&mut *tx)
-        .await?;
-        Self::append_log(&mut tx, &[], audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_principals(&self) -> Result<Vec<Principal>> {
-        let rows = sqlx::query("SELECT * FROM principals ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::principal_row).collect()
-    }
-
-    async fn revoke_principal(&self, id: &Uuid, audit: &AuditRecord) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE principals SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now_micros())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let exists = sqlx::query("SELECT 1 FROM principals WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if changed > 0 {
-            Self::append_log(&mut tx, &[], audit).await?;
-        }
-        tx.commit().await?;
-        Ok(exists)
-    }
-
-    async fn put_assignment(
-        &self,
-        a: &RoleAssignment,
-        audit: &AuditRecord,
-    ) -> Result<(RoleAssignment, Written)> {
-        retrying(|| self.try_put_assignment(a, audit)).await
-    }
-
-    async fn assignment(&self, id: &Uuid) -> Result<Option<RoleAssignment>> {
-        let row = sqlx::query("SELECT * FROM role_assignments WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Self::assignment_row(&r)).transpose()
-    }
-
-    async fn delete_assignment(
-        &self,
-        id: &Uuid,
-        audit: &AuditRecord,
-    ) -> Result<Option<RoleAssignment>> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("DELETE FROM role_assignments WHERE id = $1 RETURNING *")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let found = Self::assignment_row(&row)?;
-        Self::append_log(&mut tx, &[], audit).await?;
-        tx.commit().await?;
-        Ok(Some(found))
-    }
-
-    async fn assignments_of(&self, principal: &Uuid) -> Result<Vec<RoleAssignment>> {
-        let rows = sqlx::query("SELECT * FROM role_assignments WHERE principal_id = $1")
-            .bind(principal.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::assignment_row).collect()
-    }
-
-    async fn list_assignments(&self) -> Result<Vec<RoleAssignment>> {
-        let rows = sqlx::query("SELECT * FROM role_assignments ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::assignment_row).collect()
-    }
-
-    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        Self::append_log(&mut tx, &[], record).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn audit_records(
-        &self,
-        subscription: &str,
-        since: OffsetDateTime,
-    ) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE subscription_id = $1 AND at >= $2 ORDER BY seq",
-        )
-        .bind(subscription.to_ascii_lowercase())
-        .bind(to_micros(since))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.iter().map(Self::audit_row).collect())
-    }
-
-    async fn verify_audit_chain(&self) -> Result<ChainCheck> {
-        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut prev = vec![0u8; 32];
-        for (n, row) in rows.iter().enumerate() {
-            let expected_seq = n as i64 + 1;
-            let entry = Self::audit_row(row);
-            let broken = |reason: &str| ChainCheck::Broken {
-                seq: entry.seq,
-                records_before: n as u64,
-                reason: reason.to_string(),
-            };
-            if entry.seq != expected_seq {
-                return Ok(broken("a record before this one is missing"));
-            }
-            if entry.prev_hash != prev {
-                return Ok(broken("its link to the previous record does not match"));
-            }
-            let at: i64 = row.get("at");
-            if chain_hash(&prev, entry.seq, at, &entry.record)[..] != entry.hash[..] {
-                return Ok(broken("its contents do not match its hash"));
-            }
-            prev = entry.hash.clone();
-        }
-        Ok(ChainCheck::Intact {
-            records: rows.len() as u64,
-        })
-    }
-
-    async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
-        let rows = sqlx::query("SELECT * FROM subscriptions ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(Self::subscription_row).collect()
-    }
-
-    async fn subscription(&self, id: &SubscriptionId) -> Result<Subscription> {
-        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| Self::subscription_row(&r))
-            .unwrap_or(Err(StoreError::SubscriptionNotFound(id.clone())))
-    }
-
-    async fn put_subscription(
-        &self,
-        id: &SubscriptionId,
-        display_name: &str,
-        audit: &AuditRecord,
-    ) -> Result<(Subscription, Written)> {
-        retrying(|| self.try_put_subscription(id, display_name, audit)).await
-    }
-
-    async fn put_group(
-        &self,
-        group: &ResourceGroup,
-        audit: &AuditRecord,
-    ) -> Result<(ResourceGroup, Written)> {
-        retrying(|| self.try_put_group(group, audit)).await
-    }
-
-    async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup> {
-        let mut conn = self.pool.acquire().await?;
-        let row = sqlx::query(
-            "SELECT * FROM resource_groups WHERE subscription_id = $1 AND name_key = $2",
-        )
-        .bind(sub.as_str())
-        .bind(name.key())
-        .fetch_optional(&mut *conn)
-        .await?;
-        match row {
-            Some(row) => Self::group_row(&row),
-            None => {
-                Self::require_subscription(&mut conn, sub).await?;
-                Err(StoreError::ResourceGroupNotFound(name.to_string()))
-            }
-        }
-    }
-
-    async fn list_groups(&self, sub: &SubscriptionId) -> Result<Vec<ResourceGroup>> {
-        let mut conn = self.pool.acquire().await?;
-        Self::require_subscription(&mut conn, sub).await?;
-        let rows = sqlx::query(
-            "SELECT * FROM resource_groups WHERE subscription_id = $1 ORDER BY name_key",
-        )
-        .bind(sub.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(Self::group_row).collect()
-    }
-
+store_impl! {
+    store: PgStore,
+    conn: PgConnection,
+    reads: pool,
+    writes: pool,
+    own: {
     async fn delete_group(
         &self,
         sub: &SubscriptionId,
@@ -1038,107 +301,6 @@ impl Store for PgStore {
         Ok(deleted > 0)
     }
 
-    async fn put_resource(
-        &self,
-        id: &ResourceId,
-        spec: &ResourceSpec,
-        initial_keys: Vec<(&'static Slot, Secret)>,
-        operation: Option<&Operation>,
-        audit: &AuditRecord,
-    ) -> Result<(Resource, Written)> {
-        retrying(|| self.try_put_resource(id, spec, &initial_keys, operation, audit)).await
-    }
-
-    async fn update_resource(
-        &self,
-        id: &ResourceId,
-        spec: &ResourceSpec,
-        audit: &AuditRecord,
-    ) -> Result<Resource> {
-        let mut tx = self.pool.begin().await?;
-        let existing = Self::find_resource(&mut tx, id, true).await?;
-        let now = now_micros();
-        sqlx::query("UPDATE resources SET kind = $1, sku = $2, tags = $3, settings = $4, etag = $5, updated_at = $6 WHERE internal_id = $7")
-            .bind(&spec.kind)
-            .bind(spec.sku.as_ref().map(|s| s.to_string()))
-            .bind(serde_json::to_string(&spec.tags).expect("tags serialize"))
-            .bind(serde_json::Value::Object(spec.settings.clone()).to_string())
-            .bind(new_etag())
-            .bind(now)
-            .bind(existing.internal_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        let resource = Self::find_resource(&mut tx, id, false).await?;
-        let changes = [Change {
-            resource: existing.internal_id,
-            slot: None,
-            change: "updated",
-            at: now,
-        }];
-        Self::append_log(&mut tx, &changes, audit).await?;
-        tx.commit().await?;
-        Ok(resource)
-    }
-
-    async fn resource(&self, id: &ResourceId) -> Result<Resource> {
-        let mut conn = self.pool.acquire().await?;
-        Self::find_resource(&mut conn, id, false).await
-    }
-
-    async fn list_resources(
-        &self,
-        sub: &SubscriptionId,
-        group: Option<&ResourceGroupName>,
-        provider: &'static Provider,
-    ) -> Result<Vec<Resource>> {
-        let mut conn = self.pool.acquire().await?;
-        match group {
-            Some(g) => Self::require_group(&mut conn, sub, g).await?,
-            None => Self::require_subscription(&mut conn, sub).await?,
-        }
-        let rows = sqlx::query(
-            "SELECT r.*, g.name AS group_name FROM resources r
-             JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
-             WHERE r.subscription_id = $1 AND r.type_key = $2 AND ($3::text IS NULL OR r.group_key = $3)
-             ORDER BY r.group_key, r.name_key",
-        )
-        .bind(sub.as_str())
-        .bind(type_key(provider))
-        .bind(group.map(|g| g.key()))
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(Self::resource_row).collect()
-    }
-
-    async fn delete_resource(
-        &self,
-        id: &ResourceId,
-        operation: Option<&Operation>,
-        audit: &AuditRecord,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let existing = match Self::find_resource(&mut tx, id, true).await {
-            Ok(r) => r,
-            Err(StoreError::ResourceNotFound(_)) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        sqlx::query("DELETE FROM resources WHERE internal_id = $1")
-            .bind(existing.internal_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Self::delete_assignments_under(&mut tx, &existing.id.to_string()).await?;
-        Self::record_operation(&mut tx, operation).await?;
-        let changes = [Change {
-            resource: existing.internal_id,
-            slot: None,
-            change: "deleted",
-            at: now_micros(),
-        }];
-        Self::append_log(&mut tx, &changes, audit).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     async fn keys(&self, id: &ResourceId) -> Result<(Resource, Vec<KeySlotState>)> {
         // One REPEATABLE READ transaction, so the resource and its slots are from the same commit.
         let mut tx = self.pool.begin().await?;
@@ -1149,56 +311,6 @@ impl Store for PgStore {
         let slots = self.slots(&mut tx, &resource).await?;
         tx.commit().await?;
         Ok((resource, slots))
-    }
-
-    async fn regenerate(
-        &self,
-        id: &ResourceId,
-        new_keys: Vec<(&'static Slot, Secret)>,
-        operation: Option<&Operation>,
-        audit: &AuditRecord,
-    ) -> Result<(Resource, Vec<KeySlotState>)> {
-        let mut tx = self.pool.begin().await?;
-        // The resource's row lock serializes regenerations of it across nodes: each reads the
-        // generation the previous one committed.
-        let resource = Self::find_resource(&mut tx, id, true).await?;
-        let internal = resource.internal_id.to_string();
-        let now = now_micros();
-        let mut changes = Vec::with_capacity(new_keys.len());
-        for (slot, secret) in &new_keys {
-            let generation = sqlx::query_scalar::<_, i64>(
-                "SELECT generation FROM key_slots WHERE resource_id = $1 AND slot = $2",
-            )
-            .bind(&internal)
-            .bind(slot.name)
-            .fetch_one(&mut *tx)
-            .await?
-                + 1;
-            sqlx::query("UPDATE key_slots SET generation = $1, sealed = $2, digest = $3, created_at = $4, last_used_at = NULL WHERE resource_id = $5 AND slot = $6")
-                .bind(generation)
-                .bind(self.sealer.seal(secret, &seal_context(&resource.internal_id, slot.name, generation)))
-                .bind(&self.sealer.digest(secret.expose())[..])
-                .bind(now)
-                .bind(&internal)
-                .bind(slot.name)
-                .execute(&mut *tx)
-                .await?;
-            changes.push(Change {
-                resource: resource.internal_id,
-                slot: Some(slot.name),
-                change: "regenerated",
-                at: now,
-            });
-        }
-        let slots = self.slots(&mut tx, &resource).await?;
-        Self::record_operation(&mut tx, operation).await?;
-        Self::append_log(&mut tx, &changes, audit).await?;
-        tx.commit().await?;
-        Ok((resource, slots))
-    }
-
-    fn key_digest(&self, presented: &str) -> [u8; 32] {
-        self.sealer.digest(presented)
     }
 
     async fn index_entries(&self, only: Option<&[Uuid]>) -> Result<Vec<IndexedResource>> {
@@ -1226,61 +338,17 @@ impl Store for PgStore {
                 .is_some_and(|last| last.resource.internal_id == internal_id);
             if !same {
                 resources.push(IndexedResource {
-                    resource: Self::resource_row(row)?,
+                    resource: common::resource_row(row)?,
                     slots: Vec::new(),
                 });
             }
-            let Some(name) = row.get::<Option<&str>, _>("k_slot") else {
+            if row.opt_text("k_slot").is_none() {
                 continue;
-            };
+            }
             let entry = resources.last_mut().expect("pushed above");
-            let provider = entry.resource.id.provider;
-            let slot = provider
-                .slot(name)
-                .ok_or_else(|| corrupt(format!("unknown slot {name}")))?;
-            let generation: i64 = row.get("k_generation");
-            let digest: &[u8] = row.get("k_digest");
-            let secret = if provider.signs_requests {
-                let context = seal_context(&entry.resource.internal_id, slot.name, generation);
-                Some(self.sealer.open(row.get("k_sealed"), &context)?)
-            } else {
-                None
-            };
-            entry.slots.push(IndexedSlot {
-                slot,
-                generation,
-                digest: digest
-                    .try_into()
-                    .map_err(|_| corrupt("digest is not 32 bytes"))?,
-                secret,
-            });
+            common::push_indexed_slot(&self.sealer, entry, row, "k_")?;
         }
         Ok(resources)
-    }
-
-    async fn latest_change(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0)::bigint FROM changes")
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn changes_since(&self, after: i64) -> Result<(i64, Vec<Uuid>)> {
-        let rows = sqlx::query("SELECT seq, resource_id FROM changes WHERE seq > $1 ORDER BY seq")
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut latest = after;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in rows {
-            latest = latest.max(row.get("seq"));
-            let id = Uuid::parse_str(row.get::<&str, _>("resource_id")).map_err(corrupt)?;
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok((latest, ids))
     }
 
     async fn record_key_uses(&self, uses: &[KeyUse]) -> Result<()> {
@@ -1334,69 +402,6 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let kid: String = row.get("kid");
-                let sealed: Vec<u8> = row.get("sealed");
-                let pkcs8 = self
-                    .sealer
-                    .open_bytes(&sealed, &format!("signing-key/{kid}"))?;
-                Ok(SigningKey {
-                    kid,
-                    pkcs8,
-                    public_key: row.get("public_key"),
-                    created_at: from_micros(row.get("created_at")),
-                    retired_at: row.get::<Option<i64>, _>("retired_at").map(from_micros),
-                })
-            })
-            .collect()
-    }
-
-    async fn rotate_signing_key(&self, key: &SigningKey, audit: &AuditRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, sealed, public_key, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
-        )
-        .bind(&key.kid)
-        .bind(self.sealer.seal_bytes(&key.pkcs8, &format!("signing-key/{}", key.kid)))
-        .bind(&key.public_key)
-        .bind(to_micros(key.created_at))
-        .execute(&mut *tx)
-        .await?;
-        Self::append_log(&mut tx, &[], audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>> {
-        let row = sqlx::query("SELECT * FROM operations WHERE id = $1 AND subscription_id = $2")
-            .bind(id.to_string())
-            .bind(sub.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(Operation {
-                id: *id,
-                subscription: sub.clone(),
-                namespace: row.get("namespace"),
-                location: row.get("location"),
-                resource_id: row.get("resource_id"),
-                status: row.get("status"),
-                started_at: from_micros(row.get("started_at")),
-                ended_at: from_micros(row.get("ended_at")),
-            })
-        })
-        .transpose()
-    }
-
     async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>> {
         // Its own one-connection pool: the listening connection is held for good, and reconnecting
         // it must not wait on (or starve) the request pool.
@@ -1412,6 +417,7 @@ impl Store for PgStore {
             listener,
             lost: false,
         })))
+    }
     }
 }
 

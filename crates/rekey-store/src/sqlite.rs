@@ -6,29 +6,26 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use rekey_core::providers::{self, Provider, Slot};
+use rekey_core::providers::{Provider, Slot};
 use rekey_core::{
-    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceName,
-    ResourceSpec, Secret, Subscription, SubscriptionId,
+    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceSpec, Secret,
+    Subscription, SubscriptionId,
 };
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{chain_hash, AuditEntry, AuditRecord, ChainCheck};
-use crate::columns::{
-    corrupt, from_micros, new_etag, now_micros, seal_context, to_micros, type_key,
-};
+use crate::audit::{chain_hash, check_chain, AuditEntry, AuditRecord, ChainCheck};
+use crate::columns::{corrupt, new_etag, now_micros, seal_context, to_micros, type_key};
+use crate::common::{self, retrying, Change};
 use crate::crypto::Sealer;
 use crate::SigningKey;
 use crate::{
     check_rewrite, group_scope, scope_key, AssignmentScope, BootstrapRecord, IndexedResource,
-    IndexedSlot, KeyUse, Operation, Principal, Result, RoleAssignment, Store, StoreError, Written,
+    KeyUse, Operation, Principal, Result, RoleAssignment, StoreError, Written,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -82,108 +79,18 @@ impl SqliteStore {
         format!("sqlite://{}", dir.join("rekey.db").display())
     }
 
-    fn subscription_row(row: &SqliteRow) -> Result<Subscription> {
-        Ok(Subscription {
-            id: SubscriptionId::parse(row.get::<&str, _>("id")).map_err(corrupt)?,
-            display_name: row.get("display_name"),
-            created_at: from_micros(row.get("created_at")),
-        })
+    /// One writer at a time: no row needs locking.
+    const ROW_LOCK: &'static str = "";
+
+    /// The one writer connection already serializes bootstraps.
+    async fn lock_bootstrap(_: &mut SqliteConnection) -> Result<()> {
+        Ok(())
     }
 
-    fn group_row(row: &SqliteRow) -> Result<ResourceGroup> {
-        Ok(ResourceGroup {
-            subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                .map_err(corrupt)?,
-            name: ResourceGroupName::parse(row.get::<&str, _>("name")).map_err(corrupt)?,
-            location: row.get("location"),
-            tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    /// Builds a resource from a row of `resources` joined with its group's stored name.
-    fn resource_row(row: &SqliteRow) -> Result<Resource> {
-        let type_key: &str = row.get("type_key");
-        let (namespace, type_name) = type_key.split_once('/').ok_or_else(|| corrupt(type_key))?;
-        let provider = providers::lookup(namespace, type_name).ok_or_else(|| corrupt(type_key))?;
-        let sku: Option<String> = row.get("sku");
-        Ok(Resource {
-            internal_id: Uuid::parse_str(row.get::<&str, _>("internal_id")).map_err(corrupt)?,
-            id: ResourceId {
-                subscription: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                    .map_err(corrupt)?,
-                group: ResourceGroupName::parse(row.get::<&str, _>("group_name"))
-                    .map_err(corrupt)?,
-                provider,
-                name: ResourceName::parse(provider, row.get::<&str, _>("name")).map_err(corrupt)?,
-            },
-            spec: ResourceSpec {
-                location: row.get("location"),
-                kind: row.get("kind"),
-                sku: sku
-                    .map(|s| serde_json::from_str(&s))
-                    .transpose()
-                    .map_err(corrupt)?,
-                tags: serde_json::from_str(row.get::<&str, _>("tags")).map_err(corrupt)?,
-                settings: serde_json::from_str(row.get::<&str, _>("settings")).map_err(corrupt)?,
-            },
-            etag: row.get("etag"),
-            created_at: from_micros(row.get("created_at")),
-            updated_at: from_micros(row.get("updated_at")),
-        })
-    }
-
-    async fn require_subscription(conn: &mut SqliteConnection, sub: &SubscriptionId) -> Result<()> {
-        let found = sqlx::query("SELECT 1 FROM subscriptions WHERE id = ?")
-            .bind(sub.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        found
-            .map(|_| ())
-            .ok_or_else(|| StoreError::SubscriptionNotFound(sub.clone()))
-    }
-
-    async fn require_group(
-        conn: &mut SqliteConnection,
-        sub: &SubscriptionId,
-        group: &ResourceGroupName,
-    ) -> Result<()> {
-        Self::require_subscription(conn, sub).await?;
-        let found =
-            sqlx::query("SELECT 1 FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
-                .bind(sub.as_str())
-                .bind(group.key())
-                .fetch_optional(&mut *conn)
-                .await?;
-        found
-            .map(|_| ())
-            .ok_or_else(|| StoreError::ResourceGroupNotFound(group.to_string()))
-    }
-
-    /// The resource, or the most precise not-found: subscription, then group, then resource.
-    async fn find_resource(conn: &mut SqliteConnection, id: &ResourceId) -> Result<Resource> {
-        let row = sqlx::query(
-            "SELECT r.*, g.name AS group_name FROM resources r
-             JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
-             WHERE r.subscription_id = ? AND r.group_key = ? AND r.type_key = ? AND r.name_key = ?",
-        )
-        .bind(id.subscription.as_str())
-        .bind(id.group.key())
-        .bind(type_key(id.provider))
-        .bind(id.name.key())
-        .fetch_optional(&mut *conn)
-        .await?;
-        match row {
-            Some(row) => Self::resource_row(&row),
-            None => {
-                Self::require_group(conn, &id.subscription, &id.group).await?;
-                Err(StoreError::ResourceNotFound(id.to_string()))
-            }
-        }
-    }
-
-    /// Fails with the most precise not-found unless the assignment scope exists.
-    async fn require_scope(conn: &mut SqliteConnection, scope: &str) -> Result<()> {
+    /// Fails with the most precise not-found unless the assignment scope exists (the one writer
+    /// connection keeps it existing until commit).
+    async fn lock_assignment_scope(conn: &mut SqliteConnection, a: &RoleAssignment) -> Result<()> {
+        let scope = a.scope.as_str();
         match AssignmentScope::parse(scope) {
             Some(AssignmentScope::Subscription(sub)) => {
                 Self::require_subscription(conn, &sub).await
@@ -191,7 +98,9 @@ impl SqliteStore {
             Some(AssignmentScope::Group(sub, group)) => {
                 Self::require_group(conn, &sub, &group).await
             }
-            Some(AssignmentScope::Resource(id)) => Self::find_resource(conn, &id).await.map(|_| ()),
+            Some(AssignmentScope::Resource(id)) => {
+                Self::find_resource(conn, &id, false).await.map(|_| ())
+            }
             None => Err(corrupt(format!("'{scope}' is not an assignment scope"))),
         }
     }
@@ -212,41 +121,23 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn slots(
-        &self,
+    /// Appends `changes` to the feed and `audit` to the chain, as the last work of a transaction. The
+    /// one writer connection makes the chain's head the last committed record, and feed numbers
+    /// follow commit order.
+    async fn append_log(
         conn: &mut SqliteConnection,
-        resource: &Resource,
-    ) -> Result<Vec<KeySlotState>> {
-        let rows = sqlx::query(
-            "SELECT slot, generation, sealed, created_at, last_used_at FROM key_slots WHERE resource_id = ?",
-        )
-        .bind(resource.internal_id.to_string())
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for slot in resource.id.provider.slots {
-            let row = rows
-                .iter()
-                .find(|r| r.get::<&str, _>("slot") == slot.name)
-                .ok_or_else(|| corrupt(format!("{} has no {} key", resource.id, slot.name)))?;
-            let generation: i64 = row.get("generation");
-            let sealed: &[u8] = row.get("sealed");
-            let secret = self.sealer.open(
-                sealed,
-                &seal_context(&resource.internal_id, slot.name, generation),
-            )?;
-            out.push(KeySlotState {
-                slot,
-                secret,
-                generation,
-                created_at: from_micros(row.get("created_at")),
-                last_used: row.get::<Option<i64>, _>("last_used_at").map(from_micros),
-            });
+        changes: &[Change<'_>],
+        audit: &AuditRecord,
+    ) -> Result<()> {
+        for c in changes {
+            sqlx::query("INSERT INTO changes (resource_id, slot, change, at) VALUES (?, ?, ?, ?)")
+                .bind(c.resource.to_string())
+                .bind(c.slot)
+                .bind(c.change)
+                .bind(c.at)
+                .execute(&mut *conn)
+                .await?;
         }
-        Ok(out)
-    }
-
-    async fn write_audit(conn: &mut SqliteConnection, r: &AuditRecord) -> Result<()> {
         let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
@@ -254,101 +145,25 @@ impl SqliteStore {
             Some(row) => (row.get::<i64, _>("seq") + 1, row.get::<Vec<u8>, _>("hash")),
             None => (1, vec![0u8; 32]),
         };
-        let at = to_micros(r.at);
-        let hash = chain_hash(&prev, seq, at, r);
+        let at = to_micros(audit.at);
+        let hash = chain_hash(&prev, seq, at, audit);
         sqlx::query(
             "INSERT INTO audit_log (seq, at, principal_id, action, scope, subscription_id, source, request_id, result, prev_hash, hash)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(seq)
         .bind(at)
-        .bind(&r.principal_id)
-        .bind(&r.action)
-        .bind(&r.scope)
-        .bind(r.subscription())
-        .bind(&r.source)
-        .bind(&r.request_id)
-        .bind(&r.result)
+        .bind(&audit.principal_id)
+        .bind(&audit.action)
+        .bind(&audit.scope)
+        .bind(audit.subscription())
+        .bind(&audit.source)
+        .bind(&audit.request_id)
+        .bind(&audit.result)
         .bind(&prev)
         .bind(&hash[..])
         .execute(&mut *conn)
         .await?;
-        Ok(())
-    }
-
-    fn audit_row(row: &SqliteRow) -> AuditEntry {
-        AuditEntry {
-            seq: row.get("seq"),
-            record: AuditRecord {
-                at: from_micros(row.get("at")),
-                principal_id: row.get("principal_id"),
-                action: row.get("action"),
-                scope: row.get("scope"),
-                source: row.get("source"),
-                request_id: row.get("request_id"),
-                result: row.get("result"),
-            },
-            prev_hash: row.get("prev_hash"),
-            hash: row.get("hash"),
-        }
-    }
-
-    fn principal_row(row: &SqliteRow) -> Result<Principal> {
-        Ok(Principal {
-            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
-            display_name: row.get("display_name"),
-            is_owner: row.get::<i64, _>("is_owner") != 0,
-            expires_at: row.get::<Option<i64>, _>("expires_at").map(from_micros),
-            revoked_at: row.get::<Option<i64>, _>("revoked_at").map(from_micros),
-            created_by: row.get("created_by"),
-            created_at: from_micros(row.get("created_at")),
-        })
-    }
-
-    fn assignment_row(row: &SqliteRow) -> Result<RoleAssignment> {
-        Ok(RoleAssignment {
-            id: Uuid::parse_str(row.get::<&str, _>("id")).map_err(corrupt)?,
-            scope: row.get("scope"),
-            role_id: Uuid::parse_str(row.get::<&str, _>("role_id")).map_err(corrupt)?,
-            principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id")).map_err(corrupt)?,
-            created_at: from_micros(row.get("created_at")),
-            created_by: row.get("created_by"),
-        })
-    }
-
-    async fn record_operation(conn: &mut SqliteConnection, op: Option<&Operation>) -> Result<()> {
-        let Some(op) = op else { return Ok(()) };
-        sqlx::query(
-            "INSERT INTO operations (id, subscription_id, namespace, location, resource_id, status, started_at, ended_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(op.id.to_string())
-        .bind(op.subscription.as_str())
-        .bind(&op.namespace)
-        .bind(&op.location)
-        .bind(&op.resource_id)
-        .bind(&op.status)
-        .bind(to_micros(op.started_at))
-        .bind(to_micros(op.ended_at))
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
-    async fn record_change(
-        conn: &mut SqliteConnection,
-        resource: &Uuid,
-        slot: Option<&str>,
-        change: &str,
-        at: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO changes (resource_id, slot, change, at) VALUES (?, ?, ?, ?)")
-            .bind(resource.to_string())
-            .bind(slot)
-            .bind(change)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
         Ok(())
     }
 }
@@ -398,413 +213,12 @@ fn make_private(db: &Path) -> Result<()> {
     Ok(())
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn bootstrap(&self) -> Result<Option<BootstrapRecord>> {
-        let row = sqlx::query(
-            "SELECT tenant_id, subscription_id, principal_id FROM bootstrap WHERE id = 1",
-        )
-        .fetch_optional(&self.reader)
-        .await?;
-        row.map(|row| {
-            Ok(BootstrapRecord {
-                tenant_id: Uuid::parse_str(row.get::<&str, _>("tenant_id")).map_err(corrupt)?,
-                subscription_id: SubscriptionId::parse(row.get::<&str, _>("subscription_id"))
-                    .map_err(corrupt)?,
-                principal_id: Uuid::parse_str(row.get::<&str, _>("principal_id"))
-                    .map_err(corrupt)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn init_bootstrap(
-        &self,
-        proposed: BootstrapRecord,
-        token_digest: [u8; 32],
-    ) -> Result<(BootstrapRecord, bool)> {
-        let mut tx = self.writer.begin().await?;
-        let exists = sqlx::query("SELECT 1 FROM bootstrap WHERE id = 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_some() {
-            tx.rollback().await?;
-            let record = self
-                .bootstrap()
-                .await?
-                .ok_or_else(|| corrupt("bootstrap vanished"))?;
-            return Ok((record, false));
-        }
-        let now = now_micros();
-        sqlx::query("INSERT INTO subscriptions (id, display_name, created_at) VALUES (?, ?, ?)")
-            .bind(proposed.subscription_id.as_str())
-            .bind("rekey default subscription")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO principals (id, display_name, token_digest, is_owner, created_at) VALUES (?, ?, ?, 1, ?)")
-            .bind(proposed.principal_id.to_string())
-            .bind("bootstrap owner")
-            .bind(&token_digest[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO bootstrap (id, tenant_id, subscription_id, principal_id, created_at) VALUES (1, ?, ?, ?, ?)")
-            .bind(proposed.tenant_id.to_string())
-            .bind(proposed.subscription_id.as_str())
-            .bind(proposed.principal_id.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((proposed, true))
-    }
-
-    async fn principal_by_token(&self, token_digest: &[u8; 32]) -> Result<Option<Principal>> {
-        let row = sqlx::query("SELECT * FROM principals WHERE token_digest = ?")
-            .bind(&token_digest[..])
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Self::principal_row(&r)).transpose()
-    }
-
-    async fn principal(&self, id: &Uuid) -> Result<Option<Principal>> {
-        let row = sqlx::query("SELECT * FROM principals WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Self::principal_row(&r)).transpose()
-    }
-
-    async fn create_principal(
-        &self,
-        p: &Principal,
-        token_digest: [u8; 32],
-        audit: &AuditRecord,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO principals (id, display_name, token_digest, is_owner, created_at, expires_at, revoked_at, created_by)
-             VALUES (?, ?, ?, 0, ?, ?, NULL, ?)",
-        )
-        .bind(p.id.to_string())
-        .bind(&p.display_name)
-        .bind(&token_digest[..])
-        .bind(to_micros(p.created_at))
-        .bind(p.expires_at.map(to_micros))
-        .bind(&p.created_by)
-        .execute(&mut *tx)
-        .await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_principals(&self) -> Result<Vec<Principal>> {
-        let rows = sqlx::query("SELECT * FROM principals ORDER BY created_at, id")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(Self::principal_row).collect()
-    }
-
-    async fn revoke_principal(&self, id: &Uuid, audit: &AuditRecord) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let changed =
-            sqlx::query("UPDATE principals SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now_micros())
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let exists = sqlx::query("SELECT 1 FROM principals WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if changed > 0 {
-            Self::write_audit(&mut tx, audit).await?;
-        }
-        tx.commit().await?;
-        Ok(exists)
-    }
-
-    async fn put_assignment(
-        &self,
-        a: &RoleAssignment,
-        audit: &AuditRecord,
-    ) -> Result<(RoleAssignment, Written)> {
-        let mut tx = self.writer.begin().await?;
-        Self::require_scope(&mut tx, &a.scope).await?;
-        let key = scope_key(&a.scope);
-        let existing = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
-            .bind(a.id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if let Some(row) = existing {
-            let existing = Self::assignment_row(&row)?;
-            check_rewrite(&existing, a)?;
-            Self::write_audit(&mut tx, audit).await?;
-            tx.commit().await?;
-            return Ok((existing, Written::Updated));
-        }
-        let duplicate = sqlx::query_scalar::<_, String>(
-            "SELECT id FROM role_assignments WHERE scope_key = ? AND role_id = ? AND principal_id = ?",
-        )
-        .bind(&key)
-        .bind(a.role_id.to_string())
-        .bind(a.principal_id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(other) = duplicate {
-            return Err(StoreError::AssignmentExists(
-                Uuid::parse_str(&other).map_err(corrupt)?,
-            ));
-        }
-        sqlx::query(
-            "INSERT INTO role_assignments (id, scope, scope_key, role_id, principal_id, created_at, created_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(a.id.to_string())
-        .bind(&a.scope)
-        .bind(&key)
-        .bind(a.role_id.to_string())
-        .bind(a.principal_id.to_string())
-        .bind(to_micros(a.created_at))
-        .bind(&a.created_by)
-        .execute(&mut *tx)
-        .await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok((a.clone(), Written::Created))
-    }
-
-    async fn assignment(&self, id: &Uuid) -> Result<Option<RoleAssignment>> {
-        let row = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Self::assignment_row(&r)).transpose()
-    }
-
-    async fn delete_assignment(
-        &self,
-        id: &Uuid,
-        audit: &AuditRecord,
-    ) -> Result<Option<RoleAssignment>> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query("SELECT * FROM role_assignments WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let found = Self::assignment_row(&row)?;
-        sqlx::query("DELETE FROM role_assignments WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(Some(found))
-    }
-
-    async fn assignments_of(&self, principal: &Uuid) -> Result<Vec<RoleAssignment>> {
-        let rows = sqlx::query("SELECT * FROM role_assignments WHERE principal_id = ?")
-            .bind(principal.to_string())
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(Self::assignment_row).collect()
-    }
-
-    async fn list_assignments(&self) -> Result<Vec<RoleAssignment>> {
-        let rows = sqlx::query("SELECT * FROM role_assignments ORDER BY created_at, id")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(Self::assignment_row).collect()
-    }
-
-    async fn append_audit(&self, record: &AuditRecord) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        Self::write_audit(&mut tx, record).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn audit_records(
-        &self,
-        subscription: &str,
-        since: OffsetDateTime,
-    ) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE subscription_id = ? AND at >= ? ORDER BY seq",
-        )
-        .bind(subscription.to_ascii_lowercase())
-        .bind(to_micros(since))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.iter().map(Self::audit_row).collect())
-    }
-
-    async fn verify_audit_chain(&self) -> Result<ChainCheck> {
-        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq")
-            .fetch_all(&self.reader)
-            .await?;
-        let mut prev = vec![0u8; 32];
-        for (n, row) in rows.iter().enumerate() {
-            let expected_seq = n as i64 + 1;
-            let entry = Self::audit_row(row);
-            let broken = |reason: &str| ChainCheck::Broken {
-                seq: entry.seq,
-                records_before: n as u64,
-                reason: reason.to_string(),
-            };
-            if entry.seq != expected_seq {
-                return Ok(broken("a record before this one is missing"));
-            }
-            if entry.prev_hash != prev {
-                return Ok(broken("its link to the previous record does not match"));
-            }
-            let at: i64 = row.get("at");
-            if chain_hash(&prev, entry.seq, at, &entry.record)[..] != entry.hash[..] {
-                return Ok(broken("its contents do not match its hash"));
-            }
-            prev = entry.hash.clone();
-        }
-        Ok(ChainCheck::Intact {
-            records: rows.len() as u64,
-        })
-    }
-
-    async fn list_subscriptions(&self) -> Result<Vec<Subscription>> {
-        let rows = sqlx::query("SELECT * FROM subscriptions ORDER BY created_at, id")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter().map(Self::subscription_row).collect()
-    }
-
-    async fn subscription(&self, id: &SubscriptionId) -> Result<Subscription> {
-        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Self::subscription_row(&r))
-            .unwrap_or(Err(StoreError::SubscriptionNotFound(id.clone())))
-    }
-
-    async fn put_subscription(
-        &self,
-        id: &SubscriptionId,
-        display_name: &str,
-        audit: &AuditRecord,
-    ) -> Result<(Subscription, Written)> {
-        let mut tx = self.writer.begin().await?;
-        let updated = sqlx::query("UPDATE subscriptions SET display_name = ? WHERE id = ?")
-            .bind(display_name)
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let written = if updated == 0 {
-            sqlx::query(
-                "INSERT INTO subscriptions (id, display_name, created_at) VALUES (?, ?, ?)",
-            )
-            .bind(id.as_str())
-            .bind(display_name)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
-            Written::Created
-        } else {
-            Written::Updated
-        };
-        let row = sqlx::query("SELECT * FROM subscriptions WHERE id = ?")
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
-        let sub = Self::subscription_row(&row)?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok((sub, written))
-    }
-
-    async fn put_group(
-        &self,
-        group: &ResourceGroup,
-        audit: &AuditRecord,
-    ) -> Result<(ResourceGroup, Written)> {
-        let mut tx = self.writer.begin().await?;
-        Self::require_subscription(&mut tx, &group.subscription).await?;
-        let tags = serde_json::to_string(&group.tags).expect("tags serialize");
-        // The group keeps the name casing it was created with, as ARM does.
-        let updated = sqlx::query("UPDATE resource_groups SET location = ?, tags = ? WHERE subscription_id = ? AND name_key = ?")
-            .bind(&group.location)
-            .bind(&tags)
-            .bind(group.subscription.as_str())
-            .bind(group.name.key())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let written = if updated == 0 {
-            sqlx::query("INSERT INTO resource_groups (subscription_id, name_key, name, location, tags, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-                .bind(group.subscription.as_str())
-                .bind(group.name.key())
-                .bind(group.name.as_str())
-                .bind(&group.location)
-                .bind(&tags)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
-            // A new scope has no assignments, even if rows for its name outlived an earlier
-            // scope of that name.
-            Self::delete_assignments_under(&mut tx, &group_scope(&group.subscription, &group.name))
-                .await?;
-            Written::Created
-        } else {
-            Written::Updated
-        };
-        let row =
-            sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
-                .bind(group.subscription.as_str())
-                .bind(group.name.key())
-                .fetch_one(&mut *tx)
-                .await?;
-        let stored = Self::group_row(&row)?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok((stored, written))
-    }
-
-    async fn group(&self, sub: &SubscriptionId, name: &ResourceGroupName) -> Result<ResourceGroup> {
-        let mut conn = self.reader.acquire().await?;
-        let row =
-            sqlx::query("SELECT * FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
-                .bind(sub.as_str())
-                .bind(name.key())
-                .fetch_optional(&mut *conn)
-                .await?;
-        match row {
-            Some(row) => Self::group_row(&row),
-            None => {
-                Self::require_subscription(&mut conn, sub).await?;
-                Err(StoreError::ResourceGroupNotFound(name.to_string()))
-            }
-        }
-    }
-
-    async fn list_groups(&self, sub: &SubscriptionId) -> Result<Vec<ResourceGroup>> {
-        let mut conn = self.reader.acquire().await?;
-        Self::require_subscription(&mut conn, sub).await?;
-        let rows = sqlx::query(
-            "SELECT * FROM resource_groups WHERE subscription_id = ? ORDER BY name_key",
-        )
-        .bind(sub.as_str())
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(Self::group_row).collect()
-    }
-
+store_impl! {
+    store: SqliteStore,
+    conn: SqliteConnection,
+    reads: reader,
+    writes: writer,
+    own: {
     async fn delete_group(
         &self,
         sub: &SubscriptionId,
@@ -821,10 +235,17 @@ impl Store for SqliteStore {
         .bind(name.key())
         .fetch_all(&mut *tx)
         .await?;
-        for id in &doomed {
-            let id = Uuid::parse_str(id).map_err(corrupt)?;
-            Self::record_change(&mut tx, &id, None, "deleted", now).await?;
-        }
+        let changes = doomed
+            .iter()
+            .map(|id| {
+                Ok(Change {
+                    resource: Uuid::parse_str(id).map_err(corrupt)?,
+                    slot: None,
+                    change: "deleted",
+                    at: now,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         // Resources and their key slots go with the group (ON DELETE CASCADE).
         let deleted =
             sqlx::query("DELETE FROM resource_groups WHERE subscription_id = ? AND name_key = ?")
@@ -834,235 +255,18 @@ impl Store for SqliteStore {
                 .await?
                 .rows_affected();
         Self::delete_assignments_under(&mut tx, &group_scope(sub, name)).await?;
-        Self::write_audit(&mut tx, audit).await?;
+        Self::append_log(&mut tx, &changes, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)
-    }
-
-    async fn put_resource(
-        &self,
-        id: &ResourceId,
-        spec: &ResourceSpec,
-        initial_keys: Vec<(&'static Slot, Secret)>,
-        operation: Option<&Operation>,
-        audit: &AuditRecord,
-    ) -> Result<(Resource, Written)> {
-        let mut tx = self.writer.begin().await?;
-        let now = now_micros();
-        let sku = spec.sku.as_ref().map(|s| s.to_string());
-        let tags = serde_json::to_string(&spec.tags).expect("tags serialize");
-        let settings = serde_json::Value::Object(spec.settings.clone()).to_string();
-        let written = match Self::find_resource(&mut tx, id).await {
-            Ok(existing) => {
-                sqlx::query("UPDATE resources SET location = ?, kind = ?, sku = ?, tags = ?, settings = ?, etag = ?, updated_at = ? WHERE internal_id = ?")
-                    .bind(&spec.location)
-                    .bind(&spec.kind)
-                    .bind(&sku)
-                    .bind(&tags)
-                    .bind(&settings)
-                    .bind(new_etag())
-                    .bind(now)
-                    .bind(existing.internal_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                Self::record_change(&mut tx, &existing.internal_id, None, "updated", now).await?;
-                Written::Updated
-            }
-            Err(StoreError::ResourceNotFound(_)) => {
-                let internal_id = Uuid::new_v4();
-                sqlx::query(
-                    "INSERT INTO resources (internal_id, subscription_id, group_key, type_key, name_key, name, location, kind, sku, tags, settings, etag, created_at, updated_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(internal_id.to_string())
-                .bind(id.subscription.as_str())
-                .bind(id.group.key())
-                .bind(type_key(id.provider))
-                .bind(id.name.key())
-                .bind(id.name.as_str())
-                .bind(&spec.location)
-                .bind(&spec.kind)
-                .bind(&sku)
-                .bind(&tags)
-                .bind(&settings)
-                .bind(new_etag())
-                .bind(now)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                for (slot, secret) in &initial_keys {
-                    sqlx::query("INSERT INTO key_slots (resource_id, slot, generation, sealed, digest, created_at) VALUES (?, ?, 1, ?, ?, ?)")
-                        .bind(internal_id.to_string())
-                        .bind(slot.name)
-                        .bind(self.sealer.seal(secret, &seal_context(&internal_id, slot.name, 1)))
-                        .bind(&self.sealer.digest(secret.expose())[..])
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Self::record_change(&mut tx, &internal_id, None, "created", now).await?;
-                Self::delete_assignments_under(&mut tx, &id.to_string()).await?;
-                Written::Created
-            }
-            Err(e) => return Err(e),
-        };
-        let resource = Self::find_resource(&mut tx, id).await?;
-        Self::record_operation(&mut tx, operation).await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok((resource, written))
-    }
-
-    async fn update_resource(
-        &self,
-        id: &ResourceId,
-        spec: &ResourceSpec,
-        audit: &AuditRecord,
-    ) -> Result<Resource> {
-        let mut tx = self.writer.begin().await?;
-        let existing = Self::find_resource(&mut tx, id).await?;
-        sqlx::query("UPDATE resources SET kind = ?, sku = ?, tags = ?, settings = ?, etag = ?, updated_at = ? WHERE internal_id = ?")
-            .bind(&spec.kind)
-            .bind(spec.sku.as_ref().map(|s| s.to_string()))
-            .bind(serde_json::to_string(&spec.tags).expect("tags serialize"))
-            .bind(serde_json::Value::Object(spec.settings.clone()).to_string())
-            .bind(new_etag())
-            .bind(now_micros())
-            .bind(existing.internal_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Self::record_change(
-            &mut tx,
-            &existing.internal_id,
-            None,
-            "updated",
-            now_micros(),
-        )
-        .await?;
-        let resource = Self::find_resource(&mut tx, id).await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(resource)
-    }
-
-    async fn resource(&self, id: &ResourceId) -> Result<Resource> {
-        let mut conn = self.reader.acquire().await?;
-        Self::find_resource(&mut conn, id).await
-    }
-
-    async fn list_resources(
-        &self,
-        sub: &SubscriptionId,
-        group: Option<&ResourceGroupName>,
-        provider: &'static Provider,
-    ) -> Result<Vec<Resource>> {
-        let mut conn = self.reader.acquire().await?;
-        match group {
-            Some(g) => Self::require_group(&mut conn, sub, g).await?,
-            None => Self::require_subscription(&mut conn, sub).await?,
-        }
-        let rows = sqlx::query(
-            "SELECT r.*, g.name AS group_name FROM resources r
-             JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
-             WHERE r.subscription_id = ? AND r.type_key = ? AND (? IS NULL OR r.group_key = ?)
-             ORDER BY r.group_key, r.name_key",
-        )
-        .bind(sub.as_str())
-        .bind(type_key(provider))
-        .bind(group.map(|g| g.key()))
-        .bind(group.map(|g| g.key()))
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(Self::resource_row).collect()
-    }
-
-    async fn delete_resource(
-        &self,
-        id: &ResourceId,
-        operation: Option<&Operation>,
-        audit: &AuditRecord,
-    ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let existing = match Self::find_resource(&mut tx, id).await {
-            Ok(r) => r,
-            Err(StoreError::ResourceNotFound(_)) => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        sqlx::query("DELETE FROM resources WHERE internal_id = ?")
-            .bind(existing.internal_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Self::delete_assignments_under(&mut tx, &existing.id.to_string()).await?;
-        Self::record_change(
-            &mut tx,
-            &existing.internal_id,
-            None,
-            "deleted",
-            now_micros(),
-        )
-        .await?;
-        Self::record_operation(&mut tx, operation).await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     async fn keys(&self, id: &ResourceId) -> Result<(Resource, Vec<KeySlotState>)> {
         // One read transaction, so the resource and its slots are from the same commit.
         let mut tx = self.reader.begin().await?;
-        let resource = Self::find_resource(&mut tx, id).await?;
+        let resource = Self::find_resource(&mut tx, id, false).await?;
         let slots = self.slots(&mut tx, &resource).await?;
         tx.commit().await?;
         Ok((resource, slots))
-    }
-
-    async fn regenerate(
-        &self,
-        id: &ResourceId,
-        new_keys: Vec<(&'static Slot, Secret)>,
-        operation: Option<&Operation>,
-        audit: &AuditRecord,
-    ) -> Result<(Resource, Vec<KeySlotState>)> {
-        let mut tx = self.writer.begin().await?;
-        let resource = Self::find_resource(&mut tx, id).await?;
-        let internal = resource.internal_id.to_string();
-        let now = now_micros();
-        for (slot, secret) in &new_keys {
-            let generation = sqlx::query_scalar::<_, i64>(
-                "SELECT generation FROM key_slots WHERE resource_id = ? AND slot = ?",
-            )
-            .bind(&internal)
-            .bind(slot.name)
-            .fetch_one(&mut *tx)
-            .await?
-                + 1;
-            sqlx::query("UPDATE key_slots SET generation = ?, sealed = ?, digest = ?, created_at = ?, last_used_at = NULL WHERE resource_id = ? AND slot = ?")
-                .bind(generation)
-                .bind(self.sealer.seal(secret, &seal_context(&resource.internal_id, slot.name, generation)))
-                .bind(&self.sealer.digest(secret.expose())[..])
-                .bind(now)
-                .bind(&internal)
-                .bind(slot.name)
-                .execute(&mut *tx)
-                .await?;
-            Self::record_change(
-                &mut tx,
-                &resource.internal_id,
-                Some(slot.name),
-                "regenerated",
-                now,
-            )
-            .await?;
-        }
-        let slots = self.slots(&mut tx, &resource).await?;
-        Self::record_operation(&mut tx, operation).await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok((resource, slots))
-    }
-
-    fn key_digest(&self, presented: &str) -> [u8; 32] {
-        self.sealer.digest(presented)
     }
 
     async fn index_entries(&self, only: Option<&[Uuid]>) -> Result<Vec<IndexedResource>> {
@@ -1088,7 +292,7 @@ impl Store for SqliteStore {
         let mut resources: Vec<IndexedResource> = Vec::with_capacity(rows.len());
         let mut position = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
-            let resource = Self::resource_row(row)?;
+            let resource = common::resource_row(row)?;
             position.insert(resource.internal_id.to_string(), resources.len());
             resources.push(IndexedResource {
                 resource,
@@ -1118,55 +322,9 @@ impl Store for SqliteStore {
             let Some(&at) = position.get(row.get::<&str, _>("resource_id")) else {
                 continue;
             };
-            let entry = &mut resources[at];
-            let provider = entry.resource.id.provider;
-            let name: &str = row.get("slot");
-            let slot = provider
-                .slot(name)
-                .ok_or_else(|| corrupt(format!("unknown slot {name}")))?;
-            let generation: i64 = row.get("generation");
-            let digest: &[u8] = row.get("digest");
-            let secret = if provider.signs_requests {
-                let context = seal_context(&entry.resource.internal_id, slot.name, generation);
-                Some(self.sealer.open(row.get("sealed"), &context)?)
-            } else {
-                None
-            };
-            entry.slots.push(IndexedSlot {
-                slot,
-                generation,
-                digest: digest
-                    .try_into()
-                    .map_err(|_| corrupt("digest is not 32 bytes"))?,
-                secret,
-            });
+            common::push_indexed_slot(&self.sealer, &mut resources[at], row, "")?;
         }
         Ok(resources)
-    }
-
-    async fn latest_change(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM changes")
-                .fetch_one(&self.reader)
-                .await?,
-        )
-    }
-
-    async fn changes_since(&self, after: i64) -> Result<(i64, Vec<Uuid>)> {
-        let rows = sqlx::query("SELECT seq, resource_id FROM changes WHERE seq > ? ORDER BY seq")
-            .bind(after)
-            .fetch_all(&self.reader)
-            .await?;
-        let mut latest = after;
-        let mut ids = Vec::with_capacity(rows.len());
-        for row in rows {
-            latest = latest.max(row.get("seq"));
-            let id = Uuid::parse_str(row.get::<&str, _>("resource_id")).map_err(corrupt)?;
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok((latest, ids))
     }
 
     async fn record_key_uses(&self, uses: &[KeyUse]) -> Result<()> {
@@ -1206,65 +364,5 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn signing_keys(&self) -> Result<Vec<SigningKey>> {
-        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let kid: String = row.get("kid");
-                let sealed: &[u8] = row.get("sealed");
-                let pkcs8 = self
-                    .sealer
-                    .open_bytes(sealed, &format!("signing-key/{kid}"))?;
-                Ok(SigningKey {
-                    kid,
-                    pkcs8,
-                    public_key: row.get("public_key"),
-                    created_at: from_micros(row.get("created_at")),
-                    retired_at: row.get::<Option<i64>, _>("retired_at").map(from_micros),
-                })
-            })
-            .collect()
-    }
-
-    async fn rotate_signing_key(&self, key: &SigningKey, audit: &AuditRecord) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let now = now_micros();
-        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO signing_keys (kid, sealed, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)")
-            .bind(&key.kid)
-            .bind(self.sealer.seal_bytes(&key.pkcs8, &format!("signing-key/{}", key.kid)))
-            .bind(&key.public_key)
-            .bind(to_micros(key.created_at))
-            .execute(&mut *tx)
-            .await?;
-        Self::write_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>> {
-        let row = sqlx::query("SELECT * FROM operations WHERE id = ? AND subscription_id = ?")
-            .bind(id.to_string())
-            .bind(sub.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|row| {
-            Ok(Operation {
-                id: *id,
-                subscription: sub.clone(),
-                namespace: row.get("namespace"),
-                location: row.get("location"),
-                resource_id: row.get("resource_id"),
-                status: row.get("status"),
-                started_at: from_micros(row.get("started_at")),
-                ended_at: from_micros(row.get("ended_at")),
-            })
-        })
-        .transpose()
     }
 }

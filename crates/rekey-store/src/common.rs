@@ -1,0 +1,327 @@
+//! Owns what both backends do alike once a query has run: reading rows into records (generic over
+//! [`sqlx::Row`], so one decoder serves SQLite and PostgreSQL), opening sealed keys, and turning
+//! specs into column values. The backends keep only their SQL text, locking and transactions.
+
+use rekey_core::providers::{self, Provider};
+use rekey_core::{
+    KeySlotState, Resource, ResourceGroup, ResourceGroupName, ResourceId, ResourceName,
+    ResourceSpec, Subscription, SubscriptionId,
+};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+use uuid::Uuid;
+
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::columns::{corrupt, from_micros, seal_context};
+use crate::crypto::Sealer;
+use crate::{
+    BootstrapRecord, IndexedResource, IndexedSlot, Operation, Principal, Result, RoleAssignment,
+    SigningKey, StoreError,
+};
+
+/// How often a write that lost a race with another node's write is tried again.
+const ATTEMPTS: usize = 3;
+
+/// A row of either backend, read by column name in the few column types the schema uses.
+pub(crate) trait StoredRow {
+    fn text(&self, column: &str) -> &str;
+    fn opt_text(&self, column: &str) -> Option<&str>;
+    fn int(&self, column: &str) -> i64;
+    fn opt_int(&self, column: &str) -> Option<i64>;
+    fn bytes(&self, column: &str) -> &[u8];
+
+    fn string(&self, column: &str) -> String {
+        self.text(column).to_string()
+    }
+    fn opt_string(&self, column: &str) -> Option<String> {
+        self.opt_text(column).map(str::to_string)
+    }
+    fn uuid(&self, column: &str) -> Result<Uuid> {
+        Uuid::parse_str(self.text(column)).map_err(corrupt)
+    }
+}
+
+impl<R: Row> StoredRow for R
+where
+    for<'c> &'c str: ColumnIndex<R>,
+    for<'r> &'r str: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> &'r [u8]: Decode<'r, R::Database> + Type<R::Database>,
+    i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> &str {
+        self.get(column)
+    }
+    fn opt_text(&self, column: &str) -> Option<&str> {
+        self.get(column)
+    }
+    fn int(&self, column: &str) -> i64 {
+        self.get(column)
+    }
+    fn opt_int(&self, column: &str) -> Option<i64> {
+        self.get(column)
+    }
+    fn bytes(&self, column: &str) -> &[u8] {
+        self.get(column)
+    }
+}
+
+pub(crate) fn subscription_row(row: &impl StoredRow) -> Result<Subscription> {
+    Ok(Subscription {
+        id: SubscriptionId::parse(row.text("id")).map_err(corrupt)?,
+        display_name: row.string("display_name"),
+        created_at: from_micros(row.int("created_at")),
+    })
+}
+
+pub(crate) fn group_row(row: &impl StoredRow) -> Result<ResourceGroup> {
+    Ok(ResourceGroup {
+        subscription: SubscriptionId::parse(row.text("subscription_id")).map_err(corrupt)?,
+        name: ResourceGroupName::parse(row.text("name")).map_err(corrupt)?,
+        location: row.string("location"),
+        tags: serde_json::from_str(row.text("tags")).map_err(corrupt)?,
+        created_at: from_micros(row.int("created_at")),
+    })
+}
+
+/// Builds a resource from a row of `resources` joined with its group's stored name.
+pub(crate) fn resource_row(row: &impl StoredRow) -> Result<Resource> {
+    let type_key = row.text("type_key");
+    let (namespace, type_name) = type_key.split_once('/').ok_or_else(|| corrupt(type_key))?;
+    let provider = providers::lookup(namespace, type_name).ok_or_else(|| corrupt(type_key))?;
+    Ok(Resource {
+        internal_id: row.uuid("internal_id")?,
+        id: ResourceId {
+            subscription: SubscriptionId::parse(row.text("subscription_id")).map_err(corrupt)?,
+            group: ResourceGroupName::parse(row.text("group_name")).map_err(corrupt)?,
+            provider,
+            name: ResourceName::parse(provider, row.text("name")).map_err(corrupt)?,
+        },
+        spec: ResourceSpec {
+            location: row.string("location"),
+            kind: row.opt_string("kind"),
+            sku: row
+                .opt_text("sku")
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(corrupt)?,
+            tags: serde_json::from_str(row.text("tags")).map_err(corrupt)?,
+            settings: serde_json::from_str(row.text("settings")).map_err(corrupt)?,
+        },
+        etag: row.string("etag"),
+        created_at: from_micros(row.int("created_at")),
+        updated_at: from_micros(row.int("updated_at")),
+    })
+}
+
+/// A stored audit record, with its time as stored (the chain hashes those microseconds).
+pub(crate) fn audit_row(row: &impl StoredRow) -> (i64, AuditEntry) {
+    let at = row.int("at");
+    let entry = AuditEntry {
+        seq: row.int("seq"),
+        record: AuditRecord {
+            at: from_micros(at),
+            principal_id: row.string("principal_id"),
+            action: row.string("action"),
+            scope: row.string("scope"),
+            source: row.string("source"),
+            request_id: row.string("request_id"),
+            result: row.string("result"),
+        },
+        prev_hash: row.bytes("prev_hash").to_vec(),
+        hash: row.bytes("hash").to_vec(),
+    };
+    (at, entry)
+}
+
+pub(crate) fn principal_row(row: &impl StoredRow) -> Result<Principal> {
+    Ok(Principal {
+        id: row.uuid("id")?,
+        display_name: row.string("display_name"),
+        is_owner: row.int("is_owner") != 0,
+        expires_at: row.opt_int("expires_at").map(from_micros),
+        revoked_at: row.opt_int("revoked_at").map(from_micros),
+        created_by: row.opt_string("created_by"),
+        created_at: from_micros(row.int("created_at")),
+    })
+}
+
+pub(crate) fn assignment_row(row: &impl StoredRow) -> Result<RoleAssignment> {
+    Ok(RoleAssignment {
+        id: row.uuid("id")?,
+        scope: row.string("scope"),
+        role_id: row.uuid("role_id")?,
+        principal_id: row.uuid("principal_id")?,
+        created_at: from_micros(row.int("created_at")),
+        created_by: row.string("created_by"),
+    })
+}
+
+pub(crate) fn bootstrap_row(row: &impl StoredRow) -> Result<BootstrapRecord> {
+    Ok(BootstrapRecord {
+        tenant_id: row.uuid("tenant_id")?,
+        subscription_id: SubscriptionId::parse(row.text("subscription_id")).map_err(corrupt)?,
+        principal_id: row.uuid("principal_id")?,
+    })
+}
+
+/// An operation row found by its id within `sub`.
+pub(crate) fn operation_row(row: &impl StoredRow, id: &Uuid, sub: &SubscriptionId) -> Operation {
+    Operation {
+        id: *id,
+        subscription: sub.clone(),
+        namespace: row.string("namespace"),
+        location: row.string("location"),
+        resource_id: row.string("resource_id"),
+        status: row.string("status"),
+        started_at: from_micros(row.int("started_at")),
+        ended_at: from_micros(row.int("ended_at")),
+    }
+}
+
+pub(crate) fn signing_key_row(sealer: &Sealer, row: &impl StoredRow) -> Result<SigningKey> {
+    let kid = row.string("kid");
+    let pkcs8 = sealer.open_bytes(row.bytes("sealed"), &format!("signing-key/{kid}"))?;
+    Ok(SigningKey {
+        kid,
+        pkcs8,
+        public_key: row.bytes("public_key").to_vec(),
+        created_at: from_micros(row.int("created_at")),
+        retired_at: row.opt_int("retired_at").map(from_micros),
+    })
+}
+
+/// The sealed form of a signing key, bound to its kid.
+pub(crate) fn seal_signing_key(sealer: &Sealer, key: &SigningKey) -> Vec<u8> {
+    sealer.seal_bytes(&key.pkcs8, &format!("signing-key/{}", key.kid))
+}
+
+/// Every slot of `resource` from its `key_slots` rows, in the provider's slot order, opened.
+pub(crate) fn slot_states<R: StoredRow>(
+    sealer: &Sealer,
+    resource: &Resource,
+    rows: &[R],
+) -> Result<Vec<KeySlotState>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for slot in resource.id.provider.slots {
+        let row = rows
+            .iter()
+            .find(|r| r.text("slot") == slot.name)
+            .ok_or_else(|| corrupt(format!("{} has no {} key", resource.id, slot.name)))?;
+        let generation = row.int("generation");
+        let secret = sealer.open(
+            row.bytes("sealed"),
+            &seal_context(&resource.internal_id, slot.name, generation),
+        )?;
+        out.push(KeySlotState {
+            slot,
+            secret,
+            generation,
+            created_at: from_micros(row.int("created_at")),
+            last_used: row.opt_int("last_used_at").map(from_micros),
+        });
+    }
+    Ok(out)
+}
+
+/// Adds the slot a `key_slots` row describes (its columns named `{prefix}slot`, …) to `entry`: the
+/// digest always, the plain key only for types whose clients sign requests with it.
+pub(crate) fn push_indexed_slot(
+    sealer: &Sealer,
+    entry: &mut IndexedResource,
+    row: &impl StoredRow,
+    prefix: &str,
+) -> Result<()> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let provider: &'static Provider = entry.resource.id.provider;
+    let name = row.text(&column("slot"));
+    let slot = provider
+        .slot(name)
+        .ok_or_else(|| corrupt(format!("unknown slot {name}")))?;
+    let generation = row.int(&column("generation"));
+    let secret = if provider.signs_requests {
+        let context = seal_context(&entry.resource.internal_id, slot.name, generation);
+        Some(sealer.open(row.bytes(&column("sealed")), &context)?)
+    } else {
+        None
+    };
+    entry.slots.push(IndexedSlot {
+        slot,
+        generation,
+        digest: row
+            .bytes(&column("digest"))
+            .try_into()
+            .map_err(|_| corrupt("digest is not 32 bytes"))?,
+        secret,
+    });
+    Ok(())
+}
+
+/// The feed's latest sequence number and the distinct resources in `changes` rows (`seq`,
+/// `resource_id`) after `after`, in feed order.
+pub(crate) fn changed_resources<R: StoredRow>(after: i64, rows: &[R]) -> Result<(i64, Vec<Uuid>)> {
+    let mut latest = after;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        latest = latest.max(row.int("seq"));
+        let id = row.uuid("resource_id")?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok((latest, ids))
+}
+
+/// A spec's stored columns: `sku`, `tags` and `settings` as JSON text.
+pub(crate) struct SpecColumns {
+    pub sku: Option<String>,
+    pub tags: String,
+    pub settings: String,
+}
+
+impl SpecColumns {
+    pub fn of(spec: &ResourceSpec) -> Self {
+        Self {
+            sku: spec.sku.as_ref().map(|s| s.to_string()),
+            tags: serde_json::to_string(&spec.tags).expect("tags serialize"),
+            settings: serde_json::Value::Object(spec.settings.clone()).to_string(),
+        }
+    }
+}
+
+/// One change-feed entry to append.
+pub(crate) struct Change<'a> {
+    pub resource: Uuid,
+    pub slot: Option<&'a str>,
+    pub change: &'static str,
+    pub at: i64,
+}
+
+/// A write that lost a race with a concurrent one and is worth running again from the start (only
+/// PostgreSQL's nodes race; SQLite's one writer never fails with these codes): a
+/// unique or foreign key violation (another node created the same name, or deleted the parent, between
+/// our read and our write), or a serialization failure or deadlock PostgreSQL broke.
+fn lost_race(e: &StoreError) -> bool {
+    let (StoreError::Backend(sqlx::Error::Database(db))
+    | StoreError::Unavailable(sqlx::Error::Database(db))) = e
+    else {
+        return false;
+    };
+    matches!(
+        db.code().as_deref(),
+        Some("23505" | "23503" | "40001" | "40P01")
+    )
+}
+
+/// Runs `attempt` until it does not lose a race, at most [`ATTEMPTS`] times.
+pub(crate) async fn retrying<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e) if tries < ATTEMPTS && lost_race(&e) => tries += 1,
+            other => return other,
+        }
+    }
+}
