@@ -14,6 +14,7 @@ mod nodes;
 mod oauth;
 mod openapi;
 mod other_types;
+mod ready_file;
 mod secrets;
 mod security_access;
 mod security_connections;
