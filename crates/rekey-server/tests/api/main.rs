@@ -1,6 +1,8 @@
 //! End-to-end tests of rekeyd's management API: each starts the real binary (see `helpers`).
 
 mod helpers;
+// Each test body runs once per backend; `crate::backend_tests!` in every module.
+use rekey_testkit::backend_tests;
 
 mod access;
 mod connections;
