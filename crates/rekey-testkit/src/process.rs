@@ -118,12 +118,14 @@ impl Ready {
     }
 }
 
-/// How to start rekeyd: its log level, environment settings and extra flags.
+/// How to start rekeyd: its log level, environment settings, extra flags, and the umask it starts
+/// under (the test process's when `None`).
 #[derive(Clone)]
 pub struct Options {
     pub log_level: String,
     pub env: Vec<(String, String)>,
     pub args: Vec<OsString>,
+    pub umask: Option<u32>,
 }
 
 impl Default for Options {
@@ -132,6 +134,7 @@ impl Default for Options {
             log_level: "info".into(),
             env: Vec::new(),
             args: Vec::new(),
+            umask: None,
         }
     }
 }
@@ -195,7 +198,18 @@ impl Rekeyd {
         // rekeyd removes an old ready file itself, but only once it runs: until then this waiter
         // would read the last run's.
         let _ = std::fs::remove_file(&ready_file);
-        let mut command = Command::new(bin);
+        // A umask is set by a shell that then becomes rekeyd, so the test process's stays as it is.
+        let mut command = match options.umask {
+            Some(mask) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg(format!(r#"umask {mask:03o}; exec "$0" "$@""#))
+                    .arg(bin);
+                shell
+            }
+            None => Command::new(bin),
+        };
         command
             .arg("--listen")
             .arg("127.0.0.1:0")

@@ -32,7 +32,7 @@ fn options(level: &str, env: &[(&str, &str)]) -> Options {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        args: Vec::new(),
+        ..Options::default()
     }
 }
 
