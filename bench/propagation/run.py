@@ -27,8 +27,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,14 +38,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))
+from common.rekeyd import Rekeyd  # noqa: E402
 CS = "api-version=2025-09-01"
 POLL_LIMIT_S = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(method: str, url: str, token: str, body: dict | None = None) -> dict:
@@ -57,19 +51,6 @@ def call(method: str, url: str, token: str, body: dict | None = None) -> dict:
     with urllib.request.urlopen(req, timeout=60) as resp:
         text = resp.read()
         return json.loads(text) if text else {}
-
-
-def wait_http(url: str, seconds: float = 60) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except Exception:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
 
 
 def psql(url: str, sql: str) -> None:
@@ -82,27 +63,24 @@ def with_database(url: str, database: str) -> str:
 
 
 class Node:
-    """A release rekeyd on loopback."""
+    """A release rekeyd on loopback (tests/common/rekeyd.py starts it)."""
 
     def __init__(self, work: Path, name: str, env: dict[str, str]):
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.data = work / name
-        self.proc = subprocess.Popen(
-            [str(ROOT / "target/release/rekeyd"), "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data)],
-            # Every rotation ends in a refused key per polling node: throttling would answer 429 after
-            # 50 of them, so it is set out of reach.
-            env={**os.environ, "RUST_LOG": "warn", "REKEY_AUTH_FAILURE_LIMIT": "1000000000", **env},
-            stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.log", "w"),
-        )
-        wait_http(f"{self.base}/healthz")
+        # Every rotation ends in a refused key per polling node: throttling would answer 429 after
+        # 50 of them, so it is set out of reach.
+        self.server = Rekeyd(
+            work / name,
+            {"REKEY_AUTH_FAILURE_LIMIT": "1000000000", **env},
+            log_level="warn",
+            binary=ROOT / "target/release/rekeyd",
+        ).start()
+        self.base = self.server.base_url
+        self.port = int(self.base.rsplit(":", 1)[1])
+        self.data = self.server.data_dir
+        self.proc = self.server.proc
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.server.stop()
 
 
 def wrk(node: Node, paths_file: Path, token: str, seconds: int, connections: int) -> dict:
@@ -240,8 +218,7 @@ def main() -> None:
         version = pg_version(admin)
         env = {"REKEY_DATABASE_URL": with_database(admin, database), "REKEY_MASTER_KEY": os.urandom(32).hex()}
         nodes.append(Node(work, "a", env))
-        boot = json.loads((nodes[0].data / "bootstrap.json").read_text())
-        token, sub = boot["token"], boot["subscriptionId"]
+        token, sub = nodes[0].server.token, nodes[0].server.subscription
         nodes += [Node(work, "b", env), Node(work, "c", env)]
 
         started = time.time()
@@ -260,10 +237,9 @@ def main() -> None:
 
         sqlite = Node(work, "sqlite", {})
         nodes.append(sqlite)
-        sboot = json.loads((sqlite.data / "bootstrap.json").read_text())
         sq_paths = work / "sqlite-paths.txt"
-        sq_paths.write_text("\n".join(accounts(sqlite, sboot["token"], sboot["subscriptionId"], args.accounts)) + "\n")
-        sq = wrk(sqlite, sq_paths, sboot["token"], args.seconds, args.connections)
+        sq_paths.write_text("\n".join(accounts(sqlite, sqlite.server.token, sqlite.server.subscription, args.accounts)) + "\n")
+        sq = wrk(sqlite, sq_paths, sqlite.server.token, args.seconds, args.connections)
     finally:
         for n in nodes:
             n.stop()

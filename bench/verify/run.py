@@ -30,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))
+from common.rekeyd import Rekeyd  # noqa: E402
 
 
 def free_port() -> int:
@@ -137,16 +139,11 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rekey-bench-"))
     procs: list[subprocess.Popen] = []
     try:
-        port, ng_port, up_port, floor_port = free_port(), free_port(), free_port(), free_port()
-        base = f"http://127.0.0.1:{port}"
-        rekeyd = subprocess.Popen(
-            [str(ROOT / "target/release/rekeyd"), "--listen", f"127.0.0.1:{port}", "--data-dir", str(work / "data")],
-            env={**os.environ, "RUST_LOG": "warn"}, stdout=subprocess.DEVNULL, stderr=open(work / "rekeyd.log", "w"),
-        )
-        procs.append(rekeyd)
-        wait_http(f"{base}/healthz")
-        boot = json.loads((work / "data/bootstrap.json").read_text())
-        token, sub = boot["token"], boot["subscriptionId"]
+        ng_port, up_port, floor_port = free_port(), free_port(), free_port()
+        server = Rekeyd(work, binary=ROOT / "target/release/rekeyd", log_level="warn").start()
+        procs.append(server.proc)
+        base, token, sub = server.base_url, server.token, server.subscription
+        port = base.rsplit(":", 1)[1]
         call("PUT", f"{base}/subscriptions/{sub}/resourcegroups/bench?api-version=2025-04-01", token, {"location": "westus"})
 
         def make(i: int) -> list[tuple[str, str]]:

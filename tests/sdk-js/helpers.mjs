@@ -14,7 +14,7 @@ function required(name) {
 }
 
 export const baseUrl = required('REKEY_URL');
-const bootstrap = JSON.parse(readFileSync(required('REKEY_BOOTSTRAP'), 'utf8'));
+const bootstrap = JSON.parse(readFileSync(required('REKEY_READY'), 'utf8'));
 export const subscriptionId = bootstrap.subscriptionId;
 
 /** A TokenCredential that hands out a fixed token, whatever the scopes asked for. */

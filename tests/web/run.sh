@@ -4,8 +4,8 @@
 #
 #   tests/web/run.sh [node --test args...]
 #
-# REKEYD_BIN: the rekeyd binary (default target/debug/rekeyd; build it first, this script runs no
-# cargo). CHROMIUM: the browser (default /usr/bin/chromium). WEB_SCREENSHOTS: where the tests save
+# REKEYD_BIN: the rekeyd binary (default target/debug/rekeyd, read by tests/common/rekeyd.mjs; build
+# it first, this script runs no cargo). CHROMIUM: the browser (default /usr/bin/chromium). WEB_SCREENSHOTS: where the tests save
 # screenshots of the main views (default target/web-screenshots).
 set -euo pipefail
 
@@ -20,59 +20,19 @@ if ! cmp -s "$WEB/package-lock.json" "$STAMP"; then
     cp "$WEB/package-lock.json" "$STAMP"
 fi
 
-REKEYD_BIN="${REKEYD_BIN:-target/debug/rekeyd}"
-case "$REKEYD_BIN" in
-    /*) ;;
-    *) REKEYD_BIN="$ROOT/$REKEYD_BIN" ;;
-esac
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 export WEB_SCREENSHOTS="${WEB_SCREENSHOTS:-$ROOT/target/web-screenshots}"
 mkdir -p "$WEB_SCREENSHOTS"
 
-WORK="$(mktemp -d)"
-REKEYD_PID=""
-cleanup() {
-    if [ -n "$REKEYD_PID" ]; then
-        kill "$REKEYD_PID" 2>/dev/null || true
-        wait "$REKEYD_PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# Port 0: rekeyd picks a free port and logs it. Last-use times are flushed every 100 ms so the
-# page shows them without waiting.
-RUST_LOG=info "$REKEYD_BIN" --listen 127.0.0.1:0 --data-dir "$WORK/data" --usage-flush-ms 100 \
-    2>"$WORK/rekeyd.log" &
-REKEYD_PID=$!
-REKEY_URL=""
-for _ in $(seq 300); do
-    REKEY_URL="$(sed -n 's/.*rekeyd listening on \(http[^ ]*\).*/\1/p' "$WORK/rekeyd.log" | head -n1)"
-    [ -n "$REKEY_URL" ] && break
-    if ! kill -0 "$REKEYD_PID" 2>/dev/null; then
-        echo "rekeyd exited at start:" >&2
-        cat "$WORK/rekeyd.log" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-if [ -z "$REKEY_URL" ]; then
-    echo "rekeyd did not start within 30 s:" >&2
-    cat "$WORK/rekeyd.log" >&2
-    exit 1
-fi
-export REKEY_URL
-
-# The owner token from bootstrap.json, then resources of every type and a Reader token (made with
-# POST /rekey/tokens and a role assignment): seed.mjs writes them to the fixture file.
-export REKEY_BOOTSTRAP="$WORK/data/bootstrap.json"
-export REKEY_FIXTURE="$WORK/fixture.json"
-node "$WEB/seed.mjs"
-
-status=0
-node --test --test-concurrency=1 "$@" "$WEB/keys-page.test.mjs" || status=$?
-if [ "$status" -ne 0 ]; then
-    echo "--- rekeyd log ---" >&2
-    tail -n 50 "$WORK/rekeyd.log" >&2
-fi
-exit "$status"
+# tests/common/rekeyd.mjs starts rekeyd on a free port with a fresh data directory (SQLite), waits
+# for its ready file, and gives the command REKEY_URL and REKEY_READY (the owner token). Last-use
+# times are flushed every 100 ms so the page shows them without waiting. seed.mjs makes resources of
+# every type and a Reader token (POST /rekey/tokens and a role assignment) and writes them to the
+# fixture file; the tests read it.
+FIXTURE_DIR="$(mktemp -d)"
+trap 'rm -rf "$FIXTURE_DIR"' EXIT
+export REKEY_FIXTURE="$FIXTURE_DIR/fixture.json"
+export WEB
+node "$ROOT/tests/common/rekeyd.mjs" --backends sqlite --flag --usage-flush-ms=100 -- \
+    bash -c 'node "$WEB/seed.mjs" && node --test --test-concurrency=1 "$@" "$WEB/keys-page.test.mjs"' \
+    web-tests "$@"

@@ -1,4 +1,4 @@
-// Owns the web tests' starting data: with the owner token from bootstrap.json it makes resources of
+// Owns the web tests' starting data: with the owner token from rekeyd's ready file it makes resources of
 // every type in two groups (one with key authentication off), uses one key on the data plane (so a
 // last-use time shows), and makes Reader and Key Operator tokens (POST /rekey/tokens plus a role
 // assignment). Writes what the tests need to $REKEY_FIXTURE. Called by run.sh once rekeyd listens.
@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 
 const base = process.env.REKEY_URL;
-const boot = JSON.parse(readFileSync(process.env.REKEY_BOOTSTRAP, 'utf8'));
+const boot = JSON.parse(readFileSync(process.env.REKEY_READY, 'utf8'));
 const sub = boot.subscriptionId;
 
 async function call(method, path, body, token = boot.token) {

@@ -61,6 +61,12 @@ pub struct Config {
     #[arg(long, env = "REKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Once listening, write `{url, token, subscriptionId, tenantId, principalId}` here (mode 0600,
+    /// atomically), for harnesses and supervisors that wait for rekeyd. `token` is there only when
+    /// this node's data directory holds the owner token (see `ready.rs`).
+    #[arg(long, env = "REKEY_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+
     /// Failed data-plane key checks from one client address within the window before that address
     /// gets 429 for the rest of the window.
     #[arg(long, env = "REKEY_AUTH_FAILURE_LIMIT", default_value_t = 50)]

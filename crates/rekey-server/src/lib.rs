@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod error;
 pub mod fastpath;
 pub mod oauth;
+pub mod ready;
 pub mod route_table;
 pub mod routes;
 pub mod rules;
@@ -95,6 +96,9 @@ fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// Runs rekeyd until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    if let Some(path) = &config.ready_file {
+        ready::clear(path)?;
+    }
     private_data_dir(&config.data_dir)?;
     let sealer = Sealer::new(&master_key(&config)?);
     let store = open_store(&config, sealer).await?;
@@ -149,6 +153,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )
     .await
     .context("loading the token-signing keys")?;
+    if let Some(path) = &config.ready_file {
+        let url = format!("{scheme}://{local}");
+        ready::write(path, &url, store.as_ref(), &config.data_dir, &record).await?;
+    }
     let app = app::build(
         store,
         dataplane,

@@ -2,18 +2,12 @@
 //! ([`Rekeyd`]), the built `rekey` binary run with a private config directory ([`Cli`]), and a direct
 //! HTTP line to rekeyd to check state changes without trusting the CLI.
 //!
-//! Where rekeyd comes from: Cargo gives an integration test only its own package's binaries
-//! (`CARGO_BIN_EXE_rekey`), and a dev-dependency on rekey-server builds its library, not `rekeyd`.
-//! So the first test in each test process runs `cargo build -p rekey-server --bin rekeyd` (with the
-//! `cargo` that built the tests, on this workspace and target directory) and takes the binary's path
-//! from Cargo's JSON messages. When rekeyd is up to date that costs about a quarter of a second, and
-//! concurrent test processes wait on Cargo's own lock, so it works the same from a clean clone, under
-//! `cargo test` and under `cargo nextest run --workspace`. `REKEYD_BIN=/path/to/rekeyd` skips the build.
+//! rekeyd is started by `rekey_testkit` (ready when its ready file appears), from the binary
+//! [`rekey_testkit::rekeyd_bin`] builds once per test process; `REKEYD_BIN=/path/to/rekeyd` skips
+//! the build.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -22,70 +16,14 @@ pub const RG_VERSION: &str = "2025-04-01";
 pub const COSMOS: (&str, &str) = ("Microsoft.DocumentDB/databaseAccounts", "2024-11-15");
 pub const QUANTUM: (&str, &str) = ("Microsoft.Quantum/workspaces", "2023-11-13-preview");
 
-/// The path of a freshly built rekeyd, built once per test process.
-pub fn rekeyd_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("REKEYD_BIN") {
-            return PathBuf::from(path);
-        }
-        let cargo = std::env::var("CARGO")
-            .ok()
-            .or_else(|| option_env!("CARGO").map(str::to_string))
-            .unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
-        // Cargo gives this test process its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*);
-        // build scripts such as ring's watch some of them, so passing them on would make the
-        // inner build differ from a plain `cargo build` and recompile half the tree each time.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let per_package = [
-                "CARGO_PKG_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_MANIFEST_",
-            ]
-            .iter()
-            .any(|prefix| name.starts_with(prefix));
-            if per_package
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
-                )
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
-        let out = build
-            .args([
-                "build",
-                "-p",
-                "rekey-server",
-                "--bin",
-                "rekeyd",
-                "--message-format=json-render-diagnostics",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("running cargo to build rekeyd");
-        assert!(out.status.success(), "cargo build of rekeyd failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "rekeyd")
-            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the rekeyd executable")
-    })
-}
-
-/// A running rekeyd, killed on drop.
+/// A running rekeyd (SQLite in its data directory), killed on drop.
 pub struct Rekeyd {
     pub base: String,
     pub token: String,
     pub subscription: String,
+    /// Stopped on drop, before `dir` (fields drop in declaration order) is removed.
+    _process: rekey_testkit::Rekeyd,
     pub dir: tempfile::TempDir,
-    child: Child,
     http: reqwest::blocking::Client,
 }
 
@@ -96,44 +34,19 @@ impl Rekeyd {
 
     /// Starts rekeyd in `dir` with extra flags (such as `--tls-cert`).
     pub fn start_with(dir: tempfile::TempDir, flags: &[&std::ffi::OsStr]) -> Self {
-        let log_path = dir.path().join("rekeyd.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(rekeyd_bin())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(flags)
-            .env("RUST_LOG", "info")
-            .env_remove("REKEY_MASTER_KEY")
-            .env_remove("REKEY_DATABASE_URL")
-            .env_remove("REKEY_PUBLIC_URL")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let base = loop {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if let Some(line) = text.lines().find(|l| l.contains("rekeyd listening on ")) {
-                break line
-                    .rsplit("listening on ")
-                    .next()
-                    .unwrap()
-                    .trim()
-                    .to_string();
-            }
-            assert!(Instant::now() < deadline, "rekeyd did not start:\n{text}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let boot: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join("data/bootstrap.json")).unwrap(),
-        )
-        .unwrap();
+        let mut options = rekey_testkit::process::Options::default();
+        options.args.extend(flags.iter().map(|f| f.to_os_string()));
+        let process =
+            rekey_testkit::Rekeyd::start(rekey_testkit::rekeyd_bin(), dir.path(), options);
+        let ready = process.ready.clone();
         Self {
-            base,
-            token: boot["token"].as_str().unwrap().to_string(),
-            subscription: boot["subscriptionId"].as_str().unwrap().to_string(),
+            base: ready.url,
+            token: ready
+                .token
+                .expect("a rekeyd on a fresh database made the bootstrap"),
+            subscription: ready.subscription_id,
+            _process: process,
             dir,
-            child,
             http: reqwest::blocking::Client::new(),
         }
     }
@@ -248,13 +161,6 @@ impl Rekeyd {
         let (status, body) = self.call("POST", &path, None);
         assert_eq!(status, 200, "{action}: {body}");
         without_extensions(body)
-    }
-}
-
-impl Drop for Rekeyd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,6 +1,8 @@
 //! End-to-end tests of rekeyd's management API: each starts the real binary (see `helpers`).
 
 mod helpers;
+// Each test body runs once per backend; `crate::backend_tests!` in every module.
+use rekey_testkit::backend_tests;
 
 mod access;
 mod connections;
@@ -14,6 +16,7 @@ mod nodes;
 mod oauth;
 mod openapi;
 mod other_types;
+mod ready_file;
 mod secrets;
 mod security_access;
 mod security_connections;

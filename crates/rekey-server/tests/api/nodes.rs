@@ -517,3 +517,21 @@ async fn a_postgres_outage_answers_503_and_loses_no_acknowledged_change() {
     assert_eq!(status, 200, "writes work again");
     assert_eq!(data_status(&s, &endpoint, key1).await, 401);
 }
+
+#[tokio::test]
+async fn a_joining_node_names_itself_in_its_ready_file_but_has_no_token_to_give() {
+    if !postgres_wanted() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let outside = tempfile::tempdir().unwrap();
+    let path = outside.path().join("ready.json");
+    let b = a
+        .join(&[("REKEY_READY_FILE", path.to_str().unwrap())])
+        .await;
+    let ready: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(ready["url"], b.base.as_str());
+    assert_eq!(ready["subscriptionId"], a.subscription.as_str());
+    // The store keeps only the token's digest, and this node wrote no bootstrap.json.
+    assert!(ready.get("token").is_none(), "{ready}");
+}

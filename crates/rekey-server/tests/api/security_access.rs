@@ -5,8 +5,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use reqwest::header::COOKIE;
 use reqwest::Method;
@@ -536,50 +534,17 @@ async fn key_switches_sent_in_another_letter_case_turn_keys_off() {
     assert_eq!(shown["properties"]["disableLocalAuth"], true, "{shown}");
 }
 
-/// A rekeyd process, stopped when dropped (also when an assertion fails).
-struct Rekeyd(std::process::Child);
-
-impl Drop for Rekeyd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts rekeyd on `data` under umask 022 and waits until it listens.
-fn start_under_umask_022(data: &Path, log: &Path, database_url: Option<&str>) -> Rekeyd {
-    let skip = std::fs::metadata(log)
-        .map(|m| m.len() as usize)
-        .unwrap_or(0);
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(r#"umask 022; exec "$0" --listen 127.0.0.1:0 --data-dir "$1""#)
-        .arg(env!("CARGO_BIN_EXE_rekeyd"))
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .env_remove("REKEY_MASTER_KEY")
-        .env_remove("REKEY_DATABASE_URL")
-        .stdout(Stdio::null())
-        .stderr(log_file);
+/// Starts rekeyd in `root` (data in `root/data`, log `root/rekeyd.log`) under umask 022 and waits
+/// until it is ready; stopped when dropped (also when an assertion fails).
+fn start_under_umask_022(root: &Path, database_url: Option<&str>) -> rekey_testkit::Rekeyd {
+    let mut options = rekey_testkit::process::Options {
+        umask: Some(0o022),
+        ..Default::default()
+    };
     if let Some(url) = database_url {
-        command.env("REKEY_DATABASE_URL", url);
+        options.env.push(("REKEY_DATABASE_URL".into(), url.into()));
     }
-    let child = Rekeyd(command.spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text[skip.min(text.len())..].contains("rekeyd listening on ") {
-            return child;
-        }
-        assert!(Instant::now() < deadline, "rekeyd did not start:\n{text}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    rekey_testkit::Rekeyd::start(Path::new(env!("CARGO_BIN_EXE_rekeyd")), root, options)
 }
 
 fn mode(path: &Path) -> u32 {
@@ -610,7 +575,7 @@ async fn the_data_directory_and_database_files_are_private_whatever_the_umask() 
         }
     };
 
-    let first = start_under_umask_022(&data, &log, url);
+    let first = start_under_umask_022(root.path(), url);
     check("first start");
     drop(first);
 
@@ -622,7 +587,7 @@ async fn the_data_directory_and_database_files_are_private_whatever_the_umask() 
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
-    let restarted = start_under_umask_022(&data, &log, url);
+    let restarted = start_under_umask_022(root.path(), url);
     check("restart");
     drop(restarted);
     let text = std::fs::read_to_string(&log).unwrap();
