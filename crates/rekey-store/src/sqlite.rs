@@ -180,13 +180,18 @@ fn make_private(db: &Path) -> Result<()> {
             let path = path.to_path_buf();
             move |source| StoreError::File { path, source }
         };
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(db)
-            .map_err(failed(db))?;
+        // Only a file that is not there yet is opened (to create it 0600): closing any descriptor of
+        // a file drops every POSIX lock this process holds on it, SQLite's included, and a database
+        // whose locks are gone looks unused to another process, which may then rebuild its WAL
+        // index under the connections still reading it.
+        if !db.exists() {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(db)
+                .map_err(failed(db))?;
+        }
         let mut companions = [db.as_os_str().to_owned(), db.as_os_str().to_owned()];
         companions[0].push("-wal");
         companions[1].push("-shm");
