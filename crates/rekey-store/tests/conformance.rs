@@ -17,18 +17,10 @@ use rekey_store::{
     PgStoreOptions, Principal, RoleAssignment, Sealer, SigningKey, SqliteStore, Store, StoreError,
     Written,
 };
+use rekey_testkit::{postgres_admin_url, postgres_wanted, Backend, TestDatabase};
 use sqlx::Connection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
-
-const POSTGRES_URL_VAR: &str = "REKEY_TEST_POSTGRES_URL";
-const BACKENDS_VAR: &str = "REKEY_TEST_BACKENDS";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A store under test, with what it takes to reach its database behind the trait's back (only to
 /// tamper with the audit log, as an attacker with database access would).
@@ -58,7 +50,10 @@ impl TestStore {
                 })
             }
             Backend::Postgres => {
-                let admin = postgres_admin_url()?;
+                if !postgres_wanted() {
+                    return None;
+                }
+                let admin = postgres_admin_url().expect("checked by postgres_wanted");
                 let database = TestDatabase::create(&admin).await;
                 let store = PgStore::connect(&database.url, sealer, PgStoreOptions::default())
                     .await
@@ -86,81 +81,6 @@ impl TestStore {
                 sqlx::query(sql).execute(&mut conn).await.unwrap();
             }
         }
-    }
-}
-
-/// The admin URL of the test PostgreSQL server. Without one this fails, so a missing server never
-/// passes as a silent skip, unless `REKEY_TEST_BACKENDS=sqlite` asks for SQLite only.
-fn postgres_admin_url() -> Option<String> {
-    if let Some(url) = std::env::var(POSTGRES_URL_VAR)
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    {
-        return Some(url);
-    }
-    let sqlite_only = std::env::var(BACKENDS_VAR).is_ok_and(|v| v.trim() == "sqlite");
-    assert!(
-        sqlite_only,
-        "{POSTGRES_URL_VAR} is not set: start a server with `scripts/pg-cluster start DIR` and set \
-         it to the URL printed, or set {BACKENDS_VAR}=sqlite to leave PostgreSQL out on purpose"
-    );
-    eprintln!("{BACKENDS_VAR}=sqlite: the PostgreSQL run of this test did nothing");
-    None
-}
-
-/// A database of its own on the test PostgreSQL server, dropped with the value.
-struct TestDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create(admin: &str) -> Self {
-        let name = format!("rekey_store_test_{}", Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin)
-            .await
-            .expect("the test PostgreSQL server accepts connections");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let _ = conn.close().await;
-        let (base, query) = match admin.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (admin, String::new()),
-        };
-        let after_scheme = base.find("://").map(|i| i + 3).unwrap_or(0);
-        let host_end = base[after_scheme..]
-            .find('/')
-            .map(|i| after_scheme + i)
-            .unwrap_or(base.len());
-        Self {
-            admin: admin.to_string(),
-            url: format!("{}/{name}{query}", &base[..host_end]),
-            name,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its own.
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
     }
 }
 
