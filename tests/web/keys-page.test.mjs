@@ -119,7 +119,16 @@ async function signInAgain(page, token) {
 
 const visibleText = (page) => page.locator('main').innerText();
 
-const shot = (page, name) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+// A view's screenshot at the page's width, and again at the other of the two widths every view is
+// kept at (1280 and 375 px), the page put back to its own size afterwards.
+async function shot(page, name) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  const own = page.viewportSize();
+  const other = own.width > PHONE.width ? PHONE : WIDE;
+  await page.setViewportSize(other);
+  await page.screenshot({ path: join(shots, `${name}-${other.width}.png`), fullPage: true });
+  await page.setViewportSize(own);
+}
 
 const noErrors = (errors) => assert.deepEqual(errors, [], 'the page logged no errors');
 
