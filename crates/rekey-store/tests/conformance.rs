@@ -1166,17 +1166,7 @@ async fn the_audit_chain_detects_an_edited_record(t: TestStore) {
 
     t.tamper("UPDATE audit_log SET result = 'Failed' WHERE seq = 4")
         .await;
-    match s.verify_audit_chain().await.unwrap() {
-        ChainCheck::Broken {
-            seq,
-            records_before,
-            reason,
-        } => {
-            assert_eq!((seq, records_before), (4, 3));
-            assert!(reason.contains("contents"), "{reason}");
-        }
-        intact => panic!("an edited record must break the chain: {intact:?}"),
-    }
+    assert_broken_at(s, 4, 3, "contents").await;
 }
 
 async fn the_audit_chain_detects_a_deleted_record(t: TestStore) {
@@ -1187,16 +1177,22 @@ async fn the_audit_chain_detects_a_deleted_record(t: TestStore) {
             .unwrap();
     }
     t.tamper("DELETE FROM audit_log WHERE seq = 2").await;
+    assert_broken_at(s, 3, 1, "missing").await;
+}
+
+/// The audit chain check names record `seq` as the first broken one, after `records_before` intact
+/// records, for a reason that mentions `reason`.
+async fn assert_broken_at(s: &dyn Store, seq: i64, records_before: u64, reason: &str) {
     match s.verify_audit_chain().await.unwrap() {
         ChainCheck::Broken {
-            seq,
-            records_before,
-            reason,
+            seq: at,
+            records_before: before,
+            reason: why,
         } => {
-            assert_eq!((seq, records_before), (3, 1));
-            assert!(reason.contains("missing"), "{reason}");
+            assert_eq!((at, before), (seq, records_before));
+            assert!(why.contains(reason), "{why}");
         }
-        intact => panic!("a deleted record must break the chain: {intact:?}"),
+        intact => panic!("a tampered record must break the chain: {intact:?}"),
     }
 }
 
