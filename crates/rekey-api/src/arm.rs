@@ -87,17 +87,23 @@ pub struct Subscription {
     pub authorization_source: String,
 }
 
-/// Body of `PUT /subscriptions/{sub}/resourcegroups/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResourceGroupCreate {
-    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
-    pub location: String,
-    #[serde(default)]
-    pub tags: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub managed_by: Option<String>,
+// The location pattern is `rekey_core`'s, passed in as a literal for `#[schema]`.
+macro_rules! resource_group_create {
+    ($location:tt) => {
+        /// Body of `PUT /subscriptions/{sub}/resourcegroups/{name}`.
+        #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub struct ResourceGroupCreate {
+            #[schema(pattern = $location, max_length = 64)]
+            pub location: String,
+            #[serde(default)]
+            pub tags: Option<BTreeMap<String, String>>,
+            #[serde(default)]
+            pub managed_by: Option<String>,
+        }
+    };
 }
+rekey_core::location_pattern!(resource_group_create);
 
 /// Body of `PATCH /subscriptions/{sub}/resourcegroups/{name}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

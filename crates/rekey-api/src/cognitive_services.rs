@@ -62,21 +62,27 @@ pub struct AccountProperties {
     pub upstream: Option<String>,
 }
 
-/// Body of a create-or-replace `PUT`, as its schema documents it: `location`, `kind` and `sku` are
-/// required. (The server reads bodies through [`Mapping`]; this type describes them.)
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct AccountCreate {
-    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
-    pub location: String,
-    pub kind: String,
-    pub sku: Sku,
-    #[serde(default)]
-    pub tags: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub properties: Option<AccountProperties>,
-    #[serde(default)]
-    pub identity: Option<Value>,
+// The location pattern is `rekey_core`'s, passed in as a literal for `#[schema]`.
+macro_rules! account_create {
+    ($location:tt) => {
+        /// Body of a create-or-replace `PUT`, as its schema documents it: `location`, `kind` and `sku` are
+        /// required. (The server reads bodies through [`Mapping`]; this type describes them.)
+        #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+        pub struct AccountCreate {
+            #[schema(pattern = $location, max_length = 64)]
+            pub location: String,
+            pub kind: String,
+            pub sku: Sku,
+            #[serde(default)]
+            pub tags: Option<BTreeMap<String, String>>,
+            #[serde(default)]
+            pub properties: Option<AccountProperties>,
+            #[serde(default)]
+            pub identity: Option<Value>,
+        }
+    };
 }
+rekey_core::location_pattern!(account_create);
 
 /// Body of `PATCH`: what it changes. Other fields (`location`, `kind`) cannot change and are ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

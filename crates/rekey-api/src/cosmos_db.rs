@@ -64,23 +64,29 @@ pub struct DatabaseAccountCreateProperties {
     pub upstream: Option<String>,
 }
 
-/// Body of a create-or-replace `PUT`, as its schema documents it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct DatabaseAccountCreate {
-    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
-    pub location: String,
-    /// `GlobalDocumentDB` (the default), `MongoDB` or `Parse`, any letter case.
-    #[serde(default)]
-    #[schema(
-        pattern = "^([Gg][Ll][Oo][Bb][Aa][Ll][Dd][Oo][Cc][Uu][Mm][Ee][Nn][Tt][Dd][Bb]|[Mm][Oo][Nn][Gg][Oo][Dd][Bb]|[Pp][Aa][Rr][Ss][Ee])$"
-    )]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub tags: Option<BTreeMap<String, String>>,
-    pub properties: DatabaseAccountCreateProperties,
-    #[serde(default)]
-    pub identity: Option<Value>,
+// The location pattern is `rekey_core`'s, passed in as a literal for `#[schema]`.
+macro_rules! database_account_create {
+    ($location:tt) => {
+        /// Body of a create-or-replace `PUT`, as its schema documents it.
+        #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+        pub struct DatabaseAccountCreate {
+            #[schema(pattern = $location, max_length = 64)]
+            pub location: String,
+            /// `GlobalDocumentDB` (the default), `MongoDB` or `Parse`, any letter case.
+            #[serde(default)]
+            #[schema(
+                pattern = "^([Gg][Ll][Oo][Bb][Aa][Ll][Dd][Oo][Cc][Uu][Mm][Ee][Nn][Tt][Dd][Bb]|[Mm][Oo][Nn][Gg][Oo][Dd][Bb]|[Pp][Aa][Rr][Ss][Ee])$"
+            )]
+            pub kind: Option<String>,
+            #[serde(default)]
+            pub tags: Option<BTreeMap<String, String>>,
+            pub properties: DatabaseAccountCreateProperties,
+            #[serde(default)]
+            pub identity: Option<Value>,
+        }
+    };
 }
+rekey_core::location_pattern!(database_account_create);
 
 /// The `properties` of a `PATCH`: each optional, but when present as in a create.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

@@ -51,18 +51,24 @@ pub struct WorkspaceProperties {
     pub upstream: Option<String>,
 }
 
-/// Body of a create-or-replace `PUT`, as its schema documents it: `location` is required.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct WorkspaceCreate {
-    #[schema(pattern = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$", max_length = 64)]
-    pub location: String,
-    #[serde(default)]
-    pub tags: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    pub properties: Option<WorkspaceProperties>,
-    #[serde(default)]
-    pub identity: Option<Value>,
+// The location pattern is `rekey_core`'s, passed in as a literal for `#[schema]`.
+macro_rules! workspace_create {
+    ($location:tt) => {
+        /// Body of a create-or-replace `PUT`, as its schema documents it: `location` is required.
+        #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+        pub struct WorkspaceCreate {
+            #[schema(pattern = $location, max_length = 64)]
+            pub location: String,
+            #[serde(default)]
+            pub tags: Option<BTreeMap<String, String>>,
+            #[serde(default)]
+            pub properties: Option<WorkspaceProperties>,
+            #[serde(default)]
+            pub identity: Option<Value>,
+        }
+    };
 }
+rekey_core::location_pattern!(workspace_create);
 
 /// Body of `PATCH`: tags and properties; `location` cannot change and is ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]

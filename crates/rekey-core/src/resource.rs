@@ -69,11 +69,29 @@ pub fn slot_state<'a>(slots: &'a [KeySlotState], name: &str) -> Option<&'a KeySl
     slots.iter().find(|s| s.slot.name == name)
 }
 
+/// Passes [`LOCATION_PATTERN`] as one literal token to the macro `callback!`, for attributes that
+/// take only literals (the wire types' `#[schema(pattern = …)]`): the pattern is written once, here.
+#[macro_export]
+macro_rules! location_pattern {
+    ($callback:ident) => {
+        $callback! { "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$" }
+    };
+}
+
+/// The one token it is given.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! literal {
+    ($token:tt) => {
+        $token
+    };
+}
+
 /// Azure region names as clients send them (`westus`, `West US`, `eastus2euap`): ASCII letters,
 /// digits and spaces, at least one of them not a space. A location ends up in the URLs and headers
 /// of long-running operations, so anything else (a control character, `/`, `?`) is refused here
 /// rather than breaking an answer later. The pattern is the one `/openapi.json` documents.
-pub const LOCATION_PATTERN: &str = "^[A-Za-z0-9 ]*[A-Za-z0-9][A-Za-z0-9 ]*$";
+pub const LOCATION_PATTERN: &str = crate::location_pattern!(literal);
 pub const LOCATION_MAX_LEN: usize = 64;
 
 /// Checks a `location` against [`LOCATION_PATTERN`] and [`LOCATION_MAX_LEN`].
