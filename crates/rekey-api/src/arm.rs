@@ -128,3 +128,59 @@ pub struct ResourceGroup {
     pub tags: BTreeMap<String, String>,
     pub properties: ResourceGroupProperties,
 }
+
+/// The states of a long-running operation, as ARM names them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum OperationState {
+    InProgress,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+/// The states of a finished long-running operation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum FinishedState {
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+/// `GET …/locations/{location}/operationsStatus/{operationId}`: a long-running operation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    pub id: String,
+    pub name: String,
+    /// As stored; one of the states of an operation.
+    #[schema(value_type = OperationState, inline)]
+    pub status: String,
+    pub start_time: String,
+    pub end_time: String,
+    #[schema(maximum = 100)]
+    pub percent_complete: u8,
+}
+
+/// `GET …/locations/{location}/operationResults/{operationId}`: a finished operation's status.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OperationResult {
+    /// As stored; one of the states of a finished operation.
+    #[schema(value_type = FinishedState, inline)]
+    pub status: String,
+}
+
+/// The body of a `202 Accepted` long-running delete or regenerate: `{"status":"Enqueued"}`, as
+/// Azure answers for an operation it has queued.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OperationAccepted {
+    #[schema(pattern = "^Enqueued$")]
+    pub status: String,
+}
+
+impl OperationAccepted {
+    pub fn enqueued() -> Self {
+        Self {
+            status: "Enqueued".into(),
+        }
+    }
+}

@@ -7,7 +7,10 @@ pub mod authorization;
 pub mod cognitive_services;
 pub mod cosmos_db;
 pub mod mapping;
+pub mod monitor;
+pub mod oauth;
 pub mod quantum;
+pub mod service;
 
 pub use arm::{ErrorDetail, ErrorResponse, List};
 pub use mapping::{mapping_for, Answer, Answers, KeyView, RenderContext, WireMapping};

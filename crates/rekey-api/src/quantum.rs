@@ -113,24 +113,17 @@ pub struct ListKeysResult {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = WorkspaceApiKeys)]
 pub struct ApiKeys {
-    #[schema(schema_with = key_names_schema)]
+    /// One or both of `Primary`, `Secondary`, each at most once.
+    #[schema(value_type = std::collections::BTreeSet<KeyName>, inline, min_items = 1, max_items = 2)]
     pub keys: Vec<String>,
 }
 
-/// `keys` as documented: one or both of `Primary`, `Secondary`, each at most once. (The server also
-/// accepts other letter cases, as PowerShell and the spec's example differ.)
-fn key_names_schema() -> utoipa::openapi::Array {
-    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
-    ArrayBuilder::new()
-        .items(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(["Primary", "Secondary"])),
-        )
-        .min_items(Some(1))
-        .max_items(Some(2))
-        .unique_items(true)
-        .build()
+/// A key slot as `regenerateKey`'s `keys` documents it. (The server also accepts other letter
+/// cases, as PowerShell and the spec's example differ.)
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum KeyName {
+    Primary,
+    Secondary,
 }
 
 const COMPUTED: &[&str] = &["provisioningState", "endpointUri", "usable", "creationTime"];

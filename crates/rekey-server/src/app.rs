@@ -219,34 +219,16 @@ pub fn route_table() -> RouteTable {
 /// Registers the bodies of `POST /verify` (request, answer) and the OpenAPI document's own schema;
 /// returns the names of the first two.
 fn verify_schemas(table: &mut RouteTable) -> (String, String) {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let text = || ObjectBuilder::new().schema_type(Type::String);
-    let request = ObjectBuilder::new()
-        .property("key", text())
-        .required("key")
-        .build();
-    let answer = ObjectBuilder::new()
-        .property("valid", ObjectBuilder::new().schema_type(Type::Boolean))
-        .property("resourceId", text())
-        .property("keyName", text())
-        .property(
-            "access",
-            text().enum_values(Some(["readWrite", "readOnly"])),
-        )
-        .required("valid")
-        .build();
-    let document = ObjectBuilder::new()
-        .property("openapi", text())
-        .property("paths", ObjectBuilder::new().schema_type(Type::Object))
-        .required("openapi")
-        .required("paths")
-        .build();
-    table.schemas(vec![
-        ("VerifyRequest".into(), request.into()),
-        ("VerifyResult".into(), answer.into()),
-        ("OpenApiDocument".into(), document.into()),
-    ]);
-    ("VerifyRequest".into(), "VerifyResult".into())
+    use rekey_api::mapping::schema_of;
+    use rekey_api::service::{OpenApiDocument, VerifyRequest, VerifyResult};
+    let mut all = Vec::new();
+    let names = (
+        schema_of::<VerifyRequest>(&mut all),
+        schema_of::<VerifyResult>(&mut all),
+    );
+    schema_of::<OpenApiDocument>(&mut all);
+    table.schemas(all);
+    names
 }
 
 /// The OpenAPI description of everything [`route_table`] serves.

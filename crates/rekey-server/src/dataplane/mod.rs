@@ -26,10 +26,11 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use rekey_api::service::{Access, VerifyRequest, VerifyResult};
 use rekey_core::cosmos_auth;
 use rekey_core::Provider;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -573,13 +574,19 @@ pub async fn verify(
             .err()
             .unwrap_or(ApiError::Internal));
     }
-    let body: Value = crate::route_table::json_body(&body)?;
-    let key = body.get("key").and_then(Value::as_str).ok_or_else(|| {
-        ApiError::bad_request(
-            "InvalidRequestContent",
-            "The request content needs a string property 'key'.",
-        )
-    })?;
+    let body = crate::route_table::json_body(&body)?;
+    // An object only: serde would also read `["…"]` as the struct.
+    let request: VerifyRequest = body
+        .is_object()
+        .then(|| serde_json::from_value(body).ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "InvalidRequestContent",
+                "The request content needs a string property 'key'.",
+            )
+        })?;
+    let key = request.key.as_str();
     let dp = &state.dataplane;
     if !dp.index.is_current() && dp.index.confirm().await.is_err() {
         return Err(ApiError::Unavailable);
@@ -598,14 +605,18 @@ pub async fn verify(
         {
             let slot = &found.entry.slots[found.slot];
             dp.index.record_use(&found.entry, found.slot);
-            json!({
-                "valid": true,
-                "resourceId": found.entry.resource_id,
-                "keyName": slot.slot.name,
-                "access": if slot.slot.read_only { "readOnly" } else { "readWrite" },
-            })
+            VerifyResult {
+                valid: true,
+                resource_id: Some(found.entry.resource_id.clone()),
+                key_name: Some(slot.slot.name.to_string()),
+                access: Some(if slot.slot.read_only {
+                    Access::ReadOnly
+                } else {
+                    Access::ReadWrite
+                }),
+            }
         }
-        _ => json!({ "valid": false }),
+        _ => VerifyResult::invalid(),
     };
     Ok(Json(answer).into_response())
 }

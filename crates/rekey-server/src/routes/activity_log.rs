@@ -8,10 +8,12 @@ use axum::routing::get;
 use axum::{Extension, Json};
 use rekey_api::authorization::AuditVerification;
 use rekey_api::mapping::schema_of;
+use rekey_api::monitor::{
+    EventAuthorization, EventData, HttpRequestInfo, LocalizableString,
+};
 use rekey_api::List;
 use rekey_core::SubscriptionId;
 use rekey_store::ChainCheck;
-use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 use super::rfc3339;
@@ -55,39 +57,47 @@ async fn activity_log(
         }
         None => OffsetDateTime::now_utc() - time::Duration::days(90),
     };
-    let value: Vec<Value> = state
+    let value: Vec<EventData> = state
         .store
         .audit_records(sub.as_str(), since)
         .await?
         .into_iter()
         .rev()
         .map(|e| {
-            let r = &e.record;
+            let r = e.record;
             let level = match r.result.as_str() {
                 "Succeeded" => "Informational",
                 "Denied" => "Warning",
                 _ => "Error",
             };
-            json!({
-                "authorization": { "action": r.action, "scope": r.scope },
-                "caller": r.principal_id,
-                "channels": "Operation",
-                "correlationId": r.request_id,
-                "eventDataId": e.seq.to_string(),
-                "eventName": { "value": "EndRequest", "localizedValue": "End request" },
-                "category": { "value": "Administrative", "localizedValue": "Administrative" },
-                "eventTimestamp": rfc3339(r.at),
-                "submissionTimestamp": rfc3339(r.at),
-                "id": format!("{}/events/{}", r.scope, e.seq),
-                "level": level,
-                "operationId": r.request_id,
-                "operationName": { "value": r.action, "localizedValue": r.action },
-                "resourceId": r.scope,
-                "status": { "value": r.result, "localizedValue": r.result },
-                "subscriptionId": sub.as_str(),
-                "tenantId": state.tenant_id.to_string(),
-                "httpRequest": { "clientIpAddress": r.source },
-            })
+            EventData {
+                id: format!("{}/events/{}", r.scope, e.seq),
+                authorization: EventAuthorization {
+                    action: r.action.clone(),
+                    scope: r.scope.clone(),
+                },
+                caller: r.principal_id,
+                channels: "Operation".into(),
+                correlation_id: r.request_id.clone(),
+                event_data_id: e.seq.to_string(),
+                event_name: LocalizableString {
+                    value: "EndRequest".into(),
+                    localized_value: "End request".into(),
+                },
+                category: LocalizableString::same("Administrative"),
+                event_timestamp: rfc3339(r.at),
+                submission_timestamp: rfc3339(r.at),
+                level: level.into(),
+                operation_id: r.request_id,
+                operation_name: LocalizableString::same(r.action),
+                resource_id: r.scope,
+                status: LocalizableString::same(r.result),
+                subscription_id: sub.as_str().to_string(),
+                tenant_id: state.tenant_id.to_string(),
+                http_request: HttpRequestInfo {
+                    client_ip_address: r.source,
+                },
+            }
         })
         .collect();
     Ok(Json(List::of(value)).into_response())
@@ -119,79 +129,11 @@ async fn verify_audit(
     Ok(Json(answer).into_response())
 }
 
-/// Registers the schema of one activity-log event (Azure Monitor's `EventData`, the fields rekey
-/// fills) and returns its name.
-fn event_schema(table: &mut RouteTable) -> String {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let text = || ObjectBuilder::new().schema_type(Type::String);
-    let localizable = || {
-        ObjectBuilder::new()
-            .property("value", text())
-            .property("localizedValue", text())
-            .required("value")
-            .required("localizedValue")
-    };
-    let mut event = ObjectBuilder::new()
-        .property(
-            "authorization",
-            ObjectBuilder::new()
-                .property("action", text())
-                .property("scope", text())
-                .required("action")
-                .required("scope"),
-        )
-        .property(
-            "level",
-            text().enum_values(Some(["Informational", "Warning", "Error"])),
-        )
-        .property(
-            "httpRequest",
-            ObjectBuilder::new()
-                .property("clientIpAddress", text())
-                .required("clientIpAddress"),
-        );
-    for field in [
-        "caller",
-        "channels",
-        "correlationId",
-        "eventDataId",
-        "eventTimestamp",
-        "submissionTimestamp",
-        "id",
-        "operationId",
-        "resourceId",
-        "subscriptionId",
-        "tenantId",
-    ] {
-        event = event.property(field, text());
-    }
-    for field in ["eventName", "category", "operationName", "status"] {
-        event = event.property(field, localizable());
-    }
-    for field in [
-        "authorization",
-        "caller",
-        "eventDataId",
-        "eventTimestamp",
-        "id",
-        "level",
-        "operationName",
-        "resourceId",
-        "status",
-        "subscriptionId",
-    ] {
-        event = event.required(field);
-    }
-    let name = "EventData".to_string();
-    table.schemas(vec![(name.clone(), event.build().into())]);
-    name
-}
-
 pub fn register(table: &mut RouteTable) {
     let mut schemas = Vec::new();
     let verification = schema_of::<AuditVerification>(&mut schemas);
+    let event = schema_of::<EventData>(&mut schemas);
     table.schemas(schemas);
-    let event = event_schema(table);
     let events = table.list_schema(&event);
     table.route(
         Method::GET,

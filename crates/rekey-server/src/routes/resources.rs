@@ -8,6 +8,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Extension, Json};
+use rekey_api::arm::{OperationAccepted, OperationResult, OperationStatus};
+use rekey_api::mapping::schema_of;
 use rekey_api::{Answer, KeyView, List, RenderContext, WireMapping};
 use rekey_core::providers::Slot;
 use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, Secret, SubscriptionId};
@@ -379,7 +381,7 @@ fn operation_headers(
 /// the status the client polls next says `Succeeded`.
 fn accepted(ctx: &RenderContext, op: &Operation, api_version: &str) -> Response {
     let headers = operation_headers(ctx, op, api_version, true);
-    let body = Json(serde_json::json!({ "status": "Enqueued" }));
+    let body = Json(OperationAccepted::enqueued());
     (StatusCode::ACCEPTED, headers, body).into_response()
 }
 
@@ -408,61 +410,36 @@ async fn operation_status(
     if results {
         // The SDKs that read the final result at `Location` accept only 200, 201 or 202 there
         // (@azure/arm-cosmosdb's poller throws on 204); Azure answers 200 with the status.
-        return Ok(Json(serde_json::json!({ "status": op.status })).into_response());
+        return Ok(Json(OperationResult { status: op.status }).into_response());
     }
-    Ok(Json(serde_json::json!({
-        "id": format!("/subscriptions/{}/providers/{}/locations/{}/operationsStatus/{}", op.subscription, op.namespace, location_slug(&op.location), op.id),
-        "name": op.id.to_string(),
-        "status": op.status,
-        "startTime": rfc3339(op.started_at),
-        "endTime": rfc3339(op.ended_at),
-        "percentComplete": 100,
-    }))
+    Ok(Json(OperationStatus {
+        id: format!(
+            "/subscriptions/{}/providers/{}/locations/{}/operationsStatus/{}",
+            op.subscription,
+            op.namespace,
+            location_slug(&op.location),
+            op.id
+        ),
+        name: op.id.to_string(),
+        status: op.status,
+        start_time: rfc3339(op.started_at),
+        end_time: rfc3339(op.ended_at),
+        percent_complete: 100,
+    })
     .into_response())
 }
 
-/// Registers the schema of an `operationsStatus` answer and returns its name.
-fn operation_schema(table: &mut RouteTable) -> String {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let text = || ObjectBuilder::new().schema_type(Type::String);
-    let schema = ObjectBuilder::new()
-        .property("id", text())
-        .property("name", text())
-        .property(
-            "status",
-            text().enum_values(Some(["InProgress", "Succeeded", "Failed", "Canceled"])),
-        )
-        .property("startTime", text())
-        .property("endTime", text())
-        .property(
-            "percentComplete",
-            ObjectBuilder::new().schema_type(Type::Number),
-        )
-        .required("id")
-        .required("name")
-        .required("status")
-        .build();
-    let name = "OperationStatus".to_string();
-    table.schemas(vec![(name.clone(), schema.into())]);
-    name
-}
-
-/// Registers the schema of an `operationResults` answer (`{"status":"Succeeded"}`) and returns its
-/// name.
-fn operation_result_schema(table: &mut RouteTable) -> String {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let schema = ObjectBuilder::new()
-        .property(
-            "status",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .enum_values(Some(["Succeeded", "Failed", "Canceled"])),
-        )
-        .required("status")
-        .build();
-    let name = "OperationResult".to_string();
-    table.schemas(vec![(name.clone(), schema.into())]);
-    name
+/// Registers the bodies of the operation routes (status, result) and of a `202 Accepted`; returns
+/// their names.
+fn operation_schemas(table: &mut RouteTable) -> (String, String, String) {
+    let mut all = Vec::new();
+    let names = (
+        schema_of::<OperationStatus>(&mut all),
+        schema_of::<OperationResult>(&mut all),
+        schema_of::<OperationAccepted>(&mut all),
+    );
+    table.schemas(all);
+    names
 }
 
 pub fn register(table: &mut RouteTable) {
@@ -479,6 +456,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     let by_group = format!("/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/{ns}/{ty}");
     let one = format!("{by_group}/{{{param}}}");
     let list_schema = table.list_schema(&schemas.resource);
+    let (status_schema, result_schema, accepted_schema) = operation_schemas(table);
     let arm = |id: String, summary: &str| Op::arm(id, summary).versions(p.api_versions).param(p);
 
     table.route(
@@ -525,7 +503,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         .response(
             202,
             "Deleted; the body is {\"status\":\"Enqueued\"}, the operation in Azure-AsyncOperation reports Succeeded",
-            None,
+            Some(accepted_schema.clone()),
         )
         .response(204, "Did not exist", None),
         delete(move |State(s), Extension(c), v, ArmPath(p)| remove(m, s, c, v, p)),
@@ -590,7 +568,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         .response(
             202,
             "Regenerated; the body is {\"status\":\"Enqueued\"}, the operation in Azure-AsyncOperation reports Succeeded",
-            None,
+            Some(accepted_schema.clone()),
         )
         .response(204, "Regenerated", None),
         post(move |State(s), Extension(c), v, ArmPath(p), b| regenerate(m, s, c, v, p, b)),
@@ -599,8 +577,6 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     if [answers.create, answers.delete, answers.regenerate].contains(&Answer::AsyncOperation) {
         let base =
             format!("/subscriptions/{{subscriptionId}}/providers/{ns}/locations/{{location}}");
-        let status_schema = operation_schema(table);
-        let result_schema = operation_result_schema(table);
         table.route(
             Method::GET,
             &format!("{base}/operationsStatus/{{operationId}}"),
