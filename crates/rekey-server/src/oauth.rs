@@ -5,7 +5,6 @@
 //! accepted wherever a service token is, with the same roles (the principal is looked up on every
 //! call, so revoking its token ends its JWTs too).
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use axum::body::Bytes;
@@ -25,6 +24,12 @@ use ring::signature::{
     EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED,
     ECDSA_P256_SHA256_FIXED_SIGNING,
 };
+use rekey_api::mapping::schema_of;
+use rekey_api::oauth::{
+    CloudAuthentication, CloudMetadata, Jwk, Jwks, OAuthError, OAuthToken, OAuthTokenRequest,
+    OpenIdConfiguration,
+};
+use rekey_api::service::SigningKeyRotated;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -227,37 +232,39 @@ impl TokenIssuer {
         Ok(claims)
     }
 
-    fn jwks(&self) -> serde_json::Value {
+    fn jwks(&self) -> Jwks {
         let keys = self.keys.read().expect("key lock is never poisoned");
-        let keys: Vec<_> = keys
+        let keys = keys
             .iter()
             .filter(|k| k.public_key.len() == 65)
-            .map(|k| {
-                json!({
-                    "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": k.kid,
-                    "x": B64URL.encode(&k.public_key[1..33]),
-                    "y": B64URL.encode(&k.public_key[33..65]),
-                })
+            .map(|k| Jwk {
+                kty: "EC".into(),
+                crv: "P-256".into(),
+                use_: "sig".into(),
+                alg: "ES256".into(),
+                kid: k.kid.clone(),
+                x: B64URL.encode(&k.public_key[1..33]),
+                y: B64URL.encode(&k.public_key[33..65]),
             })
             .collect();
-        json!({ "keys": keys })
+        Jwks { keys }
     }
 }
 
-async fn metadata_endpoints(State(state): State<AppState>) -> Json<serde_json::Value> {
+async fn metadata_endpoints(State(state): State<AppState>) -> Json<CloudMetadata> {
     let base = &state.ctx.public_url;
-    Json(json!({
-        "name": "rekey",
-        "portal": format!("{base}/web/"),
-        "resourceManager": format!("{base}/"),
-        "authentication": {
-            "loginEndpoint": base,
-            "audiences": [state.token_audience()],
-            "tenant": state.tenant_id.to_string(),
-            "identityProvider": "AAD",
+    Json(CloudMetadata {
+        name: "rekey".into(),
+        portal: format!("{base}/web/"),
+        resource_manager: format!("{base}/"),
+        authentication: CloudAuthentication {
+            login_endpoint: base.clone(),
+            audiences: vec![state.token_audience()],
+            tenant: state.tenant_id.to_string(),
+            identity_provider: "AAD".into(),
         },
-        "suffixes": {},
-    }))
+        suffixes: Default::default(),
+    })
 }
 
 /// The refusal for a tenant that is not this rekey's, if it is not.
@@ -280,18 +287,22 @@ async fn openid_configuration(
         return r;
     }
     let base = format!("{}/{}", state.ctx.public_url, state.tenant_id);
-    Json(json!({
-        "issuer": state.token_issuer_url(),
-        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
-        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
-        "jwks_uri": format!("{base}/discovery/v2.0/keys"),
-        "response_types_supported": ["token"],
-        "subject_types_supported": ["pairwise"],
-        "id_token_signing_alg_values_supported": ["ES256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-        "grant_types_supported": ["client_credentials"],
-        "tenant_region_scope": "rekey",
-    }))
+    let strings = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
+    Json(OpenIdConfiguration {
+        issuer: state.token_issuer_url(),
+        token_endpoint: format!("{base}/oauth2/v2.0/token"),
+        authorization_endpoint: format!("{base}/oauth2/v2.0/authorize"),
+        jwks_uri: format!("{base}/discovery/v2.0/keys"),
+        response_types_supported: strings(&["token"]),
+        subject_types_supported: strings(&["pairwise"]),
+        id_token_signing_alg_values_supported: strings(&["ES256"]),
+        token_endpoint_auth_methods_supported: strings(&[
+            "client_secret_post",
+            "client_secret_basic",
+        ]),
+        grant_types_supported: strings(&["client_credentials"]),
+        tenant_region_scope: "rekey".into(),
+    })
     .into_response()
 }
 
@@ -305,7 +316,10 @@ async fn jwks(State(state): State<AppState>, Path(tenant): Path<String>) -> Resp
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
-        Json(json!({ "error": error, "error_description": description })),
+        Json(OAuthError {
+            error: error.into(),
+            error_description: description.into(),
+        }),
     )
         .into_response()
 }
@@ -313,7 +327,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 /// The token request's form fields, or why there are none. A body that is not a form is OAuth's
 /// `invalid_request` (as Microsoft's endpoint answers it), in OAuth's error shape rather than
 /// axum's plain-text 415.
-fn token_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
+fn token_form(headers: &HeaderMap, body: &Bytes) -> Result<OAuthTokenRequest, String> {
     let is_form = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -324,7 +338,8 @@ fn token_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, Strin
             "The token request must be a form (Content-Type: {FORM})."
         ));
     }
-    serde_urlencoded::from_bytes(body)
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map(OAuthTokenRequest::from_fields)
         .map_err(|e| format!("The token request's form cannot be read: {e}."))
 }
 
@@ -343,7 +358,7 @@ enum BadCredentials {
 /// discovery document advertises both. `None` when neither was sent.
 fn client_credentials(
     headers: &HeaderMap,
-    form: &HashMap<String, String>,
+    form: &OAuthTokenRequest,
 ) -> Result<Option<(String, zeroize::Zeroizing<String>)>, BadCredentials> {
     // Only a Basic header authenticates the client; any other `Authorization` (a bearer token a
     // tool sends everywhere) is not client authentication and is ignored, as before.
@@ -352,12 +367,12 @@ fn client_credentials(
         .map(|v| v.as_bytes())
         .filter(|v| v.len() > 6 && v[..6].eq_ignore_ascii_case(b"basic "));
     let Some(basic) = basic else {
-        return Ok(match (form.get("client_id"), form.get("client_secret")) {
+        return Ok(match (&form.client_id, &form.client_secret) {
             (Some(id), Some(secret)) => Some((id.clone(), secret.clone().into())),
             _ => None,
         });
     };
-    if form.contains_key("client_id") || form.contains_key("client_secret") {
+    if form.client_id.is_some() || form.client_secret.is_some() {
         return Err(BadCredentials::TwoMethods);
     }
     let encoded = std::str::from_utf8(&basic[6..])
@@ -392,7 +407,7 @@ async fn token(
         Ok(form) => form,
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
     };
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+    if form.grant_type.as_deref() != Some("client_credentials") {
         return oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -401,7 +416,8 @@ async fn token(
     }
     let audience = state.token_audience();
     let scope_ok = form
-        .get("scope")
+        .scope
+        .as_ref()
         .is_some_and(|scopes| rules::oauth_scope_rule(&audience).matches(scopes));
     if !scope_ok {
         return oauth_error(
@@ -462,12 +478,12 @@ async fn token(
         idtyp: "app".into(),
     };
     let expires_in = claims.exp - claims.iat;
-    Json(json!({
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "ext_expires_in": expires_in,
-        "access_token": state.issuer.sign(&claims),
-    }))
+    Json(OAuthToken {
+        token_type: "Bearer".into(),
+        expires_in,
+        ext_expires_in: expires_in,
+        access_token: state.issuer.sign(&claims),
+    })
     .into_response()
 }
 
@@ -479,103 +495,25 @@ async fn rotate(
         .authorize(&caller, "Rekey/signingKeys/write", "/")
         .await?;
     let kid = state.issuer.rotate(state.store.as_ref(), &audit).await?;
-    Ok(Json(json!({ "kid": kid })).into_response())
+    Ok(Json(SigningKeyRotated { kid }).into_response())
 }
 
 /// Registers the bodies of the discovery and token routes; returns the names of the OAuth error,
-/// the cloud metadata, the OpenID configuration, the JWKS, the token request and the token.
-fn schemas(table: &mut RouteTable) -> [String; 6] {
-    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
-    let text = rules::string_schema;
-    let integer = || ObjectBuilder::new().schema_type(Type::Integer);
-    let object = |fields: &[&str]| {
-        let mut o = ObjectBuilder::new();
-        for field in fields {
-            o = o.property(*field, text()).required(*field);
-        }
-        o
-    };
-    let texts = || ArrayBuilder::new().items(text());
-    let error = object(&["error", "error_description"]);
-    let metadata = object(&["name", "portal", "resourceManager"])
-        .property(
-            "authentication",
-            object(&["loginEndpoint", "tenant", "identityProvider"])
-                .property("audiences", texts())
-                .required("audiences"),
-        )
-        .required("authentication")
-        .property("suffixes", ObjectBuilder::new().schema_type(Type::Object))
-        .required("suffixes");
-    let mut configuration = object(&[
-        "issuer",
-        "token_endpoint",
-        "authorization_endpoint",
-        "jwks_uri",
-        "tenant_region_scope",
-    ]);
-    for list in [
-        "response_types_supported",
-        "subject_types_supported",
-        "id_token_signing_alg_values_supported",
-        "token_endpoint_auth_methods_supported",
-        "grant_types_supported",
-    ] {
-        configuration = configuration.property(list, texts()).required(list);
-    }
-    let jwks = ObjectBuilder::new()
-        .property(
-            "keys",
-            ArrayBuilder::new().items(object(&["kty", "crv", "use", "alg", "kid", "x", "y"])),
-        )
-        .required("keys");
-    let request = ObjectBuilder::new()
-        .property(
-            "grant_type",
-            text().enum_values(Some(["client_credentials"])),
-        )
-        .required("grant_type")
-        .property(
-            "scope",
-            text().description(Some(
-                "Space-separated scopes, one of them this server's `{resourceManager}.default`.",
-            )),
-        )
-        .required("scope")
-        .property(
-            "client_id",
-            text().description(Some(
-                "A principal id (or send id and secret as `Authorization: Basic`); without it the answer is 401.",
-            )),
-        )
-        .property(
-            "client_secret",
-            text().description(Some(
-                "The principal's service token; without it the answer is 401.",
-            )),
-        );
-    let token = object(&["token_type", "access_token"])
-        .property("expires_in", integer())
-        .required("expires_in")
-        .property("ext_expires_in", integer())
-        .required("ext_expires_in");
+/// the cloud metadata, the OpenID configuration, the JWKS, the token request, the token and a
+/// signing-key rotation's answer.
+fn schemas(table: &mut RouteTable) -> [String; 7] {
+    let mut all = Vec::new();
     let names = [
-        "OAuthError",
-        "CloudMetadata",
-        "OpenIdConfiguration",
-        "Jwks",
-        "OAuthTokenRequest",
-        "OAuthToken",
+        schema_of::<OAuthError>(&mut all),
+        schema_of::<CloudMetadata>(&mut all),
+        schema_of::<OpenIdConfiguration>(&mut all),
+        schema_of::<Jwks>(&mut all),
+        schema_of::<OAuthTokenRequest>(&mut all),
+        schema_of::<OAuthToken>(&mut all),
+        schema_of::<SigningKeyRotated>(&mut all),
     ];
-    let built = [error, metadata, configuration, jwks, request, token];
-    table.schemas(
-        names
-            .iter()
-            .zip(built)
-            .map(|(name, schema)| (name.to_string(), schema.build().into()))
-            .collect(),
-    );
-    names.map(String::from)
+    table.schemas(all);
+    names
 }
 
 /// States in `/openapi.json` what only the running server knows: the one tenant id its OAuth and
@@ -617,8 +555,7 @@ fn tenant_rule_schema(tenant: Uuid) -> utoipa::openapi::Schema {
 }
 
 pub fn register(table: &mut RouteTable) {
-    let [error, metadata, configuration, keys, request, token_answer] = schemas(table);
-    let rotated = signing_key_schema(table);
+    let [error, metadata, configuration, keys, request, token_answer, rotated] = schemas(table);
     // Which tenant is this server's is known only when it runs (see `describe_this_server`).
     let tenant = rules::GUID.param_rule();
     let wrong_tenant = "Not this rekey's tenant (`invalid_tenant`)";
@@ -690,17 +627,6 @@ pub fn register(table: &mut RouteTable) {
         .response(200, "The new key id", Some(rotated)),
         post(rotate),
     );
-}
-
-/// Registers the answer of a signing-key rotation and returns its name.
-fn signing_key_schema(table: &mut RouteTable) -> String {
-    let schema = utoipa::openapi::ObjectBuilder::new()
-        .property("kid", rules::string_schema())
-        .required("kid")
-        .build();
-    let name = "SigningKeyRotated".to_string();
-    table.schemas(vec![(name.clone(), schema.into())]);
-    name
 }
 
 #[cfg(test)]
