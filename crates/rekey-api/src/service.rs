@@ -63,15 +63,13 @@ pub struct SigningKeyRotated {
     pub kid: String,
 }
 
-/// Service tokens are a few dozen characters; a sign-in body is read up to 16 KiB, which holds a
-/// token this long however it is escaped.
-pub const MAX_SIGN_IN_TOKEN_CHARS: usize = 1024;
-
 /// `POST /web/session`, as JSON or the page's form.
 // Not `Debug`: it carries a token.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct WebSignIn {
     /// A service token (`rkt_…`)
+    // Service tokens are a few dozen characters; the server reads a sign-in body up to 16 KiB,
+    // which holds a token this long however it is escaped.
     #[schema(max_length = 1024)]
     pub token: String,
 }

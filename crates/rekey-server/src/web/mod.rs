@@ -22,12 +22,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, MethodRouter};
 use axum::{Extension, Json};
+use rekey_api::mapping::schema_of;
+use rekey_api::service::{
+    KeyActivity, Permissions, ResourceKeyActivity, SlotActivity, WebSession, WebSignIn,
+};
 use rekey_api::ErrorResponse;
 use rekey_core::{ResourceId, SubscriptionId};
 use rekey_store::crypto::token_digest;
 use rekey_store::{AuditRecord, Principal, StoreError};
-use serde::Deserialize;
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::authz::Caller;
@@ -84,18 +86,18 @@ fn signed_out(message: &str) -> Response {
 }
 
 /// What the page learns about its session: who is signed in and the CSRF token for its writes.
-fn session_body(principal: &Principal, session: &Session) -> serde_json::Value {
+fn session_body(principal: &Principal, session: &Session) -> WebSession {
     let remaining = session
         .expires
         .saturating_duration_since(std::time::Instant::now());
-    json!({
-        "signedIn": true,
-        "principalId": principal.id.to_string(),
-        "name": principal.display_name,
-        "isOwner": principal.is_owner,
-        "csrfToken": session.csrf_token,
-        "expiresInSeconds": remaining.as_secs(),
-    })
+    WebSession {
+        signed_in: true,
+        principal_id: Some(principal.id.to_string()),
+        name: Some(principal.display_name.clone()),
+        is_owner: Some(principal.is_owner),
+        csrf_token: Some(session.csrf_token.clone()),
+        expires_in_seconds: Some(remaining.as_secs()),
+    }
 }
 
 /// The principal behind a session, checked as a bearer token is on every call: a revoked or expired
@@ -137,11 +139,6 @@ fn from_this_site(headers: &HeaderMap) -> bool {
             .is_some_and(|(_, authority)| authority.as_bytes() == host.as_bytes()),
         (Some(_), None) => false,
     }
-}
-
-#[derive(Deserialize)]
-struct SignIn {
-    token: String,
 }
 
 fn audit(principal: &Principal, action: &str, request: &RequestMeta) -> AuditRecord {
@@ -203,7 +200,7 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Resp
                 "The request body could not be read.",
             )
         })?;
-    let parsed: Result<SignIn, String> = if is_form {
+    let parsed: Result<WebSignIn, String> = if is_form {
         serde_urlencoded::from_bytes(&body).map_err(|e| e.to_string())
     } else {
         // An object, as for every JSON body: serde would also read `["rkt_…"]` as the struct.
@@ -295,7 +292,7 @@ async fn current(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
     let no_session = || {
         (
             [(CACHE_CONTROL, "no-store")],
-            Json(json!({ "signedIn": false })),
+            Json(WebSession::signed_out()),
         )
     };
     let Some(session) = state.sessions.find(&headers) else {
@@ -364,7 +361,11 @@ async fn permissions(
         .split(',')
         .map(|a| (a.to_string(), caller.can(a, scope).into()))
         .collect();
-    Ok(Json(json!({ "scope": scope, "actions": allowed })).into_response())
+    Ok(Json(Permissions {
+        scope: scope.to_string(),
+        actions: allowed,
+    })
+    .into_response())
 }
 
 /// `GET /rekey/keyActivity?scope=…`: for each resource of a subscription (or the one resource)
@@ -390,7 +391,7 @@ async fn key_activity(
     // A scope none of the caller's roles reaches gets the same empty answer as one without
     // resources: the answer must not tell which subscriptions or resources exist.
     if !caller.sees(scope) {
-        return Ok(Json(json!({ "value": value })).into_response());
+        return Ok(Json(KeyActivity { value }).into_response());
     }
     let mut ids = Vec::new();
     if scope.matches('/').count() > 2 {
@@ -398,7 +399,7 @@ async fn key_activity(
         // with activity: the same empty answer as a resource that does not exist.
         match ResourceId::parse(scope) {
             Ok(id) => ids.push(id),
-            Err(_) => return Ok(Json(json!({ "value": value })).into_response()),
+            Err(_) => return Ok(Json(KeyActivity { value }).into_response()),
         }
     } else {
         let sub = SubscriptionId::parse(&scope["/subscriptions/".len()..])?;
@@ -423,24 +424,24 @@ async fn key_activity(
             Err(StoreError::SubscriptionNotFound(_)) => continue,
             Err(e) => return Err(e.into()),
         };
-        let slots: serde_json::Map<String, serde_json::Value> = keys
+        let slots = keys
             .iter()
             .map(|k| {
-                let times = json!({
-                    "createdAt": rfc3339(k.created_at),
-                    "lastUsedAt": k.last_used.map(rfc3339),
-                });
+                let times = SlotActivity {
+                    created_at: rfc3339(k.created_at),
+                    last_used_at: k.last_used.map(rfc3339),
+                };
                 (k.slot.name.to_string(), times)
             })
             .collect();
-        value.push(json!({
-            "id": name,
-            "oldestKeyCreatedAt": keys.iter().map(|k| k.created_at).min().map(rfc3339),
-            "lastUsedAt": keys.iter().filter_map(|k| k.last_used).max().map(rfc3339),
-            "keys": slots,
-        }));
+        value.push(ResourceKeyActivity {
+            id: name,
+            oldest_key_created_at: keys.iter().map(|k| k.created_at).min().map(rfc3339),
+            last_used_at: keys.iter().filter_map(|k| k.last_used).max().map(rfc3339),
+            keys: slots,
+        });
     }
-    Ok(Json(json!({ "value": value })).into_response())
+    Ok(Json(KeyActivity { value }).into_response())
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -451,96 +452,16 @@ fn rfc3339(t: OffsetDateTime) -> String {
 /// Registers the bodies of sign-in, the session, a permissions answer and key activity; returns
 /// their names.
 fn schemas(table: &mut RouteTable) -> [String; 4] {
-    use utoipa::openapi::schema::AdditionalProperties;
-    use utoipa::openapi::{ObjectBuilder, Type};
-    let text = rules::string_schema;
-    let boolean = || ObjectBuilder::new().schema_type(Type::Boolean);
-    let sign_in = ObjectBuilder::new()
-        .property(
-            "token",
-            text()
-                .max_length(Some(MAX_SIGN_IN_TOKEN_CHARS))
-                .description(Some("A service token (`rkt_…`)")),
-        )
-        .required("token");
-    let session = ObjectBuilder::new()
-        .property("signedIn", boolean())
-        .required("signedIn")
-        .property("principalId", text())
-        .property("name", text())
-        .property("isOwner", boolean())
-        .property(
-            "csrfToken",
-            text().description(Some(
-                "The x-csrf-token value for the page's writes with the session cookie.",
-            )),
-        )
-        .property(
-            "expiresInSeconds",
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0)),
-        );
-    let permissions = ObjectBuilder::new()
-        .property("scope", text())
-        .required("scope")
-        .property(
-            "actions",
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .additional_properties(Some(AdditionalProperties::RefOr(boolean().into()))),
-        )
-        .required("actions");
-    let time = || {
-        ObjectBuilder::new()
-            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                Type::String,
-                Type::Null,
-            ]))
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::DateTime,
-            )))
-    };
-    let activity = ObjectBuilder::new()
-        .property("id", text())
-        .required("id")
-        .property(
-            "oldestKeyCreatedAt",
-            time().description(Some("When the oldest of its current keys was made")),
-        )
-        .property(
-            "lastUsedAt",
-            time().description(Some("When the data plane last accepted one of its keys")),
-        )
-        .property(
-            "keys",
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .description(Some(
-                    "Each key slot by name: createdAt and lastUsedAt (null when never used)",
-                ))
-                .additional_properties(Some(AdditionalProperties::FreeForm(true))),
-        );
-    let key_activity = ObjectBuilder::new()
-        .property(
-            "value",
-            utoipa::openapi::ArrayBuilder::new().items(activity),
-        )
-        .required("value");
-    let names = ["WebSignIn", "WebSession", "Permissions", "KeyActivity"];
-    table.schemas(
-        names
-            .iter()
-            .zip([sign_in, session, permissions, key_activity])
-            .map(|(name, schema)| (name.to_string(), schema.build().into()))
-            .collect(),
-    );
-    names.map(String::from)
+    let mut all = Vec::new();
+    let names = [
+        schema_of::<WebSignIn>(&mut all),
+        schema_of::<WebSession>(&mut all),
+        schema_of::<Permissions>(&mut all),
+        schema_of::<KeyActivity>(&mut all),
+    ];
+    table.schemas(all);
+    names
 }
-
-/// Service tokens are a few dozen characters; a sign-in body is read up to 16 KiB, which holds a
-/// token this long however it is escaped.
-const MAX_SIGN_IN_TOKEN_CHARS: usize = 1024;
 
 pub fn register(table: &mut RouteTable) {
     let [sign_in_body, session_body, permissions_body, key_activity_body] = schemas(table);
