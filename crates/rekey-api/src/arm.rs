@@ -46,6 +46,7 @@ impl ErrorResponse {
 pub struct List<T> {
     pub value: Vec<T>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(nullable = false)]
     pub next_link: Option<String>,
 }
 

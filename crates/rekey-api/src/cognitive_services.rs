@@ -10,8 +10,8 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    canonical_body, field, merge_properties, one_slot, optional_property, required, rfc3339,
-    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
+    canonical_body, field, list_schema_of, merge_properties, one_slot, optional_property, required,
+    rfc3339, schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
     WireMapping, WireSchemas,
 };
 
@@ -260,6 +260,7 @@ impl WireMapping for Mapping {
             create: schema_of::<AccountCreate>(&mut all),
             patch: schema_of::<AccountPatch>(&mut all),
             resource: schema_of::<Account>(&mut all),
+            list: list_schema_of::<Account>(&mut all),
             key_views: vec![schema_of::<ApiKeys>(&mut all)],
             regenerate: schema_of::<RegenerateKeyParameters>(&mut all),
             all,

@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    canonical_body, field, merge_properties, one_slot, optional_property, required, schema_of,
-    without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext, WireMapping,
-    WireSchemas,
+    canonical_body, field, list_schema_of, merge_properties, one_slot, optional_property, required,
+    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
+    WireMapping, WireSchemas,
 };
 
 /// Body of `PUT`: `location`, and `properties` with `databaseAccountOfferType: "Standard"` and at
@@ -482,6 +482,7 @@ impl WireMapping for Mapping {
             create: schema_of::<DatabaseAccountCreate>(&mut all),
             patch: schema_of::<DatabaseAccountPatch>(&mut all),
             resource: schema_of::<DatabaseAccount>(&mut all),
+            list: list_schema_of::<DatabaseAccount>(&mut all),
             key_views: vec![
                 schema_of::<DatabaseAccountListKeysResult>(&mut all),
                 schema_of::<DatabaseAccountListReadOnlyKeysResult>(&mut all),

@@ -65,6 +65,8 @@ pub struct WireSchemas {
     pub create: String,
     pub patch: String,
     pub resource: String,
+    /// The list envelope of `resource`.
+    pub list: String,
     /// One schema per key view, in the same order.
     pub key_views: Vec<String>,
     pub regenerate: String,
@@ -76,6 +78,17 @@ pub fn schema_of<T: utoipa::ToSchema>(all: &mut NamedSchemas) -> String {
     let name = T::name().into_owned();
     all.push((name.clone(), T::schema()));
     T::schemas(all);
+    name
+}
+
+/// Collects the schema of `{T}List`, ARM's list envelope of `T` ([`crate::List`]), and returns its
+/// name. `T`'s own schema is collected by [`schema_of`].
+pub fn list_schema_of<T: utoipa::ToSchema>(all: &mut NamedSchemas) -> String {
+    let name = format!("{}List", T::name());
+    all.push((
+        name.clone(),
+        <crate::List<T> as utoipa::PartialSchema>::schema(),
+    ));
     name
 }
 

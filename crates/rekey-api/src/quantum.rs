@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    canonical_body, field, merge_properties, optional_property, require_object, required, rfc3339,
-    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
-    WireMapping, WireSchemas,
+    canonical_body, field, list_schema_of, merge_properties, optional_property, require_object,
+    required, rfc3339, schema_of, without_computed, Answer, Answers, KeyView, PropertyKind,
+    RenderContext, WireMapping, WireSchemas,
 };
 
 /// Body of `PUT` (needs `location`) and `PATCH` (tags and `properties.apiKeyEnabled`).
@@ -297,6 +297,7 @@ impl WireMapping for Mapping {
             create: schema_of::<WorkspaceCreate>(&mut all),
             patch: schema_of::<WorkspacePatch>(&mut all),
             resource: schema_of::<Workspace>(&mut all),
+            list: list_schema_of::<Workspace>(&mut all),
             key_views: vec![schema_of::<ListKeysResult>(&mut all)],
             regenerate: schema_of::<ApiKeys>(&mut all),
             all,

@@ -16,6 +16,12 @@ use axum::routing::{get, post};
 use axum::{Extension, Json};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
+use rekey_api::mapping::schema_of;
+use rekey_api::oauth::{
+    CloudAuthentication, CloudMetadata, Jwk, Jwks, OAuthError, OAuthToken, OAuthTokenRequest,
+    OpenIdConfiguration,
+};
+use rekey_api::service::SigningKeyRotated;
 use rekey_core::secret::constant_time_eq;
 use rekey_store::crypto::token_digest;
 use rekey_store::{AuditRecord, SigningKey, Store, StoreError};
@@ -24,12 +30,6 @@ use ring::signature::{
     EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED,
     ECDSA_P256_SHA256_FIXED_SIGNING,
 };
-use rekey_api::mapping::schema_of;
-use rekey_api::oauth::{
-    CloudAuthentication, CloudMetadata, Jwk, Jwks, OAuthError, OAuthToken, OAuthTokenRequest,
-    OpenIdConfiguration,
-};
-use rekey_api::service::SigningKeyRotated;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::OffsetDateTime;

@@ -426,18 +426,11 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
         }
     }
 
-    /// Registers `{item}List`, ARM's list envelope of `item`, and returns its name.
-    pub fn list_schema(&mut self, item: &str) -> String {
-        let name = format!("{item}List");
-        let schema = ObjectBuilder::new()
-            .property(
-                "value",
-                utoipa::openapi::ArrayBuilder::new().items(Ref::from_schema_name(item)),
-            )
-            .required("value")
-            .property("nextLink", string_schema())
-            .build();
-        self.schemas(vec![(name.clone(), schema.into())]);
+    /// Registers `{T}List`, ARM's list envelope of `T`, and returns its name.
+    pub fn list_schema<T: utoipa::ToSchema>(&mut self) -> String {
+        let mut all = Vec::new();
+        let name = rekey_api::mapping::list_schema_of::<T>(&mut all);
+        self.schemas(all);
         name
     }
 

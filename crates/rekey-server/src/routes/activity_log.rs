@@ -8,9 +8,7 @@ use axum::routing::get;
 use axum::{Extension, Json};
 use rekey_api::authorization::AuditVerification;
 use rekey_api::mapping::schema_of;
-use rekey_api::monitor::{
-    EventAuthorization, EventData, HttpRequestInfo, LocalizableString,
-};
+use rekey_api::monitor::{EventAuthorization, EventData, HttpRequestInfo, LocalizableString};
 use rekey_api::List;
 use rekey_core::SubscriptionId;
 use rekey_store::ChainCheck;
@@ -132,9 +130,9 @@ async fn verify_audit(
 pub fn register(table: &mut RouteTable) {
     let mut schemas = Vec::new();
     let verification = schema_of::<AuditVerification>(&mut schemas);
-    let event = schema_of::<EventData>(&mut schemas);
+    schema_of::<EventData>(&mut schemas);
     table.schemas(schemas);
-    let events = table.list_schema(&event);
+    let events = table.list_schema::<EventData>();
     table.route(
         Method::GET,
         "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values",

@@ -165,7 +165,7 @@ pub fn register(table: &mut RouteTable) {
     let create_body = schema_of::<ResourceGroupCreate>(&mut schemas);
     let patch_body = schema_of::<ResourceGroupPatch>(&mut schemas);
     table.schemas(schemas);
-    let list_schema = table.list_schema(&wire);
+    let list_schema = table.list_schema::<WireGroup>();
     let arm = |id: &str, summary: &str| Op::arm(id, summary).versions(RESOURCES_API_VERSIONS);
     let path = "/subscriptions/{subscriptionId}/resourcegroups/{resourceGroupName}";
     table.route(

@@ -455,7 +455,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     let (ns, ty, param) = (p.namespace, p.resource_type, p.name_param);
     let by_group = format!("/subscriptions/{{subscriptionId}}/resourceGroups/{{resourceGroupName}}/providers/{ns}/{ty}");
     let one = format!("{by_group}/{{{param}}}");
-    let list_schema = table.list_schema(&schemas.resource);
+    let list_schema = schemas.list.clone();
     let (status_schema, result_schema, accepted_schema) = operation_schemas(table);
     let arm = |id: String, summary: &str| Op::arm(id, summary).versions(p.api_versions).param(p);
 

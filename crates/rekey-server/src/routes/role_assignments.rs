@@ -423,8 +423,8 @@ pub fn register(table: &mut RouteTable) {
             "The principal (a token's principalId); one that does not exist is answered 400 PrincipalNotFound.",
         )),
     );
-    let assignments = table.list_schema(&assignment);
-    let definitions = table.list_schema(&definition);
+    let assignments = table.list_schema::<WireAssignment>();
+    let definitions = table.list_schema::<RoleDefinition>();
     let guid = rules::GUID.param_rule();
 
     let sub = "/subscriptions/{subscriptionId}";

@@ -101,7 +101,7 @@ pub fn register(table: &mut RouteTable) {
     let wire = schema_of::<WireSubscription>(&mut schemas);
     let body = schema_of::<SubscriptionCreate>(&mut schemas);
     table.schemas(schemas);
-    let list_schema = table.list_schema(&wire);
+    let list_schema = table.list_schema::<WireSubscription>();
     table.route(
         Method::GET,
         "/subscriptions",

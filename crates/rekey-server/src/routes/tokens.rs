@@ -155,7 +155,7 @@ pub fn register(table: &mut RouteTable) {
     let mut schemas = Vec::new();
     let token_body = schema_of::<TokenCreate>(&mut schemas);
     let token = schema_of::<TokenCreated>(&mut schemas);
-    let token_info = schema_of::<TokenInfo>(&mut schemas);
+    schema_of::<TokenInfo>(&mut schemas);
     table.schemas(schemas);
     // The rules the handlers check that the wire types cannot state.
     table.refine(
@@ -178,7 +178,7 @@ pub fn register(table: &mut RouteTable) {
                 "`90s`, `30m`, `12h` or `7d`, up to ten years (3650d); without it the token does not expire.",
             )),
     );
-    let tokens = table.list_schema(&token_info);
+    let tokens = table.list_schema::<TokenInfo>();
     table.route(
         Method::POST,
         "/rekey/tokens",
