@@ -408,24 +408,6 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
         }
     }
 
-    /// Replaces the schema of `property` in the registered object schema `component`: for rules a
-    /// wire type cannot state itself (the patterns of [`crate::rules`], owned by this crate).
-    pub fn refine(&mut self, component: &str, property: &str, schema: impl Into<RefOr<Schema>>) {
-        let components = self.openapi.components.get_or_insert_with(Default::default);
-        match components.schemas.get_mut(component) {
-            Some(RefOr::T(Schema::Object(object))) => {
-                assert!(
-                    object.properties.contains_key(property),
-                    "{component} has no property {property}"
-                );
-                object
-                    .properties
-                    .insert(property.to_string(), schema.into());
-            }
-            _ => panic!("{component} is not a registered object schema"),
-        }
-    }
-
     /// Registers `{T}List`, ARM's list envelope of `T`, and returns its name.
     pub fn list_schema<T: utoipa::ToSchema>(&mut self) -> String {
         let mut all = Vec::new();

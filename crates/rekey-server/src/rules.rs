@@ -11,6 +11,7 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
+use rekey_api::authorization::{RoleAssignmentCreateProperties, TokenCreate};
 use utoipa::openapi::ObjectBuilder;
 use uuid::Uuid;
 
@@ -96,22 +97,29 @@ pub fn any_case(s: &str) -> String {
         .collect()
 }
 
-/// A GUID in its hyphenated form, hex digits in either case (ARM's pattern): of any GUID, or of
-/// the one given. `Uuid::parse_str` also reads the simple, braced and URN forms; no client sends
-/// them, and in a URL path their `{`, `}` and `:` come percent-encoded, so rekey takes this form
-/// only.
-fn guid_form(guid: Option<Uuid>) -> String {
-    match guid {
-        None => [8, 4, 4, 4, 12]
-            .map(|n| format!("[0-9a-fA-F]{{{n}}}"))
-            .join("-"),
-        Some(g) => any_case(&g.hyphenated().to_string()),
+/// The rule a wire type's schema states for its string `property`: its pattern and length bounds.
+/// The rules of request bodies live as `#[schema(pattern = …)]` attributes on the types in
+/// `rekey-api`; the handler checks with the very pattern the document publishes.
+pub fn rule_of<T: utoipa::PartialSchema>(property: &str) -> Rule {
+    let schema = serde_json::to_value(T::schema()).expect("a schema serializes");
+    let field = &schema["properties"][property];
+    let pattern = field["pattern"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the schema states a pattern for {property}"));
+    let mut rule = Rule::new(pattern);
+    let bound = |name: &str| field[name].as_u64().map(|n| n as usize);
+    if let (Some(min), Some(max)) = (bound("minLength"), bound("maxLength")) {
+        rule = rule.length(min, max);
     }
+    rule
 }
 
-/// Any GUID, hyphenated.
+/// A GUID in its hyphenated form, hex digits in either case (ARM's pattern), as a role
+/// assignment's `principalId` states it. `Uuid::parse_str` also reads the simple, braced and URN
+/// forms; no client sends them, and in a URL path their `{`, `}` and `:` come percent-encoded, so
+/// rekey takes this form only.
 pub static GUID: LazyLock<Rule> =
-    LazyLock::new(|| Rule::new(format!("^{}$", guid_form(None))).length(36, 36));
+    LazyLock::new(|| rule_of::<RoleAssignmentCreateProperties>("principalId"));
 
 /// A GUID as [`GUID`] allows it.
 pub fn parse_guid(raw: &str) -> Option<Uuid> {
@@ -122,13 +130,8 @@ pub fn parse_guid(raw: &str) -> Option<Uuid> {
 
 /// `roleDefinitionId` of a role assignment: a role definition's id, or its bare GUID, naming one of
 /// the built-in roles (whatever comes before the last `/` is not looked at).
-pub static ROLE_DEFINITION_ID: LazyLock<Rule> = LazyLock::new(|| {
-    let roles: Vec<String> = crate::authz::ROLES
-        .iter()
-        .map(|r| guid_form(Some(r.id)))
-        .collect();
-    Rule::new(format!("^(?:[\\s\\S]*/)?(?:{})$", roles.join("|")))
-});
+pub static ROLE_DEFINITION_ID: LazyLock<Rule> =
+    LazyLock::new(|| rule_of::<RoleAssignmentCreateProperties>("roleDefinitionId"));
 
 /// This rekey's tenant id, in either letter case (the OAuth and OpenID routes serve no other).
 pub fn tenant_rule(tenant: Uuid) -> Rule {
@@ -136,12 +139,11 @@ pub fn tenant_rule(tenant: Uuid) -> Rule {
 }
 
 /// Characters that may not appear in a token's name: the C0 and C1 controls.
+#[cfg(test)]
 const CONTROLS: &str = "\\x00-\\x1f\\x7f-\\x9f";
 
 /// A token's name: 1 to 100 characters, no control characters, not only white space.
-pub static TOKEN_NAME: LazyLock<Rule> = LazyLock::new(|| {
-    Rule::new(format!("^[^{CONTROLS}]*[^\\s{CONTROLS}][^{CONTROLS}]*$")).length(1, 100)
-});
+pub static TOKEN_NAME: LazyLock<Rule> = LazyLock::new(|| rule_of::<TokenCreate>("name"));
 
 /// The longest token lifetime: ten years.
 pub const MAX_TOKEN_LIFETIME_SECONDS: u64 = 3650 * 86_400;
@@ -151,7 +153,11 @@ pub const LIFETIME_UNITS: [(char, u64); 4] = [('s', 1), ('m', 60), ('h', 3600), 
 
 /// `expiresIn` of a new token: a whole number of seconds, minutes, hours or days (`90s`, `30m`,
 /// `12h`, `7d`), at least 1 and at most [`MAX_TOKEN_LIFETIME_SECONDS`], without leading zeros.
-pub static EXPIRES_IN: LazyLock<Rule> = LazyLock::new(|| {
+pub static EXPIRES_IN: LazyLock<Rule> = LazyLock::new(|| rule_of::<TokenCreate>("expiresIn"));
+
+/// What [`EXPIRES_IN`] must be: built from [`LIFETIME_UNITS`] and [`MAX_TOKEN_LIFETIME_SECONDS`].
+#[cfg(test)]
+fn expires_in_pattern() -> String {
     let units: Vec<String> = LIFETIME_UNITS
         .iter()
         .map(|(unit, seconds)| {
@@ -161,10 +167,11 @@ pub static EXPIRES_IN: LazyLock<Rule> = LazyLock::new(|| {
             )
         })
         .collect();
-    Rule::new(format!("^(?:{})$", units.join("|")))
-});
+    format!("^(?:{})$", units.join("|"))
+}
 
 /// A pattern of the decimal numbers from 1 to `max`, without leading zeros.
+#[cfg(test)]
 fn decimal_up_to(max: u64) -> String {
     let digits = max.to_string();
     let n = digits.len();
@@ -250,6 +257,33 @@ pub fn oauth_scope_rule(audience: &str) -> Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GUID, hex digits in either case: of the one given.
+    fn guid_form(guid: Uuid) -> String {
+        any_case(&guid.hyphenated().to_string())
+    }
+
+    #[test]
+    fn the_role_definition_pattern_names_exactly_the_built_in_roles() {
+        let roles: Vec<String> = crate::authz::ROLES
+            .iter()
+            .map(|r| guid_form(r.id))
+            .collect();
+        let expected = format!("^(?:[\\s\\S]*/)?(?:{})$", roles.join("|"));
+        assert_eq!(ROLE_DEFINITION_ID.pattern(), expected);
+    }
+
+    #[test]
+    fn the_token_rules_are_the_lifetime_units_and_printable_names() {
+        assert_eq!(EXPIRES_IN.pattern(), expires_in_pattern());
+        let controls = CONTROLS;
+        assert_eq!(
+            TOKEN_NAME.pattern(),
+            format!("^[^{controls}]*[^\\s{controls}][^{controls}]*$")
+        );
+        let guid = [8, 4, 4, 4, 12].map(|n| format!("[0-9a-fA-F]{{{n}}}"));
+        assert_eq!(GUID.pattern(), format!("^{}$", guid.join("-")));
+    }
 
     #[test]
     fn guids_are_hyphenated_in_either_case() {

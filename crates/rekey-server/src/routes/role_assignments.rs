@@ -408,21 +408,6 @@ pub fn register(table: &mut RouteTable) {
     let create = schema_of::<RoleAssignmentCreate>(&mut schemas);
     let definition = schema_of::<RoleDefinition>(&mut schemas);
     table.schemas(schemas);
-    // The rules the handlers check that the wire types cannot state.
-    table.refine(
-        "RoleAssignmentCreateProperties",
-        "roleDefinitionId",
-        rules::ROLE_DEFINITION_ID.schema().description(Some(
-            "A built-in role: its role definition id, or the id's last segment (the role's GUID).",
-        )),
-    );
-    table.refine(
-        "RoleAssignmentCreateProperties",
-        "principalId",
-        rules::GUID.schema().description(Some(
-            "The principal (a token's principalId); one that does not exist is answered 400 PrincipalNotFound.",
-        )),
-    );
     let assignments = table.list_schema::<WireAssignment>();
     let definitions = table.list_schema::<RoleDefinition>();
     let guid = rules::GUID.param_rule();

@@ -157,27 +157,6 @@ pub fn register(table: &mut RouteTable) {
     let token = schema_of::<TokenCreated>(&mut schemas);
     schema_of::<TokenInfo>(&mut schemas);
     table.schemas(schemas);
-    // The rules the handlers check that the wire types cannot state.
-    table.refine(
-        &token_body,
-        "name",
-        rules::TOKEN_NAME
-            .schema()
-            .description(Some("Surrounding white space is dropped.")),
-    );
-    table.refine(
-        &token_body,
-        "expiresIn",
-        rules::EXPIRES_IN
-            .schema()
-            .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
-                utoipa::openapi::Type::String,
-                utoipa::openapi::Type::Null,
-            ]))
-            .description(Some(
-                "`90s`, `30m`, `12h` or `7d`, up to ten years (3650d); without it the token does not expire.",
-            )),
-    );
     let tokens = table.list_schema::<TokenInfo>();
     table.route(
         Method::POST,
