@@ -38,7 +38,7 @@ use uuid::Uuid;
 use crate::authz::Caller;
 use crate::error::ApiError;
 use crate::route_table::{Op, RouteTable};
-use crate::rules::{self, Rule};
+use crate::rules;
 use crate::state::AppState;
 
 /// Claims rekey puts in, and requires of, an access token.
@@ -519,8 +519,9 @@ fn schemas(table: &mut RouteTable) -> [String; 7] {
 /// States in `/openapi.json` what only the running server knows: the one tenant id its OAuth and
 /// OpenID routes serve, and the scope its token endpoint grants (`{public_url}/.default`).
 pub fn describe_this_server(doc: &mut serde_json::Value, tenant: Uuid, public_url: &str) {
-    let tenant_schema =
-        serde_json::to_value(tenant_rule_schema(tenant)).expect("a schema serializes");
+    let mut tenant_schema =
+        serde_json::to_value(rules::tenant_rule(tenant).schema()).expect("a schema serializes");
+    tenant_schema["description"] = "This rekey's tenant id (bootstrap.json `tenantId`).".into();
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
             if !path.starts_with("/{tenantId}/") {
@@ -544,14 +545,6 @@ pub fn describe_this_server(doc: &mut serde_json::Value, tenant: Uuid, public_ur
             .pattern()
             .into();
     }
-}
-
-fn tenant_rule_schema(tenant: Uuid) -> utoipa::openapi::Schema {
-    let rule: Rule = rules::tenant_rule(tenant);
-    rule.schema()
-        .description(Some("This rekey's tenant id (bootstrap.json `tenantId`)."))
-        .build()
-        .into()
 }
 
 pub fn register(table: &mut RouteTable) {

@@ -227,7 +227,7 @@ impl Op {
         schema: Option<String>,
     ) -> Self {
         let content = schema.map(|schema| match schema.as_str() {
-            TEXT => (TEXT.to_string(), string_schema().build().into()),
+            TEXT => (TEXT.to_string(), string_schema()),
             name => (
                 "application/json".to_string(),
                 Ref::from_schema_name(name).into(),
@@ -252,7 +252,7 @@ impl Op {
         self.responses.push(Answer {
             status,
             description,
-            content: Some((content_type.to_string(), string_schema().build().into())),
+            content: Some((content_type.to_string(), string_schema())),
             headers: Vec::new(),
         });
         self
@@ -345,17 +345,34 @@ fn json_content(schema: &str) -> utoipa::openapi::Content {
 /// A response "schema" naming a plain-text body rather than a JSON component.
 pub const TEXT: &str = "text/plain";
 
-/// A string schema: the start of most parameter schemas.
-pub fn string_schema() -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String)
+/// The schema of a plain string (a parameter, a header, a text body), derived from `String`.
+pub fn string_schema() -> RefOr<Schema> {
+    <String as utoipa::PartialSchema>::schema()
 }
 
-fn param_schema(rule: Option<ParamRule>) -> ObjectBuilder {
+/// The schema of a string parameter whose rule is known only at run time: a provider's naming rule,
+/// this server's tenant, a query's pattern, an operation's api-versions. Bodies' schemas are all
+/// derived from their types; a type's attributes can state only literals, so these cannot be.
+pub fn constrained_string(
+    pattern: Option<&str>,
+    length: Option<(usize, usize)>,
+    values: &[&str],
+) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(pattern)
+        .min_length(length.map(|(min, _)| min))
+        .max_length(length.map(|(_, max)| max))
+        .enum_values((!values.is_empty()).then_some(values.iter().copied()))
+        .build()
+        .into()
+}
+
+fn param_schema(rule: Option<ParamRule>) -> RefOr<Schema> {
     match rule {
-        Some(rule) => string_schema()
-            .pattern(Some(rule.pattern))
-            .min_length(Some(rule.min_len))
-            .max_length(Some(rule.max_len)),
+        Some(rule) => {
+            constrained_string(Some(rule.pattern), Some((rule.min_len, rule.max_len)), &[]).into()
+        }
         None => string_schema(),
     }
 }
@@ -474,10 +491,7 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
                 );
         }
         if op.api_version {
-            let mut schema = string_schema();
-            if !op.api_versions.is_empty() {
-                schema = schema.enum_values(Some(op.api_versions.iter().copied()));
-            }
+            let schema = constrained_string(None, None, op.api_versions);
             builder = builder.parameter(
                 ParameterBuilder::new()
                     .name("api-version")

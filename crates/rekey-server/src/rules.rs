@@ -12,9 +12,9 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use rekey_api::authorization::{RoleAssignmentCreateProperties, TokenCreate};
-use utoipa::openapi::ObjectBuilder;
 use uuid::Uuid;
 
+use crate::route_table::constrained_string;
 pub use crate::route_table::string_schema;
 
 /// A string rule: a pattern, and bounds on the length in characters (as JSON Schema counts them).
@@ -75,12 +75,10 @@ impl Rule {
         }
     }
 
-    /// A string schema stating the rule.
-    pub fn schema(&self) -> ObjectBuilder {
-        string_schema()
-            .pattern(Some(self.pattern.clone()))
-            .min_length(self.min_len)
-            .max_length(self.max_len)
+    /// A string schema stating the rule (for parameters: a body states its rules in its type).
+    pub fn schema(&self) -> utoipa::openapi::Schema {
+        let length = self.min_len.zip(self.max_len);
+        constrained_string(Some(&self.pattern), length, &[])
     }
 }
 

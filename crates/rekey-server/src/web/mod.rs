@@ -513,8 +513,7 @@ pub fn register(table: &mut RouteTable) {
             asset(content_type, body).layer(page()),
         );
     }
-    let session_cookie =
-        || rules::string_schema().description(Some("The session id that sign-in set (HttpOnly)."));
+    let session_cookie = "The session id that sign-in set (HttpOnly).";
     table.route(
         Method::POST,
         "/web/session",
@@ -545,7 +544,12 @@ pub fn register(table: &mut RouteTable) {
             "Web_Session",
             "Who is signed in by the session cookie, and the CSRF token for the page's writes.",
         )
-        .cookie(session::COOKIE_NAME, false, "", session_cookie())
+        .cookie(
+            session::COOKIE_NAME,
+            false,
+            session_cookie,
+            rules::string_schema(),
+        )
         .response(
             200,
             "The session, or {\"signedIn\":false}",
@@ -560,7 +564,12 @@ pub fn register(table: &mut RouteTable) {
             "Web_SignOut",
             "Ends the session named by the cookie, if any (needs the session's x-csrf-token).",
         )
-        .cookie(session::COOKIE_NAME, false, "", session_cookie())
+        .cookie(
+            session::COOKIE_NAME,
+            false,
+            session_cookie,
+            rules::string_schema(),
+        )
         .header(
             session::CSRF_HEADER,
             false,
