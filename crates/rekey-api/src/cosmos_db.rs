@@ -33,13 +33,29 @@ pub struct DatabaseAccountCreateUpdateParameters {
 }
 
 /// One entry of `properties.locations`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseAccountLocation {
     pub location_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0)]
     pub failover_priority: Option<i32>,
+    /// Stored as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
+    pub is_zone_redundant: Option<bool>,
+}
+
+/// `properties.consistencyPolicy`, as the CLI sends it (the server stores whatever is sent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsistencyPolicy {
+    /// `Eventual`, `ConsistentPrefix`, `Session`, `BoundedStaleness` or `Strong`.
+    pub default_consistency_level: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_interval_in_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_staleness_prefix: Option<u64>,
 }
 
 /// The `properties` of a create: `databaseAccountOfferType` (`Standard`) and at least one location
@@ -54,6 +70,10 @@ pub struct DatabaseAccountCreateProperties {
     /// `true` refuses every key on the data plane.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_local_auth: Option<bool>,
+    /// Stored as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
+    pub consistency_policy: Option<ConsistencyPolicy>,
     /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
     #[serde(
         rename = "x-rekey-upstream",
@@ -78,10 +98,10 @@ macro_rules! database_account_create {
                 pattern = "^([Gg][Ll][Oo][Bb][Aa][Ll][Dd][Oo][Cc][Uu][Mm][Ee][Nn][Tt][Dd][Bb]|[Mm][Oo][Nn][Gg][Oo][Dd][Bb]|[Pp][Aa][Rr][Ss][Ee])$"
             )]
             pub kind: Option<String>,
-            #[serde(default)]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub tags: Option<BTreeMap<String, String>>,
             pub properties: DatabaseAccountCreateProperties,
-            #[serde(default)]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub identity: Option<Value>,
         }
     };

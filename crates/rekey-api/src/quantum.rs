@@ -59,11 +59,11 @@ macro_rules! workspace_create {
         pub struct WorkspaceCreate {
             #[schema(pattern = $location, max_length = 64)]
             pub location: String,
-            #[serde(default)]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub tags: Option<BTreeMap<String, String>>,
-            #[serde(default)]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub properties: Option<WorkspaceProperties>,
-            #[serde(default)]
+            #[serde(default, skip_serializing_if = "Option::is_none")]
             pub identity: Option<Value>,
         }
     };
@@ -106,6 +106,14 @@ pub struct ListKeysResult {
     pub secondary_key: ApiKey,
     pub primary_connection_string: String,
     pub secondary_connection_string: String,
+}
+
+/// One entry of `properties.providers`, as the CLI sends it (the server stores whatever is sent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSku {
+    pub provider_id: String,
+    pub provider_sku: String,
 }
 
 /// Body of `regenerateKey`: one or both of `Primary`, `Secondary`, any case, no repeats. Named

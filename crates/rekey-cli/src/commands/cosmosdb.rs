@@ -2,7 +2,11 @@
 //! keys|read-only-keys|connection-strings` and `keys regenerate --key-kind …`, a long-running
 //! operation. Also az's older `cosmosdb list-keys` and `regenerate-key`, which the seeds' script uses.
 
-use serde_json::{json, Map, Value};
+use rekey_api::cosmos_db::{
+    ConsistencyPolicy, DatabaseAccountCreate, DatabaseAccountCreateProperties,
+    DatabaseAccountLocation, DatabaseAccountRegenerateKeyParameters,
+};
+use serde_json::Value;
 
 use super::{
     action, create, delete, for_each, group_location, list, regenerate, resources, show, tags,
@@ -78,7 +82,10 @@ fn regenerate_key(ctx: &Context, args: CosmosRegenerate) -> Result<(), CliError>
         CosmosKeyKind::PrimaryReadonly => "primaryReadonly",
         CosmosKeyKind::SecondaryReadonly => "secondaryReadonly",
     };
-    let body = json!({ "keyKind": kind });
+    let body = serde_json::to_value(DatabaseAccountRegenerateKeyParameters {
+        key_kind: kind.into(),
+    })
+    .expect("a regenerate body serializes");
     let what = format!("the {kind} key");
     for_each(ctx, &resources(ctx, &TYPE, &args.target)?, |r| {
         if let Some(reply) = regenerate(ctx, &TYPE, r, &what, &body, &args.safety)? {
@@ -91,41 +98,45 @@ fn regenerate_key(ctx: &Context, args: CosmosRegenerate) -> Result<(), CliError>
 }
 
 /// One entry of `properties.locations`.
-fn location(name: &str, priority: u64, zone_redundant: bool) -> Value {
-    json!({
-        "locationName": name,
-        "failoverPriority": priority,
-        "isZoneRedundant": zone_redundant,
-    })
+fn location(name: &str, priority: i32, zone_redundant: bool) -> DatabaseAccountLocation {
+    DatabaseAccountLocation {
+        location_name: name.into(),
+        failover_priority: Some(priority),
+        is_zone_redundant: Some(zone_redundant),
+    }
 }
 
 /// `--locations` in az's two syntaxes: `regionName=R failoverPriority=N isZoneRedundant=B` (the
 /// keys may repeat for more regions) and the older `"Region Name"=N`.
-fn parse_locations(raw: &[String]) -> Result<Vec<Value>, CliError> {
+fn parse_locations(raw: &[String]) -> Result<Vec<DatabaseAccountLocation>, CliError> {
     let bad = |item: &str| {
         CliError::Usage(format!(
             "argument --locations: '{item}' is neither regionName=R, failoverPriority=N, \
              isZoneRedundant=B nor \"Region Name\"=N"
         ))
     };
-    let mut out: Vec<(String, u64, bool)> = Vec::new();
+    // A failover priority is ARM's 32-bit integer, 0 or more.
+    let priority = |item: &str, value: &str| {
+        value
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| bad(item))
+    };
+    let mut out: Vec<(String, i32, bool)> = Vec::new();
     for item in raw {
         let (key, value) = item.split_once('=').ok_or_else(|| bad(item))?;
         match key {
-            "regionName" => out.push((value.to_string(), out.len() as u64, false)),
+            "regionName" => out.push((value.to_string(), out.len() as i32, false)),
             "failoverPriority" => {
                 let last = out.last_mut().ok_or_else(|| bad(item))?;
-                last.1 = value.parse().map_err(|_| bad(item))?;
+                last.1 = priority(item, value)?;
             }
             "isZoneRedundant" => {
                 let last = out.last_mut().ok_or_else(|| bad(item))?;
                 last.2 = value.eq_ignore_ascii_case("true");
             }
-            region => out.push((
-                region.to_string(),
-                value.parse().map_err(|_| bad(item))?,
-                false,
-            )),
+            region => out.push((region.to_string(), priority(item, value)?, false)),
         }
     }
     Ok(out
@@ -146,31 +157,30 @@ fn create_account(ctx: &Context, args: CosmosCreate) -> Result<(), CliError> {
     if locations.is_empty() {
         locations.push(location(&group_location, 0, false));
     }
-    let mut properties = Map::new();
-    properties.insert("databaseAccountOfferType".into(), json!("Standard"));
-    properties.insert("locations".into(), Value::Array(locations));
-    let mut consistency = Map::new();
-    if let Some(level) = args.default_consistency_level {
-        consistency.insert("defaultConsistencyLevel".into(), json!(level));
-    }
-    if let Some(seconds) = args.max_interval {
-        consistency.insert("maxIntervalInSeconds".into(), json!(seconds));
-    }
-    if let Some(prefix) = args.max_staleness_prefix {
-        consistency.insert("maxStalenessPrefix".into(), json!(prefix));
-    }
-    if !consistency.is_empty() {
-        consistency
-            .entry("defaultConsistencyLevel")
-            .or_insert(json!("Session"));
-        properties.insert("consistencyPolicy".into(), Value::Object(consistency));
-    }
-    let body = json!({
-        "location": group_location,
-        "kind": args.kind,
-        "tags": tags(&args.tags).unwrap_or_default(),
-        "properties": properties,
+    let consistency = (args.default_consistency_level.is_some()
+        || args.max_interval.is_some()
+        || args.max_staleness_prefix.is_some())
+    .then(|| ConsistencyPolicy {
+        default_consistency_level: args
+            .default_consistency_level
+            .unwrap_or_else(|| "Session".into()),
+        max_interval_in_seconds: args.max_interval,
+        max_staleness_prefix: args.max_staleness_prefix,
     });
+    let body = DatabaseAccountCreate {
+        location: group_location,
+        kind: Some(args.kind),
+        tags: Some(tags(&args.tags).unwrap_or_default()),
+        properties: DatabaseAccountCreateProperties {
+            database_account_offer_type: "Standard".into(),
+            locations,
+            disable_local_auth: None,
+            consistency_policy: consistency,
+            upstream: None,
+        },
+        identity: None,
+    };
+    let body = serde_json::to_value(body).expect("an account body serializes");
     let account = create(ctx, &TYPE, &r, &body, args.no_wait)?;
     ctx.print(&account.unwrap_or(Value::Null))
 }

@@ -2,7 +2,8 @@
 //! --key-type Primary,Secondary` with PowerShell's `--pass-thru` (prints `true` on success, as
 //! `New-AzQuantumApiWorkspaceKey -PassThru` does).
 
-use serde_json::{json, Map, Value};
+use rekey_api::quantum::{ApiKeys, ProviderSku, WorkspaceCreate, WorkspaceProperties};
+use serde_json::Value;
 
 use super::{action, create, delete, for_each, group_location, list, regenerate, resources, show};
 use crate::cli::{QuantumCommand, QuantumKeyType, QuantumKeysCommand, QuantumWorkspaceCommand};
@@ -31,18 +32,19 @@ pub fn run(ctx: &Context, command: QuantumCommand) -> Result<(), CliError> {
                 Some(l) => l,
                 None => group_location(ctx, &r.subscription, &r.group)?,
             };
-            let mut properties = Map::new();
-            properties.insert(
-                "providers".into(),
-                parse_providers(provider_sku_list.as_deref())?,
-            );
-            if let Some(account) = storage_account {
-                properties.insert("storageAccount".into(), json!(account));
-            }
-            if let Some(enabled) = enable_api_key {
-                properties.insert("apiKeyEnabled".into(), json!(enabled));
-            }
-            let body = json!({ "location": location, "properties": properties });
+            let providers = provider_list(provider_sku_list.as_deref())?;
+            let body = WorkspaceCreate {
+                location,
+                tags: None,
+                properties: Some(WorkspaceProperties {
+                    api_key_enabled: enable_api_key,
+                    providers: Some(providers),
+                    storage_account,
+                    upstream: None,
+                }),
+                identity: None,
+            };
+            let body = serde_json::to_value(body).expect("a workspace body serializes");
             let workspace = create(ctx, &TYPE, &r, &body, no_wait)?;
             ctx.print(&workspace.unwrap_or(Value::Null))
         }
@@ -82,7 +84,10 @@ pub fn run(ctx: &Context, command: QuantumCommand) -> Result<(), CliError> {
                 [one] => format!("the {} key", one.to_ascii_lowercase()),
                 _ => "the primary and secondary keys".to_string(),
             };
-            let body = json!({ "keys": keys });
+            let body = serde_json::to_value(ApiKeys {
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+            })
+            .expect("a regenerate body serializes");
             for_each(ctx, &resources(ctx, &TYPE, &target.into())?, |r| {
                 let done = regenerate(ctx, &TYPE, r, &what, &body, &safety)?;
                 Ok((done.is_some() && pass_thru).then_some(Value::Bool(true)))
@@ -92,27 +97,38 @@ pub fn run(ctx: &Context, command: QuantumCommand) -> Result<(), CliError> {
 }
 
 /// `-r Microsoft/Basic,Quantinuum/Standard` as `[{"providerId","providerSku"}]`.
+#[cfg(test)]
 fn parse_providers(raw: Option<&str>) -> Result<Value, CliError> {
+    provider_list(raw).map(Value::Array)
+}
+
+/// `-r Microsoft/Basic,Quantinuum/Standard` as the entries of `properties.providers`.
+fn provider_list(raw: Option<&str>) -> Result<Vec<Value>, CliError> {
     let Some(raw) = raw else {
-        return Ok(Value::Array(Vec::new()));
+        return Ok(Vec::new());
     };
     raw.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|pair| match pair.split_once('/') {
             Some((id, sku)) if !id.is_empty() && !sku.is_empty() => {
-                Ok(json!({ "providerId": id, "providerSku": sku }))
+                let provider = ProviderSku {
+                    provider_id: id.into(),
+                    provider_sku: sku.into(),
+                };
+                Ok(serde_json::to_value(provider).expect("a provider serializes"))
             }
             _ => Err(CliError::Usage(format!(
                 "argument --provider-sku-list/-r: '{pair}' is not ProviderId/SKU"
             ))),
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Value::Array)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
