@@ -12,6 +12,7 @@
 pub mod cosmos;
 pub mod gateway;
 pub mod index;
+pub mod parts;
 pub mod path;
 pub mod proxies;
 pub mod refusal_log;
@@ -37,19 +38,8 @@ use uuid::Uuid;
 use crate::authz::{Caller, VERIFY_ACTION};
 use crate::error::ApiError;
 use crate::state::AppState;
-use index::{Entry, KeyIndex};
-
-/// The data plane's shared parts.
-pub struct DataPlane {
-    pub index: KeyIndex,
-    pub throttle: throttle::Throttle,
-    pub client: gateway::HttpClient,
-    /// Largest request body a data-plane call may send (`--max-data-plane-body-bytes`).
-    pub max_body_bytes: usize,
-    /// Whose `X-Forwarded-For` names the client (`--trusted-proxies`).
-    pub trusted_proxies: proxies::TrustedProxies,
-    pub refusal_log: refusal_log::RefusalLog,
-}
+use index::Entry;
+pub use parts::DataPlane;
 
 /// Why a data-plane call was refused; rendered in the resource type's own error shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

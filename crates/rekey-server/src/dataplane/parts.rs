@@ -1,0 +1,17 @@
+//! Owns the data plane's shared parts, [`DataPlane`], as the application state holds them. Kept
+//! apart from the data plane's handlers, which need that state: the state needs this, not them.
+
+use super::index::KeyIndex;
+use super::{gateway, proxies, refusal_log, throttle};
+
+/// The data plane's shared parts.
+pub struct DataPlane {
+    pub index: KeyIndex,
+    pub throttle: throttle::Throttle,
+    pub client: gateway::HttpClient,
+    /// Largest request body a data-plane call may send (`--max-data-plane-body-bytes`).
+    pub max_body_bytes: usize,
+    /// Whose `X-Forwarded-For` names the client (`--trusted-proxies`).
+    pub trusted_proxies: proxies::TrustedProxies,
+    pub refusal_log: refusal_log::RefusalLog,
+}
