@@ -6,7 +6,9 @@
 //! What an ARM operation's [`Op`] declares is also what is checked: [`RouteTable::route`] puts a
 //! layer in front of its handler that refuses an `api-version` outside [`Op::versions`] and a path
 //! parameter breaking its rule (`subscriptionId`, `resourceGroupName`, and those of [`Op::param`]
-//! and [`Op::path_rule`]), in that order, with ARM's 400s. A handler needs to check neither.
+//! and [`Op::path_rule`]), in that order, with ARM's 400s. A handler needs to check neither: it
+//! takes the values the layer parsed ([`Parsed`]: a [`SubscriptionId`], a [`ResourceGroupName`],
+//! the [`ResourceId`] of an [`Op::param`] route).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,13 +16,13 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::Method;
+use axum::http::{Extensions, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::Router;
 use rekey_api::mapping::NamedSchemas;
-use rekey_core::{Provider, ResourceGroupName, ResourceName, SubscriptionId};
+use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, SubscriptionId};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use utoipa::openapi::header::HeaderBuilder;
@@ -55,10 +57,13 @@ pub struct Op {
     extra_params: Vec<Param>,
     /// Operations that need a bearer token.
     pub auth: bool,
+    /// The keyed resource type whose name [`Op::param`] checks.
+    provider: Option<&'static Provider>,
 }
 
-/// Checks one path parameter's value; `Err` is the refusal the request gets.
-type PathCheck = Arc<dyn Fn(&str) -> Result<(), ApiError> + Send + Sync>;
+/// Checks one path parameter's value; `Err` is the refusal the request gets. What it parsed, if
+/// anything, it leaves in the request's extensions for [`Parsed`].
+type PathCheck = Arc<dyn Fn(&str, &mut Extensions) -> Result<(), ApiError> + Send + Sync>;
 
 /// A path parameter with a rule: documented as `rule`, enforced by `check`.
 struct PathParam {
@@ -122,6 +127,7 @@ impl Op {
             params: Vec::new(),
             extra_params: Vec::new(),
             auth: true,
+            provider: None,
         }
     }
 
@@ -142,12 +148,12 @@ impl Op {
                 min_len: rule.min_len,
                 max_len: rule.max_len,
             },
-            check: Arc::new(move |raw| {
-                ResourceName::parse(provider, raw)
-                    .map(drop)
-                    .map_err(Into::into)
+            check: Arc::new(move |raw, parsed| {
+                parsed.insert(ResourceName::parse(provider, raw)?);
+                Ok(())
             }),
         });
+        self.provider = Some(provider);
         self
     }
 
@@ -181,7 +187,7 @@ impl Op {
         self.params.push(PathParam {
             name,
             rule,
-            check: Arc::new(check),
+            check: Arc::new(move |raw, _| check(raw)),
         });
         self
     }
@@ -565,6 +571,7 @@ impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
 struct DeclaredChecks {
     versions: &'static [&'static str],
     params: Vec<(String, PathCheck)>,
+    provider: Option<&'static Provider>,
 }
 
 impl DeclaredChecks {
@@ -584,12 +591,14 @@ impl DeclaredChecks {
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
             .filter_map(|name| {
                 let check: PathCheck = match name {
-                    "subscriptionId" => {
-                        Arc::new(|raw| SubscriptionId::parse(raw).map(drop).map_err(Into::into))
-                    }
-                    "resourceGroupName" => {
-                        Arc::new(|raw| ResourceGroupName::parse(raw).map(drop).map_err(Into::into))
-                    }
+                    "subscriptionId" => Arc::new(|raw, parsed| {
+                        parsed.insert(SubscriptionId::parse(raw)?);
+                        Ok(())
+                    }),
+                    "resourceGroupName" => Arc::new(|raw, parsed| {
+                        parsed.insert(ResourceGroupName::parse(raw)?);
+                        Ok(())
+                    }),
                     other => op.params.iter().find(|p| p.name == other)?.check.clone(),
                 };
                 Some((name.to_string(), check))
@@ -598,6 +607,7 @@ impl DeclaredChecks {
         Some(Self {
             versions: op.api_versions,
             params,
+            provider: op.provider,
         })
     }
 
@@ -616,10 +626,36 @@ impl DeclaredChecks {
         if let Err(refusal) = ApiVersion::from_query(&query).check(self.versions) {
             return Some(refusal);
         }
-        self.params.iter().find_map(|(name, check)| {
+        let parsed = &mut parts.extensions;
+        let refusal = self.params.iter().find_map(|(name, check)| {
             let raw = params.get(name).map(String::as_str).unwrap_or_default();
-            check(raw).err()
-        })
+            check(raw, parsed).err()
+        });
+        if refusal.is_none() {
+            self.add_resource_id(parsed);
+        }
+        refusal
+    }
+
+    /// The resource id of an [`Op::param`] route, from the parts the checks parsed.
+    fn add_resource_id(&self, parsed: &mut Extensions) {
+        let Some(provider) = self.provider else {
+            return;
+        };
+        let (Some(subscription), Some(group), Some(name)) = (
+            parsed.get::<SubscriptionId>(),
+            parsed.get::<ResourceGroupName>(),
+            parsed.get::<ResourceName>(),
+        ) else {
+            return;
+        };
+        let id = ResourceId {
+            subscription: subscription.clone(),
+            group: group.clone(),
+            provider,
+            name: name.clone(),
+        };
+        parsed.insert(id);
     }
 }
 
@@ -668,6 +704,27 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ArmPath
             .await
             .map(|Path(v)| ArmPath(v))
             .map_err(path_refusal)
+    }
+}
+
+/// A path value the layer of [`RouteTable::route`] parsed for an ARM operation: a
+/// [`SubscriptionId`], a [`ResourceGroupName`], a [`ResourceName`], or the [`ResourceId`] of an
+/// [`Op::param`] route. Asking for one the operation's path does not have is a bug in the route,
+/// answered 500.
+pub struct Parsed<T>(pub T);
+
+impl<T: Clone + Send + Sync + 'static, S: Send + Sync> FromRequestParts<S> for Parsed<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<T>().cloned().map(Parsed).ok_or_else(|| {
+            tracing::error!(
+                value = std::any::type_name::<T>(),
+                path = parts.uri.path(),
+                "a handler asked for a path value its route does not parse"
+            );
+            ApiError::Internal
+        })
     }
 }
 

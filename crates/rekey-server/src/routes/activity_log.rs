@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use super::rfc3339;
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::route_table::{ArmPath, ArmQuery, Op, RouteTable};
+use crate::route_table::{ArmQuery, Op, Parsed, RouteTable};
 use crate::rules;
 use crate::state::AppState;
 
@@ -27,10 +27,9 @@ static ACTIVITY_LOG_API_VERSIONS: &[&str] = &["2015-04-01"];
 async fn activity_log(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
+    Parsed(sub): Parsed<SubscriptionId>,
     ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
-    let sub = SubscriptionId::parse(&sub)?;
     let scope = format!("/subscriptions/{sub}");
     state
         .authorize(&caller, "Microsoft.Insights/eventtypes/values/read", &scope)

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::route_table::{object_body, ArmPath, Op, RouteTable};
+use crate::route_table::{object_body, Op, Parsed, RouteTable};
 use crate::state::AppState;
 
 fn render(group: &ResourceGroup) -> WireGroup {
@@ -38,13 +38,6 @@ fn render(group: &ResourceGroup) -> WireGroup {
     }
 }
 
-fn ids(sub: &str, group: &str) -> Result<(SubscriptionId, ResourceGroupName), ApiError> {
-    Ok((
-        SubscriptionId::parse(sub)?,
-        ResourceGroupName::parse(group)?,
-    ))
-}
-
 fn scope(sub: &SubscriptionId, name: &ResourceGroupName) -> String {
     format!("/subscriptions/{sub}/resourceGroups/{name}")
 }
@@ -56,10 +49,10 @@ const DELETE: &str = "Microsoft.Resources/subscriptions/resourceGroups/delete";
 async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath((sub, group)): ArmPath<(String, String)>,
+    Parsed(sub): Parsed<SubscriptionId>,
+    Parsed(name): Parsed<ResourceGroupName>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (sub, name) = ids(&sub, &group)?;
     let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
     let body: ResourceGroupCreate = object_body(&body)?;
     rekey_core::check_location(&body.location)?;
@@ -82,9 +75,9 @@ async fn create(
 async fn show(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath((sub, group)): ArmPath<(String, String)>,
+    Parsed(sub): Parsed<SubscriptionId>,
+    Parsed(name): Parsed<ResourceGroupName>,
 ) -> Result<Response, ApiError> {
-    let (sub, name) = ids(&sub, &group)?;
     state.authorize(&caller, READ, &scope(&sub, &name)).await?;
     Ok(Json(render(&state.store.group(&sub, &name).await?)).into_response())
 }
@@ -92,9 +85,9 @@ async fn show(
 async fn exists(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath((sub, group)): ArmPath<(String, String)>,
+    Parsed(sub): Parsed<SubscriptionId>,
+    Parsed(name): Parsed<ResourceGroupName>,
 ) -> Result<Response, ApiError> {
-    let (sub, name) = ids(&sub, &group)?;
     state.authorize(&caller, READ, &scope(&sub, &name)).await?;
     state.store.group(&sub, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -103,10 +96,10 @@ async fn exists(
 async fn update(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath((sub, group)): ArmPath<(String, String)>,
+    Parsed(sub): Parsed<SubscriptionId>,
+    Parsed(name): Parsed<ResourceGroupName>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (sub, name) = ids(&sub, &group)?;
     let audit = state.authorize(&caller, WRITE, &scope(&sub, &name)).await?;
     let body: ResourceGroupPatch = object_body(&body)?;
     let mut current = state.store.group(&sub, &name).await?;
@@ -120,9 +113,9 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath((sub, group)): ArmPath<(String, String)>,
+    Parsed(sub): Parsed<SubscriptionId>,
+    Parsed(name): Parsed<ResourceGroupName>,
 ) -> Result<Response, ApiError> {
-    let (sub, name) = ids(&sub, &group)?;
     let audit = state
         .authorize(&caller, DELETE, &scope(&sub, &name))
         .await?;
@@ -140,9 +133,8 @@ async fn remove(
 async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
+    Parsed(sub): Parsed<SubscriptionId>,
 ) -> Result<Response, ApiError> {
-    let sub = SubscriptionId::parse(&sub)?;
     // A caller with no role in the subscription is refused before the lookup, so the answer is
     // the same whether the subscription exists.
     let sub_scope = format!("/subscriptions/{sub}");

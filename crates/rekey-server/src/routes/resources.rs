@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::route_table::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::route_table::{json_body, ApiVersion, ArmPath, Op, Parsed, RouteTable};
 use crate::state::AppState;
 
 /// Action segments after a resource name, in canonical casing.
@@ -78,11 +78,10 @@ async fn create(
     state: AppState,
     caller: Caller,
     version: ApiVersion,
-    (sub, group, name): (String, String, String),
+    id: ResourceId,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = m.provider();
-    let id = resource_id(provider, &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "write"), &id.to_string())
         .await?;
@@ -122,9 +121,8 @@ async fn show(
     m: Mapping,
     state: AppState,
     caller: Caller,
-    (sub, group, name): (String, String, String),
+    id: ResourceId,
 ) -> Result<Response, ApiError> {
-    let id = resource_id(m.provider(), &sub, &group, &name)?;
     state
         .authorize(&caller, &action(m, "read"), &id.to_string())
         .await?;
@@ -140,10 +138,9 @@ async fn update(
     m: Mapping,
     state: AppState,
     caller: Caller,
-    (sub, group, name): (String, String, String),
+    id: ResourceId,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = resource_id(m.provider(), &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "write"), &id.to_string())
         .await?;
@@ -166,9 +163,8 @@ async fn remove(
     state: AppState,
     caller: Caller,
     version: ApiVersion,
-    (sub, group, name): (String, String, String),
+    id: ResourceId,
 ) -> Result<Response, ApiError> {
-    let id = resource_id(m.provider(), &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "delete"), &id.to_string())
         .await?;
@@ -201,11 +197,9 @@ async fn list(
     m: Mapping,
     state: AppState,
     caller: Caller,
-    sub: String,
-    group: Option<String>,
+    sub: SubscriptionId,
+    group: Option<ResourceGroupName>,
 ) -> Result<Response, ApiError> {
-    let sub = SubscriptionId::parse(&sub)?;
-    let group = group.as_deref().map(ResourceGroupName::parse).transpose()?;
     let read = action(m, "read");
     // A caller with no role at, above or below the scope is refused before the lookup, so the
     // answer is the same whether the subscription or group exists.
@@ -388,10 +382,10 @@ fn accepted(ctx: &RenderContext, op: &Operation, api_version: &str) -> Response 
 async fn operation_status(
     state: AppState,
     caller: Caller,
-    (sub, location, operation): (String, String, String),
+    sub: SubscriptionId,
+    (_, location, operation): (String, String, String),
     results: bool,
 ) -> Result<Response, ApiError> {
-    let sub = SubscriptionId::parse(&sub)?;
     let not_found = || ApiError::NotFound {
         code: "OperationNotFound",
         message: format!("The operation '{operation}' could not be found."),
@@ -469,7 +463,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         .body(schemas.create.clone(), true)
         .response(200, "Replaced", Some(schemas.resource.clone()))
         .response(201, "Created", Some(schemas.resource.clone())),
-        put(move |State(s), Extension(c), v, ArmPath(p), b| create(m, s, c, v, p, b)),
+        put(move |State(s), Extension(c), v, Parsed(id), b| create(m, s, c, v, id, b)),
     );
     table.route(
         Method::GET,
@@ -479,7 +473,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             "The resource",
             Some(schemas.resource.clone()),
         ),
-        get(move |State(s), Extension(c), ArmPath(p)| show(m, s, c, p)),
+        get(move |State(s), Extension(c), Parsed(id)| show(m, s, c, id)),
     );
     table.route(
         Method::PATCH,
@@ -490,7 +484,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
         )
         .body(schemas.patch.clone(), true)
         .response(200, "Updated", Some(schemas.resource.clone())),
-        patch(move |State(s), Extension(c), ArmPath(p), b| update(m, s, c, p, b)),
+        patch(move |State(s), Extension(c), Parsed(id), b| update(m, s, c, id, b)),
     );
     table.route(
         Method::DELETE,
@@ -506,7 +500,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             Some(accepted_schema.clone()),
         )
         .response(204, "Did not exist", None),
-        delete(move |State(s), Extension(c), v, ArmPath(p)| remove(m, s, c, v, p)),
+        delete(move |State(s), Extension(c), v, Parsed(id)| remove(m, s, c, v, id)),
     );
     table.route(
         Method::GET,
@@ -516,11 +510,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             &format!("Lists the {ty} of a resource group."),
         )
         .response(200, "The resources", Some(list_schema.clone())),
-        get(
-            move |State(s), Extension(c), ArmPath((sub, g)): ArmPath<(String, String)>| {
-                list(m, s, c, sub, Some(g))
-            },
-        ),
+        get(move |State(s), Extension(c), Parsed(sub), Parsed(g)| list(m, s, c, sub, Some(g))),
     );
     table.route(
         Method::GET,
@@ -530,7 +520,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             &format!("Lists the {ty} of a subscription."),
         )
         .response(200, "The resources", Some(list_schema.clone())),
-        get(move |State(s), Extension(c), ArmPath(sub): ArmPath<String>| list(m, s, c, sub, None)),
+        get(move |State(s), Extension(c), Parsed(sub)| list(m, s, c, sub, None)),
     );
     for (view, schema) in m.key_views().iter().zip(&schemas.key_views) {
         let path = format!("{one}/{}", view.action);
@@ -585,7 +575,9 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
                 "The status of a long-running operation.",
             )
             .response(200, "The operation", Some(status_schema)),
-            get(move |State(s), Extension(c), ArmPath(p)| operation_status(s, c, p, false)),
+            get(move |State(s), Extension(c), Parsed(sub), ArmPath(p)| {
+                operation_status(s, c, sub, p, false)
+            }),
         );
         table.route(
             Method::GET,
@@ -595,7 +587,9 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
                 "The result of a finished long-running operation.",
             )
             .response(200, "The finished operation's status", Some(result_schema)),
-            get(move |State(s), Extension(c), ArmPath(p)| operation_status(s, c, p, true)),
+            get(move |State(s), Extension(c), Parsed(sub), ArmPath(p)| {
+                operation_status(s, c, sub, p, true)
+            }),
         );
     }
     table.schemas(schemas.all);

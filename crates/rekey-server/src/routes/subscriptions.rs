@@ -15,7 +15,7 @@ use rekey_store::Written;
 
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::route_table::{object_body, ArmPath, Op, RouteTable};
+use crate::route_table::{object_body, Op, Parsed, RouteTable};
 use crate::state::AppState;
 
 fn render(state: &AppState, sub: &Subscription) -> WireSubscription {
@@ -51,9 +51,8 @@ async fn list(
 async fn show(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
+    Parsed(id): Parsed<SubscriptionId>,
 ) -> Result<Response, ApiError> {
-    let id = SubscriptionId::parse(&sub)?;
     let scope = format!("/subscriptions/{id}");
     if !caller.sees(&scope) {
         state
@@ -67,10 +66,9 @@ async fn show(
 async fn create(
     state: axum::extract::State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
+    Parsed(id): Parsed<SubscriptionId>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let id = SubscriptionId::parse(&sub)?;
     // Only an Owner above the subscription (the bootstrap owner) can make a new one.
     let audit = state
         .authorize(
