@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    canonical_body, field, list_schema_of, merge_properties, one_slot, optional_property, required,
-    rfc3339, schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
-    WireMapping, WireSchemas,
+    canonical_body, list_schema_of, merge_properties, one_slot, optional_property, patch_fields,
+    present, rfc3339, schema_of, typed, without_computed, Answer, Answers, KeyView, PropertyKind,
+    RenderContext, WireMapping, WireSchemas,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -164,18 +164,18 @@ impl WireMapping for Mapping {
     }
 
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
-        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
-        let location: String = required(body, "location")?;
+        let body: AccountUpdate = typed(&canonical_body(body, KNOWN_PROPERTIES)?)?;
+        let location = present(body.location, "location")?;
         rekey_core::check_location(&location)?;
-        let kind: String = required(body, "kind")?;
-        let sku: Sku = required(body, "sku")?;
-        let properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
+        let kind = present(body.kind, "kind")?;
+        let sku = present(body.sku, "sku")?;
+        let properties = body.properties.unwrap_or_default();
         check_properties(&properties)?;
         Ok(ResourceSpec {
             location,
             kind: Some(kind),
             sku: Some(sku_value(sku)?),
-            tags: field(body, "tags")?.unwrap_or_default(),
+            tags: body.tags.unwrap_or_default(),
             settings: writable(properties),
         })
     }
@@ -185,15 +185,16 @@ impl WireMapping for Mapping {
         current: &ResourceSpec,
         body: &Value,
     ) -> Result<ResourceSpec, InvalidInput> {
-        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
+        let body = canonical_body(body, KNOWN_PROPERTIES)?;
+        let body: AccountUpdate = typed(&patch_fields(body, &["tags", "sku", "properties"]))?;
         let mut next = current.clone();
-        if let Some(tags) = field(body, "tags")? {
+        if let Some(tags) = body.tags {
             next.tags = tags;
         }
-        if let Some(sku) = field::<Sku>(body, "sku")? {
+        if let Some(sku) = body.sku {
             next.sku = Some(sku_value(sku)?);
         }
-        if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
+        if let Some(props) = body.properties {
             check_properties(&props)?;
             merge_properties(&mut next.settings, writable(props));
         }

@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    canonical_body, field, list_schema_of, merge_properties, one_slot, optional_property, required,
-    schema_of, without_computed, Answer, Answers, KeyView, PropertyKind, RenderContext,
-    WireMapping, WireSchemas,
+    canonical_body, list_schema_of, merge_properties, one_slot, optional_property, patch_fields,
+    present, schema_of, typed, without_computed, Answer, Answers, KeyView, PropertyKind,
+    RenderContext, WireMapping, WireSchemas,
 };
 
 /// Body of `PUT`: `location`, and `properties` with `databaseAccountOfferType: "Standard"` and at
@@ -338,23 +338,24 @@ impl WireMapping for Mapping {
     }
 
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
-        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
-        let location: String = required(body, "location")?;
+        let body: DatabaseAccountCreateUpdateParameters =
+            typed(&canonical_body(body, KNOWN_PROPERTIES)?)?;
+        let location = present(body.location, "location")?;
         rekey_core::check_location(&location)?;
-        let kind = field::<String>(body, "kind")?.unwrap_or_else(|| "GlobalDocumentDB".into());
+        let kind = body.kind.unwrap_or_else(|| "GlobalDocumentDB".into());
         let Some(kind) = KINDS.iter().find(|k| k.eq_ignore_ascii_case(&kind)) else {
             return Err(InvalidInput::new(
                 "InvalidParameter",
                 format!("kind must be one of {}; got \"{kind}\".", KINDS.join(", ")),
             ));
         };
-        let properties: Map<String, Value> = required(body, "properties")?;
+        let properties = present(body.properties, "properties")?;
         check_properties(&properties, true)?;
         Ok(ResourceSpec {
             location,
             kind: Some(kind.to_string()),
             sku: None,
-            tags: field(body, "tags")?.unwrap_or_default(),
+            tags: body.tags.unwrap_or_default(),
             settings: writable(properties),
         })
     }
@@ -364,12 +365,14 @@ impl WireMapping for Mapping {
         current: &ResourceSpec,
         body: &Value,
     ) -> Result<ResourceSpec, InvalidInput> {
-        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
+        let body = canonical_body(body, KNOWN_PROPERTIES)?;
+        let body: DatabaseAccountCreateUpdateParameters =
+            typed(&patch_fields(body, &["tags", "properties"]))?;
         let mut next = current.clone();
-        if let Some(tags) = field(body, "tags")? {
+        if let Some(tags) = body.tags {
             next.tags = tags;
         }
-        if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
+        if let Some(props) = body.properties {
             check_properties(&props, false)?;
             merge_properties(&mut next.settings, writable(props));
         }

@@ -145,6 +145,32 @@ pub fn mapping_for(provider: &Provider) -> &'static dyn WireMapping {
         .expect("every catalogue provider has a wire mapping (checked by a test)")
 }
 
+/// Reads a body (with [`canonical_body`]'s spelling) into its wire type `T`. A property of the wrong
+/// shape is refused naming its path (`sku.name`); whether the properties a call needs are there is
+/// for the caller to check on `T` ([`present`]), in the order it always has.
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, InvalidInput> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        InvalidInput::new(
+            "InvalidRequestContent",
+            format!(
+                "The request content has an invalid value for '{}': {}.",
+                e.path(),
+                e.inner()
+            ),
+        )
+    })
+}
+
+/// A property a call needs, from its typed body: absent (or `null`) is refused naming it.
+pub(crate) fn present<T>(value: Option<T>, name: &str) -> Result<T, InvalidInput> {
+    value.ok_or_else(|| {
+        InvalidInput::new(
+            "InvalidRequestContent",
+            format!("The request content is missing the required property '{name}'."),
+        )
+    })
+}
+
 /// Reads an optional field of a JSON object as `T`, naming the field when it has the wrong type.
 pub(crate) fn field<T: serde::de::DeserializeOwned>(
     body: &Value,
@@ -253,6 +279,18 @@ fn canonical_names(
         out.insert(canonical, value.clone());
     }
     Ok(out)
+}
+
+/// The fields of a `PATCH` body a type reads; the others (`location`, `kind`, …) cannot change and
+/// are ignored whatever they hold, as Azure ignores them.
+pub(crate) fn patch_fields(body: Value, read: &[&str]) -> Value {
+    match body {
+        Value::Object(mut fields) => {
+            fields.retain(|name, _| read.contains(&name.as_str()));
+            Value::Object(fields)
+        }
+        other => other,
+    }
 }
 
 /// Applies a patch's `properties` to the stored ones: a patched name replaces the stored property

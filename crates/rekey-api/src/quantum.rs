@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::mapping::{
-    canonical_body, field, list_schema_of, merge_properties, optional_property, require_object,
-    required, rfc3339, schema_of, without_computed, Answer, Answers, KeyView, PropertyKind,
-    RenderContext, WireMapping, WireSchemas,
+    canonical_body, list_schema_of, merge_properties, optional_property, patch_fields, present,
+    require_object, required, rfc3339, schema_of, typed, without_computed, Answer, Answers,
+    KeyView, PropertyKind, RenderContext, WireMapping, WireSchemas,
 };
 
 /// Body of `PUT` (needs `location`) and `PATCH` (tags and `properties.apiKeyEnabled`).
@@ -182,10 +182,10 @@ impl WireMapping for Mapping {
     }
 
     fn parse_create(&self, body: &Value) -> Result<ResourceSpec, InvalidInput> {
-        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
-        let location: String = required(body, "location")?;
+        let body: WorkspaceUpdate = typed(&canonical_body(body, KNOWN_PROPERTIES)?)?;
+        let location = present(body.location, "location")?;
         rekey_core::check_location(&location)?;
-        let mut properties: Map<String, Value> = field(body, "properties")?.unwrap_or_default();
+        let mut properties = body.properties.unwrap_or_default();
         check_properties(&properties)?;
         properties
             .entry("apiKeyEnabled")
@@ -194,7 +194,7 @@ impl WireMapping for Mapping {
             location,
             kind: None,
             sku: None,
-            tags: field(body, "tags")?.unwrap_or_default(),
+            tags: body.tags.unwrap_or_default(),
             settings: writable(properties),
         })
     }
@@ -204,12 +204,13 @@ impl WireMapping for Mapping {
         current: &ResourceSpec,
         body: &Value,
     ) -> Result<ResourceSpec, InvalidInput> {
-        let body = &canonical_body(body, KNOWN_PROPERTIES)?;
+        let body = canonical_body(body, KNOWN_PROPERTIES)?;
+        let body: WorkspaceUpdate = typed(&patch_fields(body, &["tags", "properties"]))?;
         let mut next = current.clone();
-        if let Some(tags) = field(body, "tags")? {
+        if let Some(tags) = body.tags {
             next.tags = tags;
         }
-        if let Some(props) = field::<Map<String, Value>>(body, "properties")? {
+        if let Some(props) = body.properties {
             check_properties(&props)?;
             merge_properties(&mut next.settings, writable(props));
         }

@@ -717,14 +717,19 @@ impl<T: Clone + Send + Sync + 'static, S: Send + Sync> FromRequestParts<S> for P
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<T>().cloned().map(Parsed).ok_or_else(|| {
-            tracing::error!(
-                value = std::any::type_name::<T>(),
-                path = parts.uri.path(),
-                "a handler asked for a path value its route does not parse"
-            );
-            ApiError::Internal
-        })
+        parts
+            .extensions
+            .get::<T>()
+            .cloned()
+            .map(Parsed)
+            .ok_or_else(|| {
+                tracing::error!(
+                    value = std::any::type_name::<T>(),
+                    path = parts.uri.path(),
+                    "a handler asked for a path value its route does not parse"
+                );
+                ApiError::Internal
+            })
     }
 }
 
