@@ -6,8 +6,9 @@
 //! call, so revoking its token ends its JWTs too).
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,25 +48,31 @@ async fn metadata_endpoints(State(state): State<AppState>) -> Json<CloudMetadata
     })
 }
 
-/// The refusal for a tenant that is not this rekey's, if it is not.
-fn wrong_tenant(state: &AppState, tenant: &str) -> Option<Response> {
-    if tenant.eq_ignore_ascii_case(&state.tenant_id.to_string()) {
-        return None;
+/// The `{tenantId}` of an OAuth or OpenID route, checked to be this rekey's (in either letter
+/// case, as `rules::tenant_rule` documents it); another is refused with OAuth's `invalid_tenant`
+/// before the handler runs. Which tenant is this server's is known only when it runs, so the
+/// route table documents the rule but this extractor enforces it.
+struct ThisTenant;
+
+impl FromRequestParts<AppState> for ThisTenant {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Path(tenant) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if tenant.eq_ignore_ascii_case(&state.tenant_id.to_string()) {
+            return Ok(ThisTenant);
+        }
+        Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            &format!("Tenant '{tenant}' not found: this rekey's tenant is another."),
+        ))
     }
-    Some(oauth_error(
-        StatusCode::BAD_REQUEST,
-        "invalid_tenant",
-        &format!("Tenant '{tenant}' not found: this rekey's tenant is another."),
-    ))
 }
 
-async fn openid_configuration(
-    State(state): State<AppState>,
-    Path(tenant): Path<String>,
-) -> Response {
-    if let Some(r) = wrong_tenant(&state, &tenant) {
-        return r;
-    }
+async fn openid_configuration(State(state): State<AppState>, _: ThisTenant) -> Response {
     let base = format!("{}/{}", state.ctx.public_url, state.tenant_id);
     let strings = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
     Json(OpenIdConfiguration {
@@ -86,10 +93,7 @@ async fn openid_configuration(
     .into_response()
 }
 
-async fn jwks(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
-    if let Some(r) = wrong_tenant(&state, &tenant) {
-        return r;
-    }
+async fn jwks(State(state): State<AppState>, _: ThisTenant) -> Response {
     Json(state.issuer.jwks()).into_response()
 }
 
@@ -176,13 +180,10 @@ fn client_credentials(
 
 async fn token(
     State(state): State<AppState>,
-    Path(tenant): Path<String>,
+    _: ThisTenant,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = wrong_tenant(&state, &tenant) {
-        return r;
-    }
     let form = match token_form(&headers, &body) {
         Ok(form) => form,
         Err(why) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &why),
