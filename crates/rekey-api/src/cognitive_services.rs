@@ -292,6 +292,37 @@ mod tests {
     }
 
     #[test]
+    fn a_wrongly_typed_property_is_refused_naming_its_path() {
+        let body = json!({"location":"westus","kind":"k","sku":{"name":5}});
+        let err = Mapping.parse_create(&body).unwrap_err();
+        assert_eq!(err.code, "InvalidRequestContent");
+        assert!(err.message.contains("'sku.name'"), "{}", err.message);
+        let body = json!({"location":"westus","kind":"k","sku":{"name":"S0"},"tags":{"a":1}});
+        let err = Mapping.parse_create(&body).unwrap_err();
+        assert!(err.message.contains("'tags.a'"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_patch_ignores_the_fields_it_cannot_change_whatever_they_hold() {
+        let current = Mapping
+            .parse_create(&json!({"location":"westus","kind":"k","sku":{"name":"S0"}}))
+            .unwrap();
+        let next = Mapping
+            .parse_patch(
+                &current,
+                &json!({"location": 5, "kind": [], "tags": {"team": "a"}}),
+            )
+            .unwrap();
+        assert_eq!(next.location, "westus");
+        assert_eq!(next.kind.as_deref(), Some("k"));
+        assert_eq!(next.tags["team"], "a");
+        let err = Mapping
+            .parse_patch(&current, &json!({"tags": 5}))
+            .unwrap_err();
+        assert!(err.message.contains("'tags'"), "{}", err.message);
+    }
+
+    #[test]
     fn computed_properties_cannot_be_set() {
         let body = json!({"location":"w","kind":"k","sku":{"name":"S0"},
             "properties":{"endpoint":"https://evil/","disableLocalAuth":true}});
