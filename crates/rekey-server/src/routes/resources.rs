@@ -12,7 +12,7 @@ use rekey_api::arm::{OperationAccepted, OperationResult, OperationStatus};
 use rekey_api::mapping::schema_of;
 use rekey_api::{Answer, KeyView, List, RenderContext, WireMapping};
 use rekey_core::providers::Slot;
-use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, Secret, SubscriptionId};
+use rekey_core::{Provider, ResourceGroupName, ResourceId, Secret, SubscriptionId};
 use rekey_store::{AuditRecord, Operation, StoreError, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -34,20 +34,6 @@ pub const ACTIONS: &[&str] = &[
 pub const OPERATION_KINDS: &[&str] = &["operationsStatus", "operationResults"];
 
 type Mapping = &'static dyn WireMapping;
-
-fn resource_id(
-    provider: &'static Provider,
-    sub: &str,
-    group: &str,
-    name: &str,
-) -> Result<ResourceId, ApiError> {
-    Ok(ResourceId {
-        subscription: SubscriptionId::parse(sub)?,
-        group: ResourceGroupName::parse(group)?,
-        provider,
-        name: ResourceName::parse(provider, name)?,
-    })
-}
 
 fn fresh_keys(slots: &[&'static Slot], provider: &Provider) -> Vec<(&'static Slot, Secret)> {
     slots
@@ -228,9 +214,8 @@ async fn key_view(
     view: &'static KeyView,
     state: AppState,
     caller: Caller,
-    (sub, group, name): (String, String, String),
+    id: ResourceId,
 ) -> Result<Response, ApiError> {
-    let id = resource_id(m.provider(), &sub, &group, &name)?;
     let audit = state
         .authorize(
             &caller,
@@ -281,11 +266,10 @@ async fn regenerate(
     state: AppState,
     caller: Caller,
     version: ApiVersion,
-    (sub, group, name): (String, String, String),
+    id: ResourceId,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = m.provider();
-    let id = resource_id(provider, &sub, &group, &name)?;
     let audit = state
         .authorize(&caller, &action(m, "regenerateKey/action"), &id.to_string())
         .await?;
@@ -535,14 +519,14 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             Method::POST,
             &path,
             op(""),
-            post(move |State(s), Extension(c), ArmPath(p)| key_view(m, view, s, c, p)),
+            post(move |State(s), Extension(c), Parsed(id)| key_view(m, view, s, c, id)),
         );
         if view.also_get {
             table.route(
                 Method::GET,
                 &path,
                 op("Get"),
-                get(move |State(s), Extension(c), ArmPath(p)| key_view(m, view, s, c, p)),
+                get(move |State(s), Extension(c), Parsed(id)| key_view(m, view, s, c, id)),
             );
         }
     }
@@ -561,7 +545,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             Some(accepted_schema.clone()),
         )
         .response(204, "Regenerated", None),
-        post(move |State(s), Extension(c), v, ArmPath(p), b| regenerate(m, s, c, v, p, b)),
+        post(move |State(s), Extension(c), v, Parsed(id), b| regenerate(m, s, c, v, id, b)),
     );
     let answers = m.answers();
     if [answers.create, answers.delete, answers.regenerate].contains(&Answer::AsyncOperation) {
