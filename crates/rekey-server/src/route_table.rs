@@ -192,6 +192,25 @@ impl Op {
         self
     }
 
+    /// A path parameter that `parse` reads, refusing a value that breaks it with the refusal it
+    /// gives; what it read is left for the handler ([`Parsed`]).
+    pub fn path_value<T: Clone + Send + Sync + 'static>(
+        mut self,
+        name: &'static str,
+        rule: ParamRule,
+        parse: impl Fn(&str) -> Result<T, ApiError> + Send + Sync + 'static,
+    ) -> Self {
+        self.params.push(PathParam {
+            name,
+            rule,
+            check: Arc::new(move |raw, parsed| {
+                parsed.insert(parse(raw)?);
+                Ok(())
+            }),
+        });
+        self
+    }
+
     /// Needs a bearer token but no `api-version` (rekey's own routes such as `/verify`).
     pub fn authenticated(id: impl Into<String>, summary: impl Into<String>) -> Self {
         Self {

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
@@ -15,7 +16,7 @@ use rekey_api::authorization::{
 };
 use rekey_api::mapping::schema_of;
 use rekey_api::List;
-use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, SubscriptionId};
+use rekey_core::{Provider, ResourceGroupName, ResourceId, SubscriptionId};
 use rekey_store::{RoleAssignment, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,7 +24,7 @@ use uuid::Uuid;
 use super::rfc3339;
 use crate::authz::{self, Caller};
 use crate::error::ApiError;
-use crate::route_table::{object_body, ArmPath, ArmQuery, Op, RouteTable};
+use crate::route_table::{object_body, ArmPath, ArmQuery, Op, Parsed, RouteTable};
 use crate::rules;
 use crate::state::AppState;
 
@@ -67,22 +68,24 @@ enum Target {
     Resource(ResourceId),
 }
 
-impl Target {
-    fn of(level: Level, p: &HashMap<String, String>) -> Result<Self, ApiError> {
-        let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
-        let sub = SubscriptionId::parse(get("subscriptionId"))?;
-        Ok(match level {
-            Level::Subscription => Self::Subscription(sub),
-            Level::Group => Self::Group(sub, ResourceGroupName::parse(get("resourceGroupName"))?),
-            Level::Resource(provider) => Self::Resource(ResourceId {
-                subscription: sub,
-                group: ResourceGroupName::parse(get("resourceGroupName"))?,
-                provider,
-                name: ResourceName::parse(provider, get(provider.name_param))?,
-            }),
+/// The scope of the route, from the path values its layer parsed: a resource's id on a resource's
+/// route, else the group on a group's, else the subscription.
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(id) = parts.extensions.get::<ResourceId>() {
+            return Ok(Self::Resource(id.clone()));
+        }
+        let Parsed(sub) = Parsed::<SubscriptionId>::from_request_parts(parts, state).await?;
+        Ok(match parts.extensions.get::<ResourceGroupName>() {
+            Some(group) => Self::Group(sub, group.clone()),
+            None => Self::Subscription(sub),
         })
     }
+}
 
+impl Target {
     /// The scope as the caller spelled it. Authorization checks this before anything is looked
     /// up, so a caller without rights gets the same refusal whether the scope exists or not.
     fn requested(&self) -> String {
@@ -154,12 +157,23 @@ fn render_assignment(a: &RoleAssignment) -> WireAssignment {
     }
 }
 
-fn assignment_id(raw: &str) -> Result<Uuid, ApiError> {
-    rules::parse_guid(raw).ok_or_else(|| {
+/// A role assignment's name in a path: its GUID, and the name as sent (for messages).
+#[derive(Clone)]
+struct AssignmentName {
+    id: Uuid,
+    raw: String,
+}
+
+fn assignment_name(raw: &str) -> Result<AssignmentName, ApiError> {
+    let id = rules::parse_guid(raw).ok_or_else(|| {
         bad(
             "InvalidRoleAssignmentId",
             format!("The role assignment ID '{raw}' is not valid: it must be a GUID."),
         )
+    })?;
+    Ok(AssignmentName {
+        id,
+        raw: raw.to_string(),
     })
 }
 
@@ -171,18 +185,12 @@ fn not_found(id: &str) -> ApiError {
 }
 
 async fn put_assignment(
-    level: Level,
     state: AppState,
     caller: Caller,
-    p: HashMap<String, String>,
+    target: Target,
+    AssignmentName { id, .. }: AssignmentName,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
-    let id = assignment_id(
-        p.get("roleAssignmentName")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )?;
     let audit = state
         .authorize(&caller, ASSIGNMENT_WRITE, &target.requested())
         .await?;
@@ -245,17 +253,11 @@ async fn put_assignment(
 }
 
 async fn get_assignment(
-    level: Level,
     state: AppState,
     caller: Caller,
-    p: HashMap<String, String>,
+    target: Target,
+    AssignmentName { id, raw }: AssignmentName,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
-    let raw = p
-        .get("roleAssignmentName")
-        .map(String::as_str)
-        .unwrap_or_default();
-    let id = assignment_id(raw)?;
     state
         .authorize(&caller, ASSIGNMENT_READ, &target.requested())
         .await?;
@@ -265,21 +267,15 @@ async fn get_assignment(
         .assignment(&id)
         .await?
         .filter(|a| a.scope.eq_ignore_ascii_case(&scope));
-    Ok(Json(render_assignment(&found.ok_or_else(|| not_found(raw))?)).into_response())
+    Ok(Json(render_assignment(&found.ok_or_else(|| not_found(&raw))?)).into_response())
 }
 
 async fn delete_assignment(
-    level: Level,
     state: AppState,
     caller: Caller,
-    p: HashMap<String, String>,
+    target: Target,
+    AssignmentName { id, .. }: AssignmentName,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
-    let id = assignment_id(
-        p.get("roleAssignmentName")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )?;
     let audit = state
         .authorize(&caller, ASSIGNMENT_DELETE, &target.requested())
         .await?;
@@ -304,13 +300,11 @@ fn filter_value<'a>(filter: &'a str, field: &str) -> Option<&'a str> {
 }
 
 async fn list_assignments(
-    level: Level,
     state: AppState,
     caller: Caller,
-    p: HashMap<String, String>,
+    target: Target,
     query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
     state
         .authorize(&caller, ASSIGNMENT_READ, &target.requested())
         .await?;
@@ -357,9 +351,8 @@ fn render_definition(sub: &str, role: &authz::Role) -> RoleDefinition {
 async fn definitions_subscription(
     state: &AppState,
     caller: &Caller,
-    sub: &str,
+    sub: SubscriptionId,
 ) -> Result<SubscriptionId, ApiError> {
-    let sub = SubscriptionId::parse(sub)?;
     let scope = format!("/subscriptions/{sub}");
     if !caller.sees(&scope) {
         state.authorize(caller, DEFINITION_READ, &scope).await?;
@@ -371,10 +364,10 @@ async fn definitions_subscription(
 async fn list_definitions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath(sub): ArmPath<String>,
+    Parsed(sub): Parsed<SubscriptionId>,
     ArmQuery(query): ArmQuery,
 ) -> Result<Response, ApiError> {
-    let sub = definitions_subscription(&state, &caller, &sub).await?;
+    let sub = definitions_subscription(&state, &caller, sub).await?;
     let name = query
         .get("$filter")
         .and_then(|f| filter_value(f, "roleName"));
@@ -389,9 +382,10 @@ async fn list_definitions(
 async fn get_definition(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    ArmPath((sub, role)): ArmPath<(String, String)>,
+    Parsed(sub): Parsed<SubscriptionId>,
+    ArmPath((_, role)): ArmPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let sub = definitions_subscription(&state, &caller, &sub).await?;
+    let sub = definitions_subscription(&state, &caller, sub).await?;
     let found = Uuid::parse_str(&role)
         .ok()
         .and_then(|id| authz::role(&id))
@@ -449,13 +443,13 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_CreateAt{tag}"),
                 "Assigns a role to a principal at this scope.",
             )
-            .path_check("roleAssignmentName", guid, |raw| {
-                assignment_id(raw).map(drop)
-            })
+            .path_value("roleAssignmentName", guid, assignment_name)
             .body(create.clone(), true)
             .response(200, "Updated", Some(assignment.clone()))
             .response(201, "Created", Some(assignment.clone())),
-            put(move |State(s), Extension(c), ArmPath(p), b| put_assignment(level, s, c, p, b)),
+            put(|State(s), Extension(c), target, Parsed(name), b| {
+                put_assignment(s, c, target, name, b)
+            }),
         );
         table.route(
             Method::GET,
@@ -464,11 +458,9 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_GetAt{tag}"),
                 "Gets a role assignment.",
             )
-            .path_check("roleAssignmentName", guid, |raw| {
-                assignment_id(raw).map(drop)
-            })
+            .path_value("roleAssignmentName", guid, assignment_name)
             .response(200, "The assignment", Some(assignment.clone())),
-            get(move |State(s), Extension(c), ArmPath(p)| get_assignment(level, s, c, p)),
+            get(|State(s), Extension(c), target, Parsed(name)| get_assignment(s, c, target, name)),
         );
         table.route(
             Method::DELETE,
@@ -477,12 +469,12 @@ pub fn register(table: &mut RouteTable) {
                 format!("RoleAssignments_DeleteAt{tag}"),
                 "Deletes a role assignment.",
             )
-            .path_check("roleAssignmentName", guid, |raw| {
-                assignment_id(raw).map(drop)
-            })
+            .path_value("roleAssignmentName", guid, assignment_name)
             .response(200, "Deleted", Some(assignment.clone()))
             .response(204, "Did not exist", None),
-            delete(move |State(s), Extension(c), ArmPath(p)| delete_assignment(level, s, c, p)),
+            delete(|State(s), Extension(c), target, Parsed(name)| {
+                delete_assignment(s, c, target, name)
+            }),
         );
         table.route(
             Method::GET,
@@ -498,8 +490,8 @@ pub fn register(table: &mut RouteTable) {
                 rules::string_schema(),
             )
             .response(200, "The assignments", Some(assignments.clone())),
-            get(move |State(s), Extension(c), ArmPath(p), ArmQuery(q)| {
-                list_assignments(level, s, c, p, q)
+            get(|State(s), Extension(c), target, ArmQuery(q)| {
+                list_assignments(s, c, target, q)
             }),
         );
     }
