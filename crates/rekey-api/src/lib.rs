@@ -8,6 +8,7 @@ pub mod cognitive_services;
 pub mod cosmos_db;
 pub mod mapping;
 pub mod quantum;
+pub mod rotation;
 
 pub use arm::{ErrorDetail, ErrorResponse, List};
 pub use mapping::{mapping_for, Answer, Answers, KeyView, RenderContext, WireMapping};

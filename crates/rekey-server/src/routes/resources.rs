@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::authz::Caller;
 use crate::error::ApiError;
 use crate::route_table::{json_body, ApiVersion, ArmPath, Op, RouteTable};
+use crate::routes::rotation::Reply;
 use crate::state::AppState;
 
 /// Action segments after a resource name, in canonical casing.
@@ -33,7 +34,7 @@ pub const OPERATION_KINDS: &[&str] = &["operationsStatus", "operationResults"];
 
 type Mapping = &'static dyn WireMapping;
 
-fn resource_id(
+pub(crate) fn resource_id(
     provider: &'static Provider,
     sub: &str,
     group: &str,
@@ -55,12 +56,12 @@ fn fresh_keys(slots: &[&'static Slot], provider: &Provider) -> Vec<(&'static Slo
 }
 
 /// Azure's action name for `verb` on this type: `Microsoft.CognitiveServices/accounts/read`.
-fn action(m: Mapping, verb: &str) -> String {
+pub(crate) fn action(m: Mapping, verb: &str) -> String {
     format!("{}/{verb}", m.provider().type_name())
 }
 
 /// Maps a failed store call to its ARM error, recording the failed attempt in the audit log.
-async fn failed(state: &AppState, audit: &AuditRecord, id: &ResourceId, e: StoreError) -> ApiError {
+pub(crate) async fn failed(state: &AppState, audit: &AuditRecord, id: &ResourceId, e: StoreError) -> ApiError {
     // A database that cannot be reached cannot take the record either; the caller gets 503 at once.
     if e.is_unavailable() {
         return ApiError::from_store(e, Some(id));
@@ -266,6 +267,7 @@ async fn key_view(
             object.insert(LAST_USED_FIELD.into(), last_used.into());
             object.insert(CREATED_FIELD.into(), created.into());
         }
+        super::rotation::decorate_list_keys(&state, &id, &mut body).await?;
     }
     Ok(Json(body).into_response())
 }
@@ -286,6 +288,7 @@ async fn regenerate(
     caller: Caller,
     version: ApiVersion,
     (sub, group, name): (String, String, String),
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = m.provider();
@@ -295,6 +298,12 @@ async fn regenerate(
         .await?;
     let started = OffsetDateTime::now_utc();
     let slots = m.parse_regenerate(&json_body(&body)?)?;
+    // rekey's own headers: a replay, a refusal, or what the regeneration must also do.
+    let prepared =
+        match super::rotation::prepare(&state, &caller, m, &id, &slots, &headers, &audit).await {
+            Ok(prepared) => prepared,
+            Err(answer) => return Ok(answer),
+        };
     let answer = m.answers().regenerate;
     // The operation needs the resource's location; a missing resource fails in `regenerate` below.
     let operation = match answer {
@@ -304,29 +313,50 @@ async fn regenerate(
         },
         _ => None,
     };
+    // The answer, rendered from the committed state: sent, and remembered for a replay.
+    let ctx = state.ctx.clone();
+    let reply = |resource: &rekey_core::Resource, keys: &[rekey_core::KeySlotState]| match (
+        answer,
+        &operation,
+    ) {
+        (Answer::AsyncOperation, Some(op)) => {
+            let headers = operation_headers(&ctx, op, version.as_str(), true);
+            Reply::new(StatusCode::ACCEPTED, &headers, Some(ACCEPTED_BODY.clone()))
+        }
+        (Answer::NoContent, _) => Reply::new(StatusCode::NO_CONTENT, &HeaderMap::new(), None),
+        _ => {
+            let list_keys = m.key_views()[0].action;
+            let body = m.render_key_view(list_keys, resource, keys, &ctx);
+            Reply::new(StatusCode::OK, &HeaderMap::new(), Some(body))
+        }
+    };
+    let remembered = |resource: &rekey_core::Resource, keys: &[rekey_core::KeySlotState]| {
+        reply(resource, keys).to_bytes()
+    };
     // Every answer below is sent only after the store committed the new keys.
     let regenerated = state
         .store
-        .regenerate(
+        .regenerate_with(
             &id,
             fresh_keys(&slots, provider),
             operation.as_ref(),
             &audit,
+            &prepared.options(&remembered),
         )
         .await;
     let (resource, keys) = match regenerated {
         Ok(v) => v,
+        Err(StoreError::IdempotencyTaken) => {
+            return super::rotation::replay_after_race(&state, &prepared, &audit).await
+        }
         Err(e) => return Err(failed(&state, &audit, &id, e).await),
     };
-    Ok(match (answer, operation) {
-        (Answer::AsyncOperation, Some(op)) => accepted(&state.ctx, &op, version.as_str()),
-        (Answer::NoContent, _) => StatusCode::NO_CONTENT.into_response(),
-        _ => {
-            let list_keys = m.key_views()[0].action;
-            Json(m.render_key_view(list_keys, &resource, &keys, &state.ctx)).into_response()
-        }
-    })
+    Ok(reply(&resource, &keys).into_response())
 }
+
+/// Azure's body for an operation it has queued.
+static ACCEPTED_BODY: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({ "status": "Enqueued" }));
 
 /// Lower-case, no spaces: `West US` becomes `westus`, as ARM spells locations in paths. Only ASCII
 /// letters and digits are kept (locations are checked to be nothing else), so operation URLs are
@@ -379,7 +409,7 @@ fn operation_headers(
 /// the status the client polls next says `Succeeded`.
 fn accepted(ctx: &RenderContext, op: &Operation, api_version: &str) -> Response {
     let headers = operation_headers(ctx, op, api_version, true);
-    let body = Json(serde_json::json!({ "status": "Enqueued" }));
+    let body = Json(ACCEPTED_BODY.clone());
     (StatusCode::ACCEPTED, headers, body).into_response()
 }
 
@@ -581,10 +611,10 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::POST,
         &format!("{one}/regenerateKey"),
-        arm(
+        super::rotation::regenerate_extensions(arm(
             format!("{tag}_RegenerateKey"),
             "Regenerates the named key; the old key stops working when this answers.",
-        )
+        ))
         .body(schemas.regenerate.clone(), true)
         .response(200, "Regenerated", Some(schemas.key_views[0].clone()))
         .response(
@@ -593,7 +623,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             None,
         )
         .response(204, "Regenerated", None),
-        post(move |State(s), Extension(c), v, ArmPath(p), b| regenerate(m, s, c, v, p, b)),
+        post(move |State(s), Extension(c), v, ArmPath(p), h, b| regenerate(m, s, c, v, p, h, b)),
     );
     let answers = m.answers();
     if [answers.create, answers.delete, answers.regenerate].contains(&Answer::AsyncOperation) {
