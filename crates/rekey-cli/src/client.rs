@@ -177,7 +177,10 @@ impl Client {
                     if attempt > ONCE_RETRIES {
                         return ok_or_error(reply);
                     }
-                    ("rekeyd answered 503 Service Unavailable".to_string(), asked.unwrap_or(pause))
+                    (
+                        "rekeyd answered 503 Service Unavailable".to_string(),
+                        asked.unwrap_or(pause),
+                    )
                 }
                 Ok(reply) => return ok_or_error(reply),
                 Err(CliError::Unreachable { reason, .. }) if attempt <= ONCE_RETRIES => {

@@ -57,7 +57,11 @@ pub fn if_unused_for(raw: &str) -> Result<u64, String> {
 
 /// clap's parser for `--grace`.
 pub fn grace(raw: &str) -> Result<u64, String> {
-    at_most(raw, MAX_GRACE, "an overlap may last at most 7d (604800 seconds)")
+    at_most(
+        raw,
+        MAX_GRACE,
+        "an overlap may last at most 7d (604800 seconds)",
+    )
 }
 
 #[cfg(test)]
@@ -76,7 +80,16 @@ mod tests {
 
     #[test]
     fn a_bare_number_zero_a_fraction_or_an_unknown_unit_is_refused() {
-        for bad in ["", "90", "0s", "1.5h", "15x", "m", "-5m", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "90",
+            "0s",
+            "1.5h",
+            "15x",
+            "m",
+            "-5m",
+            "99999999999999999999d",
+        ] {
             let err = seconds(bad).unwrap_err();
             assert!(err.contains("90s, 15m, 2h or 1d"), "{bad}: {err}");
         }

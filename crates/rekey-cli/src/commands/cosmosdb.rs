@@ -10,8 +10,8 @@ use super::{
     switch_key, tags, usage,
 };
 use crate::cli::{
-    CosmosCommand, CosmosCreate, CosmosKeyControl, CosmosKeyKind, CosmosKeyType,
-    CosmosKeysCommand, CosmosRegenerate, ResourceArgs,
+    CosmosCommand, CosmosCreate, CosmosKeyControl, CosmosKeyKind, CosmosKeyType, CosmosKeysCommand,
+    CosmosRegenerate, ResourceArgs,
 };
 use crate::context::{Context, OffTerminal};
 use crate::error::CliError;
@@ -100,7 +100,8 @@ fn switch(ctx: &Context, args: CosmosKeyControl, enable: bool) -> Result<(), Cli
 fn regenerate_key(ctx: &Context, args: CosmosRegenerate) -> Result<(), CliError> {
     let (what, body) = key_body(args.key_kind);
     for_each(ctx, &resources(ctx, &TYPE, &args.target)?, |r| {
-        if let Some(reply) = regenerate(ctx, &TYPE, r, &what, &body, &args.safety, &args.rotation)? {
+        if let Some(reply) = regenerate(ctx, &TYPE, r, &what, &body, &args.safety, &args.rotation)?
+        {
             if !args.no_wait {
                 ctx.client()?.wait(&reply, ctx.spinner())?;
             }

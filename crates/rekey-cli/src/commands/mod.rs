@@ -235,7 +235,12 @@ fn rotation_headers(rotation: &RotationOptions) -> Vec<(&'static str, String)> {
 }
 
 /// `--what-if`: checks that the resource exists, prints the operation, and changes nothing.
-fn what_if(ctx: &Context, ty: &ResourceType, r: &ResourceRef, operation: &str) -> Result<(), CliError> {
+fn what_if(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    operation: &str,
+) -> Result<(), CliError> {
     // A GET changes nothing and lets a missing resource fail as it would for real.
     show(ctx, ty, r)?;
     write_out(&format!(
