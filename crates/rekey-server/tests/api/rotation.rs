@@ -118,20 +118,36 @@ async fn regenerate(
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 async fn usage_shows_each_client_survives_a_restart_and_sums_over_every_node() {
     let mut nodes = nodes(&[PROXIED]).await;
     let (path, keys) = account(&nodes[0]).await;
-    let (key1, key2) = (keys["key1"].as_str().unwrap(), keys["key2"].as_str().unwrap());
+    let (key1, key2) = (
+        keys["key1"].as_str().unwrap(),
+        keys["key2"].as_str().unwrap(),
+    );
     for _ in 0..3 {
-        assert_eq!(call(&nodes[0], &path, key1, Some("192.0.2.10")).await.0, 200);
+        assert_eq!(
+            call(&nodes[0], &path, key1, Some("192.0.2.10")).await.0,
+            200
+        );
     }
     for _ in 0..2 {
-        assert_eq!(call(&nodes[0], &path, key1, Some("192.0.2.20")).await.0, 200);
+        assert_eq!(
+            call(&nodes[0], &path, key1, Some("192.0.2.20")).await.0,
+            200
+        );
     }
-    assert_eq!(call(&nodes[0], &path, key2, Some("192.0.2.30")).await.0, 200);
+    assert_eq!(
+        call(&nodes[0], &path, key2, Some("192.0.2.30")).await.0,
+        200
+    );
 
     let check = |usage: &Value, uses: u64, last_client: &str| {
         let key1 = slot(usage, "Key1");
@@ -210,14 +226,22 @@ async fn an_old_key_is_refused_as_regenerated_counted_and_never_throttled() {
 async fn a_guarded_regeneration_is_refused_while_the_key_is_in_use() {
     let s = TestServer::start().await;
     let (path, keys) = account(&s).await;
-    assert_eq!(call(&s, &path, keys["key1"].as_str().unwrap(), None).await.0, 200);
+    assert_eq!(
+        call(&s, &path, keys["key1"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
 
     let guard = [("x-rekey-if-unused-for", "60")];
     let (status, _, body) = regenerate(&s, "Key1", &guard).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "KeyInUse");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("Key1") && message.contains("127.0.0.1"), "{message}");
+    assert!(
+        message.contains("Key1") && message.contains("127.0.0.1"),
+        "{message}"
+    );
     let (_, after) = s.list_keys("rg", "acct").await;
     assert_eq!(after["key1"], keys["key1"], "nothing changed");
 
@@ -253,7 +277,10 @@ async fn a_repeated_idempotency_key_replays_the_first_answer_and_rotates_once() 
 async fn a_resent_client_request_id_replays_the_first_answer_and_rotates_once() {
     let s = TestServer::start().await;
     let (_, before) = account(&s).await;
-    let id = [("x-ms-client-request-id", "5b0e4a8e-3c1f-4d5e-9f7a-2b6c8d9e0f1a")];
+    let id = [(
+        "x-ms-client-request-id",
+        "5b0e4a8e-3c1f-4d5e-9f7a-2b6c8d9e0f1a",
+    )];
     let (status, _, first) = regenerate(&s, "Key2", &id).await;
     assert_eq!(status, 200, "{first}");
     let (status, headers, again) = regenerate(&s, "Key2", &id).await;
@@ -276,7 +303,10 @@ async fn an_overlap_keeps_the_old_key_until_it_ends_on_every_node() {
     let nodes = nodes(&[]).await;
     let s = &nodes[0];
     let (path, keys) = account(s).await;
-    let (old1, old2) = (keys["key1"].as_str().unwrap(), keys["key2"].as_str().unwrap());
+    let (old1, old2) = (
+        keys["key1"].as_str().unwrap(),
+        keys["key2"].as_str().unwrap(),
+    );
     for node in &nodes {
         assert_eq!(until(node, &path, old1, 200).await, 200);
     }
@@ -291,7 +321,10 @@ async fn an_overlap_keeps_the_old_key_until_it_ends_on_every_node() {
         assert_eq!(call(node, &path, &new1, None).await.0, 200);
     }
     let (_, listed) = s.list_keys("rg", "acct").await;
-    assert!(listed["x-rekey-retiring"]["key1"]["until"].is_string(), "{listed}");
+    assert!(
+        listed["x-rekey-retiring"]["key1"]["until"].is_string(),
+        "{listed}"
+    );
     tokio::time::sleep_until((ends + Duration::from_millis(100)).into()).await;
     for node in &nodes {
         let (status, body) = call(node, &path, old1, None).await;
@@ -321,7 +354,11 @@ async fn an_overlap_keeps_the_old_key_until_it_ends_on_every_node() {
     assert_eq!(status, 200);
     for node in &nodes {
         assert_eq!(call(node, &path, &new1, None).await.0, 401);
-        assert_eq!(call(node, &path, &middle, None).await.0, 401, "no overlap asked");
+        assert_eq!(
+            call(node, &path, &middle, None).await.0,
+            401,
+            "no overlap asked"
+        );
     }
 }
 
@@ -329,7 +366,10 @@ async fn a_disabled_key_is_refused_on_every_node_until_enabled() {
     let nodes = nodes(&[]).await;
     let s = &nodes[0];
     let (path, keys) = account(s).await;
-    let (key1, key2) = (keys["key1"].as_str().unwrap(), keys["key2"].as_str().unwrap());
+    let (key1, key2) = (
+        keys["key1"].as_str().unwrap(),
+        keys["key2"].as_str().unwrap(),
+    );
     for node in &nodes {
         assert_eq!(until(node, &path, key2, 200).await, 200);
     }
@@ -342,7 +382,10 @@ async fn a_disabled_key_is_refused_on_every_node_until_enabled() {
         assert_eq!(call(node, &path, key1, None).await.0, 200);
     }
     let (_, listed) = s.list_keys("rg", "acct").await;
-    assert_eq!(listed["x-rekey-disabled"], serde_json::json!({"key2": true}));
+    assert_eq!(
+        listed["x-rekey-disabled"],
+        serde_json::json!({"key2": true})
+    );
     assert_eq!(listed["key2"], keys["key2"], "not rotated");
 
     let (status, _) = post(s, "enableKey", Some(r#"{"keyName":"Key2"}"#)).await;
