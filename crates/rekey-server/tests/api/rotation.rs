@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::dataplane::{cosmos_account, cosmos_auth, http_date};
 use crate::helpers::*;
+
+const COSMOS: &str = "2026-03-15";
 
 crate::backend_tests!(
     usage_shows_each_client_survives_a_restart_and_sums_over_every_node,
@@ -17,6 +20,8 @@ crate::backend_tests!(
     an_overlap_keeps_the_old_key_until_it_ends_on_every_node,
     a_disabled_key_is_refused_on_every_node_until_enabled,
     bad_rotation_headers_are_refused_naming_the_header_and_change_nothing,
+    a_cosmos_key_in_its_overlap_still_signs_and_a_replayed_regeneration_keeps_its_operation,
+    the_openapi_document_describes_the_rotation_extensions,
 );
 
 /// Lets data-plane calls name their client in `X-Forwarded-For` (they come from 127.0.0.1).
@@ -415,4 +420,125 @@ async fn bad_rotation_headers_are_refused_naming_the_header_and_change_nothing()
     assert_eq!(status, 400, "{body}");
     let (_, after) = s.list_keys("rg", "acct").await;
     assert_eq!(after, before);
+}
+
+async fn a_cosmos_key_in_its_overlap_still_signs_and_a_replayed_regeneration_keeps_its_operation() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    let (path, endpoint, keys) = cosmos_account(&s, "docdb1").await;
+    let old = keys["primaryMasterKey"].as_str().unwrap().to_string();
+    let read = |key: String| {
+        let date = http_date(0);
+        s.client
+            .get(&endpoint)
+            .header("authorization", cosmos_auth(&key, "GET", "", "", &date))
+            .header("x-ms-date", date)
+            .header("x-ms-version", "2018-12-31")
+            .send()
+    };
+    assert_eq!(read(old.clone()).await.unwrap().status(), 200);
+
+    let regenerate = || {
+        s.client
+            .post(s.url(&format!("{path}/regenerateKey?api-version={COSMOS}")))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/json")
+            .header("x-rekey-grace-seconds", "600")
+            .header("Idempotency-Key", "cosmos-once")
+            .body(r#"{"keyKind":"primary"}"#)
+            .send()
+    };
+    let first = regenerate().await.unwrap();
+    assert_eq!(first.status(), 202);
+    let operation = first.headers()["azure-asyncoperation"].clone();
+    let again = regenerate().await.unwrap();
+    assert_eq!(again.status(), 202, "the first answer again");
+    assert_eq!(again.headers()["azure-asyncoperation"], operation);
+    assert_eq!(again.headers()["x-rekey-replayed"], "true");
+
+    let (_, listed) = s
+        .call(
+            Method::POST,
+            &format!("{path}/listKeys?api-version={COSMOS}"),
+            None,
+        )
+        .await;
+    let new = listed["primaryMasterKey"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert!(
+        listed["x-rekey-retiring"]["primary"]["until"].is_string(),
+        "{listed}"
+    );
+    assert_eq!(read(new).await.unwrap().status(), 200);
+    assert_eq!(
+        read(old.clone()).await.unwrap().status(),
+        200,
+        "signs in its overlap"
+    );
+
+    let (status, body) = s
+        .call(
+            Method::POST,
+            &format!("{path}/endKeyGrace?api-version={COSMOS}"),
+            Some(r#"{"keyKind":"primary"}"#),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(read(old).await.unwrap().status(), 401);
+}
+
+async fn the_openapi_document_describes_the_rotation_extensions() {
+    let s = TestServer::start().await;
+    let document: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    for action in ["listKeyUsage", "disableKey", "enableKey", "endKeyGrace"] {
+        for ty in [
+            "accounts/{accountName}",
+            "workspaces/{workspaceName}",
+            "databaseAccounts/{accountName}",
+        ] {
+            assert!(
+                paths
+                    .keys()
+                    .any(|p| p.contains(ty) && p.ends_with(&format!("/{action}"))),
+                "{ty}/{action} is not documented"
+            );
+        }
+    }
+    let usage = paths
+        .iter()
+        .find(|(p, _)| p.contains("/accounts/") && p.ends_with("/listKeyUsage"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        usage["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/KeyUsageList"
+    );
+    let regenerate = paths
+        .iter()
+        .find(|(p, _)| p.contains("/accounts/") && p.ends_with("/regenerateKey"))
+        .unwrap()
+        .1;
+    let headers: Vec<&str> = regenerate["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "header")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for header in [
+        "Idempotency-Key",
+        "x-rekey-if-unused-for",
+        "x-rekey-grace-seconds",
+    ] {
+        assert!(headers.contains(&header), "{header} in {headers:?}");
+    }
 }
