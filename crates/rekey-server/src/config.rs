@@ -96,7 +96,11 @@ pub struct Config {
     /// extension): refused with a 401 that says when the key was regenerated, counted in
     /// `listKeyUsage`, and never counted towards --auth-failure-limit. Only keyed digests of
     /// old keys are kept. Usage counts themselves cover one day whatever this says.
-    #[arg(long, env = "REKEY_RETIRED_KEY_WINDOW_SECONDS", default_value_t = 86_400)]
+    #[arg(
+        long,
+        env = "REKEY_RETIRED_KEY_WINDOW_SECONDS",
+        default_value_t = 86_400
+    )]
     pub retired_key_window_seconds: u64,
 
     /// Lifetime of the access tokens the OAuth endpoint issues, in seconds.

@@ -436,8 +436,14 @@ pub trait Store: Rotation + Send + Sync + 'static {
         operation: Option<&Operation>,
         audit: &AuditRecord,
     ) -> Result<(Resource, Vec<KeySlotState>)> {
-        self.regenerate_with(id, new_keys, operation, audit, &RegenerateOptions::default())
-            .await
+        self.regenerate_with(
+            id,
+            new_keys,
+            operation,
+            audit,
+            &RegenerateOptions::default(),
+        )
+        .await
     }
 
     /// [`Store::regenerate`], keeping each replaced key as retired (by digest) and, as `options`

@@ -1253,7 +1253,9 @@ async fn usage_counts_from_several_nodes_add_up_and_the_latest_client_wins(t: Te
         retired_client: (retired > 0).then(|| client.to_string()),
     };
     // Two nodes flush the same minute, the later use first.
-    s.record_usage(&[node(3, t0, "192.0.2.2", 0)]).await.unwrap();
+    s.record_usage(&[node(3, t0, "192.0.2.2", 0)])
+        .await
+        .unwrap();
     s.record_usage(&[node(4, t0 - Duration::seconds(5), "192.0.2.1", 2)])
         .await
         .unwrap();
@@ -1262,7 +1264,11 @@ async fn usage_counts_from_several_nodes_add_up_and_the_latest_client_wins(t: Te
     let row = &rows[0];
     assert_eq!((row.uses, row.retired), (7, 2));
     assert_eq!(row.last_at, Some(t0));
-    assert_eq!(row.last_client.as_deref(), Some("192.0.2.2"), "the later use's client");
+    assert_eq!(
+        row.last_client.as_deref(),
+        Some("192.0.2.2"),
+        "the later use's client"
+    );
     assert_eq!(row.retired_client.as_deref(), Some("192.0.2.1"));
     // Pruning drops what is older than the cut.
     s.prune_rotation(minute + 1, t0 - Duration::days(1), t0 - Duration::days(1))
@@ -1293,20 +1299,38 @@ async fn a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing
         remember: Some(remember()),
     };
     let (_, after) = s
-        .regenerate_with(&id, vec![(key1, secret("new-1"))], None, &audit("/", "r"), &options)
+        .regenerate_with(
+            &id,
+            vec![(key1, secret("new-1"))],
+            None,
+            &audit("/", "r"),
+            &options,
+        )
         .await
         .unwrap();
     assert_eq!(after[0].secret.expose(), "new-1");
 
-    let controls = s.slot_controls(Some(&[resource.internal_id])).await.unwrap();
+    let controls = s
+        .slot_controls(Some(&[resource.internal_id]))
+        .await
+        .unwrap();
     assert_eq!(controls.retired.len(), 1);
     let retired = &controls.retired[0];
-    assert_eq!(retired.digest, s.key_digest(&old), "only the digest is kept");
+    assert_eq!(
+        retired.digest,
+        s.key_digest(&old),
+        "only the digest is kept"
+    );
     assert_eq!((retired.slot.as_str(), retired.generation), ("key1", 1));
     assert!(retired.grace_until.is_some() && retired.secret.is_none());
 
     let remembered = s
-        .remembered("tester", "idempotency-key", "once", OffsetDateTime::UNIX_EPOCH)
+        .remembered(
+            "tester",
+            "idempotency-key",
+            "once",
+            OffsetDateTime::UNIX_EPOCH,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -1318,11 +1342,24 @@ async fn a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing
         remember: Some(remember()),
     };
     let refused = s
-        .regenerate_with(&id, vec![(key1, secret("new-2"))], None, &audit("/", "r"), &again)
+        .regenerate_with(
+            &id,
+            vec![(key1, secret("new-2"))],
+            None,
+            &audit("/", "r"),
+            &again,
+        )
         .await;
     assert!(matches!(refused, Err(StoreError::IdempotencyTaken)));
     let (_, now) = s.keys(&id).await.unwrap();
     assert_eq!(now[0].secret.expose(), "new-1");
-    let controls = s.slot_controls(Some(&[resource.internal_id])).await.unwrap();
-    assert_eq!(controls.retired.len(), 1, "nothing retired by the refused one");
+    let controls = s
+        .slot_controls(Some(&[resource.internal_id]))
+        .await
+        .unwrap();
+    assert_eq!(
+        controls.retired.len(),
+        1,
+        "nothing retired by the refused one"
+    );
 }

@@ -38,6 +38,14 @@ fn to_time(micros: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+/// What one take of a [`UsageCell`] gives: the minute (Unix minutes) and count, and the last use
+/// (Unix microseconds) with its client when newer than the previous take's.
+struct Taken {
+    minute: i64,
+    count: u64,
+    last: Option<(i64, IpAddr)>,
+}
+
 /// One slot's (or retired key's) uses on this node since the last flush.
 #[derive(Default)]
 pub struct UsageCell {
@@ -60,13 +68,20 @@ impl UsageCell {
     pub fn count(&self, now: i64, client: IpAddr) {
         let minute = (now / MICROS_PER_MINUTE) as u64;
         let packed = self.counted.load(Ordering::Relaxed);
-        if packed >> 32 == minute || packed & u64::from(u32::MAX) != 0 {
-            self.counted.fetch_add(1, Ordering::Relaxed);
-        } else if self
-            .counted
-            .compare_exchange(packed, minute << 32 | 1, Ordering::Relaxed, Ordering::Relaxed)
-            .is_err()
-        {
+        let starts_minute = packed >> 32 != minute && packed & u64::from(u32::MAX) == 0;
+        // A cell with nothing pending from an earlier minute moves to this one; otherwise (or
+        // when a racing use or take moved it first) the use is added.
+        let moved = starts_minute
+            && self
+                .counted
+                .compare_exchange(
+                    packed,
+                    minute << 32 | 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        if !moved {
             self.counted.fetch_add(1, Ordering::Relaxed);
         }
         if self.seen.load(Ordering::Relaxed) / 1_000_000 != now / 1_000_000 {
@@ -102,7 +117,7 @@ impl UsageCell {
 
     /// Takes the count since the last take: its minute and count, and the last use if newer than
     /// what was taken before.
-    fn take(&self, now: i64) -> Option<(i64, u64, Option<(i64, IpAddr)>)> {
+    fn take(&self, now: i64) -> Option<Taken> {
         // What a racing use adds after the swap counts into the current minute.
         let current = (now / MICROS_PER_MINUTE) as u64;
         let packed = self.counted.swap(current << 32, Ordering::Relaxed);
@@ -114,7 +129,11 @@ impl UsageCell {
             let before = self.taken.swap(*at, Ordering::Relaxed);
             *at > before
         });
-        Some(((packed >> 32) as i64, count, last))
+        Some(Taken {
+            minute: (packed >> 32) as i64,
+            count,
+            last,
+        })
     }
 
     /// Moves what `old` counted (not yet taken) into this cell, which no call sees yet.
@@ -172,7 +191,10 @@ pub fn by_resource(controls: SlotControls) -> HashMap<Uuid, Controls> {
         out.entry(resource).or_default().disabled.push(slot);
     }
     for retired in controls.retired {
-        out.entry(retired.resource).or_default().retired.push(retired);
+        out.entry(retired.resource)
+            .or_default()
+            .retired
+            .push(retired);
     }
     out
 }
@@ -272,9 +294,20 @@ pub fn grace_signer(entry: &Entry, to_sign: &[u8], signature: &[u8], now: i64) -
 }
 
 /// Takes every count noted on `entry` since the last take, one record per slot and minute.
-pub fn take_usage(entry: &Entry, now: i64, out: &mut HashMap<(Uuid, &'static str, i64), SlotUsage>) {
-    let mut add = |slot: &'static str, taken: Option<(i64, u64, Option<(i64, IpAddr)>)>, retired: bool| {
-        let Some((minute, count, last)) = taken else { return };
+pub fn take_usage(
+    entry: &Entry,
+    now: i64,
+    out: &mut HashMap<(Uuid, &'static str, i64), SlotUsage>,
+) {
+    let mut add = |slot: &'static str, taken: Option<Taken>, retired: bool| {
+        let Some(Taken {
+            minute,
+            count,
+            last,
+        }) = taken
+        else {
+            return;
+        };
         let record = out
             .entry((entry.internal_id, slot, minute))
             .or_insert_with(|| SlotUsage {
@@ -289,9 +322,17 @@ pub fn take_usage(entry: &Entry, now: i64, out: &mut HashMap<(Uuid, &'static str
                 retired_client: None,
             });
         let (total, at, client) = if retired {
-            (&mut record.retired, &mut record.retired_at, &mut record.retired_client)
+            (
+                &mut record.retired,
+                &mut record.retired_at,
+                &mut record.retired_client,
+            )
         } else {
-            (&mut record.uses, &mut record.last_at, &mut record.last_client)
+            (
+                &mut record.uses,
+                &mut record.last_at,
+                &mut record.last_client,
+            )
         };
         *total += count;
         if let Some((when, who)) = last {
@@ -306,7 +347,11 @@ pub fn take_usage(entry: &Entry, now: i64, out: &mut HashMap<(Uuid, &'static str
         add(slot.slot.name, slot.usage.take(now), false);
     }
     for retired in entry.retired.iter() {
-        add(entry.slots[retired.slot].slot.name, retired.presented.take(now), true);
+        add(
+            entry.slots[retired.slot].slot.name,
+            retired.presented.take(now),
+            true,
+        );
     }
 }
 
@@ -325,14 +370,14 @@ mod tests {
             cell.count(at, a);
         }
         cell.count(at + 1_000_000, b);
-        let (m, count, last) = cell.take(at + 2_000_000).unwrap();
-        assert_eq!((m, count), (minute, 4));
-        assert_eq!(last, Some((at + 1_000_000, b)));
+        let taken = cell.take(at + 2_000_000).unwrap();
+        assert_eq!((taken.minute, taken.count), (minute, 4));
+        assert_eq!(taken.last, Some((at + 1_000_000, b)));
         assert!(cell.take(at + 3_000_000).is_none(), "nothing new");
         // The next minute's use counts into it.
         cell.count(at + MICROS_PER_MINUTE, a);
-        let (m, count, _) = cell.take(at + MICROS_PER_MINUTE).unwrap();
-        assert_eq!((m, count), (minute + 1, 1));
+        let taken = cell.take(at + MICROS_PER_MINUTE).unwrap();
+        assert_eq!((taken.minute, taken.count), (minute + 1, 1));
         assert_eq!(cell.last().unwrap().1, a);
     }
 }

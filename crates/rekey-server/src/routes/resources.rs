@@ -61,7 +61,12 @@ pub(crate) fn action(m: Mapping, verb: &str) -> String {
 }
 
 /// Maps a failed store call to its ARM error, recording the failed attempt in the audit log.
-pub(crate) async fn failed(state: &AppState, audit: &AuditRecord, id: &ResourceId, e: StoreError) -> ApiError {
+pub(crate) async fn failed(
+    state: &AppState,
+    audit: &AuditRecord,
+    id: &ResourceId,
+    e: StoreError,
+) -> ApiError {
     // A database that cannot be reached cannot take the record either; the caller gets 503 at once.
     if e.is_unavailable() {
         return ApiError::from_store(e, Some(id));
@@ -316,8 +321,7 @@ async fn regenerate(
     // The answer, rendered from the committed state: sent, and remembered for a replay.
     let ctx = state.ctx.clone();
     let reply = |resource: &rekey_core::Resource, keys: &[rekey_core::KeySlotState]| match (
-        answer,
-        &operation,
+        answer, &operation,
     ) {
         (Answer::AsyncOperation, Some(op)) => {
             let headers = operation_headers(&ctx, op, version.as_str(), true);

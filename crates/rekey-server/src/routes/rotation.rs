@@ -162,7 +162,9 @@ fn seconds_header(headers: &HeaderMap, name: &str, max: u64) -> Result<Option<u6
 }
 
 /// The idempotency token a regeneration carries: `Idempotency-Key`, else a client request id.
-fn token_of(headers: &HeaderMap) -> Result<Option<(&'static str, String, time::Duration)>, ApiError> {
+fn token_of(
+    headers: &HeaderMap,
+) -> Result<Option<(&'static str, String, time::Duration)>, ApiError> {
     let (kind, kept) = if headers.contains_key(IDEMPOTENCY_KEY) {
         (IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_KEPT)
     } else if headers.contains_key(&CLIENT_REQUEST_ID) {
@@ -174,9 +176,8 @@ fn token_of(headers: &HeaderMap) -> Result<Option<(&'static str, String, time::D
         .get(kind)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let ok = !raw.is_empty()
-        && raw.len() <= MAX_TOKEN_LEN
-        && raw.bytes().all(|b| b.is_ascii_graphic());
+    let ok =
+        !raw.is_empty() && raw.len() <= MAX_TOKEN_LEN && raw.bytes().all(|b| b.is_ascii_graphic());
     if !ok {
         let rule = format!("1 to {MAX_TOKEN_LEN} visible ASCII characters");
         let shown: String = raw.chars().take(64).collect();
@@ -213,7 +214,11 @@ fn unprocessable(kind: &str) -> Response {
 }
 
 /// The remembered answer of `token`, as a replay (or 422 for another request's token).
-async fn replay(state: &AppState, token: &Token, audit: &rekey_store::AuditRecord) -> Result<Option<Response>, ApiError> {
+async fn replay(
+    state: &AppState,
+    token: &Token,
+    audit: &rekey_store::AuditRecord,
+) -> Result<Option<Response>, ApiError> {
     let since = OffsetDateTime::now_utc() - token.kept;
     let Some(remembered) = state
         .store
@@ -225,7 +230,8 @@ async fn replay(state: &AppState, token: &Token, audit: &rekey_store::AuditRecor
     if remembered.fingerprint != token.fingerprint {
         return Ok(Some(unprocessable(token.kind)));
     }
-    let reply: Reply = serde_json::from_slice(&remembered.answer).map_err(|_| ApiError::Internal)?;
+    let reply: Reply =
+        serde_json::from_slice(&remembered.answer).map_err(|_| ApiError::Internal)?;
     // A replay hands out keys again: recorded like any key read, before they leave.
     state.audit_read(&audit.with_result("Replayed")).await?;
     let mut response = reply.into_response();
@@ -361,7 +367,10 @@ pub async fn replay_after_race(
         .await?
         .ok_or(ApiError::Conflict {
             code: "Conflict",
-            message: format!("Another request with this {} is in progress; retry it.", token.kind),
+            message: format!(
+                "Another request with this {} is in progress; retry it.",
+                token.kind
+            ),
         })
 }
 
@@ -378,7 +387,10 @@ pub async fn decorate_list_keys(
         .iter()
         .filter_map(|s| {
             let until = s.grace_until.filter(|t| *t > now)?;
-            Some((s.slot.clone(), serde_json::json!({ "until": rfc3339(until) })))
+            Some((
+                s.slot.clone(),
+                serde_json::json!({ "until": rfc3339(until) }),
+            ))
         })
         .collect();
     let disabled: serde_json::Map<String, Value> = slots
@@ -432,18 +444,23 @@ async fn list_key_usage(
         by_slot.entry(row.slot.as_str()).or_default().push(row);
     }
     let latest = |pairs: &mut dyn Iterator<Item = (OffsetDateTime, Option<&String>)>| {
-        pairs
-            .max_by_key(|(t, _)| *t)
-            .map(|(t, c)| (t, c.cloned()))
+        pairs.max_by_key(|(t, _)| *t).map(|(t, c)| (t, c.cloned()))
     };
     let value = slots
         .iter()
         .filter_map(|state_of| {
             let slot = resource.id.provider.slot(&state_of.slot)?;
             let rows = by_slot.get(slot.name).map(Vec::as_slice).unwrap_or(&[]);
-            let used = latest(&mut rows.iter().filter_map(|r| Some((r.last_at?, r.last_client.as_ref()))));
-            let presented =
-                latest(&mut rows.iter().filter_map(|r| Some((r.retired_at?, r.retired_client.as_ref()))));
+            let used = latest(
+                &mut rows
+                    .iter()
+                    .filter_map(|r| Some((r.last_at?, r.last_client.as_ref()))),
+            );
+            let presented = latest(
+                &mut rows
+                    .iter()
+                    .filter_map(|r| Some((r.retired_at?, r.retired_client.as_ref()))),
+            );
             let last_used = match (&used, state_of.last_used) {
                 (Some((t, _)), Some(stored)) => Some((*t).max(stored)),
                 (Some((t, _)), None) => Some(*t),
@@ -530,7 +547,11 @@ pub fn regenerate_extensions(op: Op) -> Op {
             .maximum(Some(max))
             .build()
     };
-    let text = || crate::route_table::string_schema().max_length(Some(MAX_TOKEN_LEN)).build();
+    let text = || {
+        crate::route_table::string_schema()
+            .max_length(Some(MAX_TOKEN_LEN))
+            .build()
+    };
     op.header(
         "Idempotency-Key",
         false,
@@ -619,7 +640,10 @@ mod tests {
     #[test]
     fn a_remembered_reply_renders_as_the_first_one_did() {
         let mut headers = HeaderMap::new();
-        headers.insert("azure-asyncoperation", HeaderValue::from_static("http://x/op"));
+        headers.insert(
+            "azure-asyncoperation",
+            HeaderValue::from_static("http://x/op"),
+        );
         let reply = Reply::new(
             StatusCode::ACCEPTED,
             &headers,

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::dataplane::{cosmos_account, cosmos_auth, http_date};
 use crate::helpers::*;
+
+const COSMOS: &str = "2026-03-15";
 
 crate::backend_tests!(
     usage_shows_each_client_survives_a_restart_and_sums_over_every_node,
@@ -17,6 +20,8 @@ crate::backend_tests!(
     an_overlap_keeps_the_old_key_until_it_ends_on_every_node,
     a_disabled_key_is_refused_on_every_node_until_enabled,
     bad_rotation_headers_are_refused_naming_the_header_and_change_nothing,
+    a_cosmos_key_in_its_overlap_still_signs_and_a_replayed_regeneration_keeps_its_operation,
+    the_openapi_document_describes_the_rotation_extensions,
 );
 
 /// Lets data-plane calls name their client in `X-Forwarded-For` (they come from 127.0.0.1).
@@ -118,20 +123,36 @@ async fn regenerate(
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 async fn usage_shows_each_client_survives_a_restart_and_sums_over_every_node() {
     let mut nodes = nodes(&[PROXIED]).await;
     let (path, keys) = account(&nodes[0]).await;
-    let (key1, key2) = (keys["key1"].as_str().unwrap(), keys["key2"].as_str().unwrap());
+    let (key1, key2) = (
+        keys["key1"].as_str().unwrap(),
+        keys["key2"].as_str().unwrap(),
+    );
     for _ in 0..3 {
-        assert_eq!(call(&nodes[0], &path, key1, Some("192.0.2.10")).await.0, 200);
+        assert_eq!(
+            call(&nodes[0], &path, key1, Some("192.0.2.10")).await.0,
+            200
+        );
     }
     for _ in 0..2 {
-        assert_eq!(call(&nodes[0], &path, key1, Some("192.0.2.20")).await.0, 200);
+        assert_eq!(
+            call(&nodes[0], &path, key1, Some("192.0.2.20")).await.0,
+            200
+        );
     }
-    assert_eq!(call(&nodes[0], &path, key2, Some("192.0.2.30")).await.0, 200);
+    assert_eq!(
+        call(&nodes[0], &path, key2, Some("192.0.2.30")).await.0,
+        200
+    );
 
     let check = |usage: &Value, uses: u64, last_client: &str| {
         let key1 = slot(usage, "Key1");
@@ -210,14 +231,22 @@ async fn an_old_key_is_refused_as_regenerated_counted_and_never_throttled() {
 async fn a_guarded_regeneration_is_refused_while_the_key_is_in_use() {
     let s = TestServer::start().await;
     let (path, keys) = account(&s).await;
-    assert_eq!(call(&s, &path, keys["key1"].as_str().unwrap(), None).await.0, 200);
+    assert_eq!(
+        call(&s, &path, keys["key1"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
 
     let guard = [("x-rekey-if-unused-for", "60")];
     let (status, _, body) = regenerate(&s, "Key1", &guard).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "KeyInUse");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("Key1") && message.contains("127.0.0.1"), "{message}");
+    assert!(
+        message.contains("Key1") && message.contains("127.0.0.1"),
+        "{message}"
+    );
     let (_, after) = s.list_keys("rg", "acct").await;
     assert_eq!(after["key1"], keys["key1"], "nothing changed");
 
@@ -253,7 +282,10 @@ async fn a_repeated_idempotency_key_replays_the_first_answer_and_rotates_once() 
 async fn a_resent_client_request_id_replays_the_first_answer_and_rotates_once() {
     let s = TestServer::start().await;
     let (_, before) = account(&s).await;
-    let id = [("x-ms-client-request-id", "5b0e4a8e-3c1f-4d5e-9f7a-2b6c8d9e0f1a")];
+    let id = [(
+        "x-ms-client-request-id",
+        "5b0e4a8e-3c1f-4d5e-9f7a-2b6c8d9e0f1a",
+    )];
     let (status, _, first) = regenerate(&s, "Key2", &id).await;
     assert_eq!(status, 200, "{first}");
     let (status, headers, again) = regenerate(&s, "Key2", &id).await;
@@ -276,7 +308,10 @@ async fn an_overlap_keeps_the_old_key_until_it_ends_on_every_node() {
     let nodes = nodes(&[]).await;
     let s = &nodes[0];
     let (path, keys) = account(s).await;
-    let (old1, old2) = (keys["key1"].as_str().unwrap(), keys["key2"].as_str().unwrap());
+    let (old1, old2) = (
+        keys["key1"].as_str().unwrap(),
+        keys["key2"].as_str().unwrap(),
+    );
     for node in &nodes {
         assert_eq!(until(node, &path, old1, 200).await, 200);
     }
@@ -291,7 +326,10 @@ async fn an_overlap_keeps_the_old_key_until_it_ends_on_every_node() {
         assert_eq!(call(node, &path, &new1, None).await.0, 200);
     }
     let (_, listed) = s.list_keys("rg", "acct").await;
-    assert!(listed["x-rekey-retiring"]["key1"]["until"].is_string(), "{listed}");
+    assert!(
+        listed["x-rekey-retiring"]["key1"]["until"].is_string(),
+        "{listed}"
+    );
     tokio::time::sleep_until((ends + Duration::from_millis(100)).into()).await;
     for node in &nodes {
         let (status, body) = call(node, &path, old1, None).await;
@@ -321,7 +359,11 @@ async fn an_overlap_keeps_the_old_key_until_it_ends_on_every_node() {
     assert_eq!(status, 200);
     for node in &nodes {
         assert_eq!(call(node, &path, &new1, None).await.0, 401);
-        assert_eq!(call(node, &path, &middle, None).await.0, 401, "no overlap asked");
+        assert_eq!(
+            call(node, &path, &middle, None).await.0,
+            401,
+            "no overlap asked"
+        );
     }
 }
 
@@ -329,7 +371,10 @@ async fn a_disabled_key_is_refused_on_every_node_until_enabled() {
     let nodes = nodes(&[]).await;
     let s = &nodes[0];
     let (path, keys) = account(s).await;
-    let (key1, key2) = (keys["key1"].as_str().unwrap(), keys["key2"].as_str().unwrap());
+    let (key1, key2) = (
+        keys["key1"].as_str().unwrap(),
+        keys["key2"].as_str().unwrap(),
+    );
     for node in &nodes {
         assert_eq!(until(node, &path, key2, 200).await, 200);
     }
@@ -342,7 +387,10 @@ async fn a_disabled_key_is_refused_on_every_node_until_enabled() {
         assert_eq!(call(node, &path, key1, None).await.0, 200);
     }
     let (_, listed) = s.list_keys("rg", "acct").await;
-    assert_eq!(listed["x-rekey-disabled"], serde_json::json!({"key2": true}));
+    assert_eq!(
+        listed["x-rekey-disabled"],
+        serde_json::json!({"key2": true})
+    );
     assert_eq!(listed["key2"], keys["key2"], "not rotated");
 
     let (status, _) = post(s, "enableKey", Some(r#"{"keyName":"Key2"}"#)).await;
@@ -372,4 +420,125 @@ async fn bad_rotation_headers_are_refused_naming_the_header_and_change_nothing()
     assert_eq!(status, 400, "{body}");
     let (_, after) = s.list_keys("rg", "acct").await;
     assert_eq!(after, before);
+}
+
+async fn a_cosmos_key_in_its_overlap_still_signs_and_a_replayed_regeneration_keeps_its_operation() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    let (path, endpoint, keys) = cosmos_account(&s, "docdb1").await;
+    let old = keys["primaryMasterKey"].as_str().unwrap().to_string();
+    let read = |key: String| {
+        let date = http_date(0);
+        s.client
+            .get(&endpoint)
+            .header("authorization", cosmos_auth(&key, "GET", "", "", &date))
+            .header("x-ms-date", date)
+            .header("x-ms-version", "2018-12-31")
+            .send()
+    };
+    assert_eq!(read(old.clone()).await.unwrap().status(), 200);
+
+    let regenerate = || {
+        s.client
+            .post(s.url(&format!("{path}/regenerateKey?api-version={COSMOS}")))
+            .bearer_auth(&s.token)
+            .header("content-type", "application/json")
+            .header("x-rekey-grace-seconds", "600")
+            .header("Idempotency-Key", "cosmos-once")
+            .body(r#"{"keyKind":"primary"}"#)
+            .send()
+    };
+    let first = regenerate().await.unwrap();
+    assert_eq!(first.status(), 202);
+    let operation = first.headers()["azure-asyncoperation"].clone();
+    let again = regenerate().await.unwrap();
+    assert_eq!(again.status(), 202, "the first answer again");
+    assert_eq!(again.headers()["azure-asyncoperation"], operation);
+    assert_eq!(again.headers()["x-rekey-replayed"], "true");
+
+    let (_, listed) = s
+        .call(
+            Method::POST,
+            &format!("{path}/listKeys?api-version={COSMOS}"),
+            None,
+        )
+        .await;
+    let new = listed["primaryMasterKey"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert!(
+        listed["x-rekey-retiring"]["primary"]["until"].is_string(),
+        "{listed}"
+    );
+    assert_eq!(read(new).await.unwrap().status(), 200);
+    assert_eq!(
+        read(old.clone()).await.unwrap().status(),
+        200,
+        "signs in its overlap"
+    );
+
+    let (status, body) = s
+        .call(
+            Method::POST,
+            &format!("{path}/endKeyGrace?api-version={COSMOS}"),
+            Some(r#"{"keyKind":"primary"}"#),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(read(old).await.unwrap().status(), 401);
+}
+
+async fn the_openapi_document_describes_the_rotation_extensions() {
+    let s = TestServer::start().await;
+    let document: Value = s
+        .client
+        .get(s.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    for action in ["listKeyUsage", "disableKey", "enableKey", "endKeyGrace"] {
+        for ty in [
+            "accounts/{accountName}",
+            "workspaces/{workspaceName}",
+            "databaseAccounts/{accountName}",
+        ] {
+            assert!(
+                paths
+                    .keys()
+                    .any(|p| p.contains(ty) && p.ends_with(&format!("/{action}"))),
+                "{ty}/{action} is not documented"
+            );
+        }
+    }
+    let usage = paths
+        .iter()
+        .find(|(p, _)| p.contains("/accounts/") && p.ends_with("/listKeyUsage"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        usage["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/KeyUsageList"
+    );
+    let regenerate = paths
+        .iter()
+        .find(|(p, _)| p.contains("/accounts/") && p.ends_with("/regenerateKey"))
+        .unwrap()
+        .1;
+    let headers: Vec<&str> = regenerate["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "header")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for header in [
+        "Idempotency-Key",
+        "x-rekey-if-unused-for",
+        "x-rekey-grace-seconds",
+    ] {
+        assert!(headers.contains(&header), "{header} in {headers:?}");
+    }
 }
