@@ -279,13 +279,27 @@ pub fn regenerate(
         safety.yes,
         OffTerminal::Proceed,
     )?;
-    let reply = ctx.client()?.call_once(
-        &format!("{}/regenerateKey", ty.path(r)),
-        ty.api_version,
-        Some(body),
-        &rotation_headers(rotation),
-        |why| ctx.warn(&format!("Regenerate {what}: {why}")),
-    )?;
+    let reply = ctx
+        .client()?
+        .call_once(
+            &format!("{}/regenerateKey", ty.path(r)),
+            ty.api_version,
+            Some(body),
+            &rotation_headers(rotation),
+            |why| ctx.warn(&format!("Regenerate {what}: {why}")),
+        )
+        .map_err(|e| match e {
+            CliError::Service {
+                status,
+                code,
+                message,
+            } if code == "KeyInUse" => CliError::Service {
+                status,
+                code,
+                message: format!("{message} Leave out --if-unused-for to regenerate it anyway."),
+            },
+            other => other,
+        })?;
     if reply.headers.get(REPLAYED).is_some_and(|v| v == "true") {
         ctx.warn(&format!(
             "rekeyd had already regenerated {what} for this command; it answered as it did then, and \

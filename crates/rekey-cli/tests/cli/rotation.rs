@@ -202,6 +202,12 @@ fn regenerate_if_unused_for_refuses_a_key_in_use_and_tells_the_user_why() {
         refused.stderr.contains("(KeyInUse)") && refused.stderr.contains("127.0.0.1"),
         "the refusal says the key is in use, and by whom: {refused:?}"
     );
+    assert!(
+        refused
+            .stderr
+            .contains("Leave out --if-unused-for to regenerate it anyway."),
+        "{refused:?}"
+    );
     assert_eq!(refused.stdout, "");
     assert_eq!(server.account_keys("rg", "acct").unwrap(), before);
 
