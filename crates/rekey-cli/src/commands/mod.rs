@@ -405,3 +405,44 @@ fn usage_rows(value: &Value) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_rows_show_none_as_never_or_a_dash_and_flatten_several_resources() {
+        let used = json!({
+            "keyName": "Key1", "lastUsed": "2026-01-01T00:00:00Z", "lastClientAddress": "10.0.0.7",
+            "requests24h": 3, "perMinute": [],
+            "retired": {"regeneratedAt": null, "presentations24h": 2,
+                "lastPresented": "2026-01-01T00:01:00Z", "lastClientAddress": "10.0.0.8"}
+        });
+        let unused = json!({
+            "keyName": "Key2", "lastUsed": null, "lastClientAddress": null, "requests24h": 0,
+            "perMinute": [],
+            "retired": {"regeneratedAt": null, "presentations24h": 0, "lastPresented": null,
+                "lastClientAddress": null}
+        });
+        let one = usage_rows(&json!([used.clone(), unused.clone()]));
+        assert_eq!(
+            one,
+            [
+                [
+                    "Key1",
+                    "2026-01-01T00:00:00Z",
+                    "10.0.0.7",
+                    "3",
+                    "2",
+                    "2026-01-01T00:01:00Z",
+                    "10.0.0.8"
+                ],
+                ["Key2", "never", "-", "0", "0", "never", "-"]
+            ]
+        );
+        let several = usage_rows(&json!([[used], [unused]]));
+        assert_eq!(several, one);
+        assert_eq!(one[0].len(), USAGE_COLUMNS.len());
+    }
+}
