@@ -259,14 +259,35 @@ def _forget_answers(ops: list[Op], init: State) -> Optional[list[Op]]:
     return current if changed else None
 
 
+# Calls the shrinker keeps: without them a refusal they explain (a disabled slot, an ended overlap)
+# or an acceptance (an enabled slot) would look like a failure of its own.
+CONTROLS = ("endgrace", "disable", "enable")
+
+
 def _drop_calls(ops: list[Op], init: State) -> list[Op]:
+    controls = [op for op in ops if op.kind in CONTROLS]
+    others = _drop_others([op for op in ops if op.kind not in CONTROLS], controls, init)
+    return sorted(others + controls, key=lambda o: o.invoke)
+
+
+def _drop_others(ops: list[Op], controls: list[Op], init: State) -> list[Op]:
+    original = ops + controls
+
+    def fails(candidate: list[Op]) -> bool:
+        whole = sorted(candidate + controls, key=lambda o: o.invoke)
+        return (
+            _self_contained(whole, init)
+            and _refusals_explained(whole, original, init)
+            and not check(whole, init).ok
+        )
+
     current = ops
     chunk = max(1, len(current) // 2)
     while True:
         i, dropped = 0, False
         while i < len(current):
             candidate = current[:i] + current[i + chunk :]
-            if candidate and _self_contained(candidate, init) and not check(candidate, init).ok:
+            if candidate and fails(candidate):
                 current, dropped = candidate, True
             else:
                 i += chunk
@@ -274,6 +295,33 @@ def _drop_calls(ops: list[Op], init: State) -> list[Op]:
             if chunk == 1:
                 return current
             chunk //= 2
+
+
+def _identity(op: Op) -> tuple:
+    return (op.client, op.kind, op.invoke, op.ret)
+
+
+def _refusals_explained(ops: list[Op], original: list[Op], init: State) -> bool:
+    """A known key refused in `ops` keeps a regeneration of its slot that could have replaced it,
+    when the whole history had one: else dropping that write would make the refusal a failure of
+    its own, and the part printed would not be the one that failed."""
+    made = {key: (slot, float("-inf")) for slot, key in enumerate(init[: len(SLOTS)])}
+    for op in original:
+        if op.kind == "regenerate" and op.result[op.arg] is not None:
+            made[op.result[op.arg]] = (op.arg, op.invoke)
+    kept = {_identity(op) for op in ops}
+    for op in ops:
+        if op.kind != "verify" or op.result is not None or op.arg not in made:
+            continue
+        slot, since = made[op.arg]
+        could = [
+            _identity(r)
+            for r in original
+            if r.kind == "regenerate" and r.arg == slot and since < r.invoke < op.ret
+        ]
+        if could and not kept.intersection(could):
+            return False
+    return True
 
 
 def _self_contained(ops: list[Op], init: State) -> bool:

@@ -3,7 +3,10 @@
 //! keys), and every live key's keyed digest mapped to its resource and slot, so a presented key is
 //! found in O(1) without touching the store. A data-plane call names its resource in its path, so
 //! its key's digest is compared with that resource's slots; `POST /verify` finds a key by digest
-//! alone. Resources are spread over locks by id, so concurrent checks do not contend.
+//! alone. Resources are spread over locks by id, so concurrent checks do not contend. rekey's own
+//! rotation controls ride on the same entries and the same feed (`rotation`): a per-slot disabled
+//! flag and usage counters, and the keyed digests of keys regenerations replaced (also in the
+//! digest map), so they follow every node's index exactly as current keys do.
 //!
 //! The index follows the store's change feed: writers call [`KeyIndex::catch_up`] before they
 //! answer, so a regenerated key is gone from the index before the regeneration is acknowledged; a
