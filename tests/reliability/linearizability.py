@@ -3,11 +3,15 @@ listKeys, POST /verify and the data plane on one Cognitive Services account whil
 invoke and return times are recorded; a Wing–Gong search (with Lowe's memoization of
 (linearized set, state)) then looks for a sequential order that respects real time and the model.
 
-The model is one register per slot:
-- regenerate(slot) writes a new, never-seen value to the slot and returns both slots' values;
+The model is one register per slot, with rekey's own rotation controls beside it:
+- regenerate(slot) writes a new, never-seen value to the slot and returns both slots' values; with
+  an overlap (`x-rekey-grace-seconds`, long enough never to run out during a history) the value it
+  replaced keeps opening the slot, without one any overlap of the slot ends;
+- endKeyGrace(slot) ends the slot's overlap; disableKey(slot) and enableKey(slot) set its flag;
 - listKeys reads both slots;
-- verify(k) (POST /verify or a data-plane call with the key) answers valid with slot s iff k is the
-  current value of slot s, and invalid iff k is the value of no slot.
+- verify(k) (POST /verify or a data-plane call with the key) answers valid with slot s iff the slot
+  is not disabled and k is its current value or its value in an overlap, and invalid iff no slot
+  accepts k.
 
 A failing history is shrunk (chunks, then single calls, are dropped while it still fails; then
 answers it does not need are forgotten, shown as `-`) and printed as a short table, so the
@@ -46,7 +50,20 @@ import report  # noqa: E402
 from rekeyd import CS_VERSION, FreshDatabase, NoAnswer, Rekeyd, short, start_nodes  # noqa: E402
 
 SLOTS = ("key1", "key2")
-State = tuple  # (key1, key2)
+# (key1, key2, key1 in its overlap, key2 in its overlap, key1 disabled, key2 disabled); a history's
+# initial state may give the keys alone.
+State = tuple
+# Long enough that no overlap runs out during a history: expiry by time is not modelled.
+GRACE_SECONDS = "600"
+
+
+def _full(state: State) -> State:
+    """`state` with the rotation controls, which start with no overlap and nothing disabled."""
+    return tuple(state) + (None, None, False, False)[len(state) - 2 :]
+
+
+def _accepts(state: State, slot: int, key: Any) -> bool:
+    return not state[4 + slot] and key in (state[slot], state[2 + slot]) and key is not None
 
 
 @dataclass
@@ -62,11 +79,15 @@ class Op:
     ret: float
     via: str = ""
     node: int = -1  # which rekeyd node answered, with several; -1 with one
+    grace: bool = False  # a regeneration that asked for an overlap
 
     def describe(self) -> str:
         if self.kind == "regenerate":
             k1, k2 = self.result
-            return f"regenerate {SLOTS[self.arg]:4} -> key1={short(k1)} key2={short(k2)}"
+            overlap = " (overlap)" if self.grace else ""
+            return f"regenerate {SLOTS[self.arg]:4}{overlap} -> key1={short(k1)} key2={short(k2)}"
+        if self.kind in ("endgrace", "disable", "enable"):
+            return f"{self.kind} {SLOTS[self.arg]}"
         if self.kind == "list":
             k1, k2 = self.result
             return f"listKeys        -> key1={short(k1)} key2={short(k2)}"
@@ -81,6 +102,7 @@ def _seen(answer: Optional[str], value: str) -> bool:
 
 def step(state: State, op: Op) -> tuple[bool, State]:
     """The sequential model: whether `op` may take effect in `state`, and the state after it."""
+    state = _full(state)
     if op.kind == "list":
         return all(_seen(a, v) for a, v in zip(op.result, state)), state
     if op.kind == "regenerate":
@@ -89,11 +111,19 @@ def step(state: State, op: Op) -> tuple[bool, State]:
         ok = _seen(new[other], state[other]) and new[slot] != state[slot]
         after = list(state)
         after[slot] = new[slot]
+        after[2 + slot] = state[slot] if op.grace else None
         return ok, tuple(after)
+    if op.kind in ("endgrace", "disable", "enable"):
+        after = list(state)
+        if op.kind == "endgrace":
+            after[2 + op.arg] = None
+        else:
+            after[4 + op.arg] = op.kind == "disable"
+        return True, tuple(after)
     if op.kind == "verify":
         if op.result is None:
-            return op.arg not in state, state
-        return state[op.result] == op.arg, state
+            return not any(_accepts(state, s, op.arg) for s in range(len(SLOTS))), state
+        return _accepts(state, op.result, op.arg), state
     raise ValueError(f"unknown operation {op.kind}")
 
 
@@ -158,7 +188,7 @@ def check(ops: list[Op], init: State, budget: int = 2_000_000) -> Verdict:
         prev.next, e.prev = e, prev
         prev = e
 
-    state, linearized = init, 0
+    state, linearized = _full(init), 0
     stack: list[tuple[_Entry, State]] = []
     cache: set[tuple[int, State]] = set()
     longest: list[Op] = []
@@ -229,14 +259,35 @@ def _forget_answers(ops: list[Op], init: State) -> Optional[list[Op]]:
     return current if changed else None
 
 
+# Calls the shrinker keeps: without them a refusal they explain (a disabled slot, an ended overlap)
+# or an acceptance (an enabled slot) would look like a failure of its own.
+CONTROLS = ("endgrace", "disable", "enable")
+
+
 def _drop_calls(ops: list[Op], init: State) -> list[Op]:
+    controls = [op for op in ops if op.kind in CONTROLS]
+    others = _drop_others([op for op in ops if op.kind not in CONTROLS], controls, init)
+    return sorted(others + controls, key=lambda o: o.invoke)
+
+
+def _drop_others(ops: list[Op], controls: list[Op], init: State) -> list[Op]:
+    original = ops + controls
+
+    def fails(candidate: list[Op]) -> bool:
+        whole = sorted(candidate + controls, key=lambda o: o.invoke)
+        return (
+            _self_contained(whole, init)
+            and _refusals_explained(whole, original, init)
+            and not check(whole, init).ok
+        )
+
     current = ops
     chunk = max(1, len(current) // 2)
     while True:
         i, dropped = 0, False
         while i < len(current):
             candidate = current[:i] + current[i + chunk :]
-            if candidate and _self_contained(candidate, init) and not check(candidate, init).ok:
+            if candidate and fails(candidate):
                 current, dropped = candidate, True
             else:
                 i += chunk
@@ -244,6 +295,33 @@ def _drop_calls(ops: list[Op], init: State) -> list[Op]:
             if chunk == 1:
                 return current
             chunk //= 2
+
+
+def _identity(op: Op) -> tuple:
+    return (op.client, op.kind, op.invoke, op.ret)
+
+
+def _refusals_explained(ops: list[Op], original: list[Op], init: State) -> bool:
+    """A known key refused in `ops` keeps a regeneration of its slot that could have replaced it,
+    when the whole history had one: else dropping that write would make the refusal a failure of
+    its own, and the part printed would not be the one that failed."""
+    made = {key: (slot, float("-inf")) for slot, key in enumerate(init[: len(SLOTS)])}
+    for op in original:
+        if op.kind == "regenerate" and op.result[op.arg] is not None:
+            made[op.result[op.arg]] = (op.arg, op.invoke)
+    kept = {_identity(op) for op in ops}
+    for op in ops:
+        if op.kind != "verify" or op.result is not None or op.arg not in made:
+            continue
+        slot, since = made[op.arg]
+        could = [
+            _identity(r)
+            for r in original
+            if r.kind == "regenerate" and r.arg == slot and since < r.invoke < op.ret
+        ]
+        if could and not kept.intersection(could):
+            return False
+    return True
 
 
 def _self_contained(ops: list[Op], init: State) -> bool:
@@ -349,18 +427,37 @@ class Recorder:
 
     def _call(self, client_id: int, c, rng: random.Random) -> Op:
         roll = rng.random()
-        if roll < 0.25:
+        if roll < 0.2:
             slot = rng.randrange(2)
+            grace = rng.random() < 0.5
+            headers = {"x-rekey-grace-seconds": GRACE_SECONDS} if grace else None
             t0 = time.monotonic()
             status, body = c.request(
                 "POST",
                 f"{self.path}/regenerateKey?api-version={CS_VERSION}",
                 {"keyName": SLOTS[slot].capitalize()},
+                headers=headers,
             )
             t1 = time.monotonic()
             if status != 200:
                 raise AssertionError(f"regenerateKey: {status} {body}")
-            return Op(client_id, "regenerate", slot, self._keys(body, "regenerateKey"), t0, t1)
+            keys = self._keys(body, "regenerateKey")
+            return Op(client_id, "regenerate", slot, keys, t0, t1, grace=grace)
+        if roll < 0.25:
+            slot = rng.randrange(2)
+            kind, action = rng.choice(
+                [("endgrace", "endKeyGrace"), ("disable", "disableKey"), ("enable", "enableKey")]
+            )
+            t0 = time.monotonic()
+            status, body = c.request(
+                "POST",
+                f"{self.path}/{action}?api-version={CS_VERSION}",
+                {"keyName": SLOTS[slot].capitalize()},
+            )
+            t1 = time.monotonic()
+            if status != 204:
+                raise AssertionError(f"{action}: {status} {body}")
+            return Op(client_id, kind, slot, None, t0, t1)
         if roll < 0.45:
             t0 = time.monotonic()
             status, body = c.request("POST", f"{self.path}/listKeys?api-version={CS_VERSION}")

@@ -120,6 +120,40 @@ class CheckerTests(unittest.TestCase):
         self.assertTrue(verdict.ok)
         self.assertLess(verdict.explored, 20_000)
 
+    def test_an_old_key_in_its_overlap_opens_its_slot_until_the_overlap_ends(self):
+        overlap = Op(0, "regenerate", 0, (B, Y), 0, 1, grace=True)
+        ops = [
+            overlap,
+            verify(1, A, 0, 2, 3),
+            verify(1, B, 0, 4, 5),
+            Op(0, "endgrace", 0, None, 6, 7),
+            verify(1, A, None, 8, 9),
+        ]
+        self.assertTrue(check(ops, INIT).ok)
+        # Accepted after the overlap was ended: caught.
+        self.assertFalse(check(ops + [verify(1, A, 0, 10, 11)], INIT).ok)
+        # Without an overlap asked, the old key is refused at once.
+        self.assertFalse(check([regen(0, 0, (B, Y), 0, 1), verify(1, A, 0, 2, 3)], INIT).ok)
+
+    def test_a_second_regeneration_ends_the_slots_overlap(self):
+        ops = [
+            Op(0, "regenerate", 0, (B, Y), 0, 1, grace=True),
+            regen(0, 0, (C, Y), 2, 3),
+            verify(1, A, 0, 4, 5),
+        ]
+        self.assertFalse(check(ops, INIT).ok)
+
+    def test_a_disabled_slot_refuses_its_key_until_enabled(self):
+        ops = [
+            Op(0, "disable", 1, None, 0, 1),
+            verify(1, Y, None, 2, 3),
+            verify(1, A, 0, 2, 3),
+            Op(0, "enable", 1, None, 4, 5),
+            verify(1, Y, 1, 6, 7),
+        ]
+        self.assertTrue(check(ops, INIT).ok)
+        self.assertFalse(check(ops[:1] + [verify(1, Y, 1, 2, 3)], INIT).ok)
+
 
 
 INF = crash.INF

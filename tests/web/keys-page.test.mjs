@@ -132,6 +132,42 @@ async function shot(page, name) {
 
 const noErrors = (errors) => assert.deepEqual(errors, [], 'the page logged no errors');
 
+/**
+ * axe-core's serious and critical findings on the page as it is now (its context must bypass the
+ * CSP, to inject axe's script): how many rules ran, and each finding as `rule: targets`.
+ */
+async function axeFindings(page) {
+  await page.addScriptTag({ content: AXE_SOURCE });
+  return page.evaluate(async () => {
+    const report = await window.axe.run(document, { resultTypes: ['violations'] });
+    return { checked: report.passes.length, found: report.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`) };
+  });
+}
+
+/** `times` data-plane calls to `endpoint` with `key` in `header`: the last status. */
+async function present(endpoint, header, key, times = 1) {
+  let status = 0;
+  for (let i = 0; i < times; i += 1) {
+    status = (await fetch(endpoint, { headers: { [header]: key } })).status;
+  }
+  return status;
+}
+
+const CS_KEY = 'Ocp-Apim-Subscription-Key';
+const QUANTUM_KEY = 'x-ms-quantum-api-key';
+
+async function endpointOf(id, version, field) {
+  return (await api('GET', `${id}?api-version=${version}`)).body.properties[field];
+}
+
+/** A sparkline's points as [x, y] pairs. */
+async function sparkPoints(spark) {
+  return (await spark.locator('polyline').getAttribute('points')).split(' ')
+    .map((p) => p.split(',').map(Number));
+}
+
 describe('the Keys & Endpoint page', () => {
   test('is served with a strict CSP, no framing, nosniff and no referrer', async () => {
     const { context, page, errors } = await openPage();
@@ -812,6 +848,170 @@ describe('the Keys & Endpoint page', () => {
     await context.close();
   });
 
+  // Rotation: each key's use, retired keys still presented, a guarded Regenerate, disabled keys.
+  test('each key shows a 24-hour sparkline of its requests, with its last use and client', async () => {
+    const endpoint = await endpointOf(fixture.other, fixture.versions.CS, 'endpoint');
+    const keys = await listKeys(fixture.other, fixture.versions.CS);
+    assert.equal(await present(endpoint, CS_KEY, keys.key2, 7), 200);
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'fabrikam-vision');
+    const spark = page.locator('.key[data-slot="key2"] svg.spark');
+    await spark.waitFor();
+    assert.equal(await spark.getAttribute('role'), 'img');
+    assert.equal(await spark.getAttribute('aria-label'),
+      'Key2: 7 requests in the last 24 hours, at most 7 in 15 minutes, the last just now.');
+    let points = await sparkPoints(spark);
+    assert.equal(points.length, 96, 'one point per 15 minutes of 24 hours');
+    const baseline = Math.max(...points.map(([, y]) => y));
+    let raised = points.filter(([, y]) => y < baseline);
+    assert.equal(raised.length, 1, 'one span of 15 minutes had requests');
+    assert.ok(raised[0][0] > 180, 'at the right-hand end: now');
+    assert.match(await page.locator('.key[data-slot="key2"] .usage').innerText(), /7 requests in 24 h/);
+    assert.match(await page.locator('.key[data-slot="key2"] .meta').innerText(),
+      /Last used (just now|1 min ago)\s+Last client 127\.0\.0\.1/);
+    const unused = page.locator('.key[data-slot="key1"] svg.spark');
+    assert.equal(await unused.getAttribute('aria-label'), 'Key1: no requests in the last 24 hours.');
+    assert.ok((await sparkPoints(unused)).every(([, y]) => y === baseline), 'a flat line');
+    await shot(page, '19-usage-sparkline');
+
+    // More requests show after a refresh.
+    assert.equal(await present(endpoint, CS_KEY, keys.key2, 5), 200);
+    await page.reload();
+    await spark.waitFor();
+    assert.match(await spark.getAttribute('aria-label'), /^Key2: 12 requests in the last 24 hours/);
+    points = await sparkPoints(spark);
+    raised = points.filter(([, y]) => y < baseline);
+    assert.equal(raised.length, 1);
+    noErrors(errors);
+    await context.close();
+  });
+
+  test('a retired key still presented shows a warning band with the count and the client address', async () => {
+    const endpoint = await endpointOf(fixture.workspace, fixture.versions.QW, 'endpointUri');
+    const before = await listKeys(fixture.workspace, fixture.versions.QW);
+    const regenerated = await api('POST', `${fixture.workspace}/regenerateKey?api-version=${fixture.versions.QW}`,
+      { keys: ['Secondary'] });
+    assert.equal(regenerated.status, 204);
+    assert.equal(await present(endpoint, QUANTUM_KEY, before.secondaryKey.key, 3), 401);
+    const { context, page, errors } = await openPage();
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'qws-web');
+    const band = page.locator('.key[data-slot="secondary"] .band');
+    await band.waitFor();
+    assert.equal(await band.getAttribute('role'), 'note');
+    assert.match(await band.innerText(),
+      /^Retired Secondary key was presented 3 times in the last 24 hours by 127\.0\.0\.1 \(last just now\)\. Those clients are refused/);
+    assert.equal(await page.locator('.key[data-slot="primary"] .band').count(), 0,
+      'no band where no retired key was presented');
+    // More presentations, and the page reloaded: the band counts them.
+    assert.equal(await present(endpoint, QUANTUM_KEY, before.secondaryKey.key, 2), 401);
+    await page.reload();
+    await band.waitFor();
+    assert.match(await band.innerText(), /presented 5 times in the last 24 hours by 127\.0\.0\.1/);
+    await shot(page, '20-retired-key-presented');
+    noErrors(errors);
+    await context.close();
+  });
+
+  test('Regenerate asks twice for a key used in the last 15 minutes and once for an unused one', async () => {
+    const endpoint = await endpointOf(fixture.other, fixture.versions.CS, 'endpoint');
+    const before = await listKeys(fixture.other, fixture.versions.CS);
+    assert.equal(await present(endpoint, CS_KEY, before.key2), 200);
+    const { context, page, errors } = await openPage();
+    const tokens = [];
+    page.on('request', (r) => { if (r.url().includes('/regenerateKey')) tokens.push(r.headers()['idempotency-key']); });
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'fabrikam-vision');
+    const dialog = page.getByRole('dialog');
+
+    // A key in use: the first step shows its use, the second asks again; Cancel there changes nothing.
+    await page.getByRole('button', { name: 'Regenerate Key2' }).click();
+    await dialog.waitFor();
+    let text = await dialog.innerText();
+    assert.match(text, /Step 1 of 2/);
+    assert.match(text, /Key2 was last used (just now|1 min ago) from 127\.0\.0\.1\. \d+ requests in the last 24 hours\./);
+    await dialog.getByRole('button', { name: 'Regenerate Key2' }).click();
+    await dialog.getByText('Step 2 of 2').waitFor();
+    text = await dialog.innerText();
+    assert.match(text, /Key2 is in use\. Regenerate it anyway\?/);
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Cancel',
+      'the second step starts on its safe choice too');
+    await shot(page, '21-regenerate-in-use');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    assert.equal((await listKeys(fixture.other, fixture.versions.CS)).key2, before.key2);
+    assert.deepEqual(tokens, [], 'nothing was sent');
+
+    await page.getByRole('button', { name: 'Regenerate Key2' }).click();
+    await dialog.getByRole('button', { name: 'Regenerate Key2' }).click();
+    assert.equal((await listKeys(fixture.other, fixture.versions.CS)).key2, before.key2,
+      'the first step alone regenerates nothing');
+    await dialog.getByRole('button', { name: 'Yes, regenerate Key2 now' }).click();
+    await page.getByText('Key2 regenerated. The new key is shown.').waitFor();
+    const after = await listKeys(fixture.other, fixture.versions.CS);
+    assert.notEqual(after.key2, before.key2);
+
+    // An unused key: one step.
+    await page.getByRole('button', { name: 'Regenerate Key1' }).click();
+    await dialog.waitFor();
+    text = await dialog.innerText();
+    assert.doesNotMatch(text, /Step/);
+    assert.match(text, /Key1 has not been used since it was made\./);
+    await dialog.getByRole('button', { name: 'Regenerate Key1' }).click();
+    await page.getByText('Key1 regenerated. The new key is shown.').waitFor();
+    assert.notEqual((await listKeys(fixture.other, fixture.versions.CS)).key1, after.key1);
+    assert.equal(tokens.length, 2, 'one request per confirmed regeneration');
+    for (const t of tokens) assert.match(t, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.notEqual(tokens[0], tokens[1], 'a fresh Idempotency-Key per confirmation');
+    noErrors(errors);
+    await context.close();
+  });
+
+  test('a key disabled from the page, after confirmation, is refused until enabled again', async () => {
+    const endpoint = await endpointOf(fixture.other, fixture.versions.CS, 'endpoint');
+    const keys = await listKeys(fixture.other, fixture.versions.CS);
+    const { context, page, errors } = await openPage(WIDE, { bypassCSP: true });
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'fabrikam-vision');
+    const toggle = page.getByRole('switch', { name: 'Key1 enabled' });
+    const card = page.locator('.key[data-slot="key1"]');
+    const dialog = page.getByRole('dialog');
+    assert.equal(await toggle.getAttribute('aria-checked'), 'true');
+
+    await toggle.click();
+    await dialog.getByText('Disable Key1?').waitFor();
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden' });
+    assert.equal((await listKeys(fixture.other, fixture.versions.CS))['x-rekey-disabled'], undefined,
+      'Cancel disables nothing');
+
+    await toggle.click();
+    await dialog.getByRole('button', { name: 'Disable Key1' }).click();
+    await card.locator('.badge', { hasText: 'Disabled' }).waitFor();
+    assert.equal(await toggle.getAttribute('aria-checked'), 'false');
+    assert.match(await card.innerText(), /Key1 is disabled: the data plane refuses it \(401\)/);
+    const listed = await listKeys(fixture.other, fixture.versions.CS);
+    assert.equal(listed['x-rekey-disabled'].key1, true);
+    assert.equal(listed.key1, keys.key1, 'disabling does not rotate');
+    assert.equal(await present(endpoint, CS_KEY, keys.key1), 401);
+    assert.equal(await present(endpoint, CS_KEY, keys.key2), 200, 'Key2 is untouched');
+    const { checked, found } = await axeFindings(page);
+    assert.ok(checked > 10);
+    assert.deepEqual(found, [], 'no serious or critical axe violation with a disabled key');
+    await shot(page, '22-key-disabled');
+
+    await toggle.click();
+    await dialog.getByRole('button', { name: 'Enable Key1' }).click();
+    await page.getByText('Key1 enabled: the data plane accepts it again.').waitFor();
+    assert.equal(await card.locator('.badge', { hasText: 'Disabled' }).count(), 0);
+    assert.equal(await toggle.getAttribute('aria-checked'), 'true');
+    assert.equal(await present(endpoint, CS_KEY, keys.key1), 200);
+    assert.equal((await listKeys(fixture.other, fixture.versions.CS))['x-rekey-disabled'], undefined);
+    noErrors(errors);
+    await context.close();
+  });
+
   // Every view, at a desktop's and a phone's width: axe-core finds nothing serious, and each is
   // saved as a screenshot. Only this context bypasses the CSP, to inject axe's script.
   test('axe finds no serious or critical violation in any view, at 1280 and 375 px', async () => {
@@ -819,13 +1019,7 @@ describe('the Keys & Endpoint page', () => {
     for (const [width, viewport] of [['1280', WIDE], ['375', PHONE]]) {
       const { context, page, errors } = await openPage(viewport, { bypassCSP: true });
       const check = async (name) => {
-        await page.addScriptTag({ content: AXE_SOURCE });
-        const { checked, found } = await page.evaluate(async () => {
-          const report = await window.axe.run(document, { resultTypes: ['violations'] });
-          return { checked: report.passes.length, found: report.violations
-            .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-            .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`) };
-        });
+        const { checked, found } = await axeFindings(page);
         assert.ok(checked > 10, `axe ran its rules on ${name}`);
         failures.push(...found.map((r) => `${name} at ${width}: ${r}`));
         await page.screenshot({ path: join(shots, `view-${name}-${width}.png`), fullPage: true });

@@ -490,6 +490,11 @@ impl WireMapping for Mapping {
         }
     }
 
+    /// `keyKind` spells slots as the catalogue does (`primaryReadonly`).
+    fn regenerate_name(&self, slot: &Slot) -> String {
+        slot.name.to_string()
+    }
+
     fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput> {
         one_slot(
             &DATABASE_ACCOUNTS,

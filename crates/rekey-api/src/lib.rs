@@ -10,6 +10,7 @@ pub mod mapping;
 pub mod monitor;
 pub mod oauth;
 pub mod quantum;
+pub mod rotation;
 pub mod service;
 
 pub use arm::{ErrorDetail, ErrorResponse, List};

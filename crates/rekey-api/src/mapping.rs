@@ -126,6 +126,15 @@ pub trait WireMapping: Send + Sync {
     /// The slots a `regenerateKey` body names: at least one, no duplicates.
     fn parse_regenerate(&self, body: &Value) -> Result<Vec<&'static Slot>, InvalidInput>;
 
+    /// A slot as this type's `regenerateKey` body spells it (`key1` is `Key1`).
+    fn regenerate_name(&self, slot: &Slot) -> String {
+        let mut name = slot.name.to_string();
+        if let Some(first) = name.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        name
+    }
+
     fn schemas(&self) -> WireSchemas;
 }
 

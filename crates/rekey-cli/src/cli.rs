@@ -30,9 +30,9 @@ pub struct Cli {
 /// Options every command takes, anywhere on the line (as in az).
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Output format.
-    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Json)]
-    pub output: Format,
+    /// Output format [default: json; table for `keys usage`].
+    #[arg(short = 'o', long, global = true, value_enum)]
+    pub output: Option<Format>,
     /// JMESPath query applied to the result before it is printed.
     #[arg(long, global = true, value_name = "JMESPATH")]
     pub query: Option<String>,
@@ -304,6 +304,18 @@ pub struct ListArgs {
     pub resource_group: Option<String>,
 }
 
+/// rekey's rotation extensions to a regeneration (Azure has neither).
+#[derive(Debug, Args)]
+pub struct RotationOptions {
+    /// Refuse, changing nothing, if the key was used within this long: 90s, 15m, 2h, 1d (at most
+    /// 1d). rekeyd answers 409 KeyInUse naming the last use and client.
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::if_unused_for)]
+    pub if_unused_for: Option<u64>,
+    /// Keep the old key working this long beside the new one: 90s, 15m, 2h, 1d (at most 7d).
+    #[arg(long, value_name = "DURATION", value_parser = crate::duration::grace)]
+    pub grace: Option<u64>,
+}
+
 /// PowerShell's -Confirm/-WhatIf, az's --yes.
 #[derive(Debug, Args)]
 pub struct Safety {
@@ -392,11 +404,43 @@ pub enum CognitiveKeysCommand {
     #[command(after_help = "Examples:\n  \
         rekey cognitiveservices account keys regenerate --name myMultiCogService --resource-group cog-services-staging --key-name key1\n  \
         rekey cognitiveservices account keys regenerate -n acct1 -g rg1 --key-name key2 --yes\n  \
-        rekey cognitiveservices account keys regenerate -n acct1 -g rg1 --key-name key1 --what-if")]
+        rekey cognitiveservices account keys regenerate -n acct1 -g rg1 --key-name key1 --what-if\n  \
+        rekey cognitiveservices account keys regenerate -n acct1 -g rg1 --key-name key1 --if-unused-for 15m --grace 1h")]
     Regenerate {
         #[command(flatten)]
         target: ResourceArgs,
         /// The key to regenerate.
+        #[arg(long, value_enum)]
+        key_name: CognitiveKeyName,
+        #[command(flatten)]
+        safety: Safety,
+        #[command(flatten)]
+        rotation: RotationOptions,
+    },
+    /// Show each key's data-plane use over the last 24 hours (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey cognitiveservices account keys usage -n acct1 -g rg1\n  \
+        rekey cognitiveservices account keys usage -n acct1 -g rg1 -o json --query \"[].perMinute\"")]
+    Usage(ResourceArgs),
+    /// Make a key stop working on the data plane without rotating it (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey cognitiveservices account keys disable -n acct1 -g rg1 --key-name key2 --yes")]
+    Disable {
+        #[command(flatten)]
+        target: ResourceArgs,
+        /// The key to disable.
+        #[arg(long, value_enum)]
+        key_name: CognitiveKeyName,
+        #[command(flatten)]
+        safety: Safety,
+    },
+    /// Make a disabled key work again (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey cognitiveservices account keys enable -n acct1 -g rg1 --key-name key2")]
+    Enable {
+        #[command(flatten)]
+        target: ResourceArgs,
+        /// The key to enable.
         #[arg(long, value_enum)]
         key_name: CognitiveKeyName,
         #[command(flatten)]
@@ -518,8 +562,33 @@ pub enum CosmosKeysCommand {
     /// Regenerate one of the four keys (a long-running operation).
     #[command(after_help = "Examples:\n  \
         rekey cosmosdb keys regenerate -n docdb1 -g rg1 --key-kind secondary\n  \
-        rekey cosmosdb keys regenerate -n docdb1 -g rg1 --key-kind primaryReadonly --yes --no-wait")]
+        rekey cosmosdb keys regenerate -n docdb1 -g rg1 --key-kind primaryReadonly --yes --no-wait\n  \
+        rekey cosmosdb keys regenerate -n docdb1 -g rg1 --key-kind secondary --if-unused-for 1h --grace 30m")]
     Regenerate(CosmosRegenerate),
+    /// Show each key's data-plane use over the last 24 hours (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey cosmosdb keys usage -n docdb1 -g rg1\n  \
+        rekey cosmosdb keys usage -n docdb1 -g rg1 -o json")]
+    Usage(ResourceArgs),
+    /// Make a key stop working on the data plane without rotating it (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey cosmosdb keys disable -n docdb1 -g rg1 --key-kind secondary --yes")]
+    Disable(CosmosKeyControl),
+    /// Make a disabled key work again (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey cosmosdb keys enable -n docdb1 -g rg1 --key-kind secondary")]
+    Enable(CosmosKeyControl),
+}
+
+#[derive(Debug, Args)]
+pub struct CosmosKeyControl {
+    #[command(flatten)]
+    pub target: ResourceArgs,
+    /// The key to act on.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub key_kind: CosmosKeyKind,
+    #[command(flatten)]
+    pub safety: Safety,
 }
 
 #[derive(Debug, Args)]
@@ -531,6 +600,8 @@ pub struct CosmosRegenerate {
     pub key_kind: CosmosKeyKind,
     #[command(flatten)]
     pub safety: Safety,
+    #[command(flatten)]
+    pub rotation: RotationOptions,
     /// Return at once instead of waiting for the regeneration to finish.
     #[arg(long)]
     pub no_wait: bool,
@@ -622,7 +693,8 @@ pub enum QuantumKeysCommand {
     #[command(after_help = "Examples:\n  \
         rekey quantum workspace keys regenerate -w ws1 -g rg1 --key-type Primary\n  \
         rekey quantum workspace keys regenerate -w ws1 -g rg1 --key-type Primary,Secondary --yes --pass-thru\n  \
-        rekey quantum workspace keys regenerate -w ws1 -g rg1 --key-type Secondary --what-if")]
+        rekey quantum workspace keys regenerate -w ws1 -g rg1 --key-type Secondary --what-if\n  \
+        rekey quantum workspace keys regenerate -w ws1 -g rg1 --key-type Primary --if-unused-for 15m")]
     Regenerate {
         #[command(flatten)]
         target: WorkspaceArgs,
@@ -631,9 +703,40 @@ pub enum QuantumKeysCommand {
         key_type: Vec<QuantumKeyType>,
         #[command(flatten)]
         safety: Safety,
+        #[command(flatten)]
+        rotation: RotationOptions,
         /// Print true when the keys were regenerated (PowerShell's -PassThru).
         #[arg(long)]
         pass_thru: bool,
+    },
+    /// Show each API key's data-plane use over the last 24 hours (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey quantum workspace keys usage -w ws1 -g rg1\n  \
+        rekey quantum workspace keys usage -w ws1 -g rg1 -o json")]
+    Usage(WorkspaceArgs),
+    /// Make API keys stop working without rotating them (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey quantum workspace keys disable -w ws1 -g rg1 --key-type Secondary --yes")]
+    Disable {
+        #[command(flatten)]
+        target: WorkspaceArgs,
+        /// Keys to disable: Primary, Secondary, or both comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', num_args = 1.., ignore_case = true, required = true)]
+        key_type: Vec<QuantumKeyType>,
+        #[command(flatten)]
+        safety: Safety,
+    },
+    /// Make disabled API keys work again (a rekey extension).
+    #[command(after_help = "Examples:\n  \
+        rekey quantum workspace keys enable -w ws1 -g rg1 --key-type Secondary")]
+    Enable {
+        #[command(flatten)]
+        target: WorkspaceArgs,
+        /// Keys to enable: Primary, Secondary, or both comma-separated.
+        #[arg(long, value_enum, value_delimiter = ',', num_args = 1.., ignore_case = true, required = true)]
+        key_type: Vec<QuantumKeyType>,
+        #[command(flatten)]
+        safety: Safety,
     },
 }
 

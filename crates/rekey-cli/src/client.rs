@@ -1,7 +1,8 @@
 //! Owns the conversation with rekeyd: authenticated ARM requests, the `--debug` trace of requests and
 //! replies (with every key, connection string and token replaced by `REDACTED`), turning error replies
-//! into [`CliError`]s, and waiting for long-running operations (`Azure-AsyncOperation` / `Location`
-//! polling, with a spinner on a terminal).
+//! into [`CliError`]s, waiting for long-running operations (`Azure-AsyncOperation` / `Location`
+//! polling, with a spinner on a terminal), and sending a request that must take effect at most once
+//! (a regeneration) under one `Idempotency-Key` however often it is resent.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -21,6 +22,17 @@ const REDACTED: &str = "REDACTED";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// A `Retry-After` larger than this is cut, so a confused server cannot park the CLI for hours.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// How many times a request sent with [`Client::call_once`] is sent again after a lost answer or a
+/// 503, and the first pause (doubled each time): 3.5 s in all, enough for a restarting or
+/// overloaded rekeyd, short enough not to hang on a dead one.
+const ONCE_RETRIES: u32 = 3;
+const ONCE_FIRST_PAUSE: Duration = Duration::from_millis(500);
+/// The longest a 503's `Retry-After` makes [`Client::call_once`] wait before sending again.
+const ONCE_MAX_PAUSE: Duration = Duration::from_secs(10);
+/// The header that makes rekeyd answer a repeat with its first answer instead of acting twice.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// rekeyd's mark on an answer that is a replay of an earlier one.
+pub const REPLAYED: &str = "x-rekey-replayed";
 
 /// One reply: status, headers, and the JSON body (`None` when empty).
 #[derive(Debug)]
@@ -92,7 +104,7 @@ impl Client {
         body: Option<&Value>,
     ) -> Result<Reply, CliError> {
         let url = format!("{}{path}?api-version={api_version}", self.endpoint);
-        self.exchange(method, &url, body)
+        self.exchange(method, &url, body, &[])
     }
 
     /// Like [`Client::send`], but an error status becomes [`CliError::Service`].
@@ -129,7 +141,61 @@ impl Client {
                 pairs.append_pair(name, value);
             }
         }
-        ok_or_error(self.exchange(method, url.as_str(), body)?)
+        ok_or_error(self.exchange(method, url.as_str(), body, &[])?)
+    }
+
+    /// POSTs a request that must take effect at most once, such as a regeneration, with `headers`
+    /// and an `Idempotency-Key` made for this call. When no answer comes (the connection failed or
+    /// was cut) or rekeyd answers 503, it is sent again with the same key, up to [`ONCE_RETRIES`]
+    /// times with a growing pause; rekeyd answers a repeat it already acted on with its first answer
+    /// (marked [`REPLAYED`]), so a lost answer never makes a second rotation. `retrying` hears why
+    /// before each resend.
+    pub fn call_once(
+        &self,
+        path: &str,
+        api_version: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+        mut retrying: impl FnMut(&str),
+    ) -> Result<Reply, CliError> {
+        let url = format!("{}{path}?api-version={api_version}", self.endpoint);
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut all: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        all.push((IDEMPOTENCY_KEY, &token));
+        let mut pause = ONCE_FIRST_PAUSE;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (why, wait) = match self.exchange(Method::POST, &url, body, &all) {
+                Ok(reply) if reply.status == 503 => {
+                    let asked = reply
+                        .headers
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|secs| Duration::from_secs(secs).min(ONCE_MAX_PAUSE));
+                    if attempt > ONCE_RETRIES {
+                        return ok_or_error(reply);
+                    }
+                    (
+                        "rekeyd answered 503 Service Unavailable".to_string(),
+                        asked.unwrap_or(pause),
+                    )
+                }
+                Ok(reply) => return ok_or_error(reply),
+                Err(CliError::Unreachable { reason, .. }) if attempt <= ONCE_RETRIES => {
+                    (format!("no answer from rekeyd ({reason})"), pause)
+                }
+                Err(e) => return Err(e),
+            };
+            retrying(&format!(
+                "{why}; sending it again in {:.1} s with the same {IDEMPOTENCY_KEY}, so it takes \
+                 effect at most once (retry {attempt} of {ONCE_RETRIES}).",
+                wait.as_secs_f32()
+            ));
+            std::thread::sleep(wait);
+            pause *= 2;
+        }
     }
 
     /// Waits for a long-running operation the reply started, if it started one: 201 or 202 with an
@@ -154,7 +220,7 @@ impl Client {
         };
         let _spinner = spinner.then(Spinner::start);
         loop {
-            let poll = ok_or_error(self.exchange(Method::GET, &url, None)?)?;
+            let poll = ok_or_error(self.exchange(Method::GET, &url, None, &[])?)?;
             if status_resource {
                 let body = poll.body.as_ref().unwrap_or(&Value::Null);
                 match body.get("status").and_then(Value::as_str).unwrap_or("") {
@@ -169,19 +235,28 @@ impl Client {
         }
     }
 
-    fn exchange(&self, method: Method, url: &str, body: Option<&Value>) -> Result<Reply, CliError> {
+    fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, CliError> {
         let mut request = self
             .http
             .request(method.clone(), url)
             .header(AUTHORIZATION, format!("Bearer {}", self.token))
             .header(ACCEPT, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
         if self.debug {
-            self.trace_request(&method, url, body);
+            self.trace_request(&method, url, body, headers);
         }
         let response = send(request).map_err(|e| CliError::Unreachable {
             endpoint: self.endpoint.clone(),
@@ -216,11 +291,20 @@ impl Client {
         })
     }
 
-    fn trace_request(&self, method: &Method, url: &str, body: Option<&Value>) {
+    fn trace_request(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) {
         let mut out = format!(
             "DEBUG: Request URL: '{url}'\nDEBUG: Request method: '{method}'\nDEBUG: Request headers:\n\
              DEBUG:     'Authorization': '{REDACTED}'\nDEBUG:     'Accept': 'application/json'\n"
         );
+        for (name, value) in headers {
+            out.push_str(&format!("DEBUG:     '{name}': '{value}'\n"));
+        }
         if let Some(body) = body {
             out.push_str("DEBUG:     'Content-Type': 'application/json'\n");
             out.push_str(&format!("DEBUG: Request body:\nDEBUG: {}\n", redact(body)));

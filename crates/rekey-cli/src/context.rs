@@ -15,7 +15,7 @@ use crate::cli::Global;
 use crate::client::Client;
 use crate::config::Profile;
 use crate::error::CliError;
-use crate::output::{self, Query};
+use crate::output::{self, Format, Query};
 use crate::target::SUBSCRIPTIONS_API_VERSION;
 
 pub struct Context {
@@ -153,6 +153,10 @@ impl Context {
 
     /// Prints a result through `--query` and `--output`; a null result prints nothing, as in az.
     pub fn print(&self, value: &Value) -> Result<(), CliError> {
+        self.print_as(value, self.global.output.unwrap_or(Format::Json))
+    }
+
+    fn print_as(&self, value: &Value, format: Format) -> Result<(), CliError> {
         let value = match &self.query {
             Some(query) => query.apply(value)?,
             None => value.clone(),
@@ -160,7 +164,23 @@ impl Context {
         if value.is_null() {
             return Ok(());
         }
-        write_out(&output::render(&value, self.global.output))
+        write_out(&output::render(&value, format))
+    }
+
+    /// Prints a result as a table unless `--output` says otherwise: `table` (the columns and rows
+    /// `view` makes of it, as az's table transformers do, or, with `--query`, the query's result as
+    /// any table), else as [`Context::print`] does.
+    pub fn print_table_first(
+        &self,
+        value: &Value,
+        view: impl Fn(&Value) -> (&'static [&'static str], Vec<Vec<String>>),
+    ) -> Result<(), CliError> {
+        let format = self.global.output.unwrap_or(Format::Table);
+        if format != Format::Table || self.query.is_some() {
+            return self.print_as(value, format);
+        }
+        let (columns, cells) = view(value);
+        write_out(&output::render_table(columns, &cells))
     }
 
     /// Prints a warning to stderr unless `--only-show-errors`.

@@ -7,6 +7,7 @@ mod client;
 mod commands;
 mod config;
 mod context;
+mod duration;
 mod error;
 mod output;
 mod target;

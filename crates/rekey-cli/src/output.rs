@@ -181,9 +181,6 @@ fn table(value: &Value) -> String {
             }
         }
     }
-    if columns.is_empty() {
-        return String::new();
-    }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
@@ -198,6 +195,20 @@ fn table(value: &Value) -> String {
                 .collect()
         })
         .collect();
+    layout(&columns, &cells)
+}
+
+/// A table with these columns in this order, laid out as az's `table` output (for a command's own
+/// table view of a result, as az's table transformers give).
+pub fn render_table(columns: &[&str], cells: &[Vec<String>]) -> String {
+    let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    layout(&columns, cells)
+}
+
+fn layout(columns: &[String], cells: &[Vec<String>]) -> String {
+    if columns.is_empty() {
+        return String::new();
+    }
     // tabulate makes each column at least two wider than its header.
     let widths: Vec<usize> = columns
         .iter()
@@ -219,10 +230,10 @@ fn table(value: &Value) -> String {
             .collect();
         padded.join("  ").trim_end().to_string() + "\n"
     };
-    let mut out = line(columns.clone());
+    let mut out = line(columns.to_vec());
     out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect()));
     for row in cells {
-        out.push_str(&line(row));
+        out.push_str(&line(row.clone()));
     }
     out
 }
@@ -293,6 +304,18 @@ mod tests {
         assert_eq!(
             render(&value, Format::Table),
             "Location    Name\n----------  ---------\nwestus      rg1\neastus      group-two\n"
+        );
+    }
+
+    #[test]
+    fn a_commands_own_table_keeps_its_column_order() {
+        let cells = vec![
+            vec!["Key1".to_string(), "3".to_string()],
+            vec!["Key2".to_string(), "0".to_string()],
+        ];
+        assert_eq!(
+            render_table(&["KeyName", "Requests24h"], &cells),
+            "KeyName    Requests24h\n---------  -------------\nKey1       3\nKey2       0\n"
         );
     }
 

@@ -135,6 +135,7 @@ pub fn route_table() -> RouteTable {
     routes::subscriptions::register(&mut table);
     routes::resource_groups::register(&mut table);
     routes::resources::register(&mut table);
+    routes::rotation::register(&mut table);
     routes::role_assignments::register(&mut table);
     routes::tokens::register(&mut table);
     routes::activity_log::register(&mut table);

@@ -92,6 +92,17 @@ pub struct Config {
     #[arg(long, env = "REKEY_USAGE_FLUSH_MS", default_value_t = 1000)]
     pub usage_flush_ms: u64,
 
+    /// For how long after a regeneration a presented old key is recognised (rekey's own
+    /// extension): refused with a 401 that says when the key was regenerated, counted in
+    /// `listKeyUsage`, and never counted towards --auth-failure-limit. Only keyed digests of
+    /// old keys are kept. Usage counts themselves cover one day whatever this says.
+    #[arg(
+        long,
+        env = "REKEY_RETIRED_KEY_WINDOW_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub retired_key_window_seconds: u64,
+
     /// Lifetime of the access tokens the OAuth endpoint issues, in seconds.
     #[arg(long, env = "REKEY_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 3600)]
     pub access_token_ttl_seconds: u64,

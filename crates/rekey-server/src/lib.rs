@@ -144,6 +144,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.max_data_plane_body_bytes,
         trusted_proxies: dataplane::proxies::TrustedProxies::new(config.trusted_proxies.clone()),
         refusal_log: dataplane::refusal_log::RefusalLog::default(),
+        retired_window_micros: (config.retired_key_window_seconds as i64).saturating_mul(1_000_000),
     });
     spawn_background(store.clone(), dataplane.clone(), &config, notices.is_some());
     if let Some(notices) = notices {

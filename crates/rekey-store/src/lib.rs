@@ -13,6 +13,8 @@ mod common;
 #[macro_use]
 mod store_impl;
 pub mod crypto;
+#[macro_use]
+pub mod rotation;
 mod postgres;
 mod sqlite;
 
@@ -28,6 +30,10 @@ use uuid::Uuid;
 pub use audit::{AuditEntry, AuditRecord, ChainCheck};
 pub use crypto::{MasterKey, Sealer};
 pub use postgres::{PgStore, PgStoreOptions};
+pub use rotation::{
+    RegenerateOptions, Remember, Remembered, RetiredKey, Rotation, SlotControls, SlotRotation,
+    SlotUsage, UsageRow,
+};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +69,9 @@ pub enum StoreError {
     /// The principal already holds the role at the scope, under the assignment with this id.
     #[error("the principal already holds the role at the scope as assignment '{0}'")]
     AssignmentExists(Uuid),
+    /// A regeneration's idempotency token is held by an answer already committed.
+    #[error("the idempotency token already has a committed answer")]
+    IdempotencyTaken,
 }
 
 impl StoreError {
@@ -306,7 +315,7 @@ pub enum Written {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Rotation + Send + Sync + 'static {
     /// The bootstrap record, if a node already made it.
     async fn bootstrap(&self) -> Result<Option<BootstrapRecord>>;
 
@@ -426,6 +435,27 @@ pub trait Store: Send + Sync + 'static {
         new_keys: Vec<(&'static Slot, Secret)>,
         operation: Option<&Operation>,
         audit: &AuditRecord,
+    ) -> Result<(Resource, Vec<KeySlotState>)> {
+        self.regenerate_with(
+            id,
+            new_keys,
+            operation,
+            audit,
+            &RegenerateOptions::default(),
+        )
+        .await
+    }
+
+    /// [`Store::regenerate`], keeping each replaced key as retired (by digest) and, as `options`
+    /// ask, working for an overlap and the answer remembered, all in the same transaction. Fails
+    /// with [`StoreError::IdempotencyTaken`] (changing nothing) when the token has an answer.
+    async fn regenerate_with(
+        &self,
+        id: &ResourceId,
+        new_keys: Vec<(&'static Slot, Secret)>,
+        operation: Option<&Operation>,
+        audit: &AuditRecord,
+        options: &RegenerateOptions<'_>,
     ) -> Result<(Resource, Vec<KeySlotState>)>;
 
     /// The keyed digest under which a presented key would be indexed.

@@ -246,6 +246,21 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The rows of [`crate::Rotation::record_usage`]'s JSON parameter.
+    const USAGE_ROWS: &'static str =
+        "jsonb_to_recordset(CAST($1 AS jsonb)) AS u(resource_id TEXT, slot TEXT, minute BIGINT,
+         uses BIGINT, last_at BIGINT, last_client TEXT, retired BIGINT, retired_at BIGINT,
+         retired_client TEXT)";
+}
+
+rotation_impl! {
+    store: PgStore,
+    conn: PgConnection,
+    reads: pool,
+    writes: pool
+}
+
 store_impl! {
     store: PgStore,
     conn: PgConnection,

@@ -218,6 +218,24 @@ fn make_private(db: &Path) -> Result<()> {
     Ok(())
 }
 
+impl SqliteStore {
+    /// The rows of [`crate::Rotation::record_usage`]'s JSON parameter.
+    const USAGE_ROWS: &'static str =
+        "(SELECT value ->> 'resource_id' AS resource_id, value ->> 'slot' AS slot,
+                value ->> 'minute' AS minute, value ->> 'uses' AS uses,
+                value ->> 'last_at' AS last_at, value ->> 'last_client' AS last_client,
+                value ->> 'retired' AS retired, value ->> 'retired_at' AS retired_at,
+                value ->> 'retired_client' AS retired_client
+         FROM json_each($1)) AS u";
+}
+
+rotation_impl! {
+    store: SqliteStore,
+    conn: SqliteConnection,
+    reads: reader,
+    writes: writer
+}
+
 store_impl! {
     store: SqliteStore,
     conn: SqliteConnection,

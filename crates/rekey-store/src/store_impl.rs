@@ -701,12 +701,13 @@ macro_rules! store_impl {
                 Ok(true)
             }
 
-            async fn regenerate(
+            async fn regenerate_with(
                 &self,
                 id: &ResourceId,
                 new_keys: Vec<(&'static Slot, Secret)>,
                 operation: Option<&Operation>,
                 audit: &AuditRecord,
+                options: &$crate::RegenerateOptions<'_>,
             ) -> Result<(Resource, Vec<KeySlotState>)> {
                 let mut tx = self.$writes.begin().await?;
                 // The resource's row lock (where the backend has row locks) serializes
@@ -715,8 +716,12 @@ macro_rules! store_impl {
                 let resource = Self::find_resource(&mut tx, id, true).await?;
                 let internal = resource.internal_id.to_string();
                 let now = now_micros();
+                if let Some(remember) = &options.remember {
+                    Self::claim_token(&mut tx, remember, now).await?;
+                }
                 let mut changes = Vec::with_capacity(new_keys.len());
                 for (slot, secret) in &new_keys {
+                    Self::retire_slot(&mut tx, &resource, slot, now, options.grace).await?;
                     let generation = sqlx::query_scalar::<_, i64>(
                         "SELECT generation FROM key_slots WHERE resource_id = $1 AND slot = $2",
                     )
@@ -742,6 +747,9 @@ macro_rules! store_impl {
                     });
                 }
                 let slots = self.slots(&mut tx, &resource).await?;
+                if let Some(remember) = &options.remember {
+                    self.keep_answer(&mut tx, remember, &resource, &slots).await?;
+                }
                 Self::record_operation(&mut tx, operation).await?;
                 Self::append_log(&mut tx, &changes, audit).await?;
                 tx.commit().await?;

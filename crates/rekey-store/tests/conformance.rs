@@ -14,8 +14,8 @@ use rekey_core::{
 };
 use rekey_store::{
     AuditRecord, BootstrapRecord, ChainCheck, ChangeNotice, KeyUse, MasterKey, Operation, PgStore,
-    PgStoreOptions, Principal, RoleAssignment, Sealer, SigningKey, SqliteStore, Store, StoreError,
-    Written,
+    PgStoreOptions, Principal, RegenerateOptions, Remember, RoleAssignment, Sealer, SigningKey,
+    SlotUsage, SqliteStore, Store, StoreError, Written,
 };
 use rekey_testkit::{postgres_admin_url, postgres_wanted, Backend, TestDatabase};
 use sqlx::Connection;
@@ -130,6 +130,8 @@ conformance!(
     the_audit_chain_detects_an_edited_record,
     the_audit_chain_detects_a_deleted_record,
     only_postgres_has_change_notices_to_listen_for,
+    usage_counts_from_several_nodes_add_up_and_the_latest_client_wins,
+    a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing,
 );
 
 // ---- fixtures ----
@@ -1231,4 +1233,133 @@ async fn only_postgres_has_change_notices_to_listen_for(t: TestStore) {
             assert_eq!(heard, latest);
         }
     }
+}
+
+async fn usage_counts_from_several_nodes_add_up_and_the_latest_client_wins(t: TestStore) {
+    let s = &*t.store;
+    let id = resource_fixture(s).await;
+    let resource = s.resource(&id).await.unwrap();
+    let t0 = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let minute = t0.unix_timestamp() / 60;
+    let node = |uses: u64, at: OffsetDateTime, client: &str, retired: u64| SlotUsage {
+        resource: resource.internal_id,
+        slot: "key1",
+        minute,
+        uses,
+        last_at: Some(at),
+        last_client: Some(client.into()),
+        retired,
+        retired_at: (retired > 0).then_some(at),
+        retired_client: (retired > 0).then(|| client.to_string()),
+    };
+    // Two nodes flush the same minute, the later use first.
+    s.record_usage(&[node(3, t0, "192.0.2.2", 0)])
+        .await
+        .unwrap();
+    s.record_usage(&[node(4, t0 - Duration::seconds(5), "192.0.2.1", 2)])
+        .await
+        .unwrap();
+    let rows = s.usage(resource.internal_id, minute).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!((row.uses, row.retired), (7, 2));
+    assert_eq!(row.last_at, Some(t0));
+    assert_eq!(
+        row.last_client.as_deref(),
+        Some("192.0.2.2"),
+        "the later use's client"
+    );
+    assert_eq!(row.retired_client.as_deref(), Some("192.0.2.1"));
+    // Pruning drops what is older than the cut.
+    s.prune_rotation(minute + 1, t0 - Duration::days(1), t0 - Duration::days(1))
+        .await
+        .unwrap();
+    assert!(s.usage(resource.internal_id, 0).await.unwrap().is_empty());
+}
+
+async fn a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing(t: TestStore) {
+    let s = &*t.store;
+    let id = resource_fixture(s).await;
+    let key1 = ACCOUNTS.slot("key1").unwrap();
+    let (resource, before) = s.keys(&id).await.unwrap();
+    let old = before[0].secret.expose().to_string();
+    let answer = |_: &rekey_core::Resource, keys: &[rekey_core::KeySlotState]| {
+        keys[0].secret.expose().as_bytes().to_vec()
+    };
+    let remember = || Remember {
+        principal: "tester",
+        kind: "idempotency-key",
+        token: "once",
+        fingerprint: [7; 32],
+        expired_before: OffsetDateTime::now_utc() - Duration::hours(24),
+        answer: &answer,
+    };
+    let options = RegenerateOptions {
+        grace: Some(Duration::seconds(60)),
+        remember: Some(remember()),
+    };
+    let (_, after) = s
+        .regenerate_with(
+            &id,
+            vec![(key1, secret("new-1"))],
+            None,
+            &audit("/", "r"),
+            &options,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after[0].secret.expose(), "new-1");
+
+    let controls = s
+        .slot_controls(Some(&[resource.internal_id]))
+        .await
+        .unwrap();
+    assert_eq!(controls.retired.len(), 1);
+    let retired = &controls.retired[0];
+    assert_eq!(
+        retired.digest,
+        s.key_digest(&old),
+        "only the digest is kept"
+    );
+    assert_eq!((retired.slot.as_str(), retired.generation), ("key1", 1));
+    assert!(retired.grace_until.is_some() && retired.secret.is_none());
+
+    let remembered = s
+        .remembered(
+            "tester",
+            "idempotency-key",
+            "once",
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&remembered.answer[..], b"new-1", "sealed and opened again");
+
+    // The same token again: refused, and the key is not rotated a second time.
+    let again = RegenerateOptions {
+        grace: None,
+        remember: Some(remember()),
+    };
+    let refused = s
+        .regenerate_with(
+            &id,
+            vec![(key1, secret("new-2"))],
+            None,
+            &audit("/", "r"),
+            &again,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::IdempotencyTaken)));
+    let (_, now) = s.keys(&id).await.unwrap();
+    assert_eq!(now[0].secret.expose(), "new-1");
+    let controls = s
+        .slot_controls(Some(&[resource.internal_id]))
+        .await
+        .unwrap();
+    assert_eq!(
+        controls.retired.len(),
+        1,
+        "nothing retired by the refused one"
+    );
 }

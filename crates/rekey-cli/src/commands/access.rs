@@ -167,22 +167,8 @@ fn assignment(ctx: &Context, command: RoleAssignmentCommand) -> Result<(), CliEr
 
 /// `6h`, `7d`, `30m`, or a sum like `1d12h` (az's `##d##h`).
 fn parse_offset(raw: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut number = String::new();
-    for c in raw.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let n: i64 = std::mem::take(&mut number).parse().ok()?;
-        total += match c.to_ascii_lowercase() {
-            'd' => Duration::days(n),
-            'h' => Duration::hours(n),
-            'm' => Duration::minutes(n),
-            _ => return None,
-        };
-    }
-    (number.is_empty() && total.is_positive()).then_some(total)
+    let seconds = crate::duration::seconds(raw).ok()?;
+    Some(Duration::seconds(i64::try_from(seconds).ok()?))
 }
 
 pub fn monitor(ctx: &Context, command: MonitorCommand) -> Result<(), CliError> {

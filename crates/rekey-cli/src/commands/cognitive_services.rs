@@ -1,11 +1,13 @@
 //! Owns `rekey cognitiveservices account …`: create/show/list/delete and `keys list|regenerate
-//! --key-name key1|key2`, with the bodies of rekey-api's Cognitive Services wire types.
+//! --key-name key1|key2`, with the bodies of rekey-api's Cognitive Services wire types, and rekey's
+//! `keys usage` and `keys disable|enable --key-name`.
 
 use rekey_api::cognitive_services::{AccountUpdate, RegenerateKeyParameters, Sku};
 use serde_json::Value;
 
 use super::{
-    action, create, delete, for_each, group_location, list, regenerate, resources, show, tags,
+    action, create, delete, for_each, group_location, list, regenerate, resources, show,
+    switch_key, tags, usage,
 };
 use crate::cli::{
     CognitiveAccountCommand, CognitiveKeyName, CognitiveKeysCommand, CognitiveServicesCommand,
@@ -68,18 +70,50 @@ pub fn run(ctx: &Context, command: CognitiveServicesCommand) -> Result<(), CliEr
             target,
             key_name,
             safety,
+            rotation,
         }) => {
-            let (slot, wire) = match key_name {
-                CognitiveKeyName::Key1 => ("key1", "Key1"),
-                CognitiveKeyName::Key2 => ("key2", "Key2"),
-            };
-            let body = serde_json::to_value(RegenerateKeyParameters {
-                key_name: wire.into(),
-            })
-            .expect("a regenerate body serializes");
+            let (slot, body) = key_body(key_name);
             for_each(ctx, &resources(ctx, &TYPE, &target)?, |r| {
-                Ok(regenerate(ctx, &TYPE, r, slot, &body, &safety)?.and_then(|reply| reply.body))
+                Ok(regenerate(ctx, &TYPE, r, slot, &body, &safety, &rotation)?
+                    .and_then(|reply| reply.body))
+            })
+        }
+        CognitiveAccountCommand::Keys(CognitiveKeysCommand::Usage(args)) => {
+            usage(ctx, &TYPE, &resources(ctx, &TYPE, &args)?)
+        }
+        CognitiveAccountCommand::Keys(CognitiveKeysCommand::Disable {
+            target,
+            key_name,
+            safety,
+        }) => {
+            let (slot, body) = key_body(key_name);
+            for_each(ctx, &resources(ctx, &TYPE, &target)?, |r| {
+                switch_key(ctx, &TYPE, r, slot, &body, false, &safety)
+            })
+        }
+        CognitiveAccountCommand::Keys(CognitiveKeysCommand::Enable {
+            target,
+            key_name,
+            safety,
+        }) => {
+            let (slot, body) = key_body(key_name);
+            for_each(ctx, &resources(ctx, &TYPE, &target)?, |r| {
+                switch_key(ctx, &TYPE, r, slot, &body, true, &safety)
             })
         }
     }
+}
+
+/// The slot as az names it, and the `regenerateKey` body naming it (which `disableKey` and
+/// `enableKey` take too).
+fn key_body(key_name: CognitiveKeyName) -> (&'static str, Value) {
+    let (slot, wire) = match key_name {
+        CognitiveKeyName::Key1 => ("key1", "Key1"),
+        CognitiveKeyName::Key2 => ("key2", "Key2"),
+    };
+    let body = serde_json::to_value(RegenerateKeyParameters {
+        key_name: wire.into(),
+    })
+    .expect("a regenerate body serializes");
+    (slot, body)
 }

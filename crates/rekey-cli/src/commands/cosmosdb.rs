@@ -1,6 +1,7 @@
 //! Owns `rekey cosmosdb …` (alias `documentdb`): create/show/list/delete, `keys list --type
 //! keys|read-only-keys|connection-strings` and `keys regenerate --key-kind …`, a long-running
-//! operation. Also az's older `cosmosdb list-keys` and `regenerate-key`, which the seeds' script uses.
+//! operation. Also az's older `cosmosdb list-keys` and `regenerate-key`, which the seeds' script uses,
+//! and rekey's `keys usage` and `keys disable|enable --key-kind`.
 
 use rekey_api::cosmos_db::{
     ConsistencyPolicy, DatabaseAccountCreate, DatabaseAccountCreateProperties,
@@ -9,11 +10,12 @@ use rekey_api::cosmos_db::{
 use serde_json::Value;
 
 use super::{
-    action, create, delete, for_each, group_location, list, regenerate, resources, show, tags,
+    action, create, delete, for_each, group_location, list, regenerate, resources, show,
+    switch_key, tags, usage,
 };
 use crate::cli::{
-    CosmosCommand, CosmosCreate, CosmosKeyKind, CosmosKeyType, CosmosKeysCommand, CosmosRegenerate,
-    ResourceArgs,
+    CosmosCommand, CosmosCreate, CosmosKeyControl, CosmosKeyKind, CosmosKeyType, CosmosKeysCommand,
+    CosmosRegenerate, ResourceArgs,
 };
 use crate::context::{Context, OffTerminal};
 use crate::error::CliError;
@@ -43,6 +45,11 @@ pub fn run(ctx: &Context, command: CosmosCommand) -> Result<(), CliError> {
             list_keys(ctx, &target, key_type)
         }
         CosmosCommand::Keys(CosmosKeysCommand::Regenerate(args)) => regenerate_key(ctx, args),
+        CosmosCommand::Keys(CosmosKeysCommand::Usage(args)) => {
+            usage(ctx, &TYPE, &resources(ctx, &TYPE, &args)?)
+        }
+        CosmosCommand::Keys(CosmosKeysCommand::Disable(args)) => switch(ctx, args, false),
+        CosmosCommand::Keys(CosmosKeysCommand::Enable(args)) => switch(ctx, args, true),
         CosmosCommand::ListKeys(target) => {
             ctx.warn(
                 "This command has been deprecated and will be removed in a future release. \
@@ -75,8 +82,10 @@ fn list_keys(
     })
 }
 
-fn regenerate_key(ctx: &Context, args: CosmosRegenerate) -> Result<(), CliError> {
-    let kind = match args.key_kind {
+/// The key as prompts name it, and the `regenerateKey` body naming it (which `disableKey` and
+/// `enableKey` take too).
+fn key_body(kind: CosmosKeyKind) -> (String, Value) {
+    let kind = match kind {
         CosmosKeyKind::Primary => "primary",
         CosmosKeyKind::Secondary => "secondary",
         CosmosKeyKind::PrimaryReadonly => "primaryReadonly",
@@ -86,9 +95,21 @@ fn regenerate_key(ctx: &Context, args: CosmosRegenerate) -> Result<(), CliError>
         key_kind: kind.into(),
     })
     .expect("a regenerate body serializes");
-    let what = format!("the {kind} key");
+    (format!("the {kind} key"), body)
+}
+
+fn switch(ctx: &Context, args: CosmosKeyControl, enable: bool) -> Result<(), CliError> {
+    let (what, body) = key_body(args.key_kind);
     for_each(ctx, &resources(ctx, &TYPE, &args.target)?, |r| {
-        if let Some(reply) = regenerate(ctx, &TYPE, r, &what, &body, &args.safety)? {
+        switch_key(ctx, &TYPE, r, &what, &body, enable, &args.safety)
+    })
+}
+
+fn regenerate_key(ctx: &Context, args: CosmosRegenerate) -> Result<(), CliError> {
+    let (what, body) = key_body(args.key_kind);
+    for_each(ctx, &resources(ctx, &TYPE, &args.target)?, |r| {
+        if let Some(reply) = regenerate(ctx, &TYPE, r, &what, &body, &args.safety, &args.rotation)?
+        {
             if !args.no_wait {
                 ctx.client()?.wait(&reply, ctx.spinner())?;
             }

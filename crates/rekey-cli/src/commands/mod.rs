@@ -1,7 +1,9 @@
 //! Owns dispatching a parsed command to its module, and the steps resource commands share: resolving
 //! `-n`/`-g` or `--ids` to resources, running a command once per `--ids` entry (one result prints as
-//! itself, several as a list, as az does), tags, the default location, and the regenerate safety
-//! switches (`--what-if`, confirmation).
+//! itself, several as a list, as az does), tags, the default location, the regenerate safety
+//! switches (`--what-if`, confirmation), and rekey's rotation extensions every type shares: the
+//! regeneration's `--if-unused-for` / `--grace` headers and its once-only resend, `keys usage`
+//! (`listKeyUsage`, a table by default) and `keys disable|enable`.
 
 mod access;
 mod account;
@@ -17,8 +19,8 @@ use clap::CommandFactory as _;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::cli::{Cli, Command, ResourceArgs, Safety, Shell};
-use crate::client::Reply;
+use crate::cli::{Cli, Command, ResourceArgs, RotationOptions, Safety, Shell};
+use crate::client::{Reply, REPLAYED};
 use crate::context::{write_out, Context, OffTerminal};
 use crate::error::CliError;
 use crate::target::{group_path, ResourceRef, ResourceType, GROUPS_API_VERSION};
@@ -202,23 +204,55 @@ pub fn action(
     name: &str,
     body: Option<&Value>,
 ) -> Result<Reply, CliError> {
-    let mut reply = ctx.client()?.call(
+    let reply = ctx.client()?.call(
         Method::POST,
         &format!("{}/{name}", ty.path(r)),
         ty.api_version,
         body,
     )?;
-    // rekeyd adds extension fields (`x-rekey-lastUsed`, `x-rekey-createdAt`) to key lists; the CLI
-    // prints az's shape, so scripts parsing az's output work unchanged.
+    Ok(without_extensions(reply))
+}
+
+/// rekeyd adds extension fields (`x-rekey-lastUsed`, `x-rekey-createdAt`, `x-rekey-disabled`) to
+/// key lists; the CLI prints az's shape, so scripts parsing az's output work unchanged.
+fn without_extensions(mut reply: Reply) -> Reply {
     if let Some(Value::Object(map)) = reply.body.as_mut() {
         map.retain(|k, _| !k.starts_with("x-rekey-"));
     }
-    Ok(reply)
+    reply
+}
+
+/// The headers that carry a regeneration's rotation options.
+fn rotation_headers(rotation: &RotationOptions) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::new();
+    if let Some(seconds) = rotation.if_unused_for {
+        headers.push(("x-rekey-if-unused-for", seconds.to_string()));
+    }
+    if let Some(seconds) = rotation.grace {
+        headers.push(("x-rekey-grace-seconds", seconds.to_string()));
+    }
+    headers
+}
+
+/// `--what-if`: checks that the resource exists, prints the operation, and changes nothing.
+fn what_if(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    operation: &str,
+) -> Result<(), CliError> {
+    // A GET changes nothing and lets a missing resource fail as it would for real.
+    show(ctx, ty, r)?;
+    write_out(&format!(
+        "What if: Performing the operation \"{operation}\" on target \"{}\".\n",
+        ty.path(r)
+    ))
 }
 
 /// The safety switches of a regeneration. With `--what-if`, checks that the resource exists, prints
 /// the operation and returns `None`; otherwise asks on a terminal (unless `--yes`), then POSTs
-/// `regenerateKey` with `body` and returns the reply.
+/// `regenerateKey` with `body` and the rotation options, resending it under one `Idempotency-Key`
+/// if its answer is lost, and returns the reply.
 pub fn regenerate(
     ctx: &Context,
     ty: &ResourceType,
@@ -226,24 +260,189 @@ pub fn regenerate(
     what: &str,
     body: &Value,
     safety: &Safety,
+    rotation: &RotationOptions,
 ) -> Result<Option<Reply>, CliError> {
     if safety.what_if {
-        // A GET changes nothing and lets a missing resource fail as it would for real.
-        show(ctx, ty, r)?;
-        write_out(&format!(
-            "What if: Performing the operation \"Regenerate {what}\" on target \"{}\".\n",
-            ty.path(r)
-        ))?;
+        what_if(ctx, ty, r, &format!("Regenerate {what}"))?;
         return Ok(None);
     }
+    let old_key = match rotation.grace {
+        Some(seconds) => format!("keep working for {seconds} seconds beside the new one"),
+        None => "stop working at once".to_string(),
+    };
     ctx.confirm(
         &format!(
             "Regenerate {what} of {} '{}' in resource group '{}'? Applications using the current \
-             {what} stop working at once.",
+             {what} {old_key}.",
             ty.noun, r.name, r.group
         ),
         safety.yes,
         OffTerminal::Proceed,
     )?;
-    action(ctx, ty, r, "regenerateKey", Some(body)).map(Some)
+    let reply = ctx
+        .client()?
+        .call_once(
+            &format!("{}/regenerateKey", ty.path(r)),
+            ty.api_version,
+            Some(body),
+            &rotation_headers(rotation),
+            |why| ctx.warn(&format!("Regenerate {what}: {why}")),
+        )
+        .map_err(|e| match e {
+            CliError::Service {
+                status,
+                code,
+                message,
+            } if code == "KeyInUse" => CliError::Service {
+                status,
+                code,
+                message: format!("{message} Leave out --if-unused-for to regenerate it anyway."),
+            },
+            other => other,
+        })?;
+    if reply.headers.get(REPLAYED).is_some_and(|v| v == "true") {
+        ctx.warn(&format!(
+            "rekeyd had already regenerated {what} for this command; it answered as it did then, and \
+             nothing was regenerated twice."
+        ));
+    }
+    Ok(Some(without_extensions(reply)))
+}
+
+/// `keys disable` and `keys enable`: with `--what-if` prints the operation; disabling asks first
+/// on a terminal (unless `--yes`), as regenerating does. Prints nothing on success (204).
+pub fn switch_key(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    what: &str,
+    body: &Value,
+    enable: bool,
+    safety: &Safety,
+) -> Result<Option<Value>, CliError> {
+    let (verb, action_name) = if enable {
+        ("Enable", "enableKey")
+    } else {
+        ("Disable", "disableKey")
+    };
+    if safety.what_if {
+        what_if(ctx, ty, r, &format!("{verb} {what}"))?;
+        return Ok(None);
+    }
+    if !enable {
+        ctx.confirm(
+            &format!(
+                "Disable {what} of {} '{}' in resource group '{}'? Applications using it are \
+                 refused until it is enabled again.",
+                ty.noun, r.name, r.group
+            ),
+            safety.yes,
+            OffTerminal::Proceed,
+        )?;
+    }
+    action(ctx, ty, r, action_name, Some(body))?;
+    Ok(None)
+}
+
+/// The columns of `keys usage` as a table.
+const USAGE_COLUMNS: &[&str] = &[
+    "KeyName",
+    "LastUsed",
+    "LastClient",
+    "Requests24h",
+    "RetiredPresented24h",
+    "RetiredLastPresented",
+    "RetiredLastClient",
+];
+
+/// `keys usage`: each slot's use over 24 hours (`listKeyUsage`), one row per slot in a table by
+/// default; `-o json` prints rekeyd's entries whole (with `perMinute`).
+pub fn usage(ctx: &Context, ty: &ResourceType, targets: &[ResourceRef]) -> Result<(), CliError> {
+    let mut results = Vec::new();
+    for r in targets {
+        let reply = ctx.client()?.call(
+            Method::POST,
+            &format!("{}/listKeyUsage", ty.path(r)),
+            ty.api_version,
+            None,
+        )?;
+        results.push(list_value(reply));
+    }
+    let value = match results.len() {
+        1 => results.remove(0),
+        _ => Value::Array(results),
+    };
+    ctx.print_table_first(&value, |value| (USAGE_COLUMNS, usage_rows(value)))
+}
+
+/// The table's rows: one per slot, of one resource's entries or of several resources' lists.
+fn usage_rows(value: &Value) -> Vec<Vec<String>> {
+    let mut entries = Vec::new();
+    for item in value.as_array().into_iter().flatten() {
+        match item {
+            Value::Array(inner) => entries.extend(inner),
+            entry => entries.push(entry),
+        }
+    }
+    let text = |v: &Value, none: &str| match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => none.to_string(),
+    };
+    entries
+        .into_iter()
+        .map(|e| {
+            let retired = &e["retired"];
+            vec![
+                text(&e["keyName"], "-"),
+                text(&e["lastUsed"], "never"),
+                text(&e["lastClientAddress"], "-"),
+                text(&e["requests24h"], "0"),
+                text(&retired["presentations24h"], "0"),
+                text(&retired["lastPresented"], "never"),
+                text(&retired["lastClientAddress"], "-"),
+            ]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_rows_show_none_as_never_or_a_dash_and_flatten_several_resources() {
+        let used = json!({
+            "keyName": "Key1", "lastUsed": "2026-01-01T00:00:00Z", "lastClientAddress": "10.0.0.7",
+            "requests24h": 3, "perMinute": [],
+            "retired": {"regeneratedAt": null, "presentations24h": 2,
+                "lastPresented": "2026-01-01T00:01:00Z", "lastClientAddress": "10.0.0.8"}
+        });
+        let unused = json!({
+            "keyName": "Key2", "lastUsed": null, "lastClientAddress": null, "requests24h": 0,
+            "perMinute": [],
+            "retired": {"regeneratedAt": null, "presentations24h": 0, "lastPresented": null,
+                "lastClientAddress": null}
+        });
+        let one = usage_rows(&json!([used.clone(), unused.clone()]));
+        assert_eq!(
+            one,
+            [
+                [
+                    "Key1",
+                    "2026-01-01T00:00:00Z",
+                    "10.0.0.7",
+                    "3",
+                    "2",
+                    "2026-01-01T00:01:00Z",
+                    "10.0.0.8"
+                ],
+                ["Key2", "never", "-", "0", "0", "never", "-"]
+            ]
+        );
+        let several = usage_rows(&json!([[used], [unused]]));
+        assert_eq!(several, one);
+        assert_eq!(one[0].len(), USAGE_COLUMNS.len());
+    }
 }

@@ -1,11 +1,15 @@
 //! Owns `rekey quantum workspace …`: create/show/list/delete, `keys list`, and `keys regenerate
 //! --key-type Primary,Secondary` with PowerShell's `--pass-thru` (prints `true` on success, as
-//! `New-AzQuantumApiWorkspaceKey -PassThru` does).
+//! `New-AzQuantumApiWorkspaceKey -PassThru` does), and rekey's `keys usage` and `keys disable|enable
+//! --key-type`.
 
 use rekey_api::quantum::{ApiKeys, ProviderSku, WorkspaceCreate, WorkspaceProperties};
 use serde_json::Value;
 
-use super::{action, create, delete, for_each, group_location, list, regenerate, resources, show};
+use super::{
+    action, create, delete, for_each, group_location, list, regenerate, resources, show,
+    switch_key, usage,
+};
 use crate::cli::{QuantumCommand, QuantumKeyType, QuantumKeysCommand, QuantumWorkspaceCommand};
 use crate::context::Context;
 use crate::error::CliError;
@@ -68,32 +72,63 @@ pub fn run(ctx: &Context, command: QuantumCommand) -> Result<(), CliError> {
             target,
             key_type,
             safety,
+            rotation,
             pass_thru,
         }) => {
-            let mut keys: Vec<&str> = Vec::new();
-            for k in &key_type {
-                let name = match k {
-                    QuantumKeyType::Primary => "Primary",
-                    QuantumKeyType::Secondary => "Secondary",
-                };
-                if !keys.contains(&name) {
-                    keys.push(name);
-                }
-            }
-            let what = match keys.as_slice() {
-                [one] => format!("the {} key", one.to_ascii_lowercase()),
-                _ => "the primary and secondary keys".to_string(),
-            };
-            let body = serde_json::to_value(ApiKeys {
-                keys: keys.iter().map(|k| k.to_string()).collect(),
-            })
-            .expect("a regenerate body serializes");
+            let (what, body) = keys_body(&key_type);
             for_each(ctx, &resources(ctx, &TYPE, &target.into())?, |r| {
-                let done = regenerate(ctx, &TYPE, r, &what, &body, &safety)?;
+                let done = regenerate(ctx, &TYPE, r, &what, &body, &safety, &rotation)?;
                 Ok((done.is_some() && pass_thru).then_some(Value::Bool(true)))
             })
         }
+        QuantumWorkspaceCommand::Keys(QuantumKeysCommand::Usage(args)) => {
+            usage(ctx, &TYPE, &resources(ctx, &TYPE, &args.into())?)
+        }
+        QuantumWorkspaceCommand::Keys(QuantumKeysCommand::Disable {
+            target,
+            key_type,
+            safety,
+        }) => {
+            let (what, body) = keys_body(&key_type);
+            for_each(ctx, &resources(ctx, &TYPE, &target.into())?, |r| {
+                switch_key(ctx, &TYPE, r, &what, &body, false, &safety)
+            })
+        }
+        QuantumWorkspaceCommand::Keys(QuantumKeysCommand::Enable {
+            target,
+            key_type,
+            safety,
+        }) => {
+            let (what, body) = keys_body(&key_type);
+            for_each(ctx, &resources(ctx, &TYPE, &target.into())?, |r| {
+                switch_key(ctx, &TYPE, r, &what, &body, true, &safety)
+            })
+        }
     }
+}
+
+/// The keys as prompts name them, and the `regenerateKey` body naming each once (which
+/// `disableKey` and `enableKey` take too).
+fn keys_body(key_type: &[QuantumKeyType]) -> (String, Value) {
+    let mut keys: Vec<&str> = Vec::new();
+    for k in key_type {
+        let name = match k {
+            QuantumKeyType::Primary => "Primary",
+            QuantumKeyType::Secondary => "Secondary",
+        };
+        if !keys.contains(&name) {
+            keys.push(name);
+        }
+    }
+    let what = match keys.as_slice() {
+        [one] => format!("the {} key", one.to_ascii_lowercase()),
+        _ => "the primary and secondary keys".to_string(),
+    };
+    let body = serde_json::to_value(ApiKeys {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+    })
+    .expect("a regenerate body serializes");
+    (what, body)
 }
 
 /// `-r Microsoft/Basic,Quantinuum/Standard` as `[{"providerId","providerSku"}]`.

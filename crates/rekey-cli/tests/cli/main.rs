@@ -12,4 +12,5 @@ mod long_running;
 mod output;
 mod prompt;
 mod quantum;
+mod rotation;
 mod seeds;

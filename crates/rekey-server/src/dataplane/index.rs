@@ -3,7 +3,10 @@
 //! keys), and every live key's keyed digest mapped to its resource and slot, so a presented key is
 //! found in O(1) without touching the store. A data-plane call names its resource in its path, so
 //! its key's digest is compared with that resource's slots; `POST /verify` finds a key by digest
-//! alone. Resources are spread over locks by id, so concurrent checks do not contend.
+//! alone. Resources are spread over locks by id, so concurrent checks do not contend. rekey's own
+//! rotation controls ride on the same entries and the same feed (`rotation`): a per-slot disabled
+//! flag and usage counters, and the keyed digests of keys regenerations replaced (also in the
+//! digest map), so they follow every node's index exactly as current keys do.
 //!
 //! The index follows the store's change feed: writers call [`KeyIndex::catch_up`] before they
 //! answer, so a regenerated key is gone from the index before the regeneration is acknowledged; a
@@ -36,6 +39,8 @@ use rekey_store::{IndexedResource, KeyUse, Store, StoreError};
 use ring::hmac;
 use uuid::Uuid;
 
+use super::rotation;
+
 /// One slot of an indexed resource.
 pub struct EntrySlot {
     pub slot: &'static Slot,
@@ -51,6 +56,10 @@ pub struct EntrySlot {
     /// The start of the data plane's self-answer for this slot, up to `"method":` (JSON). It is
     /// the same for every call, so it is rendered once here rather than on each request.
     pub self_answer: Box<[u8]>,
+    /// The slot is disabled (rekey's own control): its key is refused without being rotated.
+    pub disabled: bool,
+    /// Uses on this node per minute, with the last client (`rotation`).
+    pub usage: super::rotation::UsageCell,
 }
 
 /// `{"authenticated":true,"resourceId":…,"keyName":…,"access":…,"method":` for one slot.
@@ -80,6 +89,8 @@ pub struct Entry {
     pub key_auth_enabled: bool,
     pub upstream: Option<String>,
     pub slots: Vec<EntrySlot>,
+    /// Keys regenerations replaced, by keyed digest (`rotation`); empty for most resources.
+    pub retired: Box<[super::rotation::RetiredEntry]>,
 }
 
 impl Entry {
@@ -151,6 +162,9 @@ fn insert(by_digest: &mut ByDigest, resources: &mut Resources, entry: Entry) {
     for s in &entry.slots {
         by_digest.insert(s.digest, entry.internal_id);
     }
+    for r in entry.retired.iter() {
+        by_digest.insert(r.digest, entry.internal_id);
+    }
     resources.insert(entry.internal_id, Arc::new(entry));
 }
 
@@ -175,6 +189,8 @@ fn entry_of(indexed: IndexedResource) -> Entry {
             last_used: AtomicI64::new(0),
             flushed: AtomicI64::new(0),
             self_answer: self_answer_start(&resource_id, s.slot),
+            disabled: false,
+            usage: Default::default(),
         })
         .collect();
     Entry {
@@ -186,6 +202,7 @@ fn entry_of(indexed: IndexedResource) -> Entry {
         key_auth_enabled: r.spec.key_auth_enabled(),
         upstream: r.spec.upstream().ok().flatten(),
         slots,
+        retired: Box::default(),
     }
 }
 
@@ -289,8 +306,11 @@ impl KeyIndex {
         let latest = store.latest_change().await?;
         let mut by_digest = ByDigest::default();
         let mut resources: Vec<Resources> = (0..SHARDS).map(|_| Resources::default()).collect();
+        let mut controls = rotation::by_resource(store.slot_controls(None).await?);
         for indexed in store.index_entries(None).await? {
-            let entry = entry_of(indexed);
+            let mut entry = entry_of(indexed);
+            let id = entry.internal_id;
+            rotation::apply(&mut entry, controls.remove(&id));
             let shard = &mut resources[shard_index(&entry.internal_id)];
             insert(&mut by_digest, shard, entry);
         }
@@ -393,6 +413,10 @@ impl KeyIndex {
             .into_iter()
             .map(|indexed| (indexed.resource.internal_id, entry_of(indexed)))
             .collect();
+        let mut controls = rotation::by_resource(self.store.slot_controls(Some(&changed)).await?);
+        for (id, entry) in fresh.iter_mut() {
+            rotation::apply(entry, controls.remove(id));
+        }
         let mut by_digest = self
             .by_digest
             .write()
@@ -404,7 +428,11 @@ impl KeyIndex {
                 .shard(id)
                 .write()
                 .expect("index lock is never poisoned: no panics under it");
-            if let Some(old) = shard.remove(id) {
+            let old = shard.remove(id);
+            if let (Some(old), Some(new)) = (&old, fresh.get(id)) {
+                rotation::carry_over(old, new);
+            }
+            if let Some(old) = old {
                 let pending = pending_uses(&old);
                 if !pending.is_empty() {
                     self.spilled
@@ -414,6 +442,9 @@ impl KeyIndex {
                 }
                 for s in &old.slots {
                     by_digest.remove(&s.digest);
+                }
+                for r in old.retired.iter() {
+                    by_digest.remove(&r.digest);
                 }
             }
             if let Some(entry) = fresh.remove(id) {
@@ -447,7 +478,14 @@ impl KeyIndex {
         // The entry, read after the digest map, has the final say: a key replaced in between
         // no longer matches any of its slots.
         let entry = self.resource(&id)?;
-        let slot = entry.slot_with_digest(digest)?;
+        let slot = match entry.slot_with_digest(digest) {
+            Some(slot) => slot,
+            // A replaced key opens its slot only during its overlap.
+            None => match rotation::old_key(&entry, digest, rotation::now_micros(), 0)? {
+                rotation::OldKey::Grace(slot) => slot,
+                rotation::OldKey::Retired(_) => return None,
+            },
+        };
         Some(Found { entry, slot })
     }
 
@@ -476,6 +514,20 @@ impl KeyIndex {
             }
         }
         out
+    }
+
+    /// Takes every per-minute count noted since the last call (`rotation`), one record per
+    /// resource, slot and minute.
+    pub fn drain_counts(&self) -> Vec<rekey_store::SlotUsage> {
+        let now = rotation::now_micros();
+        let mut out = HashMap::new();
+        for shard in self.resources.iter() {
+            let shard = shard.0.read().expect("index lock is never poisoned");
+            for entry in shard.values() {
+                rotation::take_usage(entry, now, &mut out);
+            }
+        }
+        out.into_values().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -516,8 +568,11 @@ mod tests {
                     last_used: AtomicI64::new(0),
                     flushed: AtomicI64::new(0),
                     self_answer: Box::default(),
+                    disabled: false,
+                    usage: Default::default(),
                 })
                 .collect(),
+            retired: Box::default(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod parts;
 pub mod path;
 pub mod proxies;
 pub mod refusal_log;
+pub mod rotation;
 pub mod throttle;
 pub mod usage;
 
@@ -45,6 +46,10 @@ pub use parts::DataPlane;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     InvalidKey,
+    /// A key a regeneration replaced at this time (Unix microseconds): no guess, so no throttle.
+    Retired(i64),
+    /// The key's slot is disabled (rekey's own control).
+    SlotDisabled,
     StaleDate,
     Disabled,
     ReadOnly,
@@ -60,9 +65,17 @@ enum Refusal {
 
 impl Refusal {
     /// What the refusal log says.
+    /// Whether the refusal counts towards the client's failed-key throttle: only a key that is
+    /// nothing the resource ever had (a guess), not an old or disabled one.
+    fn is_guess(self) -> bool {
+        !matches!(self, Refusal::Retired(_) | Refusal::SlotDisabled)
+    }
+
     fn reason(self) -> &'static str {
         match self {
             Refusal::InvalidKey => "no valid key",
+            Refusal::Retired(_) => "a regenerated key",
+            Refusal::SlotDisabled => "the key's slot is disabled",
             Refusal::StaleDate => "x-ms-date too far from now",
             Refusal::Disabled => "key authentication disabled",
             Refusal::ReadOnly => "read-only key writing",
@@ -83,8 +96,29 @@ impl Refusal {
 
 fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Answer {
     let cosmos = provider.is_some_and(|p| p.signs_requests);
+    let retired_message;
     let (status, code, message) = match refusal {
         Refusal::UnknownResource => return not_served(),
+        Refusal::Retired(at) => {
+            let at = rotation::format_time(at);
+            retired_message = if cosmos {
+                format!("The input authorization token can't serve the request: this key was regenerated at {at}; use the resource's current key.")
+            } else {
+                format!("Access denied due to invalid subscription key: this key was regenerated at {at}; use the resource's current key.")
+            };
+            let code = if cosmos { "Unauthorized" } else { "401" };
+            (StatusCode::UNAUTHORIZED, code, retired_message.as_str())
+        }
+        Refusal::SlotDisabled if cosmos => (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "The input authorization token can't serve the request: this key is disabled.",
+        ),
+        Refusal::SlotDisabled => (
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key: this key is disabled.",
+        ),
         Refusal::BadPath(why) => (StatusCode::BAD_REQUEST, "BadRequest", why.message()),
         Refusal::InvalidKey if cosmos => (
             StatusCode::UNAUTHORIZED,
@@ -191,13 +225,36 @@ impl Answer {
     }
 }
 
-/// The slot a key-header type's presented key opens on `entry`, if any.
-fn header_key_slot(state: &AppState, entry: &Entry, call: &impl Call) -> Option<usize> {
-    let header = entry.provider.key_header?;
-    let presented = call.header(header)?;
+/// The slot a key-header type's presented key opens on `entry` (a current key, or a replaced one
+/// in its overlap), or why not. A replaced key within the recognition window is counted as such.
+fn header_key_slot(
+    state: &AppState,
+    entry: &Entry,
+    call: &impl Call,
+    client: IpAddr,
+    now: i64,
+) -> Result<usize, Refusal> {
+    let header = entry.provider.key_header.ok_or(Refusal::InvalidKey)?;
+    let presented = call.header(header).ok_or(Refusal::InvalidKey)?;
     // A malformed key is refused before any lookup.
-    entry.provider.key_format.check(presented).ok()?;
-    entry.slot_with_digest(&state.store.key_digest(presented))
+    entry
+        .provider
+        .key_format
+        .check(presented)
+        .map_err(|_| Refusal::InvalidKey)?;
+    let digest = state.store.key_digest(presented);
+    if let Some(slot) = entry.slot_with_digest(&digest) {
+        return Ok(slot);
+    }
+    let window = state.dataplane.retired_window_micros;
+    match rotation::old_key(entry, &digest, now, window) {
+        Some(rotation::OldKey::Grace(slot)) => Ok(slot),
+        Some(rotation::OldKey::Retired(retired)) => {
+            retired.presented.count(now, client);
+            Err(Refusal::Retired(retired.regenerated_at))
+        }
+        None => Err(Refusal::InvalidKey),
+    }
 }
 
 /// Whether a POST at `rest` (decoded, resolved) is a Cosmos DB query a read-only key may send. Each
@@ -439,6 +496,7 @@ async fn serve(
     }
     let method = call.method().clone();
 
+    let now = rotation::now_micros();
     let slot = if provider.signs_requests {
         cosmos::signing_slot(
             &entry,
@@ -452,16 +510,27 @@ async fn serve(
             cosmos::CosmosRefusal::StaleDate => Refusal::StaleDate,
         })
     } else {
-        header_key_slot(state, &entry, &call).ok_or(Refusal::InvalidKey)
+        header_key_slot(state, &entry, &call, ip, now)
     };
     let slot = match slot {
         Ok(slot) => slot,
         Err(refusal) => {
-            dp.throttle.failed(ip);
+            if refusal.is_guess() {
+                dp.throttle.failed(ip);
+            }
             return Some(dp.refused(ip, resource, None, Some(provider), refusal));
         }
     };
     let slot_name = entry.slots[slot].slot.name;
+    if entry.slots[slot].disabled {
+        return Some(dp.refused(
+            ip,
+            resource,
+            Some(slot_name),
+            Some(provider),
+            Refusal::SlotDisabled,
+        ));
+    }
     if !entry.key_auth_enabled {
         return Some(dp.refused(
             ip,
@@ -472,6 +541,7 @@ async fn serve(
         ));
     }
     dp.index.record_use(&entry, slot);
+    entry.slots[slot].usage.count(now, ip);
     let slot = &entry.slots[slot];
     if slot.slot.read_only
         && !cosmos_auth::is_read(
@@ -590,6 +660,7 @@ pub async fn verify(
     let answer = match found {
         Some(found)
             if found.entry.key_auth_enabled
+                && !found.entry.slots[found.slot].disabled
                 && found.entry.provider.key_format.check(key).is_ok()
                 && caller.can(VERIFY_ACTION, &found.entry.resource_id) =>
         {

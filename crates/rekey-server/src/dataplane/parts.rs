@@ -14,4 +14,7 @@ pub struct DataPlane {
     /// Whose `X-Forwarded-For` names the client (`--trusted-proxies`).
     pub trusted_proxies: proxies::TrustedProxies,
     pub refusal_log: refusal_log::RefusalLog,
+    /// How long after its regeneration a presented old key is recognised as such (microseconds,
+    /// `--retired-key-window-seconds`).
+    pub retired_window_micros: i64,
 }

@@ -1,13 +1,21 @@
-//! Owns writing last-use times: the data plane notes each accepted key on its index entry (an atomic
-//! store, no lock), and this task takes the noted uses every interval and writes them in one batch,
-//! so no request waits on the store.
+//! Owns writing what the data plane notes about key use: last-use times (each accepted key noted
+//! on its index entry with an atomic store, no lock) and per-minute counts with the last client
+//! (`rotation`'s counters, one atomic add per use). This task takes them every interval and writes
+//! them in one batch each, so no request waits on the store: counts are added to the stored ones,
+//! so every node's uses sum up. Once a minute it also prunes what is older than a day.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rekey_store::Store;
+use time::OffsetDateTime;
 
 use super::index::KeyIndex;
+
+/// How long usage counts and remembered regeneration answers are kept.
+pub const USAGE_KEPT: time::Duration = time::Duration::days(1);
+/// How often old usage, retired keys and remembered answers are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Writes what was noted since the last flush.
 pub async fn flush(index: &KeyIndex, store: &dyn Store) {
@@ -15,14 +23,41 @@ pub async fn flush(index: &KeyIndex, store: &dyn Store) {
     if let Err(e) = store.record_key_uses(&batch).await {
         tracing::warn!(error = %e, dropped = batch.len(), "could not record key last-use times");
     }
+    flush_counts(index, store).await;
+}
+
+/// Writes the per-minute counts noted since the last flush.
+pub async fn flush_counts(index: &KeyIndex, store: &dyn Store) {
+    let counts = index.drain_counts();
+    if let Err(e) = store.record_usage(&counts).await {
+        tracing::warn!(error = %e, dropped = counts.len(), "could not record key usage counts");
+    }
+}
+
+/// Deletes usage older than a day, retired keys older than `retired_window` (and a day) whose
+/// overlap ended, and remembered answers older than a day.
+async fn prune(store: &dyn Store, retired_window: time::Duration) {
+    let now = OffsetDateTime::now_utc();
+    let oldest = now - USAGE_KEPT;
+    let minute = oldest.unix_timestamp().div_euclid(60);
+    let retired_before = now - retired_window.max(USAGE_KEPT);
+    if let Err(e) = store.prune_rotation(minute, retired_before, oldest).await {
+        tracing::warn!(error = %e, "could not prune old key usage");
+    }
 }
 
 pub fn spawn_flusher(dataplane: Arc<super::DataPlane>, store: Arc<dyn Store>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
+        let mut pruned: Option<Instant> = None;
+        let retired_window = time::Duration::microseconds(dataplane.retired_window_micros);
         loop {
             tick.tick().await;
             flush(&dataplane.index, store.as_ref()).await;
+            if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned = Some(Instant::now());
+                prune(store.as_ref(), retired_window).await;
+            }
         }
     });
 }

@@ -6,6 +6,7 @@ pub mod activity_log;
 pub mod resource_groups;
 pub mod resources;
 pub mod role_assignments;
+pub mod rotation;
 pub mod subscriptions;
 pub mod tokens;
 
@@ -72,6 +73,7 @@ pub fn normalize_path(path: &str) -> Option<String> {
         if let Some(provider) = rekey_core::providers::lookup(&namespace, ty) {
             out[at + 2] = provider.resource_type.into();
             canon(&mut out, at + 4, resources::ACTIONS);
+            canon(&mut out, at + 4, rotation::ACTIONS);
             at += 4;
             continue;
         }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::authz::Caller;
 use crate::error::ApiError;
 use crate::route_table::{json_body, ApiVersion, ArmPath, Op, Parsed, RouteTable};
+use crate::routes::rotation::Reply;
 use crate::state::AppState;
 
 /// Action segments after a resource name, in canonical casing.
@@ -43,12 +44,17 @@ fn fresh_keys(slots: &[&'static Slot], provider: &Provider) -> Vec<(&'static Slo
 }
 
 /// Azure's action name for `verb` on this type: `Microsoft.CognitiveServices/accounts/read`.
-fn action(m: Mapping, verb: &str) -> String {
+pub(crate) fn action(m: Mapping, verb: &str) -> String {
     format!("{}/{verb}", m.provider().type_name())
 }
 
 /// Maps a failed store call to its ARM error, recording the failed attempt in the audit log.
-async fn failed(state: &AppState, audit: &AuditRecord, id: &ResourceId, e: StoreError) -> ApiError {
+pub(crate) async fn failed(
+    state: &AppState,
+    audit: &AuditRecord,
+    id: &ResourceId,
+    e: StoreError,
+) -> ApiError {
     // A database that cannot be reached cannot take the record either; the caller gets 503 at once.
     if e.is_unavailable() {
         return ApiError::from_store(e, Some(id));
@@ -247,6 +253,7 @@ async fn key_view(
             object.insert(LAST_USED_FIELD.into(), last_used.into());
             object.insert(CREATED_FIELD.into(), created.into());
         }
+        super::rotation::decorate_list_keys(&state, &id, &mut body).await?;
     }
     Ok(Json(body).into_response())
 }
@@ -267,6 +274,7 @@ async fn regenerate(
     caller: Caller,
     version: ApiVersion,
     id: ResourceId,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let provider = m.provider();
@@ -275,6 +283,12 @@ async fn regenerate(
         .await?;
     let started = OffsetDateTime::now_utc();
     let slots = m.parse_regenerate(&json_body(&body)?)?;
+    // rekey's own headers: a replay, a refusal, or what the regeneration must also do.
+    let prepared =
+        match super::rotation::prepare(&state, &caller, m, &id, &slots, &headers, &audit).await {
+            Ok(prepared) => prepared,
+            Err(answer) => return Ok(answer),
+        };
     let answer = m.answers().regenerate;
     // The operation needs the resource's location; a missing resource fails in `regenerate` below.
     let operation = match answer {
@@ -284,28 +298,48 @@ async fn regenerate(
         },
         _ => None,
     };
+    // The answer, rendered from the committed state: sent, and remembered for a replay.
+    let ctx = state.ctx.clone();
+    let reply = |resource: &rekey_core::Resource, keys: &[rekey_core::KeySlotState]| match (
+        answer, &operation,
+    ) {
+        (Answer::AsyncOperation, Some(op)) => {
+            let headers = operation_headers(&ctx, op, version.as_str(), true);
+            Reply::new(
+                StatusCode::ACCEPTED,
+                &headers,
+                Some(serde_json::to_value(OperationAccepted::enqueued()).expect("serializes")),
+            )
+        }
+        (Answer::NoContent, _) => Reply::new(StatusCode::NO_CONTENT, &HeaderMap::new(), None),
+        _ => {
+            let list_keys = m.key_views()[0].action;
+            let body = m.render_key_view(list_keys, resource, keys, &ctx);
+            Reply::new(StatusCode::OK, &HeaderMap::new(), Some(body))
+        }
+    };
+    let remembered = |resource: &rekey_core::Resource, keys: &[rekey_core::KeySlotState]| {
+        reply(resource, keys).to_bytes()
+    };
     // Every answer below is sent only after the store committed the new keys.
     let regenerated = state
         .store
-        .regenerate(
+        .regenerate_with(
             &id,
             fresh_keys(&slots, provider),
             operation.as_ref(),
             &audit,
+            &prepared.options(&remembered),
         )
         .await;
     let (resource, keys) = match regenerated {
         Ok(v) => v,
+        Err(StoreError::IdempotencyTaken) => {
+            return super::rotation::replay_after_race(&state, &prepared, &audit).await
+        }
         Err(e) => return Err(failed(&state, &audit, &id, e).await),
     };
-    Ok(match (answer, operation) {
-        (Answer::AsyncOperation, Some(op)) => accepted(&state.ctx, &op, version.as_str()),
-        (Answer::NoContent, _) => StatusCode::NO_CONTENT.into_response(),
-        _ => {
-            let list_keys = m.key_views()[0].action;
-            Json(m.render_key_view(list_keys, &resource, &keys, &state.ctx)).into_response()
-        }
-    })
+    Ok(reply(&resource, &keys).into_response())
 }
 
 /// Lower-case, no spaces: `West US` becomes `westus`, as ARM spells locations in paths. Only ASCII
@@ -533,10 +567,10 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
     table.route(
         Method::POST,
         &format!("{one}/regenerateKey"),
-        arm(
+        super::rotation::regenerate_extensions(arm(
             format!("{tag}_RegenerateKey"),
             "Regenerates the named key; the old key stops working when this answers.",
-        )
+        ))
         .body(schemas.regenerate.clone(), true)
         .response(200, "Regenerated", Some(schemas.key_views[0].clone()))
         .response(
@@ -545,7 +579,7 @@ fn register_type(table: &mut RouteTable, m: Mapping) {
             Some(accepted_schema.clone()),
         )
         .response(204, "Regenerated", None),
-        post(move |State(s), Extension(c), v, Parsed(id), b| regenerate(m, s, c, v, id, b)),
+        post(move |State(s), Extension(c), v, Parsed(id), h, b| regenerate(m, s, c, v, id, h, b)),
     );
     let answers = m.answers();
     if [answers.create, answers.delete, answers.regenerate].contains(&Answer::AsyncOperation) {

@@ -17,6 +17,7 @@ mod oauth;
 mod openapi;
 mod other_types;
 mod ready_file;
+mod rotation;
 mod secrets;
 mod security_access;
 mod security_connections;

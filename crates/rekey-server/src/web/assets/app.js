@@ -1,5 +1,8 @@
 // Owns the Keys & Endpoint page's behaviour: sign-in, the resource list, one resource's keys with
-// Show / Copy / Regenerate. It calls rekeyd's ARM API like any client, authenticated by the
+// Show / Copy / Regenerate, and rekey's rotation extensions for each key: its 24-hour use
+// (listKeyUsage: a sparkline, last use and client, a warning while a retired key is still presented),
+// Disable / Enable, and a second confirmation before regenerating a key in use. It calls rekeyd's ARM
+// API like any client, authenticated by the
 // HttpOnly session cookie (the token never reaches script-readable storage), and sends the
 // session's CSRF token with every write. The DOM is built with textContent only, never innerHTML,
 // so no name or key can inject markup. Secrets live in memory only while their resource is open.
@@ -15,6 +18,11 @@ const VERSIONS = {
 
 // How often an open resource's last-use times are fetched again, while clients move to a new key.
 const USAGE_REFRESH_MS = 30000;
+// A key used this recently is "in use": regenerating it asks a second time.
+const IN_USE_MS = 15 * 60 * 1000;
+// The sparkline: the last 24 hours in 96 spans of 15 minutes.
+const SPARK_SPAN_MS = 15 * 60 * 1000;
+const SPARK_SPANS = 96;
 
 // Each type's key slots as the page shows them, and where its wire bodies keep keys and endpoint.
 // `set` groups slots into the portal's tabs; `connection` is the connection string made from the key.
@@ -116,11 +124,14 @@ class ApiError extends Error {
   }
 }
 
-/** Calls rekeyd with the session cookie; writes carry the CSRF token. Answers the parsed body. */
-async function api(method, path, body) {
+/**
+ * Calls rekeyd with the session cookie; writes carry the CSRF token, and `extra` headers if given.
+ * Answers the parsed body.
+ */
+async function api(method, path, body, extra) {
   // Only this origin's own paths: the CSRF token must never travel anywhere else.
   if (!path.startsWith('/') || path.startsWith('//')) throw new ApiError(0, 'BadPath', `Not a path: ${path}`);
-  const headers = { accept: 'application/json' };
+  const headers = { accept: 'application/json', ...(extra || {}) };
   if (method !== 'GET' && method !== 'HEAD' && state.session) {
     headers['x-csrf-token'] = state.session.csrfToken;
   }
@@ -654,14 +665,168 @@ function renderFacts() {
 }
 
 function slotMeta(slot, created, lastUsed) {
+  const client = currentKeyUse(slot) && usageOf(slot).lastClientAddress;
   return [el('span', {}, 'Created ', when(created[slot.name])),
-    el('span', { class: 'last-used' }, 'Last used ', when(lastUsed[slot.name]))];
+    el('span', { class: 'last-used' }, 'Last used ', when(lastUsed[slot.name])),
+    client ? el('span', { class: 'last-client', text: `Last client ${client}` }) : null];
+}
+
+// ---- Rotation: usage, retired keys, disabled keys --------------------------------------------
+
+/** The slot's entry of `listKeyUsage` (keyName is the regenerate body's name: Key1, Primary, …). */
+function usageOf(slot) {
+  return current && current.usage && current.usage.get(slot.name.toLowerCase());
+}
+
+/** Reads `listKeyUsage` into `current.usage`; without it (no answer) the page shows keys as before. */
+async function loadUsage() {
+  const { id, type } = current;
+  let body;
+  try {
+    body = await api('POST', `${id}/listKeyUsage?api-version=${VERSIONS[type]}`);
+  } catch (e) {
+    if (e.status === 401) throw e;
+    return;
+  }
+  if (!current || current.id !== id) return;
+  current.usage = new Map((body.value || []).map((u) => [String(u.keyName).toLowerCase(), u]));
+}
+
+/**
+ * listKeyUsage's last use of the slot when it is a use of the slot's current key (the slot's counts
+ * go on across regenerations; a use before the key was made was of a key now retired).
+ */
+function currentKeyUse(slot) {
+  const usage = usageOf(slot);
+  const at = time(usage && usage.lastUsed);
+  const created = time(current.created && current.created[slot.name]);
+  return !Number.isNaN(at) && !(at < created) ? at : NaN;
+}
+
+/** The latest use of the slot's current key, from listKeys' and listKeyUsage's. */
+function lastUse(slot) {
+  const times = [currentKeyUse(slot), time(current.lastUsed && current.lastUsed[slot.name])]
+    .filter((t) => !Number.isNaN(t));
+  return times.length ? Math.max(...times) : NaN;
+}
+
+/** Sums `perMinute` into the sparkline's 15-minute spans, oldest first, ending now. */
+function spans(usage, now) {
+  const counts = new Array(SPARK_SPANS).fill(0);
+  const start = now - SPARK_SPANS * SPARK_SPAN_MS;
+  for (const m of (usage && usage.perMinute) || []) {
+    const i = Math.floor((time(m.start) - start) / SPARK_SPAN_MS);
+    if (i >= 0) counts[Math.min(i, SPARK_SPANS - 1)] += m.count;
+  }
+  return counts;
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+/**
+ * The slot's 24 hours of requests as an inline SVG line (one point per 15 minutes, the busiest at
+ * the top), an image whose label says what the line shows.
+ */
+function sparkline(slot) {
+  const usage = usageOf(slot);
+  const counts = spans(usage, Date.now());
+  const total = counts.reduce((a, b) => a + b, 0);
+  const peak = Math.max(...counts);
+  const [width, height, pad] = [192, 32, 3];
+  const points = counts.map((c, i) => {
+    const x = (i * width) / (SPARK_SPANS - 1);
+    const y = height - pad - (peak ? (c / peak) * (height - 2 * pad) : 0);
+    return `${x.toFixed(1)},${y.toFixed(1)}`;
+  }).join(' ');
+  const last = lastUse(slot);
+  const label = total
+    ? `${slot.label}: ${total} request${total === 1 ? '' : 's'} in the last 24 hours, at most ${peak} in `
+      + `15 minutes${Number.isNaN(last) ? '' : `, the last ${relative(new Date(last))}`}.`
+    : `${slot.label}: no requests in the last 24 hours.`;
+  const image = svg('svg', { class: 'spark', role: 'img', 'aria-label': label, viewBox: `0 0 ${width} ${height}`,
+    width, height, preserveAspectRatio: 'none', 'data-total': total, 'data-peak': peak });
+  image.append(svg('line', { class: 'spark-base', x1: 0, y1: height - pad, x2: width, y2: height - pad }),
+    svg('polyline', { class: 'spark-line', points }));
+  return image;
+}
+
+/** The slot's use: the sparkline and the 24-hour count beside it. */
+function usageBlock(slot) {
+  const usage = usageOf(slot);
+  if (!usage) return null;
+  const total = usage.requests24h || 0;
+  return el('div', { class: 'usage', 'data-usage': slot.name }, sparkline(slot),
+    el('span', { class: 'requests', text: `${total} request${total === 1 ? '' : 's'} in 24 h` }));
+}
+
+/**
+ * A warning while a replaced key of the slot is still presented: those clients are being refused.
+ * listKeyUsage counts presentations over 24 hours, so the band says 24 hours.
+ */
+function retiredBand(slot) {
+  const retired = usageOf(slot) && usageOf(slot).retired;
+  if (!retired || !retired.presentations24h) return null;
+  const n = retired.presentations24h;
+  const by = retired.lastClientAddress ? ` by ${retired.lastClientAddress}` : '';
+  return el('div', { class: 'band warning', role: 'note', 'data-retired': slot.name },
+    el('p', {}, el('strong', { text: `Retired ${slot.label} was presented ${n} time${n === 1 ? '' : 's'} in `
+      + `the last 24 hours${by}` }), ' (last ', when(retired.lastPresented), '). ',
+    'Those clients are refused: give them the current key.'));
+}
+
+/** "The old key is still accepted until …" while a regeneration's overlap lasts. */
+function retiringNote(slot) {
+  const until = current.retiring && current.retiring[slot.name] && current.retiring[slot.name].until;
+  if (!until || time(until) <= Date.now()) return null;
+  return el('p', { class: 'small muted retiring' }, `The replaced ${slot.label} is still accepted until `,
+    when(until), '.');
+}
+
+/** The Enable/Disable switch of a slot (with the same right as Regenerate). */
+function disableSwitch(slot) {
+  const disabled = current.disabled[slot.name] === true;
+  const button = el('button', { type: 'button', role: 'switch', class: 'switch secondary',
+    'aria-checked': String(!disabled), 'aria-label': `${slot.label} enabled`, 'data-switch': slot.name },
+  el('span', { class: 'track', 'aria-hidden': 'true' }),
+  el('span', { text: disabled ? 'Disabled' : 'Enabled' }));
+  button.addEventListener('click', () => confirmSwitch(slot, disabled));
+  return button;
+}
+
+/** Re-renders each card's usage parts (sparkline, meta, retired band) from `current`. */
+function renderUsage() {
+  for (const slot of TYPES[current.type].slots) {
+    const card = document.querySelector(`.key[data-slot="${slot.name}"]`);
+    if (!card) continue;
+    const row = card.querySelector('.usage-row');
+    const block = row.querySelector('.usage');
+    const fresher = usageBlock(slot);
+    if (block && fresher) block.replaceWith(fresher);
+    else if (block) block.remove();
+    else if (fresher) row.prepend(fresher);
+    const band = card.querySelector('.band');
+    const fresh = retiredBand(slot);
+    if (band && fresh) band.replaceWith(fresh);
+    else if (band) band.remove();
+    else if (fresh) card.querySelector('h3').after(fresh);
+    card.querySelector('.meta').replaceChildren(...slotMeta(slot, current.created, current.lastUsed)
+      .filter(Boolean));
+  }
 }
 
 async function loadKeys() {
   const { id, type } = current;
   const t = TYPES[type];
-  const keys = await api('POST', `${id}/listKeys?api-version=${VERSIONS[type]}`);
+  const [keys] = await Promise.all([
+    api('POST', `${id}/listKeys?api-version=${VERSIONS[type]}`),
+    loadUsage(),
+  ]);
   let connections = {};
   for (const slot of t.slots) {
     if (slot.connection && slot.connection(keys)) connections[slot.name] = slot.connection(keys);
@@ -677,6 +842,8 @@ async function loadKeys() {
   if (!current || current.id !== id) return; // the person left while the keys were on their way
   const created = keys['x-rekey-createdAt'] || {};
   const lastUsed = keys['x-rekey-lastUsed'] || {};
+  Object.assign(current, { created, lastUsed, disabled: keys['x-rekey-disabled'] || {},
+    retiring: keys['x-rekey-retiring'] || {} });
   const card = (slot) => {
     state.secrets.set(slot.name, slot.field(keys) || '');
     let regenerate = null;
@@ -687,18 +854,26 @@ async function loadKeys() {
     }
     const fresh = state.fresh === slot.name;
     const off = current.keysOff;
+    const disabled = current.disabled[slot.name] === true;
     const connection = connections[slot.name];
     const connectionLabel = slot.label.replace(/key$/, 'connection string');
     if (connection) state.secrets.set(`${slot.name}-connection`, connection);
-    return el('div', { class: `key${fresh ? ' fresh' : ''}${off ? ' off' : ''}`, role: 'group',
-      'aria-labelledby': `title-${slot.name}`, 'data-slot': slot.name },
+    return el('div', { class: `key${fresh ? ' fresh' : ''}${off ? ' off' : ''}${disabled ? ' disabled' : ''}`,
+      role: 'group', 'aria-labelledby': `title-${slot.name}`, 'data-slot': slot.name },
     el('h3', { id: `title-${slot.name}` }, slot.label,
       fresh ? el('span', { class: 'badge new', text: 'New — copy it now' }) : null,
-      off ? el('span', { class: 'badge off', text: 'Not accepted' }) : null),
+      off ? el('span', { class: 'badge off', text: 'Not accepted' }) : null,
+      disabled ? el('span', { class: 'badge off', text: 'Disabled' }) : null),
+    retiredBand(slot),
+    disabled ? el('p', { class: 'small disabled-note', text: `${slot.label} is disabled: the data plane `
+      + 'refuses it (401) until it is enabled again. Disabling did not change it.' }) : null,
     secretRow(slot.name, slot.label, regenerate ? [regenerate] : []),
     connection ? el('p', { class: 'sublabel', text: connectionLabel }) : null,
     connection ? secretRow(`${slot.name}-connection`, connectionLabel) : null,
-    el('p', { class: 'meta' }, ...slotMeta(slot, created, lastUsed)));
+    el('div', { class: 'usage-row' }, usageBlock(slot),
+      current.rights.regenerate ? disableSwitch(slot) : null),
+    retiringNote(slot),
+    el('p', { class: 'meta' }, ...slotMeta(slot, created, lastUsed).filter(Boolean)));
   };
   const sets = t.sets.map((set) => {
     const slots = t.slots.filter((s) => (s.set || 'keys') === set.name);
@@ -757,10 +932,13 @@ function renderTabs(t) {
  */
 async function refreshUsage() {
   if (!current || !current.rights.list || document.hidden) return;
-  const { id, type } = current;
+  const { id } = current;
   let activity;
   try {
-    activity = await api('GET', `/rekey/keyActivity?scope=${encodeURIComponent(id)}`);
+    [activity] = await Promise.all([
+      api('GET', `/rekey/keyActivity?scope=${encodeURIComponent(id)}`),
+      loadUsage(),
+    ]);
   } catch (e) {
     return; // the next refresh tries again; a real failure shows on the person's next action
   }
@@ -772,26 +950,136 @@ async function refreshUsage() {
     created[slot] = times.createdAt;
     lastUsed[slot] = times.lastUsedAt;
   }
-  for (const slot of TYPES[type].slots) {
-    const meta = document.querySelector(`.key[data-slot="${slot.name}"] .meta`);
-    if (meta) meta.replaceChildren(...slotMeta(slot, created, lastUsed));
-  }
+  Object.assign(current, { created, lastUsed });
+  renderUsage();
 }
 
-function confirmRegenerate(slot) {
-  const dialog = $('confirm');
+/**
+ * Asks in the dialog, one step after another (each `{ title, text, facts, ok, danger }`), focus on
+ * Cancel at every step; resolves true only when the person confirmed the last step.
+ */
+function ask(steps) {
+  return new Promise((resolve) => {
+    const dialog = $('confirm');
+    const ok = $('confirm-ok');
+    let step = 0;
+    const render = () => {
+      const s = steps[step];
+      $('confirm-step').textContent = steps.length > 1 ? `Step ${step + 1} of ${steps.length}` : '';
+      $('confirm-step').hidden = steps.length < 2;
+      $('confirm-title').textContent = s.title;
+      $('confirm-text').textContent = s.text;
+      $('confirm-facts').textContent = s.facts || '';
+      $('confirm-facts').hidden = !s.facts;
+      ok.textContent = s.ok;
+      ok.className = s.danger === false ? '' : 'danger';
+    };
+    ok.onclick = (event) => {
+      if (step + 1 >= steps.length) return;
+      // Not yet: the next step replaces this one in the same dialog, focus back on Cancel.
+      event.preventDefault();
+      step += 1;
+      render();
+      $('confirm-cancel').focus();
+    };
+    dialog.returnValue = '';
+    dialog.onclose = () => resolve(dialog.returnValue === 'confirm' && step === steps.length - 1);
+    render();
+    dialog.showModal();
+  });
+}
+
+/** What the page knows of a slot's use, in one sentence for a dialog. */
+function useFacts(slot) {
+  const usage = usageOf(slot);
+  const last = lastUse(slot);
+  if (Number.isNaN(last)) {
+    return usage ? `${slot.label} has not been used since it was made.` : '';
+  }
+  const client = !Number.isNaN(currentKeyUse(slot)) && usage.lastClientAddress
+    ? ` from ${usage.lastClientAddress}` : '';
+  const count = usage ? ` ${usage.requests24h} request${usage.requests24h === 1 ? '' : 's'} in the `
+    + 'last 24 hours.' : '';
+  return `${slot.label} was last used ${relative(new Date(last))}${client}.${count}`;
+}
+
+/**
+ * Regenerate's confirmation, with the slot's use as last loaded (the view refreshes it every 30 s);
+ * a slot used within 15 minutes asks a second time.
+ */
+async function confirmRegenerate(slot) {
   const name = current.resource.name;
-  $('confirm-title').textContent = `Regenerate ${slot.label}?`;
-  $('confirm-text').textContent = `${slot.label} of ${name} gets a new value now. Clients still `
-    + `using the current ${slot.label} are refused from the moment this answers. The other keys `
-    + 'do not change.';
-  $('confirm-ok').textContent = `Regenerate ${slot.label}`;
-  dialog.returnValue = '';
-  dialog.onclose = () => {
-    if (dialog.returnValue === 'regenerate') regenerate(slot);
-    else document.querySelector(`button.regenerate[data-slot="${slot.name}"]`)?.focus();
+  const last = lastUse(slot);
+  const inUse = !Number.isNaN(last) && Date.now() - last < IN_USE_MS;
+  const steps = [{
+    title: `Regenerate ${slot.label}?`,
+    text: `${slot.label} of ${name} gets a new value now. Clients still using the current `
+      + `${slot.label} are refused from the moment this answers. The other keys do not change.`,
+    facts: useFacts(slot),
+    ok: `Regenerate ${slot.label}`,
+  }];
+  if (inUse) {
+    steps.push({
+      title: `${slot.label} is in use. Regenerate it anyway?`,
+      text: `${slot.label} was used ${relative(new Date(last))}: a client is using it now and will be `
+        + `refused as soon as ${slot.label} changes. Move clients to the other key first, unless `
+        + `${slot.label} must stop working at once (for example, it leaked).`,
+      facts: useFacts(slot),
+      ok: `Yes, regenerate ${slot.label} now`,
+    });
+  }
+  if (await ask(steps)) regenerate(slot);
+  else document.querySelector(`button.regenerate[data-slot="${slot.name}"]`)?.focus();
+}
+
+/** Disable (or enable) a slot after confirmation; the key itself does not change. */
+async function confirmSwitch(slot, disabled) {
+  const name = current.resource.name;
+  const step = disabled ? {
+    title: `Enable ${slot.label}?`,
+    text: `${slot.label} of ${name} is accepted on the data plane again, with the value it has now.`,
+    ok: `Enable ${slot.label}`,
+    danger: false,
+  } : {
+    title: `Disable ${slot.label}?`,
+    text: `Clients using ${slot.label} of ${name} are refused (401) until it is enabled again. The key `
+      + 'keeps its value; the other keys do not change.',
+    facts: useFacts(slot),
+    ok: `Disable ${slot.label}`,
   };
-  dialog.showModal();
+  const focusSwitch = () => document.querySelector(`button[data-switch="${slot.name}"]`)?.focus();
+  if (!(await ask([step]))) {
+    focusSwitch();
+    return;
+  }
+  const { id, type } = current;
+  const action = disabled ? 'enableKey' : 'disableKey';
+  try {
+    await api('POST', `${id}/${action}?api-version=${VERSIONS[type]}`, slot.body);
+  } catch (e) {
+    if (e.status !== 401) {
+      notice(`${slot.label} was not ${disabled ? 'enabled' : 'disabled'}: ${e.status === 403
+        ? refusal(e, `${disabled ? 'enable' : 'disable'} ${slot.label}`) : e.message}`);
+    }
+    return;
+  }
+  try {
+    await loadKeys();
+  } catch (e) {
+    if (e.status !== 401) notice(`The keys could not be listed again: ${e.message}`);
+    return;
+  }
+  say(`${slot.label} ${disabled ? 'enabled: the data plane accepts it again' : 'disabled: the data plane refuses it'}.`);
+  focusSwitch();
+}
+
+/** A random UUID (v4), also where crypto.randomUUID is missing (plain HTTP on another host). */
+function uuid() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** After a new sign-in, the regeneration the ended session never made is offered again. */
@@ -825,7 +1113,10 @@ async function regenerate(slot) {
   try {
     // 200 (Cognitive Services), 204 (Quantum) or 202 (Cosmos DB, whose operation has already
     // finished when rekeyd answers): in every case the new key is committed, so list the keys again.
-    await api('POST', `${id}/regenerateKey?api-version=${VERSIONS[type]}`, slot.body);
+    // One Idempotency-Key per confirmation: should the request be sent again, rekeyd replays its
+    // answer rather than regenerating twice.
+    await api('POST', `${id}/regenerateKey?api-version=${VERSIONS[type]}`, slot.body,
+      { 'idempotency-key': uuid() });
   } catch (e) {
     if (button) {
       button.disabled = false;
