@@ -185,8 +185,7 @@ pub struct OverdueKey {
     pub max_age_days: i64,
 }
 
-/// The resource setting that caps its keys' age, in days.
-pub const MAX_KEY_AGE_PROPERTY: &str = "x-rekey-maxKeyAgeDays";
+pub use rekey_core::resource::MAX_KEY_AGE_PROPERTY;
 
 /// The maximum key age that applies to a resource with `settings`, else the subscription's default.
 pub fn max_key_age_days(
