@@ -168,7 +168,10 @@ impl Events {
             .header("aeg-delivery-count", delivery.attempts.to_string())
             .header("aeg-data-version", "1")
             .header("aeg-metadata-version", "1")
-            .header("x-rekey-signature", sign(delivery.secret.expose(), body.as_bytes()))
+            .header(
+                "x-rekey-signature",
+                sign(delivery.secret.expose(), body.as_bytes()),
+            )
             .body(body)
             .send()
             .await;
@@ -188,8 +191,8 @@ impl Events {
         };
         let made = delivery.attempts + 1;
         let next = OffsetDateTime::now_utc() + self.retry_delay(made);
-        let expires = delivery.event.event_time
-            + time::Duration::minutes(delivery.target.ttl_minutes);
+        let expires =
+            delivery.event.event_time + time::Duration::minutes(delivery.target.ttl_minutes);
         if !retryable || made >= delivery.target.max_attempts || next > expires {
             DeliveryOutcome::Dead { error }
         } else {
@@ -273,10 +276,7 @@ pub fn spawn(store: Arc<dyn Store>, events: Arc<Events>, sweep_every: Duration) 
     tokio::spawn(async move {
         let mut polled = tokio::time::Instant::now();
         loop {
-            let claimed = match outbox
-                .claim_deliveries(&deliverer.node, LEASE, BATCH)
-                .await
-            {
+            let claimed = match outbox.claim_deliveries(&deliverer.node, LEASE, BATCH).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read the event outbox");

@@ -118,9 +118,10 @@ impl EventSubscription {
         let below = subject == scope || subject.starts_with(&format!("{scope}/"));
         below
             && self.provisioning_state == PROVISIONED
-            && self.included_event_types.as_ref().is_none_or(|types| {
-                types.iter().any(|t| t.eq_ignore_ascii_case(event_type))
-            })
+            && self
+                .included_event_types
+                .as_ref()
+                .is_none_or(|types| types.iter().any(|t| t.eq_ignore_ascii_case(event_type)))
     }
 }
 

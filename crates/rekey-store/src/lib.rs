@@ -464,8 +464,11 @@ pub trait Store: Send + Sync + 'static {
         secret: &Secret,
         audit: &AuditRecord,
     ) -> Result<(EventSubscription, Written)>;
-    async fn event_subscription(&self, scope: &str, name: &str)
-        -> Result<Option<EventSubscription>>;
+    async fn event_subscription(
+        &self,
+        scope: &str,
+        name: &str,
+    ) -> Result<Option<EventSubscription>>;
     /// The event subscriptions at exactly `scope`.
     async fn list_event_subscriptions(&self, scope: &str) -> Result<Vec<EventSubscription>>;
     /// Deletes it with its pending deliveries and dead letters; false if it did not exist.

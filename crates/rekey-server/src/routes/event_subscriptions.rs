@@ -27,7 +27,9 @@ use uuid::Uuid;
 
 use crate::authz::Caller;
 use crate::error::ApiError;
-use crate::events::{check_endpoint, event_grid_event, new_signing_secret, CLOUD_EVENTS, EVENT_GRID_SCHEMA};
+use crate::events::{
+    check_endpoint, event_grid_event, new_signing_secret, CLOUD_EVENTS, EVENT_GRID_SCHEMA,
+};
 use crate::route_table::{object_body, ArmPath, Op, ParamRule, RouteTable};
 use crate::state::AppState;
 
@@ -123,7 +125,10 @@ impl Target {
             }
             Self::Group(sub, group) => {
                 let stored = state.store.group(sub, group).await?;
-                Ok(format!("/subscriptions/{sub}/resourceGroups/{}", stored.name))
+                Ok(format!(
+                    "/subscriptions/{sub}/resourceGroups/{}",
+                    stored.name
+                ))
             }
             Self::Resource(id) => {
                 let stored = state
@@ -252,9 +257,7 @@ async fn put_subscription(
 ) -> Result<Response, ApiError> {
     let target = Target::of(level, &p)?;
     let name = name_of(&p).to_string();
-    let audit = state
-        .authorize(&caller, WRITE, &target.requested())
-        .await?;
+    let audit = state.authorize(&caller, WRITE, &target.requested()).await?;
     let scope = target.stored(&state).await?;
     let (url, types, schema, attempts, ttl) = parse_create(object_body(&body)?)?;
     let existing = state.store.event_subscription(&scope, &name).await?;
@@ -274,7 +277,12 @@ async fn put_subscription(
         delivery_schema: schema,
         max_attempts: attempts,
         ttl_minutes: ttl,
-        provisioning_state: if validated { PROVISIONED } else { AWAITING_MANUAL_ACTION }.into(),
+        provisioning_state: if validated {
+            PROVISIONED
+        } else {
+            AWAITING_MANUAL_ACTION
+        }
+        .into(),
         created_at: now,
         updated_at: now,
     };
@@ -566,7 +574,11 @@ pub fn register(table: &mut RouteTable) {
         path,
         Op::arm("KeyPolicy_Get", "Gets the subscription's key policy.")
             .versions(KEY_POLICY_API_VERSIONS)
-            .response(200, "The policy; maxKeyAgeDays null when unset", Some(policy)),
+            .response(
+                200,
+                "The policy; maxKeyAgeDays null when unset",
+                Some(policy),
+            ),
         get(get_policy),
     );
 }

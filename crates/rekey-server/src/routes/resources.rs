@@ -291,7 +291,8 @@ async fn key_ages(
         .iter()
         .map(|k| {
             let overdue = max.is_some_and(|days| now - k.created_at > time::Duration::days(days));
-            let age = serde_json::json!({"ageDays": age_days(k.created_at, now), "overdue": overdue});
+            let age =
+                serde_json::json!({"ageDays": age_days(k.created_at, now), "overdue": overdue});
             (k.slot.name.to_string(), age)
         })
         .collect())

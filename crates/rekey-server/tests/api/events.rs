@@ -239,9 +239,16 @@ async fn each_regenerate_sends_one_signed_resource_action_event_after_its_answer
     let secret = secret_of(&created);
     // Shown once: a read does not show it again.
     let (_, shown) = s
-        .call(Method::GET, &subscription_path(&resource, "rotations", EG_VERSION), None)
+        .call(
+            Method::GET,
+            &subscription_path(&resource, "rotations", EG_VERSION),
+            None,
+        )
         .await;
-    assert!(shown["properties"].get("x-rekey-signingSecret").is_none(), "{shown}");
+    assert!(
+        shown["properties"].get("x-rekey-signingSecret").is_none(),
+        "{shown}"
+    );
 
     let (_, listed) = s.list_keys("rg", "acct").await;
     let mut keys = keys_in(&listed);
@@ -284,7 +291,9 @@ async fn each_regenerate_sends_one_signed_resource_action_event_after_its_answer
         assert_eq!(data["resourceUri"], resource.as_str());
         assert_eq!(data["status"], "Succeeded");
         assert_eq!(data["authorization"]["action"], data["operationName"]);
-        assert!(data["correlationId"].as_str().is_some_and(|c| !c.is_empty()));
+        assert!(data["correlationId"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty()));
         assert!(data["claims"].is_object());
         ids.push(e["id"].as_str().unwrap().to_string());
     }
@@ -309,7 +318,11 @@ async fn creates_and_deletes_send_write_and_delete_events_as_cloud_events_when_a
     s.create_account("rg", "acct").await;
     let resource = s.account_path("rg", "acct");
     let (status, _) = s
-        .call(Method::DELETE, &format!("{resource}?api-version={CS_VERSION}"), None)
+        .call(
+            Method::DELETE,
+            &format!("{resource}?api-version={CS_VERSION}"),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     let got = receiver.until_accepted(2, Duration::from_secs(10)).await;
@@ -324,7 +337,9 @@ async fn creates_and_deletes_send_write_and_delete_events_as_cloud_events_when_a
     );
     for event in &got {
         let e = event.json();
-        assert!(event.header("content-type").starts_with("application/cloudevents+json"));
+        assert!(event
+            .header("content-type")
+            .starts_with("application/cloudevents+json"));
         assert_eq!(e["specversion"], "1.0");
         assert_eq!(e["source"], s.sub_path().as_str());
         assert_eq!(e["subject"], resource.as_str());
@@ -345,7 +360,14 @@ async fn a_receiver_that_fails_twice_gets_the_third_try() {
         ..Behaviour::default()
     })
     .await;
-    let (status, _) = subscribe(&s, &s.account_path("rg", "acct"), "flaky", &receiver.url, json!({})).await;
+    let (status, _) = subscribe(
+        &s,
+        &s.account_path("rg", "acct"),
+        "flaky",
+        &receiver.url,
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 201);
     let (status, _) = s.regenerate("rg", "acct", "Key2").await;
     assert_eq!(status, 200);
@@ -357,8 +379,15 @@ async fn a_receiver_that_fails_twice_gets_the_third_try() {
         .map(|a| a.header("aeg-delivery-count").to_string())
         .collect();
     assert_eq!(counts, ["0", "1", "2"]);
-    let ids: Vec<Value> = receiver.attempts().iter().map(|a| a.json()[0]["id"].clone()).collect();
-    assert!(ids.iter().all(|id| id == &ids[0]), "the same event each time");
+    let ids: Vec<Value> = receiver
+        .attempts()
+        .iter()
+        .map(|a| a.json()[0]["id"].clone())
+        .collect();
+    assert!(
+        ids.iter().all(|id| id == &ids[0]),
+        "the same event each time"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.accepted().len(), 1, "not sent again once accepted");
 }
@@ -368,7 +397,14 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
     s.create_group("rg").await;
     s.create_account("rg", "acct").await;
     let receiver = Receiver::start(Behaviour::default()).await;
-    let (status, _) = subscribe(&s, &s.account_path("rg", "acct"), "durable", &receiver.url, json!({})).await;
+    let (status, _) = subscribe(
+        &s,
+        &s.account_path("rg", "acct"),
+        "durable",
+        &receiver.url,
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 201);
     receiver.set(|b| b.down = true);
     let (status, _) = s.regenerate("rg", "acct", "Key1").await;
@@ -402,7 +438,10 @@ async fn an_endpoint_that_answers_the_handshake_wrongly_never_receives_events() 
     let right = Receiver::start(Behaviour::default()).await;
     let (status, created) = subscribe(&s, &resource, "wrong", &wrong.url, json!({})).await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["properties"]["provisioningState"], "AwaitingManualAction");
+    assert_eq!(
+        created["properties"]["provisioningState"],
+        "AwaitingManualAction"
+    );
     assert_eq!(wrong.state.lock().unwrap().handshakes, 1);
     let (status, created) = subscribe(&s, &resource, "right", &right.url, json!({})).await;
     assert_eq!(status, 201);
@@ -410,13 +449,26 @@ async fn an_endpoint_that_answers_the_handshake_wrongly_never_receives_events() 
 
     let (status, _) = s.regenerate("rg", "acct", "Key1").await;
     assert_eq!(status, 200);
-    assert_eq!(right.until_accepted(1, Duration::from_secs(10)).await.len(), 1);
+    assert_eq!(
+        right.until_accepted(1, Duration::from_secs(10)).await.len(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(wrong.attempts().is_empty(), "an unvalidated endpoint gets nothing");
+    assert!(
+        wrong.attempts().is_empty(),
+        "an unvalidated endpoint gets nothing"
+    );
     let (_, shown) = s
-        .call(Method::GET, &subscription_path(&resource, "wrong", AZ_EG_VERSION), None)
+        .call(
+            Method::GET,
+            &subscription_path(&resource, "wrong", AZ_EG_VERSION),
+            None,
+        )
         .await;
-    assert_eq!(shown["properties"]["provisioningState"], "AwaitingManualAction");
+    assert_eq!(
+        shown["properties"]["provisioningState"],
+        "AwaitingManualAction"
+    );
 }
 
 async fn an_event_never_accepted_is_dead_lettered_and_shown() {
@@ -451,7 +503,10 @@ async fn an_event_never_accepted_is_dead_lettered_and_shown() {
     };
     let value = letters["value"].as_array().unwrap();
     assert_eq!(value.len(), 1, "{letters}");
-    assert_eq!(value[0]["eventType"], "Microsoft.Resources.ResourceActionSuccess");
+    assert_eq!(
+        value[0]["eventType"],
+        "Microsoft.Resources.ResourceActionSuccess"
+    );
     assert_eq!(value[0]["deliveryAttempts"], 2);
     assert_eq!(value[0]["deadLetterReason"], "MaxDeliveryAttemptsExceeded");
     assert_eq!(receiver.attempts().len(), 2, "no attempt past the policy");
@@ -459,10 +514,20 @@ async fn an_event_never_accepted_is_dead_lettered_and_shown() {
 
 async fn an_http_endpoint_off_this_machine_is_refused_and_nothing_is_created() {
     let s = TestServer::start().await;
-    let (status, body) = subscribe(&s, &s.sub_path(), "plain", "http://hooks.example.com/x", json!({})).await;
+    let (status, body) = subscribe(
+        &s,
+        &s.sub_path(),
+        "plain",
+        "http://hooks.example.com/x",
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("properties.destination.properties.endpointUrl"), "{message}");
+    assert!(
+        message.contains("properties.destination.properties.endpointUrl"),
+        "{message}"
+    );
     let (status, listed) = s
         .call(
             Method::GET,
@@ -508,11 +573,17 @@ async fn a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded() {
         .await;
     assert_eq!(status, 201, "{body}");
     let (_, fresh) = s.list_keys("rg", "acct").await;
-    assert_eq!(fresh["x-rekey-keyAge"]["key1"], json!({"ageDays": 0, "overdue": false}));
+    assert_eq!(
+        fresh["x-rekey-keyAge"]["key1"],
+        json!({"ageDays": 0, "overdue": false})
+    );
 
     backdate(&s, "key1", 2).await;
     let (_, listed) = s.list_keys("rg", "acct").await;
-    assert_eq!(listed["x-rekey-keyAge"]["key1"], json!({"ageDays": 2, "overdue": true}));
+    assert_eq!(
+        listed["x-rekey-keyAge"]["key1"],
+        json!({"ageDays": 2, "overdue": true})
+    );
     assert_eq!(listed["x-rekey-keyAge"]["key2"]["overdue"], false);
 
     let got = receiver.until_accepted(1, Duration::from_secs(10)).await;
@@ -549,15 +620,29 @@ async fn a_max_key_age_outside_1_to_3650_is_refused() {
             )
             .await;
         assert_eq!(status, 400, "{bad}: {body}");
-        assert!(body["error"]["message"].as_str().unwrap().contains("x-rekey-maxKeyAgeDays"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-rekey-maxKeyAgeDays"));
     }
-    let policy = format!("{}/providers/Rekey/keyPolicy?api-version=2026-01-01", s.sub_path());
+    let policy = format!(
+        "{}/providers/Rekey/keyPolicy?api-version=2026-01-01",
+        s.sub_path()
+    );
     let (status, _) = s
-        .call(Method::PUT, &policy, Some(r#"{"properties":{"maxKeyAgeDays":0}}"#))
+        .call(
+            Method::PUT,
+            &policy,
+            Some(r#"{"properties":{"maxKeyAgeDays":0}}"#),
+        )
         .await;
     assert_eq!(status, 400);
     let (status, body) = s
-        .call(Method::PUT, &policy, Some(r#"{"properties":{"maxKeyAgeDays":90}}"#))
+        .call(
+            Method::PUT,
+            &policy,
+            Some(r#"{"properties":{"maxKeyAgeDays":90}}"#),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (_, body) = s.call(Method::GET, &policy, None).await;
@@ -570,7 +655,11 @@ async fn only_owner_and_contributor_may_create_event_subscriptions() {
     let scope = format!("{}/resourceGroups/rg", s.sub_path());
     let receiver = Receiver::start(Behaviour::default()).await;
     let body = json!({"properties": {"destination": {"endpointType": "WebHook", "properties": {"endpointUrl": receiver.url}}}});
-    for (role, allowed) in [("Reader", false), ("Key Operator", false), ("Contributor", true)] {
+    for (role, allowed) in [
+        ("Reader", false),
+        ("Key Operator", false),
+        ("Contributor", true),
+    ] {
         let (_, token) = crate::access::token_with_role(&s, role, &scope).await;
         let name = format!("by-{}", role.replace(' ', "-").to_lowercase());
         let (status, answer) = crate::access::call_as(
@@ -583,15 +672,26 @@ async fn only_owner_and_contributor_may_create_event_subscriptions() {
         .await;
         assert_eq!(status, if allowed { 201 } else { 403 }, "{role}: {answer}");
     }
-    assert_eq!(receiver.state.lock().unwrap().handshakes, 1, "a refused caller causes no handshake");
+    assert_eq!(
+        receiver.state.lock().unwrap().handshakes,
+        1,
+        "a refused caller causes no handshake"
+    );
     let (_, listed) = s
         .call(
             Method::GET,
-            &format!("{scope}/providers/Microsoft.EventGrid/eventSubscriptions?api-version={EG_VERSION}"),
+            &format!(
+                "{scope}/providers/Microsoft.EventGrid/eventSubscriptions?api-version={EG_VERSION}"
+            ),
             None,
         )
         .await;
-    let names: Vec<&str> = listed["value"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = listed["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["by-contributor"]);
 }
 
@@ -640,10 +740,16 @@ async fn three_postgres_nodes_deliver_each_event_once() {
     for status in tasks.join_all().await {
         assert_eq!(status, 200);
     }
-    let got = receiver.until_accepted(rounds, Duration::from_secs(30)).await;
+    let got = receiver
+        .until_accepted(rounds, Duration::from_secs(30))
+        .await;
     // Let any duplicate arrive.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let got = if receiver.accepted().len() > got.len() { receiver.accepted() } else { got };
+    let got = if receiver.accepted().len() > got.len() {
+        receiver.accepted()
+    } else {
+        got
+    };
     let mut ids: Vec<String> = got
         .iter()
         .map(|r| r.json()[0]["id"].as_str().unwrap().to_string())
@@ -654,5 +760,8 @@ async fn three_postgres_nodes_deliver_each_event_once() {
     let duplicates = total - ids.len();
     eprintln!("three nodes: {rounds} regenerations, {total} deliveries, {} distinct events, {duplicates} duplicates", ids.len());
     assert_eq!(ids.len(), rounds, "every regeneration's event arrived");
-    assert_eq!(duplicates, 0, "no node delivered an event another node delivered");
+    assert_eq!(
+        duplicates, 0,
+        "no node delivered an event another node delivered"
+    );
 }
