@@ -300,6 +300,7 @@ store_impl! {
                 .await?
                 .rows_affected();
         Self::delete_assignments_under(&mut tx, &group_scope(sub, name)).await?;
+        Self::delete_event_subscriptions_under(&mut tx, &group_scope(sub, name)).await?;
         Self::append_log(&mut tx, &changes, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)

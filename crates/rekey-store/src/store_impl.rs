@@ -189,6 +189,8 @@ macro_rules! store_impl {
                     // scope of that name.
                     Self::delete_assignments_under(&mut tx, &group_scope(&group.subscription, &group.name))
                         .await?;
+                    Self::delete_event_subscriptions_under(&mut tx, &group_scope(&group.subscription, &group.name))
+                        .await?;
                     Written::Created
                 } else {
                     Written::Updated
@@ -269,6 +271,7 @@ macro_rules! store_impl {
                                 .await?;
                         }
                         Self::delete_assignments_under(&mut tx, &id.to_string()).await?;
+                        Self::delete_event_subscriptions_under(&mut tx, &id.to_string()).await?;
                         (internal_id, Written::Created, "created")
                     }
                     Err(e) => return Err(e),
@@ -391,6 +394,94 @@ macro_rules! store_impl {
                     .await?;
                 }
                 Ok(())
+            }
+
+            /// Deletes the event subscriptions at `scope` and below it (with their deliveries), as
+            /// a scope's role assignments go with it: a scope made again under the same name starts
+            /// with none.
+            async fn delete_event_subscriptions_under(conn: &mut $conn, scope: &str) -> Result<()> {
+                let key = scope_key(scope);
+                let prefix = format!("{key}/");
+                // A prefix comparison, not LIKE: `_` is a wildcard there and allowed in names.
+                let deleted = sqlx::query(
+                    "DELETE FROM event_subscriptions WHERE scope_key = $1 OR substr(scope_key, 1, length($2)) = $2",
+                )
+                .bind(&key)
+                .bind(&prefix)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if deleted > 0 {
+                    sqlx::query(
+                        "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = events.id)",
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn try_put_event_subscription(
+                &self,
+                s: &$crate::events::EventSubscription,
+                secret: &Secret,
+                audit: &AuditRecord,
+            ) -> Result<($crate::events::EventSubscription, Written)> {
+                let mut tx = self.$writes.begin().await?;
+                let now = now_micros();
+                let types = s
+                    .included_event_types
+                    .as_ref()
+                    .map(|t| serde_json::to_string(t).expect("strings serialize"));
+                let existing = Self::event_subscription_in(&mut tx, &s.scope, &s.name).await?;
+                let written = match &existing {
+                    Some(old) => {
+                        sqlx::query(
+                            "UPDATE event_subscriptions SET endpoint_url = $1, included_event_types = $2, delivery_schema = $3, max_attempts = $4, ttl_minutes = $5, provisioning_state = $6, updated_at = $7 WHERE id = $8",
+                        )
+                        .bind(&s.endpoint_url)
+                        .bind(&types)
+                        .bind(&s.delivery_schema)
+                        .bind(s.max_attempts)
+                        .bind(s.ttl_minutes)
+                        .bind(&s.provisioning_state)
+                        .bind(now)
+                        .bind(old.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                        Written::Updated
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO event_subscriptions (id, subscription_id, scope_key, scope, name_key, name, endpoint_url, included_event_types, delivery_schema, max_attempts, ttl_minutes, sealed_secret, provisioning_state, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        )
+                        .bind(s.id.to_string())
+                        .bind(s.subscription.to_ascii_lowercase())
+                        .bind(scope_key(&s.scope))
+                        .bind(&s.scope)
+                        .bind(s.name.to_ascii_lowercase())
+                        .bind(&s.name)
+                        .bind(&s.endpoint_url)
+                        .bind(&types)
+                        .bind(&s.delivery_schema)
+                        .bind(s.max_attempts)
+                        .bind(s.ttl_minutes)
+                        .bind(self.sealer.seal(secret, &common::event_secret_context(&s.id)))
+                        .bind(&s.provisioning_state)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        Written::Created
+                    }
+                };
+                let stored = Self::event_subscription_in(&mut tx, &s.scope, &s.name)
+                    .await?
+                    .ok_or_else(|| corrupt("an event subscription vanished in its own write"))?;
+                Self::append_log(&mut tx, &[], audit).await?;
+                tx.commit().await?;
+                Ok((stored, written))
             }
 
             async fn event_subscription_in(
@@ -778,6 +869,8 @@ macro_rules! store_impl {
                     &$crate::events::NewEvent::arm($crate::events::RESOURCE_DELETE_SUCCESS, &existing.id, audit),
                 )
                 .await?;
+                // After the event: subscriptions above the resource get it; its own go with it.
+                Self::delete_event_subscriptions_under(&mut tx, &existing.id.to_string()).await?;
                 let changes = [Change {
                     resource: existing.internal_id,
                     slot: None,
@@ -905,61 +998,7 @@ macro_rules! store_impl {
                 secret: &Secret,
                 audit: &AuditRecord,
             ) -> Result<($crate::events::EventSubscription, Written)> {
-                let mut tx = self.$writes.begin().await?;
-                let now = now_micros();
-                let types = s
-                    .included_event_types
-                    .as_ref()
-                    .map(|t| serde_json::to_string(t).expect("strings serialize"));
-                let existing = Self::event_subscription_in(&mut tx, &s.scope, &s.name).await?;
-                let written = match &existing {
-                    Some(old) => {
-                        sqlx::query(
-                            "UPDATE event_subscriptions SET endpoint_url = $1, included_event_types = $2, delivery_schema = $3, max_attempts = $4, ttl_minutes = $5, provisioning_state = $6, updated_at = $7 WHERE id = $8",
-                        )
-                        .bind(&s.endpoint_url)
-                        .bind(&types)
-                        .bind(&s.delivery_schema)
-                        .bind(s.max_attempts)
-                        .bind(s.ttl_minutes)
-                        .bind(&s.provisioning_state)
-                        .bind(now)
-                        .bind(old.id.to_string())
-                        .execute(&mut *tx)
-                        .await?;
-                        Written::Updated
-                    }
-                    None => {
-                        sqlx::query(
-                            "INSERT INTO event_subscriptions (id, subscription_id, scope_key, scope, name_key, name, endpoint_url, included_event_types, delivery_schema, max_attempts, ttl_minutes, sealed_secret, provisioning_state, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                        )
-                        .bind(s.id.to_string())
-                        .bind(s.subscription.to_ascii_lowercase())
-                        .bind(scope_key(&s.scope))
-                        .bind(&s.scope)
-                        .bind(s.name.to_ascii_lowercase())
-                        .bind(&s.name)
-                        .bind(&s.endpoint_url)
-                        .bind(&types)
-                        .bind(&s.delivery_schema)
-                        .bind(s.max_attempts)
-                        .bind(s.ttl_minutes)
-                        .bind(self.sealer.seal(secret, &common::event_secret_context(&s.id)))
-                        .bind(&s.provisioning_state)
-                        .bind(now)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        Written::Created
-                    }
-                };
-                let stored = Self::event_subscription_in(&mut tx, &s.scope, &s.name)
-                    .await?
-                    .ok_or_else(|| corrupt("an event subscription vanished in its own write"))?;
-                Self::append_log(&mut tx, &[], audit).await?;
-                tx.commit().await?;
-                Ok((stored, written))
+                retrying(|| self.try_put_event_subscription(s, secret, audit)).await
             }
 
             async fn event_subscription(

@@ -16,7 +16,7 @@ use crate::helpers::*;
 
 crate::backend_tests!(
     each_regenerate_sends_one_signed_resource_action_event_after_its_answer,
-    creates_and_deletes_send_write_and_delete_events_as_cloud_events_when_asked,
+    creates_and_deletes_send_write_and_delete_events_and_take_the_resources_own_subscriptions,
     a_receiver_that_fails_twice_gets_the_third_try,
     an_event_committed_before_kill_9_is_delivered_after_restart,
     an_endpoint_that_answers_the_handshake_wrongly_never_receives_events,
@@ -302,7 +302,8 @@ async fn each_regenerate_sends_one_signed_resource_action_event_after_its_answer
     assert_eq!(ids.len(), 3, "every event has its own id");
 }
 
-async fn creates_and_deletes_send_write_and_delete_events_as_cloud_events_when_asked() {
+async fn creates_and_deletes_send_write_and_delete_events_and_take_the_resources_own_subscriptions()
+{
     let s = TestServer::start_with("info", FAST).await;
     s.create_group("rg").await;
     let receiver = Receiver::start(Behaviour::default()).await;
@@ -317,6 +318,8 @@ async fn creates_and_deletes_send_write_and_delete_events_as_cloud_events_when_a
     assert_eq!(status, 201, "{created}");
     s.create_account("rg", "acct").await;
     let resource = s.account_path("rg", "acct");
+    let (status, _) = subscribe(&s, &resource, "own", &receiver.url, json!({})).await;
+    assert_eq!(status, 201);
     let (status, _) = s
         .call(
             Method::DELETE,
@@ -349,6 +352,16 @@ async fn creates_and_deletes_send_write_and_delete_events_as_cloud_events_when_a
         got[1].json()["data"]["operationName"],
         "Microsoft.CognitiveServices/accounts/delete"
     );
+    // The resource's own subscription went with it: one made again under the name has none.
+    s.create_account("rg", "acct").await;
+    let (_, listed) = s
+        .call(
+            Method::GET,
+            &format!("{resource}/providers/Microsoft.EventGrid/eventSubscriptions?api-version={EG_VERSION}"),
+            None,
+        )
+        .await;
+    assert_eq!(listed["value"], json!([]));
 }
 
 async fn a_receiver_that_fails_twice_gets_the_third_try() {
