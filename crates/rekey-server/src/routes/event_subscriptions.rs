@@ -188,10 +188,17 @@ fn render(s: &EventSubscription, secret: Option<String>) -> WireSubscription {
     }
 }
 
+/// What a PUT body asks for, every field checked.
+struct Requested {
+    endpoint_url: String,
+    included_event_types: Option<Vec<String>>,
+    delivery_schema: String,
+    max_attempts: i64,
+    ttl_minutes: i64,
+}
+
 /// The subscription a PUT body describes, checked field by field.
-fn parse_create(
-    body: EventSubscriptionCreate,
-) -> Result<(String, Option<Vec<String>>, String, i64, i64), ApiError> {
+fn parse_create(body: EventSubscriptionCreate) -> Result<Requested, ApiError> {
     let p = body.properties;
     if !p.destination.endpoint_type.eq_ignore_ascii_case("WebHook") {
         return Err(bad(format!(
@@ -245,7 +252,13 @@ fn parse_create(
             "properties.retryPolicy.eventTimeToLiveInMinutes must be from 1 to 1440; got {ttl}."
         )));
     }
-    Ok((url, types, schema, attempts, ttl))
+    Ok(Requested {
+        endpoint_url: url,
+        included_event_types: types,
+        delivery_schema: schema,
+        max_attempts: attempts,
+        ttl_minutes: ttl,
+    })
 }
 
 async fn put_subscription(
@@ -259,7 +272,8 @@ async fn put_subscription(
     let name = name_of(&p).to_string();
     let audit = state.authorize(&caller, WRITE, &target.requested()).await?;
     let scope = target.stored(&state).await?;
-    let (url, types, schema, attempts, ttl) = parse_create(object_body(&body)?)?;
+    let requested = parse_create(object_body(&body)?)?;
+    let url = requested.endpoint_url;
     let existing = state.store.event_subscription(&scope, &name).await?;
     // An endpoint that already proved itself is not asked again; a new or changed one is.
     let validated = match &existing {
@@ -273,10 +287,10 @@ async fn put_subscription(
         scope,
         name,
         endpoint_url: url,
-        included_event_types: types,
-        delivery_schema: schema,
-        max_attempts: attempts,
-        ttl_minutes: ttl,
+        included_event_types: requested.included_event_types,
+        delivery_schema: requested.delivery_schema,
+        max_attempts: requested.max_attempts,
+        ttl_minutes: requested.ttl_minutes,
         provisioning_state: if validated {
             PROVISIONED
         } else {
@@ -593,11 +607,10 @@ mod tests {
 
     #[test]
     fn an_http_endpoint_off_this_machine_is_refused_naming_the_field() {
-        let err = parse_create(body(serde_json::json!({"properties": {
+        let refused = parse_create(body(serde_json::json!({"properties": {
             "destination": {"endpointType": "WebHook", "properties": {"endpointUrl": "http://hooks.example.com/x"}}
-        }})))
-        .unwrap_err();
-        let ApiError::BadRequest { message, .. } = err else {
+        }})));
+        let Err(ApiError::BadRequest { message, .. }) = refused else {
             panic!("not a 400")
         };
         assert!(message.contains("properties.destination.properties.endpointUrl"));
@@ -608,10 +621,14 @@ mod tests {
         let hook = serde_json::json!({"endpointType": "WebHook", "properties": {"endpointUrl": "https://h.example/x"}});
         assert!(parse_create(body(serde_json::json!({"properties": {"destination": hook, "eventDeliverySchema": "Custom"}}))).is_err());
         assert!(parse_create(body(serde_json::json!({"properties": {"destination": hook, "retryPolicy": {"maxDeliveryAttempts": 31}}}))).is_err());
-        let (_, _, schema, attempts, ttl) = parse_create(body(
+        let Ok(r) = parse_create(body(
             serde_json::json!({"properties": {"destination": hook, "eventDeliverySchema": "cloudeventschemav1_0"}}),
-        ))
-        .unwrap();
-        assert_eq!((schema.as_str(), attempts, ttl), (CLOUD_EVENTS, 30, 1440));
+        )) else {
+            panic!("a valid body was refused")
+        };
+        assert_eq!(
+            (r.delivery_schema.as_str(), r.max_attempts, r.ttl_minutes),
+            (CLOUD_EVENTS, 30, 1440)
+        );
     }
 }
