@@ -31,6 +31,10 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 const BATCH: i64 = 32;
 /// The longest wait between two attempts (Event Grid's schedule levels off at an hour).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
+/// How long an endpoint has to accept a connection: an address that never answers fails fast.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the validation handshake may take; the PUT that creates a subscription waits for it.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an endpoint's answer to the handshake is read.
 const MAX_HANDSHAKE_ANSWER: usize = 64 * 1024;
 
@@ -78,6 +82,7 @@ impl Events {
     pub fn new(retry_base: Duration, poll: Duration) -> Self {
         let client = reqwest::Client::builder()
             .timeout(DELIVERY_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
             // A webhook answers where it was registered; a redirect is a failed attempt.
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -130,6 +135,7 @@ impl Events {
             .post(endpoint)
             .header("content-type", "application/json")
             .header("aeg-event-type", "SubscriptionValidation")
+            .timeout(HANDSHAKE_TIMEOUT)
             .body(body.to_string())
             .send()
             .await;
