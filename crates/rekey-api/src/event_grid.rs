@@ -111,6 +111,8 @@ pub struct DeadLetter {
     pub data: Value,
     pub data_version: String,
     pub metadata_version: String,
+    /// `MaxDeliveryAttemptsExceeded`, `TimeToLiveExceeded`, or `DeliveryRefused` (the endpoint
+    /// answered 400 or 413, which is not retried).
     pub dead_letter_reason: String,
     pub delivery_attempts: i64,
     pub last_delivery_outcome: String,

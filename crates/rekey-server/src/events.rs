@@ -199,10 +199,18 @@ impl Events {
         let next = OffsetDateTime::now_utc() + self.retry_delay(made);
         let expires =
             delivery.event.event_time + time::Duration::minutes(delivery.target.ttl_minutes);
-        if !retryable || made >= delivery.target.max_attempts || next > expires {
-            DeliveryOutcome::Dead { error }
+        let reason = if !retryable {
+            "DeliveryRefused"
+        } else if made >= delivery.target.max_attempts {
+            "MaxDeliveryAttemptsExceeded"
+        } else if next > expires {
+            "TimeToLiveExceeded"
         } else {
-            DeliveryOutcome::Retry { at: next, error }
+            return DeliveryOutcome::Retry { at: next, error };
+        };
+        DeliveryOutcome::Dead {
+            reason: reason.to_string(),
+            error,
         }
     }
 
@@ -296,8 +304,8 @@ pub fn spawn(store: Arc<dyn Store>, events: Arc<Events>, sweep_every: Duration) 
                 sending.spawn(async move {
                     let outcome = events.attempt(&delivery).await;
                     events.report(&outcome);
-                    if let DeliveryOutcome::Dead { error } = &outcome {
-                        tracing::warn!(event = %delivery.event.id, subscription = %delivery.target.name, error, "dead-lettered an event");
+                    if let DeliveryOutcome::Dead { reason, error } = &outcome {
+                        tracing::warn!(event = %delivery.event.id, subscription = %delivery.target.name, reason, error, "dead-lettered an event");
                     }
                     let finished = store
                         .finish_delivery(

@@ -163,8 +163,9 @@ pub enum DeliveryOutcome {
     Delivered,
     /// Failed; tried again at `at`.
     Retry { at: OffsetDateTime, error: String },
-    /// Failed for the last time: kept as a dead letter.
-    Dead { error: String },
+    /// Failed for the last time: kept as a dead letter, with Event Grid's reason
+    /// (`MaxDeliveryAttemptsExceeded`, `TimeToLiveExceeded`, `DeliveryRefused`).
+    Dead { reason: String, error: String },
 }
 
 /// An event that could not be delivered within its subscription's retry policy.
@@ -172,6 +173,8 @@ pub enum DeliveryOutcome {
 pub struct DeadLetter {
     pub event: StoredEvent,
     pub attempts: i64,
+    /// Why it was given up (see [`DeliveryOutcome::Dead`]).
+    pub reason: String,
     pub last_error: String,
     pub dead_at: OffsetDateTime,
 }

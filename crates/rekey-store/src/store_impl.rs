@@ -1146,9 +1146,9 @@ macro_rules! store_impl {
                         .execute(&mut *tx)
                         .await?;
                     }
-                    DeliveryOutcome::Dead { error } => {
+                    DeliveryOutcome::Dead { reason, error } => {
                         sqlx::query(
-                            "UPDATE event_deliveries SET state = 'dead', attempts = attempts + 1, dead_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL
+                            "UPDATE event_deliveries SET state = 'dead', attempts = attempts + 1, dead_at = $1, last_error = $2, dead_reason = $6, lease_owner = NULL, lease_until = NULL
                              WHERE event_id = $3 AND target_id = $4 AND lease_owner = $5",
                         )
                         .bind(now_micros())
@@ -1156,6 +1156,7 @@ macro_rules! store_impl {
                         .bind(&event_id)
                         .bind(&target_id)
                         .bind(owner)
+                        .bind(reason)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -1166,7 +1167,7 @@ macro_rules! store_impl {
 
             async fn dead_letters(&self, target: &Uuid) -> Result<Vec<$crate::events::DeadLetter>> {
                 let rows = sqlx::query(
-                    "SELECT d.attempts, d.last_error, d.dead_at, e.id AS e_id, e.subscription_id AS e_subscription_id,
+                    "SELECT d.attempts, d.last_error, d.dead_reason, d.dead_at, e.id AS e_id, e.subscription_id AS e_subscription_id,
                             e.subject AS e_subject, e.event_type AS e_event_type, e.event_time AS e_event_time, e.data AS e_data
                      FROM event_deliveries d JOIN events e ON e.id = d.event_id
                      WHERE d.target_id = $1 AND d.state = 'dead' ORDER BY d.dead_at, e.id",
@@ -1179,6 +1180,7 @@ macro_rules! store_impl {
                         Ok($crate::events::DeadLetter {
                             event: common::event_row(row, "e_")?,
                             attempts: row.int("attempts"),
+                            reason: row.opt_string("dead_reason").unwrap_or_default(),
                             last_error: row.opt_string("last_error").unwrap_or_default(),
                             dead_at: $crate::columns::from_micros(row.opt_int("dead_at").unwrap_or_default()),
                         })

@@ -1340,6 +1340,7 @@ async fn a_regeneration_queues_one_delivery_per_validated_subscription_held_by_o
     let again = s.claim_deliveries("b", lease, 10).await.unwrap();
     assert_eq!((again.len(), again[0].attempts), (1, 1));
     let dead = DeliveryOutcome::Dead {
+        reason: "MaxDeliveryAttemptsExceeded".into(),
         error: "gone".into(),
     };
     s.finish_delivery(&d.event.id, &d.target.id, "b", &dead)
@@ -1349,8 +1350,12 @@ async fn a_regeneration_queues_one_delivery_per_validated_subscription_held_by_o
     let letters = s.dead_letters(&target.id).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(
-        (letters[0].attempts, letters[0].last_error.as_str()),
-        (2, "gone")
+        (
+            letters[0].attempts,
+            letters[0].reason.as_str(),
+            letters[0].last_error.as_str()
+        ),
+        (2, "MaxDeliveryAttemptsExceeded", "gone")
     );
     assert!(s.claim_deliveries("c", lease, 10).await.unwrap().is_empty());
 }

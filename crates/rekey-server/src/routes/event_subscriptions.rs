@@ -400,12 +400,7 @@ async fn dead_letters(
                 data: d.event.data,
                 data_version: text("dataVersion"),
                 metadata_version: text("metadataVersion"),
-                dead_letter_reason: if d.attempts >= found.max_attempts {
-                    "MaxDeliveryAttemptsExceeded"
-                } else {
-                    "TimeToLiveExceeded or a refused delivery"
-                }
-                .into(),
+                dead_letter_reason: d.reason,
                 delivery_attempts: d.attempts,
                 last_delivery_outcome: d.last_error,
                 dead_lettered_at: rfc3339(d.dead_at),

@@ -64,6 +64,8 @@ struct Behaviour {
     wrong_handshake: bool,
     /// Answers 503 to every notification (as if down).
     down: bool,
+    /// Answers 400 to every notification (refuses it).
+    refuse: bool,
     /// Answers 500 to this many notifications first.
     fail_next: u32,
     handshakes: u32,
@@ -109,6 +111,9 @@ async fn receive(
     s.attempts.push(got.clone());
     if s.down {
         return (StatusCode::SERVICE_UNAVAILABLE, String::new());
+    }
+    if s.refuse {
+        return (StatusCode::BAD_REQUEST, String::new());
     }
     if s.fail_next > 0 {
         s.fail_next -= 1;
@@ -484,45 +489,58 @@ async fn an_endpoint_that_answers_the_handshake_wrongly_never_receives_events() 
     );
 }
 
+/// Waits until the subscription `name` at `scope` has a dead letter (at most 15 s); returns the list.
+async fn dead_letters_of(s: &TestServer, scope: &str, name: &str) -> Value {
+    let path = format!(
+        "{scope}/providers/Microsoft.EventGrid/eventSubscriptions/{name}/x-rekey-deadLetters?api-version={EG_VERSION}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = s.call(Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{body}");
+        if !body["value"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn an_event_never_accepted_is_dead_lettered_and_shown() {
     let s = TestServer::start_with("info", FAST).await;
     s.create_group("rg").await;
     s.create_account("rg", "acct").await;
     let resource = s.account_path("rg", "acct");
-    let receiver = Receiver::start(Behaviour::default()).await;
-    let (status, _) = subscribe(
-        &s,
-        &resource,
-        "doomed",
-        &receiver.url,
-        json!({"retryPolicy": {"maxDeliveryAttempts": 2, "eventTimeToLiveInMinutes": 60}}),
-    )
-    .await;
+    let down = Receiver::start(Behaviour::default()).await;
+    let refusing = Receiver::start(Behaviour::default()).await;
+    let policy = json!({"retryPolicy": {"maxDeliveryAttempts": 2, "eventTimeToLiveInMinutes": 60}});
+    let (status, _) = subscribe(&s, &resource, "doomed", &down.url, policy.clone()).await;
     assert_eq!(status, 201);
-    receiver.set(|b| b.down = true);
+    let (status, _) = subscribe(&s, &resource, "refused", &refusing.url, policy).await;
+    assert_eq!(status, 201);
+    down.set(|b| b.down = true);
+    refusing.set(|b| b.refuse = true);
     let (status, _) = s.regenerate("rg", "acct", "Key1").await;
     assert_eq!(status, 200);
-    let path = format!(
-        "{resource}/providers/Microsoft.EventGrid/eventSubscriptions/doomed/x-rekey-deadLetters?api-version={EG_VERSION}"
-    );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let letters = loop {
-        let (status, body) = s.call(Method::GET, &path, None).await;
-        assert_eq!(status, 200, "{body}");
-        if !body["value"].as_array().unwrap().is_empty() || Instant::now() > deadline {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+
+    let letters = dead_letters_of(&s, &resource, "doomed").await;
     let value = letters["value"].as_array().unwrap();
     assert_eq!(value.len(), 1, "{letters}");
     assert_eq!(
         value[0]["eventType"],
         "Microsoft.Resources.ResourceActionSuccess"
     );
+    assert_eq!(value[0]["subject"], resource.as_str());
     assert_eq!(value[0]["deliveryAttempts"], 2);
     assert_eq!(value[0]["deadLetterReason"], "MaxDeliveryAttemptsExceeded");
-    assert_eq!(receiver.attempts().len(), 2, "no attempt past the policy");
+    assert_eq!(down.attempts().len(), 2, "no attempt past the policy");
+
+    // A 400 is Event Grid's "do not retry": dead after the first attempt.
+    let letters = dead_letters_of(&s, &resource, "refused").await;
+    let value = letters["value"].as_array().unwrap();
+    assert_eq!(value.len(), 1, "{letters}");
+    assert_eq!(value[0]["deliveryAttempts"], 1);
+    assert_eq!(value[0]["deadLetterReason"], "DeliveryRefused");
+    assert_eq!(refusing.attempts().len(), 1);
 }
 
 async fn an_http_endpoint_off_this_machine_is_refused_and_nothing_is_created() {

@@ -46,6 +46,7 @@ CREATE TABLE event_deliveries (
     lease_owner     TEXT,
     lease_until     BIGINT,
     last_error      TEXT,
+    dead_reason     TEXT,
     dead_at         BIGINT,
     PRIMARY KEY (event_id, target_id)
 );
