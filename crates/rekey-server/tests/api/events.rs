@@ -427,12 +427,16 @@ async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
     receiver.set(|b| b.down = true);
     let (status, _) = s.regenerate("rg", "acct", "Key1").await;
     assert_eq!(status, 200);
-    // The event is committed and its first delivery failed: only the outbox holds it now.
+    // The event is committed and its first delivery failed (and was recorded, so no lease is
+    // left to run out): only the outbox holds it now.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while receiver.attempts().is_empty() && Instant::now() < deadline {
+    let recorded =
+        "SELECT COUNT(*) FROM event_deliveries WHERE attempts >= 1 AND lease_owner IS NULL";
+    while s.sql_i64(recorded).await == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!receiver.attempts().is_empty(), "a delivery was tried");
+    assert!(receiver.accepted().is_empty());
     s.kill_and_restart();
     receiver.set(|b| b.down = false);
     let got = receiver.until_accepted(1, Duration::from_secs(90)).await;
