@@ -10,7 +10,8 @@
 //! hour) until the subscription's attempts or time to live (Event Grid's 30 and 24 hours) run out,
 //! and then the delivery is kept as a dead letter. A node that dies mid-delivery leaves the lease to
 //! run out, and another claim sends it again: delivery is at least once, and receivers dedupe by
-//! the event id. Requests never wait for any of this: writers only [`Events::wake`] the task.
+//! the event id. One node sends at most [`PER_ENDPOINT`] deliveries to one subscription at a time.
+//! Requests never wait for any of this: writers only [`Events::wake`] the task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +23,18 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// How long a claimed delivery is this node's; longer than [`DELIVERY_TIMEOUT`], so a delivery in
-/// flight is never claimed by another node.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a claimed delivery is this node's: longer than a whole batch can take (each endpoint's
+/// share of [`BATCH`], [`PER_ENDPOINT`] at a time, each within [`DELIVERY_TIMEOUT`]: 8 waves of 30 s),
+/// so a delivery in flight is never claimed by another node. It is also how long the deliveries a
+/// crashed node had claimed wait before another node sends them.
+const LEASE: Duration = Duration::from_secs(300);
 /// How long an endpoint has to answer a delivery or the handshake (Event Grid waits 30 s).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Deliveries claimed at once, and so sent concurrently by one node.
+/// Deliveries claimed at once by one node.
 const BATCH: i64 = 32;
+/// Deliveries one node sends to one subscription at the same time: a receiver with a small
+/// accept queue is not flooded (refused connections would count as failed attempts).
+const PER_ENDPOINT: usize = 4;
 /// The longest wait between two attempts (Event Grid's schedule levels off at an hour).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 /// How long an endpoint has to accept a connection: an address that never answers fails fast.
@@ -299,9 +305,15 @@ pub fn spawn(store: Arc<dyn Store>, events: Arc<Events>, sweep_every: Duration) 
             };
             let full = claimed.len() as i64 == BATCH;
             let mut sending = tokio::task::JoinSet::new();
+            let mut endpoints = std::collections::HashMap::new();
             for delivery in claimed {
                 let (events, store) = (deliverer.clone(), outbox.clone());
+                let turn = endpoints
+                    .entry(delivery.target.id)
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(PER_ENDPOINT)))
+                    .clone();
                 sending.spawn(async move {
+                    let _turn = turn.acquire_owned().await;
                     let outcome = events.attempt(&delivery).await;
                     events.report(&outcome);
                     if let DeliveryOutcome::Dead { reason, error } = &outcome {

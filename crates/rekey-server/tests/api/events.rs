@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 crate::backend_tests!(
+    a_slow_receiver_gets_at_most_four_deliveries_at_once_and_all_of_them,
     each_regenerate_sends_one_signed_resource_action_event_after_its_answer,
     creates_and_deletes_send_write_and_delete_events_and_take_the_resources_own_subscriptions,
     a_receiver_that_fails_twice_gets_the_third_try,
@@ -66,6 +67,11 @@ struct Behaviour {
     down: bool,
     /// Answers 400 to every notification (refuses it).
     refuse: bool,
+    /// Takes this long to answer each notification.
+    slow: Duration,
+    /// Notifications being answered now, and the most there ever were at once.
+    in_flight: u32,
+    most_in_flight: u32,
     /// Answers 500 to this many notifications first.
     fail_next: u32,
     handshakes: u32,
@@ -87,7 +93,22 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
+    let slow = {
+        let mut s = state.lock().unwrap();
+        s.in_flight += 1;
+        s.most_in_flight = s.most_in_flight.max(s.in_flight);
+        s.slow
+    };
+    if !slow.is_zero() {
+        tokio::time::sleep(slow).await;
+    }
     let mut s = state.lock().unwrap();
+    s.in_flight -= 1;
+    answer(&mut s, headers, body)
+}
+
+/// What the receiver answers, as `Behaviour` says, recording the request.
+fn answer(s: &mut Behaviour, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
     let kind = headers
         .get("aeg-event-type")
         .and_then(|v| v.to_str().ok())
@@ -408,6 +429,27 @@ async fn a_receiver_that_fails_twice_gets_the_third_try() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.accepted().len(), 1, "not sent again once accepted");
+}
+
+async fn a_slow_receiver_gets_at_most_four_deliveries_at_once_and_all_of_them() {
+    let s = TestServer::start_with("info", FAST).await;
+    s.create_group("rg").await;
+    s.create_account("rg", "acct").await;
+    let receiver = Receiver::start(Behaviour {
+        slow: Duration::from_millis(100),
+        ..Behaviour::default()
+    })
+    .await;
+    let (status, _) = subscribe(&s, &s.sub_path(), "slow", &receiver.url, json!({})).await;
+    assert_eq!(status, 201);
+    for _ in 0..20 {
+        let (status, _) = s.regenerate("rg", "acct", "Key1").await;
+        assert_eq!(status, 200);
+    }
+    let got = receiver.until_accepted(20, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 20);
+    let most = receiver.state.lock().unwrap().most_in_flight;
+    assert!((2..=4).contains(&most), "{most} deliveries at once");
 }
 
 async fn an_event_committed_before_kill_9_is_delivered_after_restart() {
