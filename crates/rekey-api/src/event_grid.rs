@@ -67,7 +67,8 @@ pub struct EventSubscriptionCreate {
     pub properties: EventSubscriptionCreateProperties,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// Not Debug: the creating answer carries the signing secret.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventSubscriptionProperties {
     /// The scope whose events it receives.
@@ -89,7 +90,8 @@ pub struct EventSubscriptionProperties {
     pub signing_secret: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// Not Debug: see [`EventSubscriptionProperties`].
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventSubscription {
     pub id: String,
     pub name: String,
