@@ -1,13 +1,16 @@
 """The seeds' az commands, unmodified, against rekeyd: the four set-up commands from the README,
-then keys list/regenerate for Cognitive Services and Cosmos DB."""
+then keys list/regenerate for Cognitive Services and Cosmos DB, and event subscriptions."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import ssl
 import subprocess
 import sys
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -127,3 +130,66 @@ def test_login_with_a_wrong_secret_fails(rekey, tmp_path):
     assert "invalid_client" in proc.stderr or "Invalid client" in proc.stderr, proc.stderr
     # The same commands with the right secret succeed, so the refusal was the secret's.
     az("login", "--service-principal", "-u", boot["principalId"], "-p", rekey.token, "--tenant", boot["tenantId"])
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    """A webhook on 127.0.0.1 that answers Event Grid's handshake and keeps what it is sent in
+    `received` (each subclass brings its own list)."""
+
+    received: list
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        events = json.loads(body)
+        if self.headers.get("aeg-event-type") == "SubscriptionValidation":
+            answer = json.dumps({"validationResponse": events[0]["data"]["validationCode"]}).encode()
+        else:
+            type(self).received.append(events)
+            answer = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_eventgrid_event_subscription_create_list_and_delete(az, logged_in, rekey):
+    # A class of its own per run: what one backend's run received is not the other's.
+    hook = type("Hook", (_Hook,), {"received": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        scope = (
+            f"/subscriptions/{rekey.subscription_id}/resourceGroups/cog-services-staging"
+            "/providers/Microsoft.CognitiveServices/accounts/myMultiCogService"
+        )
+        created = json.loads(
+            az(
+                "eventgrid", "event-subscription", "create", "--name", "rotations",
+                "--source-resource-id", scope, "--endpoint", endpoint,
+                "--included-event-types", "Microsoft.Resources.ResourceActionSuccess", "-o", "json",
+            ).stdout
+        )
+        assert created["provisioningState"] == "Succeeded", created
+        listed = json.loads(az("eventgrid", "event-subscription", "list", "--source-resource-id", scope, "-o", "json").stdout)
+        assert [s["name"] for s in listed] == ["rotations"]
+
+        names = ["--name", "myMultiCogService", "--resource-group", "cog-services-staging"]
+        az("cognitiveservices", "account", "keys", "regenerate", *names, "--key-name", "key2")
+        deadline = time.monotonic() + 20
+        while not hook.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert hook.received, "the regeneration's event arrived"
+        event = hook.received[0][0]
+        assert event["eventType"] == "Microsoft.Resources.ResourceActionSuccess"
+        assert event["subject"].lower() == scope.lower()
+
+        az("eventgrid", "event-subscription", "delete", "--name", "rotations", "--source-resource-id", scope)
+        listed = json.loads(az("eventgrid", "event-subscription", "list", "--source-resource-id", scope, "-o", "json").stdout)
+        assert listed == []
+    finally:
+        server.shutdown()

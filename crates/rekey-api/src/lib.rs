@@ -6,6 +6,7 @@ pub mod arm;
 pub mod authorization;
 pub mod cognitive_services;
 pub mod cosmos_db;
+pub mod event_grid;
 pub mod mapping;
 pub mod monitor;
 pub mod oauth;

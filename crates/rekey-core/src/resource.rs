@@ -120,7 +120,32 @@ pub fn check_location(raw: &str) -> Result<(), crate::InvalidInput> {
 /// to (`http://host:port/base`); without it rekeyd answers authenticated requests itself.
 pub const UPSTREAM_PROPERTY: &str = "x-rekey-upstream";
 
+/// The rekey extension property capping the age of a resource's keys, in days (1 to 3650); past it
+/// `listKeys` shows the slot overdue and a `Rekey.KeyAgeExceeded` event is emitted.
+pub const MAX_KEY_AGE_PROPERTY: &str = "x-rekey-maxKeyAgeDays";
+
+/// The range `x-rekey-maxKeyAgeDays` and the subscription key policy accept.
+pub const MAX_KEY_AGE_DAYS: std::ops::RangeInclusive<i64> = 1..=3650;
+
 impl ResourceSpec {
+    /// The resource's own maximum key age in days, checked: an integer in [`MAX_KEY_AGE_DAYS`].
+    pub fn max_key_age_days(&self) -> Result<Option<i64>, crate::InvalidInput> {
+        match self.settings_named(MAX_KEY_AGE_PROPERTY).next() {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => match v.as_i64() {
+                Some(days) if MAX_KEY_AGE_DAYS.contains(&days) => Ok(Some(days)),
+                _ => Err(crate::InvalidInput::new(
+                    "InvalidParameter",
+                    format!(
+                        "properties.{MAX_KEY_AGE_PROPERTY} must be an integer from {} to {}; got {v}.",
+                        MAX_KEY_AGE_DAYS.start(),
+                        MAX_KEY_AGE_DAYS.end()
+                    ),
+                )),
+            },
+        }
+    }
+
     /// The values of the setting `name` under any letter case of it. The wire mappings store one
     /// spelling per name; reading every spelling keeps a switch stored otherwise from being
     /// ignored.

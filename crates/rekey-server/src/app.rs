@@ -82,6 +82,7 @@ async fn request_ids(mut request: Request, next: Next) -> Response {
 
 /// After any management call that may have changed keys or resources, the data plane's index catches
 /// up with the change feed before the answer leaves: an acknowledged regeneration is already in force.
+/// The event delivery task is woken too, for the events the change wrote.
 async fn sync_index_after_writes(
     State(state): State<AppState>,
     request: Request,
@@ -92,6 +93,8 @@ async fn sync_index_after_writes(
     // A 503 means the store could not be reached: nothing to catch up with, and trying would only
     // keep the client waiting for a second timeout.
     if writes && response.status() != StatusCode::SERVICE_UNAVAILABLE {
+        // The write may have committed events: the delivery task sends them now, off this request.
+        state.events.wake();
         if let Err(e) = state.dataplane.index.catch_up().await {
             tracing::error!(error = %e, "the key index could not catch up after a write");
             return ApiError::Unavailable.into_response();
@@ -139,6 +142,7 @@ pub fn route_table() -> RouteTable {
     routes::role_assignments::register(&mut table);
     routes::tokens::register(&mut table);
     routes::activity_log::register(&mut table);
+    routes::event_subscriptions::register(&mut table);
     crate::oauth::register(&mut table);
     crate::web::register(&mut table);
     let verify_schemas = verify_schemas(&mut table);
@@ -401,6 +405,7 @@ where
 pub fn build(
     store: Arc<dyn Store>,
     dataplane: Arc<DataPlane>,
+    events: Arc<crate::events::Events>,
     issuer: Arc<crate::oauth::TokenIssuer>,
     ctx: RenderContext,
     tenant_id: Uuid,
@@ -422,6 +427,7 @@ pub fn build(
         tenant_id,
         openapi,
         dataplane,
+        events,
         issuer,
     };
     let arm = table

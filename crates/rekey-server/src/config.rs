@@ -136,6 +136,23 @@ pub struct Config {
     #[arg(long, env = "REKEY_MAX_HEADER_BYTES", default_value_t = 64 * 1024,
           value_parser = max_header_bytes)]
     pub max_header_bytes: usize,
+
+    /// The first retry delay of an event delivery, in milliseconds; each later one doubles, up to an
+    /// hour (Event Grid's policy is 10 s first). Hidden: tests shorten it.
+    #[arg(long, env = "REKEY_EVENT_RETRY_BASE_MS", default_value_t = 10_000, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_retry_base_ms: u64,
+
+    /// How often the outbox is read for deliveries that are due (retries, and events other nodes
+    /// wrote), in milliseconds; this node's own events are sent as soon as they commit. Hidden.
+    #[arg(long, env = "REKEY_EVENT_POLL_MS", default_value_t = 1_000, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub event_poll_ms: u64,
+
+    /// How often keys are checked against their maximum age, in milliseconds. Hidden.
+    #[arg(long, env = "REKEY_KEY_AGE_SWEEP_MS", default_value_t = 60_000, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub key_age_sweep_ms: u64,
 }
 
 fn max_header_bytes(text: &str) -> Result<usize, String> {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connections;
 pub mod dataplane;
 pub mod error;
+pub mod events;
 pub mod fastpath;
 pub mod jwt;
 pub mod oauth;
@@ -160,9 +161,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let url = format!("{scheme}://{local}");
         ready::write(path, &url, store.as_ref(), &config.data_dir, &record).await?;
     }
+    let events = Arc::new(events::Events::new(
+        std::time::Duration::from_millis(config.event_retry_base_ms),
+        std::time::Duration::from_millis(config.event_poll_ms),
+    ));
+    events::spawn(
+        store.clone(),
+        events.clone(),
+        std::time::Duration::from_millis(config.key_age_sweep_ms),
+    );
     let app = app::build(
         store,
         dataplane,
+        events,
         Arc::new(issuer),
         RenderContext { public_url },
         record.tenant_id,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub tenant_id: Uuid,
     pub openapi: Arc<serde_json::Value>,
     pub dataplane: Arc<DataPlane>,
+    /// Webhook delivery: the handshake client, and the task woken after writes.
+    pub events: Arc<crate::events::Events>,
     pub issuer: Arc<TokenIssuer>,
     /// The web page's sign-in sessions (`web::session`).
     pub sessions: Arc<Sessions>,

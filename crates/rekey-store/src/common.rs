@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::columns::{corrupt, from_micros, seal_context};
 use crate::crypto::Sealer;
+use crate::events::{EventSubscription, StoredEvent};
 use crate::{
     BootstrapRecord, IndexedResource, IndexedSlot, Operation, Principal, Result, RoleAssignment,
     SigningKey, StoreError,
@@ -324,4 +325,43 @@ where
             other => return other,
         }
     }
+}
+
+pub(crate) fn event_subscription_row(row: &impl StoredRow) -> Result<EventSubscription> {
+    Ok(EventSubscription {
+        id: row.uuid("id")?,
+        subscription: row.string("subscription_id"),
+        scope: row.string("scope"),
+        name: row.string("name"),
+        endpoint_url: row.string("endpoint_url"),
+        included_event_types: row
+            .opt_text("included_event_types")
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(corrupt)?,
+        delivery_schema: row.string("delivery_schema"),
+        max_attempts: row.int("max_attempts"),
+        ttl_minutes: row.int("ttl_minutes"),
+        provisioning_state: row.string("provisioning_state"),
+        created_at: from_micros(row.int("created_at")),
+        updated_at: from_micros(row.int("updated_at")),
+    })
+}
+
+/// The context an event subscription's signing secret is sealed to.
+pub(crate) fn event_secret_context(id: &Uuid) -> String {
+    format!("event-subscription/{}", id.simple())
+}
+
+/// An `events` row (its columns named `{prefix}id`, …).
+pub(crate) fn event_row(row: &impl StoredRow, prefix: &str) -> Result<StoredEvent> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(StoredEvent {
+        id: row.uuid(&column("id"))?,
+        subscription: row.string(&column("subscription_id")),
+        subject: row.string(&column("subject")),
+        event_type: row.string(&column("event_type")),
+        event_time: from_micros(row.int(&column("event_time"))),
+        data: serde_json::from_str(row.text(&column("data"))).map_err(corrupt)?,
+    })
 }

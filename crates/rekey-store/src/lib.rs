@@ -15,6 +15,7 @@ mod store_impl;
 pub mod crypto;
 #[macro_use]
 pub mod rotation;
+pub mod events;
 mod postgres;
 mod sqlite;
 
@@ -29,6 +30,9 @@ use uuid::Uuid;
 
 pub use audit::{AuditEntry, AuditRecord, ChainCheck};
 pub use crypto::{MasterKey, Sealer};
+pub use events::{
+    DeadLetter, Delivery, DeliveryOutcome, EventSubscription, NewEvent, OverdueKey, StoredEvent,
+};
 pub use postgres::{PgStore, PgStoreOptions};
 pub use rotation::{
     RegenerateOptions, Remember, Remembered, RetiredKey, Rotation, SlotControls, SlotRotation,
@@ -481,6 +485,62 @@ pub trait Store: Rotation + Send + Sync + 'static {
 
     /// A recorded operation of `sub`; another subscription's operation is not found.
     async fn operation(&self, sub: &SubscriptionId, id: &Uuid) -> Result<Option<Operation>>;
+
+    /// Creates the event subscription (with `secret`, its signing secret, kept only on create) or
+    /// replaces the stored one's settings at the same scope and name (keeping its id and secret).
+    async fn put_event_subscription(
+        &self,
+        subscription: &EventSubscription,
+        secret: &Secret,
+        audit: &AuditRecord,
+    ) -> Result<(EventSubscription, Written)>;
+    async fn event_subscription(
+        &self,
+        scope: &str,
+        name: &str,
+    ) -> Result<Option<EventSubscription>>;
+    /// The event subscriptions at exactly `scope`.
+    async fn list_event_subscriptions(&self, scope: &str) -> Result<Vec<EventSubscription>>;
+    /// Deletes it with its pending deliveries and dead letters; false if it did not exist.
+    async fn delete_event_subscription(
+        &self,
+        scope: &str,
+        name: &str,
+        audit: &AuditRecord,
+    ) -> Result<bool>;
+
+    /// Claims up to `limit` deliveries that are due, for `owner`, until `lease` from now: no other
+    /// claimer (on any node) gets them until then or until [`Store::finish_delivery`].
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        lease: std::time::Duration,
+        limit: i64,
+    ) -> Result<Vec<Delivery>>;
+    /// Records what became of a delivery `owner` claimed (nothing, if its lease was lost meanwhile).
+    async fn finish_delivery(
+        &self,
+        event: &Uuid,
+        target: &Uuid,
+        owner: &str,
+        outcome: &DeliveryOutcome,
+    ) -> Result<()>;
+    /// The dead letters of an event subscription, oldest first.
+    async fn dead_letters(&self, target: &Uuid) -> Result<Vec<DeadLetter>>;
+    /// Deliveries not yet made (neither delivered nor dead-lettered).
+    async fn outbox_depth(&self) -> Result<i64>;
+
+    /// A subscription's default maximum key age in days, if it has one.
+    async fn key_policy(&self, sub: &SubscriptionId) -> Result<Option<i64>>;
+    async fn put_key_policy(
+        &self,
+        sub: &SubscriptionId,
+        max_key_age_days: i64,
+        audit: &AuditRecord,
+    ) -> Result<()>;
+    /// Emits `Rekey.KeyAgeExceeded` for every key older than its maximum age at `now` that has not
+    /// had one (once per slot and key generation, whichever node sweeps); returns those emitted.
+    async fn sweep_key_ages(&self, now: OffsetDateTime) -> Result<Vec<OverdueKey>>;
 
     /// Notices of changes other processes commit, or `None` when this process is the only writer
     /// (embedded SQLite): then every change passes through this process, whose writers catch the

@@ -82,6 +82,10 @@ pub struct PgStore {
 impl PgStore {
     const ROW_LOCK: &'static str = " FOR UPDATE OF r";
 
+    /// Nodes claiming deliveries at once each skip the rows another is claiming, so no delivery is
+    /// claimed twice while its lease runs.
+    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+
     /// Nodes that start together queue here; the first makes the record, the others then find it.
     async fn lock_bootstrap(conn: &mut PgConnection) -> Result<()> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -311,6 +315,7 @@ store_impl! {
                 .await?
                 .rows_affected();
         Self::delete_assignments_under(&mut tx, &group_scope(sub, name)).await?;
+        Self::delete_event_subscriptions_under(&mut tx, &group_scope(sub, name)).await?;
         Self::append_log(&mut tx, &changes, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::audit::{chain_hash, check_chain, AuditEntry, AuditRecord, ChainCheck};
 use crate::columns::{corrupt, new_etag, now_micros, seal_context, to_micros, type_key};
-use crate::common::{self, retrying, Change};
+use crate::common::{self, retrying, Change, StoredRow};
 use crate::crypto::Sealer;
 use crate::SigningKey;
 use crate::{
@@ -81,6 +81,9 @@ impl SqliteStore {
 
     /// One writer at a time: no row needs locking.
     const ROW_LOCK: &'static str = "";
+
+    /// One writer at a time: a claim is never contended.
+    const CLAIM_LOCK: &'static str = "";
 
     /// The one writer connection already serializes bootstraps.
     async fn lock_bootstrap(_: &mut SqliteConnection) -> Result<()> {
@@ -278,6 +281,7 @@ store_impl! {
                 .await?
                 .rows_affected();
         Self::delete_assignments_under(&mut tx, &group_scope(sub, name)).await?;
+        Self::delete_event_subscriptions_under(&mut tx, &group_scope(sub, name)).await?;
         Self::append_log(&mut tx, &changes, audit).await?;
         tx.commit().await?;
         Ok(deleted > 0)

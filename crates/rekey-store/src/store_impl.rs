@@ -8,7 +8,13 @@
 //! - `lock_bootstrap`, `lock_assignment_scope`: what a write takes first so racing nodes apply one
 //!   after another, and checks that the assignment's scope exists;
 //! - `append_log`: appends a transaction's change-feed entries and audit record, as its last work;
-//! - `delete_assignments_under`: deletes assignments at and below a scope.
+//! - `delete_assignments_under`: deletes assignments at and below a scope;
+//! - `CLAIM_LOCK`: the clause that lets several nodes claim outbox deliveries without taking the
+//!   same row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `""` for SQLite's one writer).
+//!
+//! Events: a write that reports a change calls `Self::emit_event(&mut tx, &NewEvent::…)` inside its
+//! transaction, before `append_log`; the event and its deliveries then commit or roll back with the
+//! change (see [`crate::events`]).
 //!
 //! The backend keeps everything else in its own file: connecting, locking, notices, the methods whose
 //! SQL differs, and the `Store` methods it passes in as `own`.
@@ -183,6 +189,8 @@ macro_rules! store_impl {
                     // scope of that name.
                     Self::delete_assignments_under(&mut tx, &group_scope(&group.subscription, &group.name))
                         .await?;
+                    Self::delete_event_subscriptions_under(&mut tx, &group_scope(&group.subscription, &group.name))
+                        .await?;
                     Written::Created
                 } else {
                     Written::Updated
@@ -263,12 +271,18 @@ macro_rules! store_impl {
                                 .await?;
                         }
                         Self::delete_assignments_under(&mut tx, &id.to_string()).await?;
+                        Self::delete_event_subscriptions_under(&mut tx, &id.to_string()).await?;
                         (internal_id, Written::Created, "created")
                     }
                     Err(e) => return Err(e),
                 };
                 let resource = Self::find_resource(&mut tx, id, false).await?;
                 Self::record_operation(&mut tx, operation).await?;
+                Self::emit_event(
+                    &mut tx,
+                    &$crate::events::NewEvent::arm($crate::events::RESOURCE_WRITE_SUCCESS, &resource.id, audit),
+                )
+                .await?;
                 let changes = [Change {
                     resource: internal_id,
                     slot: None,
@@ -328,6 +342,161 @@ macro_rules! store_impl {
                 Self::append_log(&mut tx, &[], audit).await?;
                 tx.commit().await?;
                 Ok((a.clone(), Written::Created))
+            }
+
+            /// Writes `event` to the outbox in the transaction `conn` is in, with one delivery for
+            /// each event subscription that wants it (at or above its subject, its type included,
+            /// its endpoint validated): the event commits or rolls back with the change it reports.
+            /// An event no subscription wants is not written. Every change that should emit an
+            /// event calls this before its `append_log`; the delivery task, woken after the
+            /// commit, sends it.
+            pub(crate) async fn emit_event(
+                conn: &mut $conn,
+                event: &$crate::events::NewEvent,
+            ) -> Result<()> {
+                let rows = sqlx::query(
+                    "SELECT * FROM event_subscriptions WHERE subscription_id = $1 AND provisioning_state = $2",
+                )
+                .bind(event.subscription.to_ascii_lowercase())
+                .bind($crate::events::PROVISIONED)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut targets = Vec::new();
+                for row in &rows {
+                    let target = common::event_subscription_row(row)?;
+                    if target.wants(&event.subject, &event.event_type) {
+                        targets.push(target.id);
+                    }
+                }
+                if targets.is_empty() {
+                    return Ok(());
+                }
+                let at = to_micros(event.event_time);
+                sqlx::query(
+                    "INSERT INTO events (id, subscription_id, subject, event_type, event_time, data) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(event.id.to_string())
+                .bind(event.subscription.to_ascii_lowercase())
+                .bind(&event.subject)
+                .bind(&event.event_type)
+                .bind(at)
+                .bind(event.data.to_string())
+                .execute(&mut *conn)
+                .await?;
+                for target in targets {
+                    sqlx::query(
+                        "INSERT INTO event_deliveries (event_id, target_id, state, attempts, next_attempt_at) VALUES ($1, $2, 'pending', 0, $3)",
+                    )
+                    .bind(event.id.to_string())
+                    .bind(target.to_string())
+                    .bind(at)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Deletes the event subscriptions at `scope` and below it (with their deliveries), as
+            /// a scope's role assignments go with it: a scope made again under the same name starts
+            /// with none.
+            async fn delete_event_subscriptions_under(conn: &mut $conn, scope: &str) -> Result<()> {
+                let key = scope_key(scope);
+                let prefix = format!("{key}/");
+                // A prefix comparison, not LIKE: `_` is a wildcard there and allowed in names.
+                let deleted = sqlx::query(
+                    "DELETE FROM event_subscriptions WHERE scope_key = $1 OR substr(scope_key, 1, length($2)) = $2",
+                )
+                .bind(&key)
+                .bind(&prefix)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+                if deleted > 0 {
+                    sqlx::query(
+                        "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = events.id)",
+                    )
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn try_put_event_subscription(
+                &self,
+                s: &$crate::events::EventSubscription,
+                secret: &Secret,
+                audit: &AuditRecord,
+            ) -> Result<($crate::events::EventSubscription, Written)> {
+                let mut tx = self.$writes.begin().await?;
+                let now = now_micros();
+                let types = s
+                    .included_event_types
+                    .as_ref()
+                    .map(|t| serde_json::to_string(t).expect("strings serialize"));
+                let existing = Self::event_subscription_in(&mut tx, &s.scope, &s.name).await?;
+                let written = match &existing {
+                    Some(old) => {
+                        sqlx::query(
+                            "UPDATE event_subscriptions SET endpoint_url = $1, included_event_types = $2, delivery_schema = $3, max_attempts = $4, ttl_minutes = $5, provisioning_state = $6, updated_at = $7 WHERE id = $8",
+                        )
+                        .bind(&s.endpoint_url)
+                        .bind(&types)
+                        .bind(&s.delivery_schema)
+                        .bind(s.max_attempts)
+                        .bind(s.ttl_minutes)
+                        .bind(&s.provisioning_state)
+                        .bind(now)
+                        .bind(old.id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                        Written::Updated
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO event_subscriptions (id, subscription_id, scope_key, scope, name_key, name, endpoint_url, included_event_types, delivery_schema, max_attempts, ttl_minutes, sealed_secret, provisioning_state, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                        )
+                        .bind(s.id.to_string())
+                        .bind(s.subscription.to_ascii_lowercase())
+                        .bind(scope_key(&s.scope))
+                        .bind(&s.scope)
+                        .bind(s.name.to_ascii_lowercase())
+                        .bind(&s.name)
+                        .bind(&s.endpoint_url)
+                        .bind(&types)
+                        .bind(&s.delivery_schema)
+                        .bind(s.max_attempts)
+                        .bind(s.ttl_minutes)
+                        .bind(self.sealer.seal(secret, &common::event_secret_context(&s.id)))
+                        .bind(&s.provisioning_state)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        Written::Created
+                    }
+                };
+                let stored = Self::event_subscription_in(&mut tx, &s.scope, &s.name)
+                    .await?
+                    .ok_or_else(|| corrupt("an event subscription vanished in its own write"))?;
+                Self::append_log(&mut tx, &[], audit).await?;
+                tx.commit().await?;
+                Ok((stored, written))
+            }
+
+            async fn event_subscription_in(
+                conn: &mut $conn,
+                scope: &str,
+                name: &str,
+            ) -> Result<Option<$crate::events::EventSubscription>> {
+                let row = sqlx::query(
+                    "SELECT * FROM event_subscriptions WHERE scope_key = $1 AND name_key = $2",
+                )
+                .bind(scope_key(scope))
+                .bind(name.to_ascii_lowercase())
+                .fetch_optional(&mut *conn)
+                .await?;
+                row.map(|r| common::event_subscription_row(&r)).transpose()
             }
         }
 
@@ -631,6 +800,11 @@ macro_rules! store_impl {
                     .execute(&mut *tx)
                     .await?;
                 let resource = Self::find_resource(&mut tx, id, false).await?;
+                Self::emit_event(
+                    &mut tx,
+                    &$crate::events::NewEvent::arm($crate::events::RESOURCE_WRITE_SUCCESS, &resource.id, audit),
+                )
+                .await?;
                 let changes = [Change {
                     resource: existing.internal_id,
                     slot: None,
@@ -690,6 +864,13 @@ macro_rules! store_impl {
                     .await?;
                 Self::delete_assignments_under(&mut tx, &existing.id.to_string()).await?;
                 Self::record_operation(&mut tx, operation).await?;
+                Self::emit_event(
+                    &mut tx,
+                    &$crate::events::NewEvent::arm($crate::events::RESOURCE_DELETE_SUCCESS, &existing.id, audit),
+                )
+                .await?;
+                // After the event: subscriptions above the resource get it; its own go with it.
+                Self::delete_event_subscriptions_under(&mut tx, &existing.id.to_string()).await?;
                 let changes = [Change {
                     resource: existing.internal_id,
                     slot: None,
@@ -751,6 +932,11 @@ macro_rules! store_impl {
                     self.keep_answer(&mut tx, remember, &resource, &slots).await?;
                 }
                 Self::record_operation(&mut tx, operation).await?;
+                Self::emit_event(
+                    &mut tx,
+                    &$crate::events::NewEvent::arm($crate::events::RESOURCE_ACTION_SUCCESS, &resource.id, audit),
+                )
+                .await?;
                 Self::append_log(&mut tx, &changes, audit).await?;
                 tx.commit().await?;
                 Ok((resource, slots))
@@ -812,6 +998,323 @@ macro_rules! store_impl {
                     .fetch_optional(&self.$reads)
                     .await?;
                 Ok(row.map(|row| common::operation_row(&row, id, sub)))
+            }
+
+            async fn put_event_subscription(
+                &self,
+                s: &$crate::events::EventSubscription,
+                secret: &Secret,
+                audit: &AuditRecord,
+            ) -> Result<($crate::events::EventSubscription, Written)> {
+                retrying(|| self.try_put_event_subscription(s, secret, audit)).await
+            }
+
+            async fn event_subscription(
+                &self,
+                scope: &str,
+                name: &str,
+            ) -> Result<Option<$crate::events::EventSubscription>> {
+                let mut conn = self.$reads.acquire().await?;
+                Self::event_subscription_in(&mut conn, scope, name).await
+            }
+
+            async fn list_event_subscriptions(
+                &self,
+                scope: &str,
+            ) -> Result<Vec<$crate::events::EventSubscription>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM event_subscriptions WHERE scope_key = $1 ORDER BY name_key",
+                )
+                .bind(scope_key(scope))
+                .fetch_all(&self.$reads)
+                .await?;
+                rows.iter().map(common::event_subscription_row).collect()
+            }
+
+            async fn delete_event_subscription(
+                &self,
+                scope: &str,
+                name: &str,
+                audit: &AuditRecord,
+            ) -> Result<bool> {
+                let mut tx = self.$writes.begin().await?;
+                let deleted = sqlx::query(
+                    "DELETE FROM event_subscriptions WHERE scope_key = $1 AND name_key = $2",
+                )
+                .bind(scope_key(scope))
+                .bind(name.to_ascii_lowercase())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if deleted == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                // Events nobody is left to receive.
+                sqlx::query(
+                    "DELETE FROM events WHERE NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = events.id)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                Self::append_log(&mut tx, &[], audit).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn claim_deliveries(
+                &self,
+                owner: &str,
+                lease: std::time::Duration,
+                limit: i64,
+            ) -> Result<Vec<$crate::events::Delivery>> {
+                let now = now_micros();
+                let until = now + lease.as_micros() as i64;
+                let claim = format!(
+                    "UPDATE event_deliveries SET lease_owner = $1, lease_until = $2
+                     WHERE (event_id, target_id) IN (
+                         SELECT event_id, target_id FROM event_deliveries
+                         WHERE state = 'pending' AND next_attempt_at <= $3
+                           AND (lease_until IS NULL OR lease_until < $3)
+                         ORDER BY next_attempt_at LIMIT $4{})
+                     RETURNING event_id, target_id, attempts",
+                    Self::CLAIM_LOCK
+                );
+                let claimed = sqlx::query(&claim)
+                    .bind(owner)
+                    .bind(until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.$writes)
+                    .await?;
+                let mut out = Vec::with_capacity(claimed.len());
+                for row in &claimed {
+                    let joined = sqlx::query(
+                        "SELECT s.*, e.id AS e_id, e.subscription_id AS e_subscription_id, e.subject AS e_subject,
+                                e.event_type AS e_event_type, e.event_time AS e_event_time, e.data AS e_data
+                         FROM event_subscriptions s, events e WHERE s.id = $1 AND e.id = $2",
+                    )
+                    .bind(row.text("target_id"))
+                    .bind(row.text("event_id"))
+                    .fetch_optional(&self.$reads)
+                    .await?;
+                    // Deleted meanwhile: the delivery went with it.
+                    let Some(joined) = joined else { continue };
+                    let target = common::event_subscription_row(&joined)?;
+                    let secret = self.sealer.open(
+                        joined.bytes("sealed_secret"),
+                        &common::event_secret_context(&target.id),
+                    )?;
+                    out.push($crate::events::Delivery {
+                        event: common::event_row(&joined, "e_")?,
+                        target,
+                        secret,
+                        attempts: row.int("attempts"),
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn finish_delivery(
+                &self,
+                event: &Uuid,
+                target: &Uuid,
+                owner: &str,
+                outcome: &$crate::events::DeliveryOutcome,
+            ) -> Result<()> {
+                use $crate::events::DeliveryOutcome;
+                let mut tx = self.$writes.begin().await?;
+                let (event_id, target_id) = (event.to_string(), target.to_string());
+                match outcome {
+                    DeliveryOutcome::Delivered => {
+                        sqlx::query(
+                            "DELETE FROM event_deliveries WHERE event_id = $1 AND target_id = $2 AND lease_owner = $3",
+                        )
+                        .bind(&event_id)
+                        .bind(&target_id)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "DELETE FROM events WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM event_deliveries WHERE event_id = $1)",
+                        )
+                        .bind(&event_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    DeliveryOutcome::Retry { at, error } => {
+                        sqlx::query(
+                            "UPDATE event_deliveries SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL
+                             WHERE event_id = $3 AND target_id = $4 AND lease_owner = $5",
+                        )
+                        .bind(to_micros(*at))
+                        .bind(error)
+                        .bind(&event_id)
+                        .bind(&target_id)
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    DeliveryOutcome::Dead { reason, error } => {
+                        sqlx::query(
+                            "UPDATE event_deliveries SET state = 'dead', attempts = attempts + 1, dead_at = $1, last_error = $2, dead_reason = $6, lease_owner = NULL, lease_until = NULL
+                             WHERE event_id = $3 AND target_id = $4 AND lease_owner = $5",
+                        )
+                        .bind(now_micros())
+                        .bind(error)
+                        .bind(&event_id)
+                        .bind(&target_id)
+                        .bind(owner)
+                        .bind(reason)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn dead_letters(&self, target: &Uuid) -> Result<Vec<$crate::events::DeadLetter>> {
+                let rows = sqlx::query(
+                    "SELECT d.attempts, d.last_error, d.dead_reason, d.dead_at, e.id AS e_id, e.subscription_id AS e_subscription_id,
+                            e.subject AS e_subject, e.event_type AS e_event_type, e.event_time AS e_event_time, e.data AS e_data
+                     FROM event_deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.target_id = $1 AND d.state = 'dead' ORDER BY d.dead_at, e.id",
+                )
+                .bind(target.to_string())
+                .fetch_all(&self.$reads)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok($crate::events::DeadLetter {
+                            event: common::event_row(row, "e_")?,
+                            attempts: row.int("attempts"),
+                            reason: row.opt_string("dead_reason").unwrap_or_default(),
+                            last_error: row.opt_string("last_error").unwrap_or_default(),
+                            dead_at: $crate::columns::from_micros(row.opt_int("dead_at").unwrap_or_default()),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn outbox_depth(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar::<_, i64>(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM event_deliveries WHERE state = 'pending'",
+                )
+                .fetch_one(&self.$reads)
+                .await?)
+            }
+
+            async fn key_policy(&self, sub: &SubscriptionId) -> Result<Option<i64>> {
+                Ok(sqlx::query_scalar::<_, i64>(
+                    "SELECT max_key_age_days FROM key_policies WHERE subscription_id = $1",
+                )
+                .bind(sub.as_str().to_ascii_lowercase())
+                .fetch_optional(&self.$reads)
+                .await?)
+            }
+
+            async fn put_key_policy(
+                &self,
+                sub: &SubscriptionId,
+                max_key_age_days: i64,
+                audit: &AuditRecord,
+            ) -> Result<()> {
+                let mut tx = self.$writes.begin().await?;
+                Self::require_subscription(&mut tx, sub).await?;
+                sqlx::query(
+                    "INSERT INTO key_policies (subscription_id, max_key_age_days, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (subscription_id) DO UPDATE SET max_key_age_days = $2, updated_at = $3",
+                )
+                .bind(sub.as_str().to_ascii_lowercase())
+                .bind(max_key_age_days)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+                Self::append_log(&mut tx, &[], audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn sweep_key_ages(
+                &self,
+                now: OffsetDateTime,
+            ) -> Result<Vec<$crate::events::OverdueKey>> {
+                let policies: std::collections::HashMap<String, i64> = sqlx::query(
+                    "SELECT subscription_id, max_key_age_days FROM key_policies",
+                )
+                .fetch_all(&self.$reads)
+                .await?
+                .iter()
+                .map(|r| (r.text("subscription_id").to_string(), r.int("max_key_age_days")))
+                .collect();
+                let rows = sqlx::query(
+                    "SELECT r.*, g.name AS group_name, k.slot AS k_slot, k.generation AS k_generation, k.created_at AS k_created_at
+                     FROM resources r
+                     JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
+                     JOIN key_slots k ON k.resource_id = r.internal_id
+                     WHERE NOT EXISTS (SELECT 1 FROM key_age_notices n
+                                       WHERE n.resource_id = k.resource_id AND n.slot = k.slot AND n.generation = k.generation)",
+                )
+                .fetch_all(&self.$reads)
+                .await?;
+                let mut emitted = Vec::new();
+                for row in &rows {
+                    let resource = common::resource_row(row)?;
+                    let default = policies
+                        .get(&resource.id.subscription.as_str().to_ascii_lowercase())
+                        .copied();
+                    let Some(max) = $crate::events::max_key_age_days(&resource.spec.settings, default)
+                    else {
+                        continue;
+                    };
+                    let created_at = $crate::columns::from_micros(row.int("k_created_at"));
+                    if now - created_at <= time::Duration::days(max) {
+                        continue;
+                    }
+                    let overdue = $crate::events::OverdueKey {
+                        resource: resource.id.clone(),
+                        slot: row.string("k_slot"),
+                        generation: row.int("k_generation"),
+                        created_at,
+                        max_age_days: max,
+                    };
+                    let mut tx = self.$writes.begin().await?;
+                    // The notice row is the once-only guard: a racing node's insert conflicts.
+                    let inserted = sqlx::query(
+                        "INSERT INTO key_age_notices (resource_id, slot, generation, at)
+                         SELECT $1, $2, $3, $4 WHERE EXISTS
+                             (SELECT 1 FROM key_slots WHERE resource_id = $1 AND slot = $2 AND generation = $3)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(resource.internal_id.to_string())
+                    .bind(&overdue.slot)
+                    .bind(overdue.generation)
+                    .bind(to_micros(now))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        tx.rollback().await?;
+                        continue;
+                    }
+                    let data = serde_json::json!({
+                        "resourceUri": resource.id.to_string(),
+                        "keyName": overdue.slot,
+                        "keyCreatedAt": $crate::events::rfc3339(created_at),
+                        "ageDays": $crate::events::age_days(created_at, now),
+                        "maxKeyAgeDays": max,
+                        "subscriptionId": resource.id.subscription.to_string(),
+                    });
+                    let event = $crate::events::NewEvent::about(
+                        $crate::events::KEY_AGE_EXCEEDED,
+                        &resource.id,
+                        data,
+                    );
+                    Self::emit_event(&mut tx, &event).await?;
+                    tx.commit().await?;
+                    emitted.push(overdue);
+                }
+                Ok(emitted)
             }
         }
     };

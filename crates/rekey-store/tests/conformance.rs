@@ -13,9 +13,10 @@ use rekey_core::{
     SubscriptionId,
 };
 use rekey_store::{
-    AuditRecord, BootstrapRecord, ChainCheck, ChangeNotice, KeyUse, MasterKey, Operation, PgStore,
-    PgStoreOptions, Principal, RegenerateOptions, Remember, RoleAssignment, Sealer, SigningKey,
-    SlotUsage, SqliteStore, Store, StoreError, Written,
+    events, AuditRecord, BootstrapRecord, ChainCheck, ChangeNotice, DeliveryOutcome,
+    EventSubscription, KeyUse, MasterKey, Operation, PgStore, PgStoreOptions, Principal,
+    RegenerateOptions, Remember, RoleAssignment, Sealer, SigningKey, SlotUsage, SqliteStore, Store,
+    StoreError, Written,
 };
 use rekey_testkit::{postgres_admin_url, postgres_wanted, Backend, TestDatabase};
 use sqlx::Connection;
@@ -132,6 +133,8 @@ conformance!(
     only_postgres_has_change_notices_to_listen_for,
     usage_counts_from_several_nodes_add_up_and_the_latest_client_wins,
     a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing,
+    a_regeneration_queues_one_delivery_per_validated_subscription_held_by_one_claimer,
+    a_key_past_its_maximum_age_is_reported_once_per_generation,
 );
 
 // ---- fixtures ----
@@ -1362,4 +1365,193 @@ async fn a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing
         1,
         "nothing retired by the refused one"
     );
+fn event_subscription(scope: &str, name: &str, state: &str) -> EventSubscription {
+    EventSubscription {
+        id: Uuid::new_v4(),
+        subscription: scope.split('/').nth(2).unwrap().to_string(),
+        scope: scope.to_string(),
+        name: name.to_string(),
+        endpoint_url: "http://127.0.0.1:9/hook".into(),
+        included_event_types: None,
+        delivery_schema: "EventGridSchema".into(),
+        max_attempts: 30,
+        ttl_minutes: 1440,
+        provisioning_state: state.into(),
+        created_at: OffsetDateTime::now_utc(),
+        updated_at: OffsetDateTime::now_utc(),
+    }
+}
+
+async fn a_regeneration_queues_one_delivery_per_validated_subscription_held_by_one_claimer(
+    t: TestStore,
+) {
+    let s = &*t.store;
+    let id = resource_fixture(s).await;
+    let scope = id.to_string();
+    let lease = std::time::Duration::from_secs(60);
+    let put = |sub: EventSubscription| async move {
+        s.put_event_subscription(&sub, &secret("signing"), &audit(&sub.scope, "put"))
+            .await
+            .unwrap()
+            .0
+    };
+    let target = put(event_subscription(&scope, "hook", events::PROVISIONED)).await;
+    put(event_subscription(
+        &scope,
+        "unproven",
+        events::AWAITING_MANUAL_ACTION,
+    ))
+    .await;
+    let group_scope = format!("/subscriptions/{}/resourceGroups/other", id.subscription);
+    put(event_subscription(
+        &group_scope,
+        "elsewhere",
+        events::PROVISIONED,
+    ))
+    .await;
+
+    let key1 = ACCOUNTS.slot("key1").unwrap();
+    let action = "Microsoft.CognitiveServices/accounts/regenerateKey/action";
+    s.regenerate(
+        &id,
+        vec![(key1, secret("new-key1"))],
+        None,
+        &audit(&scope, action),
+    )
+    .await
+    .unwrap();
+    // A change that fails writes no event.
+    let missing = resource_id(&id.subscription, &id.group, &ACCOUNTS, "nope");
+    assert!(s
+        .regenerate(
+            &missing,
+            vec![(key1, secret("x"))],
+            None,
+            &audit(&scope, action)
+        )
+        .await
+        .is_err());
+
+    let claimed = s.claim_deliveries("a", lease, 10).await.unwrap();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "only the validated subscription at or above the resource"
+    );
+    let d = &claimed[0];
+    assert_eq!(d.target.id, target.id);
+    assert_eq!(d.secret.expose(), "signing");
+    assert_eq!(d.attempts, 0);
+    assert_eq!(d.event.event_type, events::RESOURCE_ACTION_SUCCESS);
+    assert_eq!(d.event.subject, scope);
+    assert_eq!(d.event.data["operationName"], action);
+    assert!(
+        !d.event.data.to_string().contains("new-key1"),
+        "no key in an event"
+    );
+
+    assert!(
+        s.claim_deliveries("b", lease, 10).await.unwrap().is_empty(),
+        "held by a"
+    );
+    // Only the holder's outcome counts.
+    let delivered = DeliveryOutcome::Delivered;
+    s.finish_delivery(&d.event.id, &d.target.id, "b", &delivered)
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_depth().await.unwrap(), 1);
+    let retry = DeliveryOutcome::Retry {
+        at: OffsetDateTime::now_utc() - Duration::seconds(1),
+        error: "503".into(),
+    };
+    s.finish_delivery(&d.event.id, &d.target.id, "a", &retry)
+        .await
+        .unwrap();
+    let again = s.claim_deliveries("b", lease, 10).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    let dead = DeliveryOutcome::Dead {
+        reason: "MaxDeliveryAttemptsExceeded".into(),
+        error: "gone".into(),
+    };
+    s.finish_delivery(&d.event.id, &d.target.id, "b", &dead)
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_depth().await.unwrap(), 0);
+    let letters = s.dead_letters(&target.id).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (
+            letters[0].attempts,
+            letters[0].reason.as_str(),
+            letters[0].last_error.as_str()
+        ),
+        (2, "MaxDeliveryAttemptsExceeded", "gone")
+    );
+    assert!(s.claim_deliveries("c", lease, 10).await.unwrap().is_empty());
+}
+
+async fn a_key_past_its_maximum_age_is_reported_once_per_generation(t: TestStore) {
+    let s = &*t.store;
+    let id = resource_fixture(s).await;
+    let sub_scope = format!("/subscriptions/{}", id.subscription);
+    let ages = EventSubscription {
+        included_event_types: Some(vec![events::KEY_AGE_EXCEEDED.into()]),
+        ..event_subscription(&sub_scope, "ages", events::PROVISIONED)
+    };
+    s.put_event_subscription(&ages, &secret("signing"), &audit(&sub_scope, "put"))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert!(
+        s.sweep_key_ages(now + Duration::days(400))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no policy, no age limit"
+    );
+    s.put_key_policy(&id.subscription, 30, &audit(&sub_scope, "policy"))
+        .await
+        .unwrap();
+    assert_eq!(s.key_policy(&id.subscription).await.unwrap(), Some(30));
+    assert!(s
+        .sweep_key_ages(now + Duration::days(29))
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now + Duration::days(31);
+    let overdue = s.sweep_key_ages(later).await.unwrap();
+    let mut slots: Vec<&str> = overdue.iter().map(|o| o.slot.as_str()).collect();
+    slots.sort();
+    assert_eq!(slots, ["key1", "key2"]);
+    assert!(
+        s.sweep_key_ages(later).await.unwrap().is_empty(),
+        "once per generation"
+    );
+    let key1 = ACCOUNTS.slot("key1").unwrap();
+    s.regenerate(
+        &id,
+        vec![(key1, secret("new"))],
+        None,
+        &audit(&id.to_string(), "regen"),
+    )
+    .await
+    .unwrap();
+    let overdue = s.sweep_key_ages(later + Duration::days(31)).await.unwrap();
+    assert_eq!(
+        overdue.len(),
+        1,
+        "the new generation is reported when it too grows old"
+    );
+    assert_eq!(
+        (overdue[0].slot.as_str(), overdue[0].generation),
+        ("key1", 2)
+    );
+    let claimed = s
+        .claim_deliveries("a", std::time::Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed
+        .iter()
+        .all(|d| d.event.event_type == events::KEY_AGE_EXCEEDED));
 }

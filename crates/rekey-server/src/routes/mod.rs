@@ -1,8 +1,9 @@
 //! Owns the management API's ARM routes (subscriptions, resource groups, resources, role
-//! assignments, tokens, the activity log), the path normalization that makes ARM's fixed segments
+//! assignments, event subscriptions, tokens, the activity log), the path normalization that makes ARM's fixed segments
 //! case-insensitive, and the small helpers those routes share.
 
 pub mod activity_log;
+pub mod event_subscriptions;
 pub mod resource_groups;
 pub mod resources;
 pub mod role_assignments;
@@ -85,6 +86,8 @@ pub fn normalize_path(path: &str) -> Option<String> {
                 "roleAssignments",
                 "roleDefinitions",
                 "eventtypes",
+                "eventSubscriptions",
+                "keyPolicy",
             ],
         );
         if out[at + 2] == "locations" {
@@ -102,6 +105,8 @@ static NAMESPACES: &[&str] = &[
     "Microsoft.DocumentDB",
     "Microsoft.Authorization",
     "Microsoft.Insights",
+    "Microsoft.EventGrid",
+    "Rekey",
 ];
 
 /// Applies [`normalize_path`] to a request URI, keeping its query.

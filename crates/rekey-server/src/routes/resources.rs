@@ -80,6 +80,7 @@ async fn create(
     let started = OffsetDateTime::now_utc();
     let spec = m.parse_create(&json_body(&body)?)?;
     spec.upstream()?;
+    spec.max_key_age_days()?;
     let all: Vec<&'static Slot> = provider.slots.iter().collect();
     let lro = m.answers().create == Answer::AsyncOperation;
     let operation = lro.then(|| Operation::succeeded(&id, &spec.location, started));
@@ -144,6 +145,7 @@ async fn update(
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     let spec = m.parse_patch(&current.spec, &body)?;
     spec.upstream()?;
+    spec.max_key_age_days()?;
     match state.store.update_resource(&id, &spec, &audit).await {
         Ok(resource) => Ok(Json(m.render(&resource, &state.ctx)).into_response()),
         Err(e) => Err(failed(&state, &audit, &id, e).await),
@@ -249,13 +251,39 @@ async fn key_view(
             .iter()
             .map(|k| (k.slot.name.to_string(), rfc3339(k.created_at).into()))
             .collect();
+        let key_age = key_ages(&state, &resource, &keys).await?;
         if let Some(object) = body.as_object_mut() {
             object.insert(LAST_USED_FIELD.into(), last_used.into());
             object.insert(CREATED_FIELD.into(), created.into());
+            object.insert(KEY_AGE_FIELD.into(), key_age.into());
         }
         super::rotation::decorate_list_keys(&state, &id, &mut body).await?;
     }
     Ok(Json(body).into_response())
+}
+
+/// The `listKeys` extension field with each slot's age in whole days and whether it is past the
+/// maximum age (the resource's `x-rekey-maxKeyAgeDays`, else the subscription's key policy).
+pub const KEY_AGE_FIELD: &str = "x-rekey-keyAge";
+
+async fn key_ages(
+    state: &AppState,
+    resource: &rekey_core::Resource,
+    keys: &[rekey_core::KeySlotState],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    use rekey_store::events::{age_days, max_key_age_days};
+    let default = state.store.key_policy(&resource.id.subscription).await?;
+    let max = max_key_age_days(&resource.spec.settings, default);
+    let now = OffsetDateTime::now_utc();
+    Ok(keys
+        .iter()
+        .map(|k| {
+            let overdue = max.is_some_and(|days| now - k.created_at > time::Duration::days(days));
+            let age =
+                serde_json::json!({"ageDays": age_days(k.created_at, now), "overdue": overdue});
+            (k.slot.name.to_string(), age)
+        })
+        .collect())
 }
 
 /// The `listKeys` extension field with each slot's last data-plane use.
