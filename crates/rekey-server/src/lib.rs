@@ -11,6 +11,7 @@ pub mod connections;
 pub mod dataplane;
 pub mod error;
 pub mod fastpath;
+pub mod metrics;
 pub mod oauth;
 pub mod ready;
 pub mod route_table;
@@ -164,6 +165,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         RenderContext { public_url },
         record.tenant_id,
         config.max_body_bytes,
+        config.metrics_access,
     )
     .with_body_read_timeout(std::time::Duration::from_secs(
         config.body_read_timeout_seconds,

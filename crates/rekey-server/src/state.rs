@@ -24,6 +24,8 @@ pub struct AppState {
     pub issuer: Arc<crate::oauth::TokenIssuer>,
     /// The web page's sign-in sessions (`web::session`).
     pub sessions: Arc<crate::web::session::Sessions>,
+    /// Who may read `GET /metrics` (`--metrics-access`).
+    pub metrics_access: crate::metrics::Access,
 }
 
 impl AppState {

@@ -318,6 +318,7 @@ async fn regenerate(
         Ok(v) => v,
         Err(e) => return Err(failed(&state, &audit, &id, e).await),
     };
+    crate::metrics::regenerated(provider);
     Ok(match (answer, operation) {
         (Answer::AsyncOperation, Some(op)) => accepted(&state.ctx, &op, version.as_str()),
         (Answer::NoContent, _) => StatusCode::NO_CONTENT.into_response(),

@@ -14,7 +14,14 @@ crate::backend_tests!(
 );
 
 const AUTHZ: &str = "2022-04-01";
-const ROLES: [&str; 5] = ["Owner", "Contributor", "Key Operator", "Reader", "Verifier"];
+const ROLES: [&str; 6] = [
+    "Owner",
+    "Contributor",
+    "Key Operator",
+    "Reader",
+    "Verifier",
+    "Monitoring Reader",
+];
 
 /// Calls as `token`; returns status and body.
 pub async fn call_as(

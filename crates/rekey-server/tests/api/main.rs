@@ -12,6 +12,7 @@ mod errors;
 mod hostile_input;
 mod keys;
 mod limits;
+mod metrics;
 mod nodes;
 mod oauth;
 mod openapi;
