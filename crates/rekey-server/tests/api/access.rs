@@ -214,7 +214,7 @@ async fn each_role_at_each_scope_gets_exactly_its_rights_inside_and_none_outside
             }
         }
     }
-    assert_eq!(checked, 5 * 3 * 6 * 2);
+    assert_eq!(checked, ROLES.len() * 3 * 6 * 2);
 }
 
 async fn a_reader_sees_the_account_but_never_its_keys() {
