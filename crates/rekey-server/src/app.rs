@@ -1,5 +1,6 @@
 //! Owns the assembled HTTP application: the table of every route, authentication on ARM routes,
-//! ARM's request-id headers, request logging (method, path, status, time: never headers or bodies),
+//! ARM's request-id headers, request logging (method, path, status, time: never headers or bodies;
+//! each request's lines in a span with its request id) and counting (by operation id and status),
 //! the checks every request passes before any route sees it (one `Host`, body size and time limits:
 //! [`Front`]), and ARM-shaped answers for unknown paths and methods.
 
@@ -13,7 +14,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, HttpBody as _};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Version};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +24,7 @@ use rekey_api::RenderContext;
 use rekey_store::Store;
 use tower::util::MapRequestLayer;
 use tower::{Layer as _, Service};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::connections::{BodyDeadline, TimedBody};
@@ -59,7 +61,9 @@ async fn request_ids(mut request: Request, next: Next) -> Response {
     request
         .extensions_mut()
         .insert(RequestId(request_id.clone()));
-    let mut response = next.run(request).await;
+    // Every line logged while the request is handled carries its id (`telemetry`).
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = next.run(request).instrument(span.clone()).await;
     let headers = response.headers_mut();
     headers.insert(
         REQUEST_ID,
@@ -71,11 +75,68 @@ async fn request_ids(mut request: Request, next: Next) -> Response {
     }
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let operation = response
+        .extensions()
+        .get::<Operation>()
+        .map_or("unmatched", |op| &*op.0);
+    crate::metrics::management_call(operation, status);
+    let _entered = span.enter();
     // Data-plane calls are the high-volume path: logged at debug, management calls at info.
     if path.starts_with("/data/") {
-        tracing::debug!(request_id, %method, path, status, elapsed_ms, "data-plane request");
+        tracing::debug!(%method, path, status, elapsed_ms, "data-plane request");
     } else {
-        tracing::info!(request_id, %method, path, status, elapsed_ms, "request");
+        tracing::info!(%method, path, status, elapsed_ms, "request");
+    }
+    response
+}
+
+/// The route table's operation id of the route that answered, for `rekey_management_requests_total`.
+#[derive(Clone)]
+struct Operation(Arc<str>);
+
+/// Every documented operation's id by method and route path.
+type Operations = std::collections::HashMap<(Method, String), Arc<str>>;
+
+fn operations(openapi: &utoipa::openapi::OpenApi) -> Operations {
+    let mut ids = Operations::new();
+    for (path, item) in &openapi.paths.paths {
+        let methods = [
+            (Method::GET, &item.get),
+            (Method::PUT, &item.put),
+            (Method::POST, &item.post),
+            (Method::DELETE, &item.delete),
+            (Method::PATCH, &item.patch),
+            (Method::HEAD, &item.head),
+        ];
+        for (method, op) in methods {
+            if let Some(id) = op.as_ref().and_then(|op| op.operation_id.as_deref()) {
+                ids.insert((method, path.clone()), Arc::from(id));
+            }
+        }
+    }
+    ids
+}
+
+/// Names the answer with its route's operation id. A route layer, so it runs after routing (which
+/// sets [`MatchedPath`]) and before authentication, whose refusals it names too.
+async fn name_operation(
+    State(ids): State<Arc<Operations>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let method = request.method().clone();
+    let mut response = next.run(request).await;
+    let id = path.and_then(|path| {
+        let get = (method == Method::HEAD).then(|| (Method::GET, path.clone()));
+        ids.get(&(method, path))
+            .or_else(|| get.and_then(|key| ids.get(&key)))
+    });
+    if let Some(id) = id {
+        response.extensions_mut().insert(Operation(id.clone()));
     }
     response
 }
@@ -207,6 +268,21 @@ pub fn route_table() -> RouteTable {
                 Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
             }
         }),
+    );
+    table.route(
+        Method::GET,
+        "/metrics",
+        Op::public(
+            "Metrics",
+            "This node's metrics in the OpenMetrics text format, for Prometheus. Served to callers on \
+             this host without a token, and to others with a token allowed to read metrics \
+             (--metrics-access).",
+        )
+        .response_text(200, "The metrics", "application/openmetrics-text")
+        .response(401, "No token, from another host", Some("ErrorResponse".into()))
+        .response(403, "The token's principal may not read metrics", Some("ErrorResponse".into()))
+        .response(404, "--metrics-access off", Some("ErrorResponse".into())),
+        get(crate::metrics::serve),
     );
     table.route(
         Method::GET,
@@ -410,8 +486,10 @@ pub fn build(
     ctx: RenderContext,
     tenant_id: Uuid,
     max_body_bytes: usize,
+    metrics_access: crate::metrics::Access,
 ) -> Front {
     let table = route_table();
+    let operations = Arc::new(operations(&table.openapi));
     let mut openapi =
         serde_json::to_value(&table.openapi).expect("the OpenAPI document serializes");
     crate::oauth::describe_this_server(&mut openapi, tenant_id, &ctx.public_url);
@@ -429,6 +507,7 @@ pub fn build(
         dataplane,
         events,
         issuer,
+        metrics_access,
     };
     let arm = table
         .arm
@@ -439,10 +518,17 @@ pub fn build(
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_principal,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            operations.clone(),
+            name_operation,
         ));
+    let public = table
+        .public
+        .route_layer(middleware::from_fn_with_state(operations, name_operation));
     let inner = Router::new()
         .merge(arm)
-        .merge(table.public)
+        .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -1,5 +1,5 @@
-//! Owns authorization: the built-in roles (Azure's Owner, Contributor and Reader with their well-known
-//! ids, and rekey's Key Operator and Verifier), how an assignment at a scope covers the scopes below
+//! Owns authorization: the built-in roles (Azure's Owner, Contributor, Reader and Monitoring Reader
+//! with their well-known ids, and rekey's Key Operator and Verifier), how an assignment at a scope covers the scopes below
 //! it, and the check every handler makes before it acts. A refusal is ARM's 403 `AuthorizationFailed`
 //! ([`crate::state::AppState::authorize`] writes it to the audit log).
 
@@ -68,6 +68,15 @@ pub static ROLES: &[Role] = &[
         name: "Verifier",
         description: "May call /verify for keys of resources in scope.",
         actions: &["Rekey/keys/verify/action"],
+        not_actions: &[],
+    },
+    Role {
+        // Azure's id for Monitoring Reader. Azure's grants `*/read`; here it is narrowed to what a
+        // rekey node has to monitor, its metrics, so a scraper's token cannot read resources.
+        id: uuid!("43d0d8ad-25c7-4714-9337-8ba259a9fe05"),
+        name: "Monitoring Reader",
+        description: "Reads this node's metrics (GET /metrics); nothing else.",
+        actions: &[crate::metrics::METRICS_READ],
         not_actions: &[],
     },
 ];
@@ -234,6 +243,36 @@ mod tests {
             verifier.allows(VERIFY_ACTION)
                 && !verifier.allows("Microsoft.CognitiveServices/accounts/read")
         );
+    }
+
+    #[test]
+    fn monitoring_reader_reads_metrics_and_nothing_else() {
+        let monitoring = role_by_name("Monitoring Reader").unwrap();
+        assert_eq!(monitoring.id, uuid!("43d0d8ad-25c7-4714-9337-8ba259a9fe05"));
+        let metrics = crate::metrics::METRICS_READ;
+        assert!(monitoring.allows(metrics));
+        for action in [
+            "Microsoft.CognitiveServices/accounts/read",
+            "Microsoft.CognitiveServices/accounts/listKeys/action",
+            "Microsoft.Authorization/roleAssignments/read",
+            VERIFY_ACTION,
+        ] {
+            assert!(!monitoring.allows(action), "{action}");
+        }
+        // Whoever may read every resource may read the node's metrics too; a verifier may not.
+        for (name, allowed) in [
+            ("Owner", true),
+            ("Contributor", true),
+            ("Reader", true),
+            ("Key Operator", true),
+            ("Verifier", false),
+        ] {
+            assert_eq!(
+                role_by_name(name).unwrap().allows(metrics),
+                allowed,
+                "{name}"
+            );
+        }
     }
 
     #[test]

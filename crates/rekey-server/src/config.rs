@@ -153,6 +153,16 @@ pub struct Config {
     #[arg(long, env = "REKEY_KEY_AGE_SWEEP_MS", default_value_t = 60_000, hide = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub key_age_sweep_ms: u64,
+    /// Who may read `GET /metrics`: `loopback-or-token` (a caller on this host without a token, any
+    /// other with a bearer token whose principal may read metrics: Monitoring Reader, Reader,
+    /// Contributor or Owner at a subscription), `loopback`, `token` or `off` (404).
+    #[arg(long, env = "REKEY_METRICS_ACCESS", value_enum, default_value_t)]
+    pub metrics_access: crate::metrics::Access,
+
+    /// Log line format on stderr: `text` (for people) or `json` (one JSON object a line, with the
+    /// request id of the request a line was logged in).
+    #[arg(long, env = "REKEY_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 fn max_header_bytes(text: &str) -> Result<usize, String> {

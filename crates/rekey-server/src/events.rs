@@ -71,6 +71,8 @@ pub trait EventMetrics: Send + Sync {
     fn delivery(&self, result: DeliveryResult);
     /// Deliveries waiting in the outbox (every node's), read each time the outbox is polled.
     fn outbox_depth(&self, depth: i64);
+    /// Key slots whose current key is past its maximum age, read after each key-age sweep.
+    fn keys_overdue(&self, keys: i64);
 }
 
 /// The delivery settings and the handle that wakes the delivery task.
@@ -360,6 +362,11 @@ pub fn spawn(store: Arc<dyn Store>, events: Arc<Events>, sweep_every: Duration) 
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not check key ages"),
+            }
+            if let Some(metrics) = &events.metrics {
+                if let Ok(keys) = store.overdue_keys().await {
+                    metrics.keys_overdue(keys);
+                }
             }
         }
     });

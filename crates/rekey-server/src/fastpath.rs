@@ -168,8 +168,9 @@ where
                 method,
                 headers: parsed.headers,
             };
-            match dataplane::answer(&state, remote, path, call).await {
-                Some(answer) => write_answer(&mut out, answer, head).await,
+            let request_id = crate::state::next_request_id();
+            match dataplane::answer(&state, remote, path, request_id, call).await {
+                Some(answer) => write_answer(&mut out, answer, request_id, head).await,
                 None => break true,
             }
             used += len;
@@ -294,7 +295,12 @@ fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
 
 /// Appends `answer` as HTTP/1.1 to `out`, as hyper would write it: the status line, the headers
 /// (`x-ms-request-id` added), `content-length`, `date`, then the body (none for a HEAD request).
-async fn write_answer(out: &mut Vec<u8>, answer: dataplane::Answer, head: bool) {
+async fn write_answer(
+    out: &mut Vec<u8>,
+    answer: dataplane::Answer,
+    request_id: uuid::Uuid,
+    head: bool,
+) {
     let (headers, body) = match answer {
         dataplane::Answer::Json {
             status,
@@ -332,9 +338,7 @@ async fn write_answer(out: &mut Vec<u8>, answer: dataplane::Answer, head: bool) 
     }
     out.extend_from_slice(b"x-ms-request-id: ");
     let mut id = uuid::Uuid::encode_buffer();
-    let id = crate::state::next_request_id()
-        .hyphenated()
-        .encode_lower(&mut id);
+    let id = request_id.hyphenated().encode_lower(&mut id);
     out.extend_from_slice(id.as_bytes());
     out.extend_from_slice(b"\r\ncontent-length: ");
     out.extend_from_slice(itoa(body.len(), &mut [0; 20]));

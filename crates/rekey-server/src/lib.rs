@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod fastpath;
 pub mod jwt;
+pub mod metrics;
 pub mod oauth;
 pub mod ready;
 pub mod request_ids;
@@ -161,10 +162,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let url = format!("{scheme}://{local}");
         ready::write(path, &url, store.as_ref(), &config.data_dir, &record).await?;
     }
-    let events = Arc::new(events::Events::new(
-        std::time::Duration::from_millis(config.event_retry_base_ms),
-        std::time::Duration::from_millis(config.event_poll_ms),
-    ));
+    let events = Arc::new(
+        events::Events::new(
+            std::time::Duration::from_millis(config.event_retry_base_ms),
+            std::time::Duration::from_millis(config.event_poll_ms),
+        )
+        .with_metrics(Arc::new(metrics::EventCounts)),
+    );
     events::spawn(
         store.clone(),
         events.clone(),
@@ -178,6 +182,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         RenderContext { public_url },
         record.tenant_id,
         config.max_body_bytes,
+        config.metrics_access,
     )
     .with_body_read_timeout(std::time::Duration::from_secs(
         config.body_read_timeout_seconds,

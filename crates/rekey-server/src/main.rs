@@ -10,6 +10,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = rekey_server::Config::parse();
-    rekey_server::telemetry::init();
+    rekey_server::telemetry::init(config.log_format);
     rekey_server::run(config).await
 }

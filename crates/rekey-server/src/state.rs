@@ -33,6 +33,8 @@ pub struct AppState {
     pub issuer: Arc<TokenIssuer>,
     /// The web page's sign-in sessions (`web::session`).
     pub sessions: Arc<Sessions>,
+    /// Who may read `GET /metrics` (`--metrics-access`).
+    pub metrics_access: crate::metrics::Access,
 }
 
 impl AppState {

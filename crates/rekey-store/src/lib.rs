@@ -541,6 +541,9 @@ pub trait Store: Rotation + Send + Sync + 'static {
     /// Emits `Rekey.KeyAgeExceeded` for every key older than its maximum age at `now` that has not
     /// had one (once per slot and key generation, whichever node sweeps); returns those emitted.
     async fn sweep_key_ages(&self, now: OffsetDateTime) -> Result<Vec<OverdueKey>>;
+    /// Key slots whose current key has passed its maximum age (reported by a sweep, not rotated
+    /// since), for `rekey_keys_overdue`.
+    async fn overdue_keys(&self) -> Result<i64>;
 
     /// Notices of changes other processes commit, or `None` when this process is the only writer
     /// (embedded SQLite): then every change passes through this process, whose writers catch the

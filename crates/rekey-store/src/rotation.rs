@@ -516,6 +516,12 @@ macro_rules! rotation_impl {
                     change: if disabled { "disabled" } else { "enabled" },
                     at: $crate::columns::now_micros(),
                 }];
+                // An ARM action event, as for a regeneration (`…/disableKey/action` and so on).
+                Self::emit_event(
+                    &mut tx,
+                    &$crate::events::NewEvent::arm($crate::events::RESOURCE_ACTION_SUCCESS, &resource.id, audit),
+                )
+                .await?;
                 Self::append_log(&mut tx, &changes, audit).await?;
                 tx.commit().await?;
                 Ok(())
@@ -549,6 +555,12 @@ macro_rules! rotation_impl {
                     change: "grace-ended",
                     at: now,
                 }];
+                // An ARM action event, as for a regeneration (`…/disableKey/action` and so on).
+                Self::emit_event(
+                    &mut tx,
+                    &$crate::events::NewEvent::arm($crate::events::RESOURCE_ACTION_SUCCESS, &resource.id, audit),
+                )
+                .await?;
                 Self::append_log(&mut tx, &changes, audit).await?;
                 tx.commit().await?;
                 Ok(ended > 0)

@@ -1204,6 +1204,16 @@ macro_rules! store_impl {
                 .await?)
             }
 
+            async fn overdue_keys(&self) -> Result<i64> {
+                Ok(sqlx::query_scalar::<_, i64>(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM key_age_notices n
+                     JOIN key_slots k ON k.resource_id = n.resource_id AND k.slot = n.slot
+                                     AND k.generation = n.generation",
+                )
+                .fetch_one(&self.$reads)
+                .await?)
+            }
+
             async fn key_policy(&self, sub: &SubscriptionId) -> Result<Option<i64>> {
                 Ok(sqlx::query_scalar::<_, i64>(
                     "SELECT max_key_age_days FROM key_policies WHERE subscription_id = $1",

@@ -348,6 +348,16 @@ impl KeyIndex {
             .is_none_or(|freshness| freshness.covers(freshness.nanos(Instant::now())))
     }
 
+    /// How far behind the change feed the index may be now: zero when this process is the store's
+    /// only writer; else the time since the start of the last catch-up that succeeded.
+    pub fn lag(&self) -> Duration {
+        self.freshness.as_ref().map_or(Duration::ZERO, |freshness| {
+            let now = freshness.nanos(Instant::now());
+            let confirmed = freshness.confirmed.load(Ordering::Acquire);
+            Duration::from_nanos(now.saturating_sub(confirmed))
+        })
+    }
+
     /// Makes sure the index holds every change committed before this call (before it, less the
     /// staleness bound), catching up from the store if no confirmation vouches for that yet. Call it
     /// before trusting the index for a check. Concurrent callers share catch-ups: one that started

@@ -4,7 +4,9 @@
 //! upstream or answered by rekeyd itself; and `POST /verify` for applications that check keys
 //! themselves. Every call goes through [`answer`], from the fast path and from hyper alike: its path
 //! is resolved by [`path::resolve`], its client address found by [`proxies`] (used for throttling
-//! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget).
+//! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget),
+//! both in a `request` span with the answer's request id; each call is counted by type and result
+//! where it is decided ([`metrics`]).
 //! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except when other
 //! nodes write to it: then a check first confirms the index holds every change committed before the
 //! check arrived (one round trip, shared by the checks waiting at once; see `index`).
@@ -38,6 +40,7 @@ use uuid::Uuid;
 
 use crate::authz::{Caller, VERIFY_ACTION};
 use crate::error::ApiError;
+use crate::metrics::{self, Outcome};
 use crate::state::AppState;
 use index::Entry;
 pub use parts::DataPlane;
@@ -64,13 +67,28 @@ enum Refusal {
 }
 
 impl Refusal {
-    /// What the refusal log says.
+    /// How `rekey_dataplane_requests_total` counts it.
+    fn outcome(self) -> Outcome {
+        match self {
+            Refusal::InvalidKey | Refusal::StaleDate => Outcome::Unauthorized,
+            Refusal::Disabled | Refusal::ReadOnly => Outcome::Forbidden,
+            Refusal::Throttled(_) => Outcome::Throttled,
+            Refusal::UpstreamFailed => Outcome::UpstreamFailed,
+            Refusal::TooLarge | Refusal::BadPath(_) => Outcome::BadRequest,
+            Refusal::Unavailable => Outcome::Unavailable,
+            Refusal::UnknownResource => Outcome::NotFound,
+            Refusal::Retired(_) => Outcome::Retired,
+            Refusal::SlotDisabled => Outcome::Disabled,
+        }
+    }
+
     /// Whether the refusal counts towards the client's failed-key throttle: only a key that is
     /// nothing the resource ever had (a guess), not an old or disabled one.
     fn is_guess(self) -> bool {
         !matches!(self, Refusal::Retired(_) | Refusal::SlotDisabled)
     }
 
+    /// What the refusal log says.
     fn reason(self) -> &'static str {
         match self {
             Refusal::InvalidKey => "no valid key",
@@ -285,15 +303,19 @@ pub fn split_path(path: &str) -> Option<(&str, &str)> {
 /// extractors cost more than the key check itself.
 pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Response {
     let uri = request.uri().clone();
+    let request_id = crate::state::next_request_id();
     // A whole request can always be forwarded, so every call is answered; `not_served` only keeps
     // this total.
-    let mut response = answer(state, remote, uri.path(), request)
+    let mut response = answer(state, remote, uri.path(), request_id, request)
         .await
         .unwrap_or_else(not_served)
         .into_response();
-    response
-        .headers_mut()
-        .insert(crate::state::REQUEST_ID, crate::state::request_id_header());
+    let mut id = Uuid::encode_buffer();
+    let id = request_id.hyphenated().encode_lower(&mut id);
+    response.headers_mut().insert(
+        crate::state::REQUEST_ID,
+        HeaderValue::from_str(id).expect("a UUID is a header value"),
+    );
     response
 }
 
@@ -337,16 +359,19 @@ impl Call for Request {
     }
 }
 
-/// A data-plane call at `path` (`/data/{id}[/{rest}]`, no query) from the peer `remote`: answered
-/// (the caller adds `x-ms-request-id`), or `None` only when the resource has an upstream and `call`
-/// cannot be forwarded (decided before anything else is done, so the caller can give the call to
-/// something that can forward it, which calls this again).
+/// A data-plane call at `path` (`/data/{id}[/{rest}]`, no query) from the peer `remote`, whose
+/// answer will carry `request_id` as `x-ms-request-id` (the caller adds it): answered, or `None`
+/// only when the resource has an upstream and `call` cannot be forwarded (decided before anything
+/// else is done or counted, so the caller can give the call to something that can forward it,
+/// which calls this again).
 pub async fn answer(
     state: &AppState,
     remote: IpAddr,
     path: &str,
+    request_id: Uuid,
     call: impl Call,
 ) -> Option<Answer> {
+    let timer = metrics::start_call();
     let client = state
         .dataplane
         .trusted_proxies
@@ -354,10 +379,12 @@ pub async fn answer(
     // Only read when the line will be written: the level check is a cached load.
     let method = tracing::enabled!(tracing::Level::DEBUG).then(|| call.method().clone());
     let answer = match split_path(path) {
-        Some((id, raw_rest)) => serve(state, client, id, raw_rest, call).await?,
+        Some((id, raw_rest)) => serve(state, client, id, raw_rest, request_id, call).await?,
         None => not_served(),
     };
+    metrics::end_call(timer);
     if let Some(method) = method {
+        let _request = tracing::info_span!("request", %request_id).entered();
         // Never a header: the key travels in one.
         tracing::debug!(%method, path, status = answer.status().as_u16(), %client, "data-plane call");
     }
@@ -371,13 +398,16 @@ impl DataPlane {
     fn refused(
         &self,
         client: IpAddr,
+        request_id: Uuid,
         resource: &str,
         slot: Option<&str>,
         provider: Option<&Provider>,
         refusal: Refusal,
     ) -> Answer {
+        metrics::data_plane_call(provider, refusal.outcome());
         let answer = refuse(provider, refusal);
         if tracing::enabled!(tracing::Level::INFO) && self.refusal_log.allow() {
+            let _request = tracing::info_span!("request", %request_id).entered();
             tracing::info!(
                 status = answer.status().as_u16(),
                 reason = refusal.reason(),
@@ -447,11 +477,12 @@ async fn serve(
     ip: IpAddr,
     id: &str,
     raw_rest: &str,
+    request_id: Uuid,
     call: impl Call,
 ) -> Option<Answer> {
     let dp = &state.dataplane;
     if let Some(seconds) = dp.throttle.blocked(ip) {
-        return Some(dp.refused(ip, id, None, None, Refusal::Throttled(seconds)));
+        return Some(dp.refused(ip, request_id, id, None, None, Refusal::Throttled(seconds)));
     }
     // Fail closed: a key the index still holds may have been revoked on another node.
     // The confirmation's future is boxed: inline it would make every call's future (built and
@@ -462,14 +493,14 @@ async fn serve(
             .ok()
             .and_then(|id| dp.index.resource(&id))
             .map(|entry| entry.provider);
-        return Some(dp.refused(ip, id, None, provider, Refusal::Unavailable));
+        return Some(dp.refused(ip, request_id, id, None, provider, Refusal::Unavailable));
     }
     let entry = Uuid::try_parse(id)
         .ok()
         .and_then(|id| dp.index.resource(&id));
     let Some(entry) = entry else {
         dp.throttle.failed(ip);
-        return Some(dp.refused(ip, id, None, None, Refusal::UnknownResource));
+        return Some(dp.refused(ip, request_id, id, None, None, Refusal::UnknownResource));
     };
     let provider = entry.provider;
     let resource = entry.resource_id.as_str();
@@ -478,7 +509,14 @@ async fn serve(
     let raw_rest = match path::resolve(raw_rest) {
         Ok(resolved) => resolved,
         Err(why) => {
-            return Some(dp.refused(ip, resource, None, Some(provider), Refusal::BadPath(why)))
+            return Some(dp.refused(
+                ip,
+                request_id,
+                resource,
+                None,
+                Some(provider),
+                Refusal::BadPath(why),
+            ))
         }
     };
     if entry.upstream.is_some() && !call.can_forward() {
@@ -492,7 +530,14 @@ async fn serve(
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
-        return Some(dp.refused(ip, resource, None, Some(provider), Refusal::TooLarge));
+        return Some(dp.refused(
+            ip,
+            request_id,
+            resource,
+            None,
+            Some(provider),
+            Refusal::TooLarge,
+        ));
     }
     let method = call.method().clone();
 
@@ -518,13 +563,14 @@ async fn serve(
             if refusal.is_guess() {
                 dp.throttle.failed(ip);
             }
-            return Some(dp.refused(ip, resource, None, Some(provider), refusal));
+            return Some(dp.refused(ip, request_id, resource, None, Some(provider), refusal));
         }
     };
     let slot_name = entry.slots[slot].slot.name;
     if entry.slots[slot].disabled {
         return Some(dp.refused(
             ip,
+            request_id,
             resource,
             Some(slot_name),
             Some(provider),
@@ -534,6 +580,7 @@ async fn serve(
     if !entry.key_auth_enabled {
         return Some(dp.refused(
             ip,
+            request_id,
             resource,
             Some(slot_name),
             Some(provider),
@@ -551,6 +598,7 @@ async fn serve(
     {
         return Some(dp.refused(
             ip,
+            request_id,
             resource,
             Some(slot_name),
             Some(provider),
@@ -581,15 +629,29 @@ async fn serve(
             resource_id: &entry.resource_id,
             max_body_bytes: dp.max_body_bytes,
         };
-        let refused = |refusal| dp.refused(ip, resource, Some(slot_name), Some(provider), refusal);
+        let refused = |refusal| {
+            dp.refused(
+                ip,
+                request_id,
+                resource,
+                Some(slot_name),
+                Some(provider),
+                refusal,
+            )
+        };
         return Some(
             match Box::pin(gateway::forward(&dp.client, forward, request)).await {
-                Ok(response) => Answer::Full(response),
+                Ok(response) => {
+                    metrics::data_plane_call(Some(provider), Outcome::Ok);
+                    Answer::Full(response)
+                }
                 Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
                 Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
             },
         );
     }
+    // The key was good: what follows is this call's answer.
+    metrics::data_plane_call(Some(provider), Outcome::Ok);
     if provider.signs_requests && !cosmos::serves_itself(&method, rest) {
         return Some(cosmos::not_implemented());
     }

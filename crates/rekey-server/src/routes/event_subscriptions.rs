@@ -464,12 +464,12 @@ pub fn register(table: &mut RouteTable) {
     let mut schemas = Vec::new();
     let subscription = schema_of::<WireSubscription>(&mut schemas);
     let create = schema_of::<EventSubscriptionCreate>(&mut schemas);
-    let dead = schema_of::<WireDeadLetter>(&mut schemas);
+    schema_of::<WireDeadLetter>(&mut schemas);
     let policy = schema_of::<KeyPolicy>(&mut schemas);
     let policy_create = schema_of::<KeyPolicyCreate>(&mut schemas);
     table.schemas(schemas);
-    let subscriptions = table.list_schema(&subscription);
-    let dead_letters_list = table.list_schema(&dead);
+    let subscriptions = table.list_schema::<WireSubscription>();
+    let dead_letters_list = table.list_schema::<WireDeadLetter>();
 
     let sub = "/subscriptions/{subscriptionId}";
     let group = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}";

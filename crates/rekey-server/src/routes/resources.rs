@@ -367,6 +367,7 @@ async fn regenerate(
         }
         Err(e) => return Err(failed(&state, &audit, &id, e).await),
     };
+    crate::metrics::regenerated(provider);
     Ok(reply(&resource, &keys).into_response())
 }
 

@@ -14,7 +14,14 @@ crate::backend_tests!(
 );
 
 const AUTHZ: &str = "2022-04-01";
-const ROLES: [&str; 5] = ["Owner", "Contributor", "Key Operator", "Reader", "Verifier"];
+const ROLES: [&str; 6] = [
+    "Owner",
+    "Contributor",
+    "Key Operator",
+    "Reader",
+    "Verifier",
+    "Monitoring Reader",
+];
 
 /// Calls as `token`; returns status and body.
 pub async fn call_as(
@@ -207,7 +214,7 @@ async fn each_role_at_each_scope_gets_exactly_its_rights_inside_and_none_outside
             }
         }
     }
-    assert_eq!(checked, 5 * 3 * 6 * 2);
+    assert_eq!(checked, ROLES.len() * 3 * 6 * 2);
 }
 
 async fn a_reader_sees_the_account_but_never_its_keys() {

@@ -13,6 +13,7 @@ mod events;
 mod hostile_input;
 mod keys;
 mod limits;
+mod metrics;
 mod nodes;
 mod oauth;
 mod openapi;

@@ -1,5 +1,5 @@
 //! Secrets stay secret: not in the database (its files, or a dump) in any readable form, not in logs
-//! at trace level.
+//! at trace level, in text or JSON.
 
 use base64::Engine as _;
 use reqwest::Method;
@@ -9,6 +9,7 @@ use crate::helpers::*;
 crate::backend_tests!(
     the_database_holds_no_key_or_token,
     trace_level_logs_hold_no_key_or_token,
+    trace_level_json_logs_hold_no_key_or_token,
 );
 
 /// Every form in which a leaked secret could be recognised in a byte dump.
@@ -77,7 +78,24 @@ async fn the_database_holds_no_key_or_token() {
 }
 
 async fn trace_level_logs_hold_no_key_or_token() {
-    let mut s = TestServer::start_with_log_level("trace").await;
+    logs_hold_no_key_or_token(&[]).await;
+}
+
+async fn trace_level_json_logs_hold_no_key_or_token() {
+    let log = logs_hold_no_key_or_token(&[("REKEY_LOG_FORMAT", "json")]).await;
+    for line in log.lines() {
+        let parsed = serde_json::from_str::<serde_json::Value>(line);
+        assert!(
+            parsed.is_ok_and(|v| v.is_object()),
+            "not a JSON object: {line}"
+        );
+    }
+}
+
+/// Drives the scenario and its error paths at trace level with `env`; checks no secret is in the
+/// log, in any form, and returns the log.
+async fn logs_hold_no_key_or_token(env: &[(&str, &str)]) -> String {
+    let mut s = TestServer::start_with("trace", env).await;
     let mut keys = scenario(&s).await;
     // Exercise the error paths too.
     let (_, resp) = s.regenerate("rg", "acct1", "Key9").await;
@@ -111,4 +129,5 @@ async fn trace_level_logs_hold_no_key_or_token() {
             );
         }
     }
+    log
 }
