@@ -1365,6 +1365,8 @@ async fn a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing
         1,
         "nothing retired by the refused one"
     );
+}
+
 fn event_subscription(scope: &str, name: &str, state: &str) -> EventSubscription {
     EventSubscription {
         id: Uuid::new_v4(),
