@@ -5,13 +5,14 @@
 //! themselves. Every call goes through [`answer`], from the fast path and from hyper alike: its path
 //! is resolved by [`path::resolve`], its client address found by [`proxies`] (used for throttling
 //! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget).
-//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except when other
-//! nodes write to it: then a check first confirms the index holds every change committed before the
-//! check arrived (one round trip, shared by the checks waiting at once; see `index`).
+//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store. With other nodes
+//! writing to it, a check trusts the index only while this node's lease holds ([`membership`]), or,
+//! with a positive staleness bound, first confirms the index is recent enough (see `index`).
 
 pub mod cosmos;
 pub mod gateway;
 pub mod index;
+pub mod membership;
 pub mod path;
 pub mod proxies;
 pub mod refusal_log;
@@ -41,6 +42,9 @@ use index::{Entry, KeyIndex};
 /// The data plane's shared parts.
 pub struct DataPlane {
     pub index: KeyIndex,
+    /// This node's lease among the nodes sharing the database, when writes wait for every node to
+    /// apply them (PostgreSQL with a zero staleness bound).
+    pub membership: Option<std::sync::Arc<membership::Membership>>,
     pub throttle: throttle::Throttle,
     pub client: gateway::HttpClient,
     /// Largest request body a data-plane call may send (`--max-data-plane-body-bytes`).
