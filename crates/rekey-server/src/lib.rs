@@ -317,8 +317,13 @@ fn spawn_follower(
                         }
                         // A write elsewhere waits for this acknowledgement.
                         if follower.index.applied() > membership.acknowledged() {
-                            if let Err(e) = membership.renew(&follower.index).await {
-                                tracing::debug!(error = %e, "acknowledging a change failed");
+                            let acknowledged = tokio::time::timeout(
+                                dataplane::membership::TRUSTED_FOR,
+                                membership.renew(&follower.index),
+                            )
+                            .await;
+                            if !matches!(acknowledged, Ok(Ok(()))) {
+                                tracing::debug!("acknowledging a change failed");
                             }
                         }
                     }

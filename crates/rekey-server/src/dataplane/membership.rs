@@ -25,7 +25,7 @@
 //!   after [`ACK_PATIENCE`]; the write then waits [`EXPIRES_AFTER`] more, for the lease that node may
 //!   still hold to end.
 //!
-//! So a write waits for other nodes at most `ACK_PATIENCE + EXPIRES_AFTER` (2.5 s). Each node also
+//! So a write waits for other nodes at most `ACK_PATIENCE + EXPIRES_AFTER` (5 s). Each node also
 //! expels silent nodes it sees while renewing, so a crashed node delays only writes in the first
 //! `EXPIRES_AFTER` after its last renewal; a node that shuts down leaves the table at once.
 //!
@@ -46,11 +46,12 @@ use super::index::KeyIndex;
 
 /// How often a node renews its lease (and re-reads the feed, in case a notice was lost).
 pub const RENEW_EVERY: Duration = Duration::from_millis(250);
-/// How long a node trusts its index after sending a renewal that succeeded: four renewals' worth,
-/// so a slow database answer or two does not interrupt checks.
-pub const TRUSTED_FOR: Duration = Duration::from_millis(1_000);
+/// How long a node trusts its index after sending a renewal that succeeded: eight renewals' worth,
+/// so a database slow to answer (seconds, on an overloaded machine) does not interrupt checks. A
+/// longer lease costs only a longer wait for writes right after a node stops (see the module doc).
+pub const TRUSTED_FOR: Duration = Duration::from_millis(2_000);
 /// How much sooner a node's own lease ends than the others may count it lapsed.
-pub const MARGIN: Duration = Duration::from_millis(250);
+pub const MARGIN: Duration = Duration::from_millis(500);
 /// How long another node must see a node's renewal number unchanged before expelling it.
 pub const EXPIRES_AFTER: Duration = TRUSTED_FOR.saturating_add(MARGIN);
 /// How long a write waits for a node that renews but does not acknowledge before expelling it.

@@ -446,8 +446,8 @@ async fn a_node_cut_off_from_the_database_refuses_keys_instead_of_trusting_its_c
 
 /// How long a leased node may go on trusting its index after its last renewal, and how long the
 /// others wait before expelling it (`dataplane/membership.rs`: `TRUSTED_FOR`, `EXPIRES_AFTER`).
-const TRUSTED_FOR: Duration = Duration::from_millis(1_000);
-const EXPIRES_AFTER: Duration = Duration::from_millis(1_250);
+const TRUSTED_FOR: Duration = Duration::from_millis(2_000);
+const EXPIRES_AFTER: Duration = Duration::from_millis(2_500);
 const RENEW_EVERY: Duration = Duration::from_millis(250);
 
 /// Under the default bound a check trusts the node's lease and asks the database nothing: a
@@ -520,10 +520,10 @@ async fn a_regeneration_waits_for_a_cut_off_node_until_its_lease_has_lapsed() {
         );
         assert_eq!(resp.headers()["retry-after"], "1");
     }
-    // B's last renewal was at most one renewal period before the cut; A expels it only after
-    // seeing that renewal unchanged for EXPIRES_AFTER.
+    // B's last renewal was about one renewal period before the cut (more if the database was slow
+    // to answer it); A expels B only after seeing that renewal unchanged for EXPIRES_AFTER.
     assert!(
-        answered >= EXPIRES_AFTER - RENEW_EVERY,
+        answered >= TRUSTED_FOR / 2,
         "the regeneration answered {answered:?} after B was cut off: before B's lease lapsed"
     );
     assert!(
@@ -551,10 +551,9 @@ async fn a_regeneration_waits_for_a_cut_off_node_until_its_lease_has_lapsed() {
     assert_eq!(data_status(&b, &endpoint, old).await, 401);
 }
 
-/// A node that loses its database stops trusting its index within its lease (one second after its
-/// last renewal, at most a renewal period and a second after the cut), answering 503, never a stale
-/// 200 for a key it cannot vouch for beyond that; and serves again by itself once the database is
-/// back.
+/// A node that loses its database stops trusting its index within its lease (two seconds after its
+/// last renewal, at most a renewal period more after the cut), answering 503 rather than vouching for
+/// a key beyond that; and serves again by itself once the database is back.
 #[tokio::test]
 async fn a_node_that_lost_its_database_refuses_checks_within_its_lease_and_recovers() {
     if !postgres_wanted() {
@@ -678,10 +677,19 @@ async fn a_postgres_outage_answers_503_and_loses_no_acknowledged_change() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
-    // Past the staleness bound the data plane cannot vouch for keys either.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Once its lease has ended the data plane cannot vouch for keys either.
     let key1 = acknowledged["key1"].as_str().unwrap();
-    assert_eq!(data_status(&s, &endpoint, key1).await, 503);
+    assert_eq!(
+        until_status(
+            &s,
+            &endpoint,
+            key1,
+            503,
+            TRUSTED_FOR + Duration::from_secs(1)
+        )
+        .await,
+        503
+    );
 
     cluster.start_again();
     // rekeyd reconnects by itself; what it acknowledged is there.
