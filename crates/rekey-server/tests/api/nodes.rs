@@ -1,6 +1,7 @@
 //! Several nodes on one PostgreSQL: a shared bootstrap, serializable regenerations across nodes,
-//! revocation everywhere through change notices and the sequence check, failing closed when a node is
-//! cut off, and riding out a PostgreSQL outage. These need PostgreSQL (`REKEY_TEST_POSTGRES_URL`, and
+//! revocation everywhere through change notices and the sequence check, regenerations that wait for
+//! every leased node (so checks ask the database nothing), failing closed when a node is cut off, and
+//! riding out a PostgreSQL outage. These need PostgreSQL (`REKEY_TEST_POSTGRES_URL`, and
 //! for the outage test the server binaries from Debian's `postgresql` package); without it each
 //! fails, unless `REKEY_TEST_BACKENDS=sqlite` leaves PostgreSQL out on purpose.
 
