@@ -15,73 +15,28 @@ section of bench/verify/README.md. Loopback only; every run is bounded by --seco
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 from common.rekeyd import Rekeyd  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def call(method: str, url: str, token: str, body: dict | None = None) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        text = resp.read()
-        return json.loads(text) if text else {}
-
-
-def wait_http(url: str, seconds: float = 30) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except Exception:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
-
-
-def wrk(url: str, keys_file: Path, seconds: int, connections: int) -> dict:
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / "keys.lua"), url],
-        env={**os.environ, "KEYS_FILE": str(keys_file)},
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
-    ).stdout
-    line = next(l for l in out.splitlines() if l.startswith("RESULT "))
-    r = json.loads(line[len("RESULT "):])
-    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    return r
+from benchkit import (  # noqa: E402
+    account_url, call, free_port, interleaved, make_accounts, median_run, rewrite_results, wait_http, wrk,
+    write_keys,
+)
 
 
 # Accounts that forward to the plain upstream in proxy mode, besides --accounts.
 PROXIED = 100
-
-
-def median_run(runs: list[dict]) -> dict:
-    """Each figure's median over the rounds; answer and error counts summed."""
-    med = lambda key: sorted(r[key] for r in runs)[len(runs) // 2]
-    return {"rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99_us"),
-            "non2xx": sum(r["non2xx"] for r in runs), "errors": sum(r["errors"] for r in runs)}
 
 
 def nginx_conf(prefix: Path, port: int, upstream_port: int, keys: list[str]) -> Path:
@@ -143,25 +98,13 @@ def main() -> None:
         server = Rekeyd(work, binary=ROOT / "target/release/rekeyd", log_level="warn").start()
         procs.append(server.proc)
         base, token, sub = server.base_url, server.token, server.subscription
-        port = base.rsplit(":", 1)[1]
-        call("PUT", f"{base}/subscriptions/{sub}/resourcegroups/bench?api-version=2025-04-01", token, {"location": "westus"})
-
-        def make(i: int) -> list[tuple[str, str]]:
-            acct = f"{base}/subscriptions/{sub}/resourceGroups/bench/providers/Microsoft.CognitiveServices/accounts/acct{i}"
-            created = call("PUT", f"{acct}?api-version=2025-09-01", token, {"location": "westus", "kind": "TextAnalytics", "sku": {"name": "S0"}})
-            keys = call("POST", f"{acct}/listKeys?api-version=2025-09-01", token)
-            path = created["properties"]["endpoint"].split(str(port), 1)[1] + "text/analytics/v3.1/languages"
-            return [(path, keys["key1"]), (path, keys["key2"])]
-
         started = time.time()
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            # PROXIED extra accounts for proxy mode, kept out of the self-answer runs: a call
-            # forwarded on a connection also moves that connection off rekeyd's fast path.
-            made = [p for ps in pool.map(make, range(args.accounts + PROXIED)) for p in ps]
+        # PROXIED extra accounts for proxy mode, kept out of the self-answer runs: a call
+        # forwarded on a connection also moves that connection off rekeyd's fast path.
+        made = make_accounts(base, token, sub, range(args.accounts + PROXIED))
         setup_s = time.time() - started
         proxied, pairs = made[:2 * PROXIED], made[2 * PROXIED:]
-        keys_file = work / "keys.txt"
-        keys_file.write_text("".join(f"{p} {k}\n" for p, k in pairs))
+        keys_file = write_keys(work / "keys.txt", pairs)
 
         prefix = work / "nginx"
         prefix.mkdir()
@@ -176,10 +119,9 @@ def main() -> None:
 
         # Proxy mode: the first PROXIED accounts forward to the plain upstream.
         for i in range(PROXIED):
-            acct = f"{base}/subscriptions/{sub}/resourceGroups/bench/providers/Microsoft.CognitiveServices/accounts/acct{i}"
+            acct = account_url(base, sub, i)
             call("PATCH", f"{acct}?api-version=2025-09-01", token, {"properties": {"x-rekey-upstream": f"http://127.0.0.1:{up_port}"}})
-        proxied_file = work / "proxied.txt"
-        proxied_file.write_text("".join(f"{p} {k}\n" for p, k in proxied))
+        proxied_file = write_keys(work / "proxied.txt", proxied)
         direct_file = work / "direct.txt"
         direct_file.write_text("".join(f"/text/analytics/v3.1/languages \n" for _ in proxied))
 
@@ -190,14 +132,11 @@ def main() -> None:
             "upstream": (f"http://127.0.0.1:{up_port}", direct_file),
             "proxy": (base, proxied_file),
         }
-        # Interleaved rounds, each in another order, so a slow moment of this shared machine
-        # falls on different targets; the table reports medians.
-        rounds: dict[str, list[dict]] = {name: [] for name in targets}
-        names = list(targets)
-        for i in range(args.rounds):
-            for name in names[i % len(names):] + names[:i % len(names)]:
-                url, file = targets[name]
-                rounds[name].append(wrk(url, file, args.seconds, args.connections))
+        rounds = interleaved(
+            {name: (lambda url=url, file=file: wrk(url, file, args.seconds, args.connections))
+             for name, (url, file) in targets.items()},
+            args.rounds,
+        )
         runs = {name: median_run(rs) for name, rs in rounds.items()}
         ratios = [a["rps"] / b["rps"] for a, b in zip(rounds["rekey"], rounds["nginx"])]
     finally:
@@ -234,11 +173,7 @@ def main() -> None:
               f"rekeyd release build with RUST_LOG=warn, nginx with access_log off; setup of {args.accounts + PROXIED:,} accounts ({PROXIED} of them for proxy mode) took {setup_s:.1f} s.\n\n{table}\n")
     print(report)
     if not args.no_readme:
-        readme = HERE / "README.md"
-        text = readme.read_text()
-        start, end = "<!-- results -->", "<!-- /results -->"
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + report + end + rest.split(end, 1)[1])
+        rewrite_results(HERE / "README.md", report)
 
 
 if __name__ == "__main__":

@@ -142,7 +142,9 @@ async fn name_operation(
 }
 
 /// After any management call that may have changed keys or resources, the data plane's index catches
-/// up with the change feed before the answer leaves: an acknowledged regeneration is already in force.
+/// up with the change feed before the answer leaves, and, with other nodes holding leases, every one
+/// of them has applied it too (or lost its lease): an acknowledged regeneration is already in force
+/// everywhere.
 /// The event delivery task is woken too, for the events the change wrote.
 async fn sync_index_after_writes(
     State(state): State<AppState>,
@@ -159,6 +161,13 @@ async fn sync_index_after_writes(
         if let Err(e) = state.dataplane.index.catch_up().await {
             tracing::error!(error = %e, "the key index could not catch up after a write");
             return ApiError::Unavailable.into_response();
+        }
+        if let Some(membership) = &state.dataplane.membership {
+            let position = state.dataplane.index.applied();
+            if let Err(e) = membership.wait_for_acks(position).await {
+                tracing::error!(error = %e, "could not learn whether every node applied a write");
+                return ApiError::Unavailable.into_response();
+            }
         }
     }
     response

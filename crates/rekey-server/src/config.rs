@@ -29,12 +29,13 @@ pub struct Config {
     pub database_url: Option<String>,
 
     /// With PostgreSQL: how stale (milliseconds) a node's key cache may be for a data-plane check.
-    /// 0, the default: every check first confirms the cache holds every change committed before
-    /// the check arrived (one round trip to the database, shared by the checks waiting at once), so
-    /// a key regenerated on any node is refused on every node once the regeneration answers. Above
-    /// 0: a check trusts a confirmation up to that old, saving the round trip, and an old key may be
-    /// accepted for up to that long after another node regenerated it. Either way a check that cannot
-    /// confirm answers 503 rather than trust the cache.
+    /// 0, the default: nodes hold leases in the database and every write answers only once each
+    /// node's cache has applied it (or that node's lease has lapsed), so a key regenerated on any
+    /// node is refused on every node once the regeneration answers, and checks ask the database
+    /// nothing; a node whose lease lapsed answers 503. Above 0: writes do not wait for other nodes,
+    /// a check trusts a confirmation of the cache up to that old (asking the database when the last
+    /// is older), and an old key may be accepted for up to that long after another node regenerated
+    /// it; a check that cannot confirm answers 503 rather than trust the cache.
     #[arg(long, env = "REKEY_MAX_STALENESS_MS", default_value_t = 0)]
     pub max_staleness_ms: u64,
 

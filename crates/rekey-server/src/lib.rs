@@ -27,6 +27,7 @@ pub mod web;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use dataplane::index::Consistency;
 use rekey_api::RenderContext;
 use rekey_store::{ChangeNotice, MasterKey, PgStore, PgStoreOptions, Sealer, SqliteStore, Store};
 
@@ -129,15 +130,32 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .to_string();
     let notices = store.listen().await.context("listening for changes")?;
     // Other nodes write to a store that can be listened to: only then can the index fall behind.
-    let max_staleness = notices
-        .is_some()
-        .then(|| std::time::Duration::from_millis(config.max_staleness_ms));
-    let index = dataplane::index::KeyIndex::load(store.clone(), max_staleness)
+    let membership = match (&notices, config.max_staleness_ms) {
+        (Some(_), 0) => store
+            .node_table()
+            .map(|table| Arc::new(dataplane::membership::Membership::new(table))),
+        _ => None,
+    };
+    let consistency = match (&notices, &membership) {
+        (None, _) => Consistency::OnlyWriter,
+        (Some(_), Some(_)) => Consistency::Leased,
+        (Some(_), None) => {
+            Consistency::Bounded(std::time::Duration::from_millis(config.max_staleness_ms))
+        }
+    };
+    let index = dataplane::index::KeyIndex::load(store.clone(), consistency)
         .await
         .context("loading the key index")?;
+    if let Some(membership) = &membership {
+        membership
+            .join(&index)
+            .await
+            .context("joining the other nodes")?;
+    }
     tracing::info!(keys = index.len(), "key index loaded");
     let dataplane = Arc::new(dataplane::DataPlane {
         index,
+        membership,
         throttle: dataplane::throttle::Throttle::new(
             config.auth_failure_limit,
             std::time::Duration::from_secs(config.auth_failure_window_seconds),
@@ -176,7 +194,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let app = app::build(
         store,
-        dataplane,
+        dataplane.clone(),
         events,
         Arc::new(issuer),
         RenderContext { public_url },
@@ -237,6 +255,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             server.serve(make).await?;
         }
     }
+    // No check is served any more: the others need not wait for this node's lease to lapse.
+    if let Some(membership) = &dataplane.membership {
+        if let Err(e) = membership.leave(&dataplane.index).await {
+            tracing::warn!(error = %e, "could not leave the node table; the others will expel this node");
+        }
+    }
     Ok(())
 }
 
@@ -275,10 +299,12 @@ fn spawn_background(
 }
 
 /// With other nodes writing: catches the index up on every change notice, and re-reads the feed
-/// position every quarter of the staleness bound (every 250 ms at most, and with a zero bound) whether
-/// or not notices came, so a lost notice is caught and the index keeps confirming it is current.
-/// With a zero bound each data-plane check confirms for itself; this keeps that catch-up short.
-/// Failures are logged when they start and when they end, not on every attempt.
+/// position regularly whether or not notices came, so a lost notice is caught. Under a lease
+/// ([`dataplane::membership`]) each catch-up after a notice is acknowledged at once, and every
+/// [`dataplane::membership::RENEW_EVERY`] the lease is renewed (after a catch-up) and nodes that
+/// stopped renewing are expelled. Under a positive staleness bound the feed is re-read every quarter
+/// of the bound (10 to 250 ms), so the index keeps confirming it is current. Failures are logged
+/// when they start and when they end, not on every attempt.
 fn spawn_follower(
     mut listener: Box<dyn rekey_store::ChangeListener>,
     dataplane: Arc<dataplane::DataPlane>,
@@ -297,10 +323,27 @@ fn spawn_follower(
                     let behind = match notice {
                         ChangeNotice::Committed(seq) => seq > follower.index.applied(),
                         ChangeNotice::Resumed => true,
+                        ChangeNotice::Acknowledged => false,
                     };
                     if behind {
                         if let Err(e) = follower.index.catch_up().await {
                             tracing::debug!(error = %e, "catching up on a change notice failed");
+                        }
+                    }
+                    if let Some(membership) = &follower.membership {
+                        if matches!(notice, ChangeNotice::Acknowledged | ChangeNotice::Resumed) {
+                            membership.heard_acknowledgement();
+                        }
+                        // A write elsewhere waits for this acknowledgement.
+                        if follower.index.applied() > membership.acknowledged() {
+                            let acknowledged = tokio::time::timeout(
+                                dataplane::membership::TRUSTED_FOR,
+                                membership.renew(&follower.index),
+                            )
+                            .await;
+                            if !matches!(acknowledged, Ok(Ok(()))) {
+                                tracing::debug!("acknowledging a change failed");
+                            }
                         }
                     }
                 }
@@ -314,9 +357,9 @@ fn spawn_follower(
             }
         }
     });
-    let every = match config.max_staleness_ms {
-        0 => std::time::Duration::from_millis(250),
-        bound => (std::time::Duration::from_millis(bound) / 4).clamp(
+    let every = match (&dataplane.membership, config.max_staleness_ms) {
+        (Some(_), _) => dataplane::membership::RENEW_EVERY,
+        (None, bound) => (std::time::Duration::from_millis(bound) / 4).clamp(
             std::time::Duration::from_millis(10),
             std::time::Duration::from_millis(250),
         ),
@@ -327,11 +370,20 @@ fn spawn_follower(
         let mut current = true;
         loop {
             tick.tick().await;
-            // Bounded, so a hung database shows up as a failure rather than a stall.
-            let attempt = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                dataplane.index.catch_up(),
-            )
+            // Bounded, so a hung database shows up as a failure rather than a stall; under a lease
+            // no longer than the lease, which a renewal answered later could not extend anyway.
+            let patience = match &dataplane.membership {
+                Some(_) => dataplane::membership::TRUSTED_FOR,
+                None => std::time::Duration::from_secs(2),
+            };
+            let attempt = tokio::time::timeout(patience, async {
+                dataplane.index.catch_up().await?;
+                if let Some(membership) = &dataplane.membership {
+                    membership.renew(&dataplane.index).await?;
+                    membership.expel_silent().await?;
+                }
+                Ok::<_, rekey_store::StoreError>(())
+            })
             .await;
             match attempt {
                 Ok(Ok(())) if !current => {

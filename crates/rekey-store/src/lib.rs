@@ -16,6 +16,7 @@ pub mod crypto;
 #[macro_use]
 pub mod rotation;
 pub mod events;
+mod pg_nodes;
 mod postgres;
 mod sqlite;
 
@@ -128,6 +129,9 @@ pub enum ChangeNotice {
     /// The listening connection was lost and is back: notices sent meanwhile are lost, so the
     /// listener must read the feed to catch up.
     Resumed,
+    /// A node renewed its lease in the [`NodeTable`], acknowledging the feed position its index has
+    /// applied: a regeneration waiting for that acknowledgement may look again.
+    Acknowledged,
 }
 
 /// A subscription to the change feed's notices. Notices are hints that make catching up prompt;
@@ -137,6 +141,34 @@ pub enum ChangeNotice {
 pub trait ChangeListener: Send {
     /// Waits for the next notice. An error means the connection is down now; calling again retries.
     async fn next(&mut self) -> Result<ChangeNotice>;
+}
+
+/// The table of nodes that serve data-plane checks from an index following the change feed (with
+/// PostgreSQL): each node's acknowledged feed position and its lease renewals. A node's lease is
+/// kept on its own clock (it trusts its index for a while after each renewal it sent succeeded);
+/// the table only numbers the renewals, so other nodes can tell one that stopped renewing. What the
+/// numbers mean, and the timing that makes expelling a silent node safe, is the server's
+/// (`dataplane/membership.rs`).
+#[async_trait]
+pub trait NodeTable: Send + Sync {
+    /// Joins, or joins again after being expelled, having applied the feed up to `applied`: only if
+    /// no change committed after `applied` (checked under the lock that orders the feed's commits,
+    /// so no change can commit meanwhile). `false` when the feed has moved on: catch up and try
+    /// again. Joining also forgets the rows of expelled nodes.
+    async fn join(&self, node: Uuid, applied: i64) -> Result<bool>;
+    /// Renews `node`'s lease and acknowledges `applied`, notifying every listening node. `false`
+    /// when the node was expelled (or forgotten): it must stop trusting its index, catch up and
+    /// join again.
+    async fn renew(&self, node: Uuid, applied: i64) -> Result<bool>;
+    /// The nodes other than `except`, not expelled, that have not acknowledged `position`, each with
+    /// the number of its last renewal (numbers are never reused).
+    async fn lagging(&self, except: Uuid, position: i64) -> Result<Vec<(Uuid, i64)>>;
+    /// Expels `node` unless it acknowledged `position` meanwhile or, with `renewal`, renewed after
+    /// that renewal; `true` when it was expelled. A renewal racing this waits for it (or it for the
+    /// renewal) on the row's lock, so the two cannot both succeed.
+    async fn expel(&self, node: Uuid, renewal: Option<i64>, position: i64) -> Result<bool>;
+    /// Removes `node`'s row, on a graceful shutdown: the others need not wait for it to lapse.
+    async fn leave(&self, node: Uuid) -> Result<()>;
 }
 
 /// Someone who may call the management API: a service token.
@@ -550,6 +582,12 @@ pub trait Store: Rotation + Send + Sync + 'static {
     /// index up before they answer, and there is nothing to listen for.
     async fn listen(&self) -> Result<Option<Box<dyn ChangeListener>>> {
         Ok(None)
+    }
+
+    /// The table of nodes following the change feed, or `None` when this process is the only
+    /// writer (embedded SQLite): then no other node can hold a stale index.
+    fn node_table(&self) -> Option<Box<dyn NodeTable>> {
+        None
     }
 }
 

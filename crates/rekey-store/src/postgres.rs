@@ -47,10 +47,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// The channel change notices are sent on; the payload is the transaction's last change seq.
 const CHANNEL: &str = "rekey_changes";
+/// The channel lease renewals are announced on (`pg_nodes`); the payload is the position acknowledged.
+pub(crate) const ACK_CHANNEL: &str = "rekey_acks";
 
 /// Advisory lock keys (one 64-bit space per database). Arbitrary, fixed, and distinct from the lock
 /// sqlx's migrator takes (derived from the database name).
-const LOG_LOCK: i64 = 0x7265_6b65_795f_6c67; // "rekey_lg"
+pub(crate) const LOG_LOCK: i64 = 0x7265_6b65_795f_6c67; // "rekey_lg"
 const BOOTSTRAP_LOCK: i64 = 0x7265_6b65_795f_6273; // "rekey_bs"
 
 /// Connection settings beyond the URL.
@@ -432,16 +434,22 @@ store_impl! {
             .idle_timeout(None)
             .connect_lazy_with(self.options.clone());
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen_all([CHANNEL, ACK_CHANNEL]).await?;
         Ok(Some(Box::new(PgChangeListener {
             listener,
             lost: false,
         })))
     }
+
+    fn node_table(&self) -> Option<Box<dyn crate::NodeTable>> {
+        Some(Box::new(crate::pg_nodes::PgNodeTable {
+            pool: self.pool.clone(),
+        }))
+    }
     }
 }
 
-/// Notices from `LISTEN rekey_changes`.
+/// Notices from `LISTEN rekey_changes` and `LISTEN rekey_acks`.
 pub struct PgChangeListener {
     listener: PgListener,
     /// The last call failed: the connection is gone, and notices sent since are lost.
@@ -460,6 +468,9 @@ impl ChangeListener for PgChangeListener {
         }
         loop {
             match self.listener.try_recv().await {
+                Ok(Some(notice)) if notice.channel() == ACK_CHANNEL => {
+                    return Ok(ChangeNotice::Acknowledged);
+                }
                 Ok(Some(notice)) => {
                     // Anything but a sequence number is someone else's use of the channel.
                     if let Ok(seq) = notice.payload().parse() {

@@ -135,6 +135,7 @@ conformance!(
     a_regeneration_retires_the_old_digest_and_a_taken_token_changes_nothing,
     a_regeneration_queues_one_delivery_per_validated_subscription_held_by_one_claimer,
     a_key_past_its_maximum_age_is_reported_once_per_generation,
+    only_postgres_keeps_a_node_table_where_expulsion_and_renewal_exclude_each_other,
 );
 
 // ---- fixtures ----
@@ -1556,4 +1557,85 @@ async fn a_key_past_its_maximum_age_is_reported_once_per_generation(t: TestStore
     assert!(claimed
         .iter()
         .all(|d| d.event.event_type == events::KEY_AGE_EXCEEDED));
+}
+
+async fn only_postgres_keeps_a_node_table_where_expulsion_and_renewal_exclude_each_other(
+    t: TestStore,
+) {
+    let s = &*t.store;
+    let Some(table) = s.node_table() else {
+        assert_eq!(
+            t.backend,
+            Backend::Sqlite,
+            "PostgreSQL nodes keep a node table"
+        );
+        return;
+    };
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    assert!(table.join(a, 0).await.unwrap(), "nothing committed yet");
+    let id = resource_fixture(s).await;
+    let latest = s.latest_change().await.unwrap();
+    assert!(
+        !table.join(b, 0).await.unwrap(),
+        "a node that has not applied every committed change cannot join"
+    );
+    assert!(table.join(b, latest).await.unwrap());
+
+    let lagging = table.lagging(b, latest).await.unwrap();
+    assert_eq!(lagging.len(), 1);
+    let (node, stale_renewal) = lagging[0];
+    assert_eq!(node, a, "A has not acknowledged the change");
+    assert!(table.renew(a, latest).await.unwrap());
+    assert!(
+        table.lagging(b, latest).await.unwrap().is_empty(),
+        "A acknowledged it"
+    );
+    assert!(
+        !table.expel(a, None, latest).await.unwrap(),
+        "a node that acknowledged the position is not expelled for it"
+    );
+
+    s.regenerate(
+        &id,
+        initial_keys(&ACCOUNTS, "second"),
+        None,
+        &audit("/", "regen"),
+    )
+    .await
+    .unwrap();
+    let next = s.latest_change().await.unwrap();
+    let (_, renewal) = table.lagging(b, next).await.unwrap()[0];
+    assert_ne!(
+        renewal, stale_renewal,
+        "every renewal has a number of its own"
+    );
+    assert!(
+        !table.expel(a, Some(stale_renewal), next).await.unwrap(),
+        "a node that renewed since the number seen is not expelled"
+    );
+    assert!(table.expel(a, Some(renewal), next).await.unwrap());
+    assert!(
+        !table.renew(a, next).await.unwrap(),
+        "an expelled node cannot renew"
+    );
+    assert!(
+        table.lagging(b, next).await.unwrap().is_empty(),
+        "nobody waits for an expelled node"
+    );
+    assert!(
+        table.join(a, next).await.unwrap(),
+        "it joins again, caught up"
+    );
+    assert!(table.renew(a, next).await.unwrap());
+
+    table.leave(a).await.unwrap();
+    assert!(
+        !table.renew(a, next).await.unwrap(),
+        "a node that left is gone"
+    );
+    assert_eq!(
+        table.lagging(a, i64::MAX).await.unwrap().len(),
+        1,
+        "B remains"
+    );
 }

@@ -12,19 +12,26 @@
 //! answer, so a regenerated key is gone from the index before the regeneration is acknowledged; a
 //! background task catches up every second as a safety net.
 //!
-//! With several nodes on one database (PostgreSQL) other nodes' changes arrive by notice, and the
-//! index also tracks when it last *confirmed* being current: the start of the last catch-up that
-//! succeeded (everything committed before that moment was in what it read). A data-plane check that
-//! arrives at time T trusts the index only if a confirmation started at or after T minus the
-//! staleness bound; otherwise it first catches up from the database itself ([`KeyIndex::confirm`])
-//! or is refused. With the default bound of zero that means every check sees every change committed
-//! before it arrived, on whichever node it was made: a regeneration acknowledged by one node is in
-//! force on all of them (linearizable; checked by `tests/reliability/linearizability.py --nodes`).
-//! Notices only keep that catch-up short; checks waiting at once share one. A positive bound trades
-//! that for fewer round trips: an old key may then be accepted for up to one bound after another
-//! node acknowledged its regeneration (in practice until the notice arrives, a few milliseconds),
-//! and never longer, even on a node cut off from the database. A single node (SQLite) has no other
-//! writers, needs no confirmation, and pays nothing for it.
+//! With several nodes on one database (PostgreSQL) other nodes' changes arrive by notice, and a
+//! check must not trust an index that may have missed a change another node has acknowledged. Two
+//! ways keep that promise ([`Consistency`]):
+//!
+//! - **Leased** (`--max-staleness-ms 0`, the default): the node holds a lease in the database's
+//!   node table (`membership`), and a regeneration answers only after every node with a lease has
+//!   acknowledged applying it, or has lost its lease. The node trusts its index while its lease
+//!   holds on its own clock, which ends before any other node may count it as lapsed, so a check
+//!   needs no round trip: a regeneration acknowledged by one node is in force on all of them
+//!   (linearizable; checked by `tests/reliability/linearizability.py --nodes`). A node that cannot
+//!   renew (cut off from the database) refuses checks once its lease ends.
+//! - **Bounded** (a positive bound): the index tracks when it last *confirmed* being current, the
+//!   start of the last catch-up that succeeded. A check that arrives at time T trusts the index only
+//!   if a confirmation started at or after T minus the bound; otherwise it first catches up from
+//!   the database itself ([`KeyIndex::confirm`]) or is refused. Regenerations do not wait for other
+//!   nodes: an old key may be accepted for up to one bound after another node acknowledged its
+//!   regeneration (in practice until the notice arrives, a few milliseconds), and never longer, even
+//!   on a node cut off from the database.
+//!
+//! A single node (SQLite) has no other writers, needs neither, and pays nothing for them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -240,16 +247,31 @@ pub struct Found {
     pub slot: usize,
 }
 
+/// How the index knows it holds every change another node has acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    /// This process is the store's only writer: the index is always current.
+    OnlyWriter,
+    /// A check trusts a confirmation (a catch-up that succeeded) up to this old.
+    Bounded(Duration),
+    /// A check trusts the index while this node's lease holds ([`KeyIndex::extend_lease`]):
+    /// regenerations wait for every leased node to acknowledge them.
+    Leased,
+}
+
 /// How current the index is known to be, for a store that other nodes write to.
 struct Freshness {
-    /// How old a confirmation may be, at a check's arrival, and still be trusted for it.
-    bound: Duration,
+    /// How old a confirmation may be, at a check's arrival, and still be trusted for it; `None`
+    /// under a lease, which alone then decides.
+    bound: Option<Duration>,
     /// The origin of the nanosecond clock below.
     origin: Instant,
     /// When the last successful catch-up started (nanoseconds since `origin`).
     confirmed: AtomicU64,
     /// When the last failed catch-up started (nanoseconds since `origin`, 0 for never).
     failed: AtomicU64,
+    /// Under a lease: the moment (nanoseconds since `origin`) the lease ends, 0 while none holds.
+    leased_until: AtomicU64,
 }
 
 impl Freshness {
@@ -258,12 +280,18 @@ impl Freshness {
         (at.saturating_duration_since(self.origin).as_nanos() as u64).max(1)
     }
 
-    /// Whether the last confirmation vouches for a check that arrived at `arrived`: it started no
-    /// earlier than one bound before, so it read every change committed before `arrived - bound`.
-    /// With a zero bound, only a catch-up that started after the check arrived does.
+    /// Whether the index may be trusted for a check that arrived at `arrived`. Under a bound: the
+    /// last confirmation started no earlier than one bound before, so it read every change
+    /// committed before `arrived - bound` (with a zero bound, only a catch-up that started after
+    /// the check arrived does). Under a lease: the lease still holds.
     fn covers(&self, arrived: u64) -> bool {
-        let confirmed = self.confirmed.load(Ordering::Acquire);
-        confirmed.saturating_add(self.bound.as_nanos() as u64) >= arrived
+        match self.bound {
+            Some(bound) => {
+                let confirmed = self.confirmed.load(Ordering::Acquire);
+                confirmed.saturating_add(bound.as_nanos() as u64) >= arrived
+            }
+            None => arrived < self.leased_until.load(Ordering::Acquire),
+        }
     }
 
     fn record(&self, started: Instant, ok: bool) {
@@ -296,12 +324,9 @@ pub struct KeyIndex {
 
 impl KeyIndex {
     /// Loads every resource. The feed position is read first, so changes made during the load are
-    /// applied again by the next catch-up (reloading is idempotent). With `max_staleness`, the index
-    /// is trusted only that long after each confirmation (a store with other writers).
-    pub async fn load(
-        store: Arc<dyn Store>,
-        max_staleness: Option<Duration>,
-    ) -> Result<Self, StoreError> {
+    /// applied again by the next catch-up (reloading is idempotent). Under a lease the index is not
+    /// trusted until the first lease is granted.
+    pub async fn load(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
         let origin = Instant::now();
         let latest = store.latest_change().await?;
         let mut by_digest = ByDigest::default();
@@ -324,12 +349,18 @@ impl KeyIndex {
             spilled: Mutex::new(Vec::new()),
             applied: tokio::sync::Mutex::new(latest),
             applied_hint: AtomicI64::new(latest),
-            freshness: max_staleness.map(|bound| Freshness {
+            freshness: match consistency {
+                Consistency::OnlyWriter => None,
+                Consistency::Bounded(bound) => Some(Some(bound)),
+                Consistency::Leased => Some(None),
+            }
+            .map(|bound| Freshness {
                 bound,
                 origin,
                 // The load itself read everything committed before `origin`.
                 confirmed: AtomicU64::new(1),
                 failed: AtomicU64::new(0),
+                leased_until: AtomicU64::new(0),
             }),
         })
     }
@@ -340,8 +371,8 @@ impl KeyIndex {
     }
 
     /// Whether a check arriving now may trust the index without asking the store: always when this
-    /// process is the store's only writer, else only while a confirmation covers it (never with a
-    /// zero bound). The cheap test before [`Self::confirm`].
+    /// process is the store's only writer, under a lease while it holds, else only while a
+    /// confirmation covers it (never with a zero bound). The cheap test before [`Self::confirm`].
     pub fn is_current(&self) -> bool {
         self.freshness
             .as_ref()
@@ -362,7 +393,8 @@ impl KeyIndex {
     /// staleness bound), catching up from the store if no confirmation vouches for that yet. Call it
     /// before trusting the index for a check. Concurrent callers share catch-ups: one that started
     /// after a caller arrived answers for it, and a caller that waited while such an attempt failed
-    /// takes that failure as its own answer instead of queueing another attempt.
+    /// takes that failure as its own answer instead of queueing another attempt. Under a lease a
+    /// catch-up proves nothing (the lease is what writers wait on): without one, the answer is no.
     pub async fn confirm(&self) -> Result<(), Stale> {
         let Some(freshness) = &self.freshness else {
             return Ok(());
@@ -371,6 +403,9 @@ impl KeyIndex {
         if freshness.covers(arrived) {
             return Ok(());
         }
+        let Some(bound) = freshness.bound else {
+            return Err(Stale);
+        };
         let attempt = async {
             let mut applied = self.applied.lock().await;
             if freshness.covers(arrived) {
@@ -387,10 +422,26 @@ impl KeyIndex {
         };
         // A caller waits about one bound at most, and at least a second, so that a reachable but
         // busy database can answer (with a zero bound every check waits for it).
-        let patience = freshness.bound.max(Duration::from_secs(1));
+        let patience = bound.max(Duration::from_secs(1));
         tokio::time::timeout(patience, attempt)
             .await
             .map_err(|_| Stale)?
+    }
+
+    /// Under a lease: trusts the index for checks that arrive before `until` (never for less time
+    /// than already granted). The caller grants only what a renewal that succeeded allows.
+    pub fn extend_lease(&self, until: Instant) {
+        if let Some(freshness) = &self.freshness {
+            let until = freshness.nanos(until);
+            freshness.leased_until.fetch_max(until, Ordering::AcqRel);
+        }
+    }
+
+    /// Under a lease: stops trusting the index at once (this node was expelled).
+    pub fn end_lease(&self) {
+        if let Some(freshness) = &self.freshness {
+            freshness.leased_until.store(0, Ordering::Release);
+        }
     }
 
     /// Applies every change committed since the last catch-up.

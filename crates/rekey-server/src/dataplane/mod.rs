@@ -7,13 +7,14 @@
 //! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget),
 //! both in a `request` span with the answer's request id; each call is counted by type and result
 //! where it is decided ([`metrics`]).
-//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store, except when other
-//! nodes write to it: then a check first confirms the index holds every change committed before the
-//! check arrived (one round trip, shared by the checks waiting at once; see `index`).
+//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store. With other nodes
+//! writing to it, a check trusts the index only while this node's lease holds ([`membership`]), or,
+//! with a positive staleness bound, first confirms the index is recent enough (see `index`).
 
 pub mod cosmos;
 pub mod gateway;
 pub mod index;
+pub mod membership;
 pub mod parts;
 pub mod path;
 pub mod proxies;

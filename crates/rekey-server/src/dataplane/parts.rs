@@ -7,6 +7,9 @@ use super::{gateway, proxies, refusal_log, throttle};
 /// The data plane's shared parts.
 pub struct DataPlane {
     pub index: KeyIndex,
+    /// This node's lease among the nodes sharing the database, when writes wait for every node to
+    /// apply them (PostgreSQL with a zero staleness bound).
+    pub membership: Option<std::sync::Arc<super::membership::Membership>>,
     pub throttle: throttle::Throttle,
     pub client: gateway::HttpClient,
     /// Largest request body a data-plane call may send (`--max-data-plane-body-bytes`).

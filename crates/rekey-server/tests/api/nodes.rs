@@ -1,10 +1,11 @@
 //! Several nodes on one PostgreSQL: a shared bootstrap, serializable regenerations across nodes,
-//! revocation everywhere through change notices and the sequence check, failing closed when a node is
-//! cut off, and riding out a PostgreSQL outage. These need PostgreSQL (`REKEY_TEST_POSTGRES_URL`, and
+//! revocation everywhere through change notices and the sequence check, regenerations that wait for
+//! every leased node (so checks ask the database nothing), failing closed when a node is cut off, and
+//! riding out a PostgreSQL outage. These need PostgreSQL (`REKEY_TEST_POSTGRES_URL`, and
 //! for the outage test the server binaries from Debian's `postgresql` package); without it each
 //! fails, unless `REKEY_TEST_BACKENDS=sqlite` leaves PostgreSQL out on purpose.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -272,12 +273,32 @@ async fn a_change_whose_notice_never_came_is_caught_by_the_sequence_check() {
 }
 
 /// A TCP forwarder between one node and PostgreSQL that can cut every connection and refuse new
-/// ones, to cut a single node off while the others keep their database.
+/// ones, to cut a single node off while the others keep their database; it counts the bytes it
+/// carries, to tell how much a node asks its database.
 struct Cable {
     port: u16,
     open: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     gone: Arc<AtomicBool>,
+    carried: Arc<AtomicU64>,
+}
+
+/// Copies `from` to `to`, adding what passes to `carried` as it goes.
+async fn pump(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    carried: &AtomicU64,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return to.shutdown().await;
+        }
+        carried.fetch_add(n as u64, Ordering::SeqCst);
+        to.write_all(&buf[..n]).await?;
+    }
 }
 
 impl Cable {
@@ -289,7 +310,13 @@ impl Cable {
         let open = Arc::new(AtomicBool::new(true));
         let gone = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(Vec::new()));
-        let (is_open, is_gone, held) = (open.clone(), gone.clone(), connections.clone());
+        let carried = Arc::new(AtomicU64::new(0));
+        let (is_open, is_gone, held, count) = (
+            open.clone(),
+            gone.clone(),
+            connections.clone(),
+            carried.clone(),
+        );
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -306,11 +333,15 @@ impl Cable {
                     if !is_open.load(Ordering::SeqCst) {
                         continue; // dropped: as good as refused
                     }
-                    let target = target.clone();
+                    let (target, count) = (target.clone(), count.clone());
                     held.lock().unwrap().push(tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                            let _ =
-                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        if let Ok(outbound) = TcpStream::connect(&target).await {
+                            let (in_read, in_write) = inbound.split();
+                            let (out_read, out_write) = outbound.into_split();
+                            let _ = tokio::try_join!(
+                                pump(in_read, out_write, &count),
+                                pump(out_read, in_write, &count)
+                            );
                         }
                     }));
                 }
@@ -321,7 +352,13 @@ impl Cable {
             open,
             connections,
             gone,
+            carried,
         }
+    }
+
+    /// Bytes carried so far, both ways.
+    fn carried(&self) -> u64 {
+        self.carried.load(Ordering::SeqCst)
     }
 
     fn cut(&self) {
@@ -350,28 +387,28 @@ fn host_port(url: &str) -> String {
     rest.rsplit('@').next().unwrap().to_string()
 }
 
+/// Another node on `a`'s database (with `env`), whose every database connection runs through a
+/// [`Cable`] of its own.
+async fn join_through_cable(a: &TestServer, env: &[(&str, &str)]) -> (TestServer, Cable) {
+    let url = a.database_url().unwrap().to_string();
+    let cable = Cable::to(host_port(&url));
+    let through_cable = url.replacen(&host_port(&url), &format!("127.0.0.1:{}", cable.port), 1);
+    let master_key_file = a.data_dir().join("master.key").display().to_string();
+    let mut env = env.to_vec();
+    env.push(("REKEY_MASTER_KEY_FILE", &master_key_file));
+    let mut b = TestServer::start_on("info", &env, Some(through_cable), None).await;
+    b.token = a.token.clone();
+    b.subscription = a.subscription.clone();
+    (b, cable)
+}
+
 #[tokio::test]
 async fn a_node_cut_off_from_the_database_refuses_keys_instead_of_trusting_its_cache() {
     if !postgres_wanted() {
         return;
     }
     let a = first_node(&[]).await;
-    let url = a.database_url().unwrap().to_string();
-    let cable = Cable::to(host_port(&url));
-    let through_cable = url.replacen(&host_port(&url), &format!("127.0.0.1:{}", cable.port), 1);
-    let master_key_file = a.data_dir().join("master.key").display().to_string();
-    let mut b = TestServer::start_on(
-        "info",
-        &[
-            ("REKEY_MAX_STALENESS_MS", "300"),
-            ("REKEY_MASTER_KEY_FILE", &master_key_file),
-        ],
-        Some(through_cable),
-        None,
-    )
-    .await;
-    b.token = a.token.clone();
-    b.subscription = a.subscription.clone();
+    let (b, cable) = join_through_cable(&a, &[("REKEY_MAX_STALENESS_MS", "300")]).await;
     let (endpoint, _, keys) = account(&a, "rg", "acct").await;
     let (old, other) = (
         keys["key1"].as_str().unwrap(),
@@ -406,6 +443,158 @@ async fn a_node_cut_off_from_the_database_refuses_keys_instead_of_trusting_its_c
         401
     );
     assert_eq!(data_status(&b, &endpoint, other).await, 200);
+}
+
+/// How long a leased node may go on trusting its index after its last renewal, and how long the
+/// others wait before expelling it (`dataplane/membership.rs`: `TRUSTED_FOR`, `EXPIRES_AFTER`).
+const TRUSTED_FOR: Duration = Duration::from_millis(2_000);
+const EXPIRES_AFTER: Duration = Duration::from_millis(2_500);
+const RENEW_EVERY: Duration = Duration::from_millis(250);
+
+/// Under the default bound a check trusts the node's lease and asks the database nothing: a
+/// thousand checks on each of two nodes, right after a regeneration on a third, move about what
+/// the nodes' lease renewals do in that time (a round trip per check, as a confirmation was, would
+/// be over a hundred kilobytes per node).
+#[tokio::test]
+async fn leased_nodes_refuse_a_regenerated_key_without_asking_the_database_on_each_check() {
+    if !postgres_wanted() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let (b, b_cable) = join_through_cable(&a, &[]).await;
+    let (c, c_cable) = join_through_cable(&a, &[]).await;
+    let (endpoint, _, keys) = account(&a, "rg", "acct").await;
+    let old = keys["key1"].as_str().unwrap();
+    let (status, regenerated) = a.regenerate("rg", "acct", "Key1").await;
+    assert_eq!(status, 200, "{regenerated}");
+    let new = regenerated["key1"].as_str().unwrap();
+    for (node, cable) in [(&b, &b_cable), (&c, &c_cable)] {
+        let before = cable.carried();
+        let started = Instant::now();
+        // Refusals are few: many from one address would be throttled.
+        for _ in 0..10 {
+            assert_eq!(data_status(node, &endpoint, old).await, 401);
+        }
+        for _ in 0..990 {
+            assert_eq!(data_status(node, &endpoint, new).await, 200);
+        }
+        let carried = cable.carried() - before;
+        let seconds = started.elapsed().as_secs_f64();
+        // A renewal is a few hundred bytes each way, with the other nodes' renewal notices: at
+        // most about 3 kB a second; allowed 8 kB a second and 4 kB more.
+        let allowed = 4_000 + (8_000.0 * seconds) as u64;
+        assert!(
+            carried <= allowed,
+            "1,000 checks in {seconds:.2} s moved {carried} bytes to and from the database (allowed {allowed})"
+        );
+    }
+}
+
+/// A node cut off from its database can neither renew its lease nor acknowledge a change. The
+/// regeneration waits until the others may count that lease lapsed, and the node, whose own view of
+/// the lease ends first, refuses every check by then; once its database is back it catches up,
+/// joins again and serves the new key.
+#[tokio::test]
+async fn a_regeneration_waits_for_a_cut_off_node_until_its_lease_has_lapsed() {
+    if !postgres_wanted() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let c = a.join(&[]).await;
+    let (b, cable) = join_through_cable(&a, &[]).await;
+    let (endpoint, _, keys) = account(&a, "rg", "acct").await;
+    let old = keys["key1"].as_str().unwrap();
+    assert_eq!(data_status(&b, &endpoint, old).await, 200);
+
+    cable.cut();
+    let cut = Instant::now();
+    let (status, regenerated) = a.regenerate("rg", "acct", "Key1").await;
+    let answered = cut.elapsed();
+    assert_eq!(status, 200, "{regenerated}");
+    let new = regenerated["key1"].as_str().unwrap();
+    for key in [old, new] {
+        let resp = data_call(&b, &endpoint, key).await;
+        assert_eq!(
+            resp.status(),
+            503,
+            "B cannot know what A did: it refuses every key"
+        );
+        assert_eq!(resp.headers()["retry-after"], "1");
+    }
+    // B's last renewal was about one renewal period before the cut (more if the database was slow
+    // to answer it); A expels B only after seeing that renewal unchanged for EXPIRES_AFTER.
+    assert!(
+        answered >= TRUSTED_FOR / 2,
+        "the regeneration answered {answered:?} after B was cut off: before B's lease lapsed"
+    );
+    assert!(
+        answered < EXPIRES_AFTER * 3,
+        "the regeneration waited {answered:?} for a node that was gone"
+    );
+    assert_eq!(data_status(&c, &endpoint, old).await, 401);
+    assert_eq!(data_status(&c, &endpoint, new).await, 200);
+    // B is expelled: the next regeneration does not wait for it.
+    let started = Instant::now();
+    let (status, again) = a.regenerate("rg", "acct", "Key2").await;
+    assert_eq!(status, 200, "{again}");
+    assert!(
+        started.elapsed() < TRUSTED_FOR / 2,
+        "a second regeneration waited {:?} for the expelled node",
+        started.elapsed()
+    );
+
+    cable.mend();
+    assert_eq!(
+        until_status(&b, &endpoint, new, 200, Duration::from_secs(10)).await,
+        200,
+        "B serves again once it has caught up and joined"
+    );
+    assert_eq!(data_status(&b, &endpoint, old).await, 401);
+}
+
+/// A node that loses its database stops trusting its index within its lease (two seconds after its
+/// last renewal, at most a renewal period more after the cut), answering 503 rather than vouching for
+/// a key beyond that; and serves again by itself once the database is back.
+#[tokio::test]
+async fn a_node_that_lost_its_database_refuses_checks_within_its_lease_and_recovers() {
+    if !postgres_wanted() {
+        return;
+    }
+    let a = first_node(&[]).await;
+    let (b, cable) = join_through_cable(&a, &[]).await;
+    let (endpoint, _, keys) = account(&a, "rg", "acct").await;
+    let key = keys["key1"].as_str().unwrap();
+    assert_eq!(data_status(&b, &endpoint, key).await, 200);
+
+    cable.cut();
+    let cut = Instant::now();
+    let refused_after = loop {
+        let status = data_status(&b, &endpoint, key).await;
+        if status == 503 {
+            break cut.elapsed();
+        }
+        assert_eq!(status, 200, "until its lease ends B still knows this key");
+        assert!(
+            cut.elapsed() < TRUSTED_FOR + RENEW_EVERY + Duration::from_millis(500),
+            "B still trusted its index {:?} after losing its database",
+            cut.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        refused_after <= TRUSTED_FOR + RENEW_EVERY + Duration::from_millis(100),
+        "B refused only {refused_after:?} after the cut"
+    );
+    // Still refusing a while later: nothing renews the lease without the database.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(data_status(&b, &endpoint, key).await, 503);
+
+    cable.mend();
+    assert_eq!(
+        until_status(&b, &endpoint, key, 200, Duration::from_secs(10)).await,
+        200,
+        "B serves again by itself once its database is back"
+    );
 }
 
 /// A PostgreSQL cluster of this test's own (scripts/pg-cluster), so stopping it disturbs no other
@@ -489,10 +678,19 @@ async fn a_postgres_outage_answers_503_and_loses_no_acknowledged_change() {
         .unwrap();
     assert_eq!(resp.status(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
-    // Past the staleness bound the data plane cannot vouch for keys either.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Once its lease has ended the data plane cannot vouch for keys either.
     let key1 = acknowledged["key1"].as_str().unwrap();
-    assert_eq!(data_status(&s, &endpoint, key1).await, 503);
+    assert_eq!(
+        until_status(
+            &s,
+            &endpoint,
+            key1,
+            503,
+            TRUSTED_FOR + Duration::from_secs(1)
+        )
+        .await,
+        503
+    );
 
     cluster.start_again();
     // rekeyd reconnects by itself; what it acknowledged is there.
