@@ -10,7 +10,7 @@ pub struct RoleAssignmentCreateProperties {
     /// A built-in role: its role definition id, or the id's last segment (the role's GUID).
     // The server's built-in roles, each GUID in either letter case (checked by a test there).
     #[schema(
-        pattern = "^(?:[\\s\\S]*/)?(?:8[eE]3[aA][fF]657\\-[aA]8[fF][fF]\\-443[cC]\\-[aA]75[cC]\\-2[fF][eE]8[cC]4[bB][cC][bB]635|[bB]24988[aA][cC]\\-6180\\-42[aA]0\\-[aA][bB]88\\-20[fF]7382[dD][dD]24[cC]|5[dD]1[dD]1[cC]4[eE]\\-7[aA]0[bB]\\-4[fF]3[eE]\\-9[bB]8[aA]\\-2[cC]6[eE]4[fF]1[aA]0[bB]7[dD]|[aA][cC][dD][dD]72[aA]7\\-3385\\-48[eE][fF]\\-[bB][dD]42\\-[fF]606[fF][bB][aA]81[aA][eE]7|3[bB]9[eE]6[cC]2[fF]\\-1[dD]4[aA]\\-4[cC]8[eE]\\-[aA]7[fF]0\\-9[eE]2[dD]5[bB]6[cC]8[aA]1[fF])$"
+        pattern = "^(?:[\\s\\S]*/)?(?:8[eE]3[aA][fF]657\\-[aA]8[fF][fF]\\-443[cC]\\-[aA]75[cC]\\-2[fF][eE]8[cC]4[bB][cC][bB]635|[bB]24988[aA][cC]\\-6180\\-42[aA]0\\-[aA][bB]88\\-20[fF]7382[dD][dD]24[cC]|5[dD]1[dD]1[cC]4[eE]\\-7[aA]0[bB]\\-4[fF]3[eE]\\-9[bB]8[aA]\\-2[cC]6[eE]4[fF]1[aA]0[bB]7[dD]|[aA][cC][dD][dD]72[aA]7\\-3385\\-48[eE][fF]\\-[bB][dD]42\\-[fF]606[fF][bB][aA]81[aA][eE]7|3[bB]9[eE]6[cC]2[fF]\\-1[dD]4[aA]\\-4[cC]8[eE]\\-[aA]7[fF]0\\-9[eE]2[dD]5[bB]6[cC]8[aA]1[fF]|43[dD]0[dD]8[aA][dD]\\-25[cC]7\\-4714\\-9337\\-8[bB][aA]259[aA]9[fF][eE]05)$"
     )]
     pub role_definition_id: String,
     /// The principal (a token's principalId); one that does not exist is answered 400

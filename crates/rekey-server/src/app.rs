@@ -486,17 +486,28 @@ where
     }
 }
 
+/// The long-lived services the application's state holds, made before it is built.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub dataplane: Arc<DataPlane>,
+    pub events: Arc<crate::events::Events>,
+    pub issuer: Arc<crate::oauth::TokenIssuer>,
+}
+
 /// Builds the application. `max_body_bytes` bounds every management request body.
 pub fn build(
-    store: Arc<dyn Store>,
-    dataplane: Arc<DataPlane>,
-    events: Arc<crate::events::Events>,
-    issuer: Arc<crate::oauth::TokenIssuer>,
+    services: Services,
     ctx: RenderContext,
     tenant_id: Uuid,
     max_body_bytes: usize,
     metrics_access: crate::metrics::Access,
 ) -> Front {
+    let Services {
+        store,
+        dataplane,
+        events,
+        issuer,
+    } = services;
     let table = route_table();
     let operations = Arc::new(operations(&table.openapi));
     let mut openapi =

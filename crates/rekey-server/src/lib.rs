@@ -193,10 +193,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::time::Duration::from_millis(config.key_age_sweep_ms),
     );
     let app = app::build(
-        store,
-        dataplane.clone(),
-        events,
-        Arc::new(issuer),
+        app::Services {
+            store,
+            dataplane: dataplane.clone(),
+            events,
+            issuer: Arc::new(issuer),
+        },
         RenderContext { public_url },
         record.tenant_id,
         config.max_body_bytes,

@@ -328,7 +328,7 @@ impl Collector for DataPlaneCollector {
         let keys = i64::try_from(self.0.index.len()).unwrap_or(i64::MAX);
         ConstGauge::new(keys).encode(encoder.encode_descriptor(
             "rekey_index_keys",
-            "Keys in the data plane's in-memory index.",
+            "Key digests in the data plane's in-memory index: current keys and recently replaced ones.",
             None,
             MetricType::Gauge,
         )?)?;
@@ -452,6 +452,21 @@ pub async fn serve(
     response
 }
 
+/// Event delivery and the key-age sweep report here.
+pub struct EventCounts;
+
+impl crate::events::EventMetrics for EventCounts {
+    fn delivery(&self, result: crate::events::DeliveryResult) {
+        event_delivered(result.label());
+    }
+    fn outbox_depth(&self, depth: i64) {
+        set_event_outbox_depth(u64::try_from(depth).unwrap_or(0));
+    }
+    fn keys_overdue(&self, keys: i64) {
+        set_keys_overdue(u64::try_from(keys).unwrap_or(0));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,20 +511,5 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(timed, 4);
-    }
-}
-
-/// Event delivery and the key-age sweep report here.
-pub struct EventCounts;
-
-impl crate::events::EventMetrics for EventCounts {
-    fn delivery(&self, result: crate::events::DeliveryResult) {
-        event_delivered(result.label());
-    }
-    fn outbox_depth(&self, depth: i64) {
-        set_event_outbox_depth(u64::try_from(depth).unwrap_or(0));
-    }
-    fn keys_overdue(&self, keys: i64) {
-        set_keys_overdue(u64::try_from(keys).unwrap_or(0));
     }
 }

@@ -26,6 +26,7 @@ crate::backend_tests!(
     a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded,
     a_max_key_age_outside_1_to_3650_is_refused,
     only_owner_and_contributor_may_create_event_subscriptions,
+    disabling_enabling_and_ending_an_overlap_send_their_own_action_events,
 );
 
 const EG_VERSION: &str = "2025-02-15";
@@ -840,5 +841,51 @@ async fn three_postgres_nodes_deliver_each_event_once() {
     assert_eq!(
         duplicates, 0,
         "no node delivered an event another node delivered"
+    );
+}
+
+async fn disabling_enabling_and_ending_an_overlap_send_their_own_action_events() {
+    let s = TestServer::start_with("info", FAST).await;
+    s.create_group("rg").await;
+    s.create_account("rg", "acct").await;
+    let resource = s.account_path("rg", "acct");
+    let receiver = Receiver::start(Behaviour::default()).await;
+    let (status, created) = subscribe(&s, &resource, "controls", &receiver.url, json!({})).await;
+    assert_eq!(status, 201, "{created}");
+    for action in ["disableKey", "enableKey", "endKeyGrace"] {
+        let (status, answer) = s
+            .call(
+                Method::POST,
+                &format!(
+                    "{resource}/{action}?api-version={}",
+                    crate::helpers::CS_VERSION
+                ),
+                Some(r#"{"keyName":"Key2"}"#),
+            )
+            .await;
+        assert!((200..300).contains(&status), "{action}: {status} {answer}");
+    }
+    let got = receiver.until_accepted(3, Duration::from_secs(10)).await;
+    let names: Vec<String> = got
+        .iter()
+        .map(|e| {
+            let body = e.json();
+            assert_eq!(
+                body[0]["eventType"],
+                "Microsoft.Resources.ResourceActionSuccess"
+            );
+            body[0]["data"]["operationName"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Microsoft.CognitiveServices/accounts/disableKey/action",
+            "Microsoft.CognitiveServices/accounts/enableKey/action",
+            "Microsoft.CognitiveServices/accounts/endKeyGrace/action",
+        ]
     );
 }

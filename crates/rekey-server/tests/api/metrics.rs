@@ -412,8 +412,8 @@ async fn metrics_are_strict_openmetrics_and_count_the_traffic() {
     );
     assert_eq!(
         value(&after, "rekey_index_keys", &[]),
-        2.0,
-        "a regeneration replaces a key"
+        3.0,
+        "two current keys, and the replaced one's digest, recognised as regenerated for a day"
     );
 }
 
