@@ -260,13 +260,6 @@ impl PgStore {
          retired_client TEXT)";
 }
 
-rotation_impl! {
-    store: PgStore,
-    conn: PgConnection,
-    reads: pool,
-    writes: pool
-}
-
 store_impl! {
     store: PgStore,
     conn: PgConnection,

@@ -232,13 +232,6 @@ impl SqliteStore {
          FROM json_each($1)) AS u";
 }
 
-rotation_impl! {
-    store: SqliteStore,
-    conn: SqliteConnection,
-    reads: reader,
-    writes: writer
-}
-
 store_impl! {
     store: SqliteStore,
     conn: SqliteConnection,

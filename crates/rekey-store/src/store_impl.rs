@@ -1327,5 +1327,12 @@ macro_rules! store_impl {
                 Ok(emitted)
             }
         }
+        // The rotation tables' methods, over the same connections.
+        rotation_impl! {
+            store: $store,
+            conn: $conn,
+            reads: $reads,
+            writes: $writes
+        }
     };
 }
