@@ -1012,6 +1012,32 @@ describe('the Keys & Endpoint page', () => {
     await context.close();
   });
 
+  // seed.mjs gives contoso-keyless a maximum key age of 30 days and makes its Key1 40 days old.
+  test('a key past its maximum age shows an Overdue badge with its age and the maximum; a young one none', async () => {
+    const listed = await listKeys(fixture.keyless, fixture.versions.CS);
+    assert.deepEqual(listed['x-rekey-keyAge'].key1, { ageDays: 40, overdue: true, maxAgeDays: 30 });
+    const { context, page, errors } = await openPage(WIDE, { bypassCSP: true });
+    await signIn(page, fixture.ownerToken);
+    await openResource(page, 'contoso-keyless');
+    const overdue = (slot) => page.locator(`.key[data-slot="${slot}"] .badge`, { hasText: 'Overdue' });
+    await overdue('key1').waitFor();
+    assert.equal(await overdue('key1').getAttribute('title'), 'Overdue: 40 days old, maximum 30 days');
+    // A screen reader reads the text, hidden part included: the age is not only in a tooltip.
+    assert.equal(await overdue('key1').textContent(), 'Overdue: 40 days old, maximum 30 days');
+    assert.equal(await overdue('key2').count(), 0, 'Key2 is younger than 30 days');
+    const { checked, found } = await axeFindings(page);
+    assert.ok(checked > 10);
+    assert.deepEqual(found, [], 'no serious or critical axe violation with an overdue key');
+    await shot(page, '23-key-overdue');
+    // A resource with no maximum age marks none of its keys.
+    await page.getByRole('link', { name: '← All resources' }).click();
+    await openResource(page, 'contoso-text');
+    await page.locator('.key').first().waitFor();
+    assert.equal(await page.locator('.badge', { hasText: 'Overdue' }).count(), 0);
+    noErrors(errors);
+    await context.close();
+  });
+
   // Every view, at a desktop's and a phone's width: axe-core finds nothing serious, and each is
   // saved as a screenshot. Only this context bypasses the CSP, to inject axe's script.
   test('axe finds no serious or critical violation in any view, at 1280 and 375 px', async () => {

@@ -2,7 +2,9 @@
 // every type in two groups (one with key authentication off), uses one key on the data plane (so a
 // last-use time shows), and makes Reader and Key Operator tokens (POST /rekey/tokens plus a role
 // assignment). Writes what the tests need to $REKEY_FIXTURE. Called by run.sh once rekeyd listens.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 
 const base = process.env.REKEY_URL;
@@ -49,10 +51,19 @@ await call('PUT', `${cosmos}?api-version=${DB}`, {
   },
 });
 
-// Key authentication switched off: the keys stay listable, the data plane refuses them.
+// Key authentication switched off: the keys stay listable, the data plane refuses them. Its keys
+// may be 30 days old; Key1 is made 40 days old, straight in rekeyd's SQLite database (created_at
+// is in microseconds), so the page has an overdue key to mark and a young one not to.
 const keyless = id('rg-other', 'Microsoft.CognitiveServices/accounts', 'contoso-keyless');
 await call('PUT', `${keyless}?api-version=${CS}`, { location: 'westeurope', kind: 'OpenAI',
-  sku: { name: 'S0' }, properties: { disableLocalAuth: true } });
+  sku: { name: 'S0' }, properties: { disableLocalAuth: true, 'x-rekey-maxKeyAgeDays': 30 } });
+const database = join(dirname(process.env.REKEY_BOOTSTRAP), 'rekey.db');
+const aged = spawnSync('sqlite3', [database, `UPDATE key_slots SET created_at = created_at - ${40 * 86_400}000000
+  WHERE slot = 'key1' AND resource_id = (SELECT internal_id FROM resources WHERE name = 'contoso-keyless');
+  SELECT changes();`], { encoding: 'utf8' });
+if (aged.status !== 0 || aged.stdout.trim() !== '1') {
+  throw new Error(`backdating contoso-keyless's key1: ${aged.error || aged.stderr || aged.stdout}`);
+}
 
 // One data-plane call with Key2, so the page has a last-use time to show.
 const keys = await call('POST', `${account}/listKeys?api-version=${CS}`);

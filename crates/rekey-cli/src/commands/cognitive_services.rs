@@ -6,7 +6,7 @@ use rekey_api::cognitive_services::{AccountUpdate, RegenerateKeyParameters, Sku}
 use serde_json::Value;
 
 use super::{
-    action, create, delete, for_each, group_location, list, regenerate, resources, show,
+    create, delete, for_each, group_location, list, list_keys, regenerate, resources, show,
     switch_key, tags, usage,
 };
 use crate::cli::{
@@ -63,7 +63,12 @@ pub fn run(ctx: &Context, command: CognitiveServicesCommand) -> Result<(), CliEr
         }
         CognitiveAccountCommand::Keys(CognitiveKeysCommand::List(args)) => {
             for_each(ctx, &resources(ctx, &TYPE, &args)?, |r| {
-                Ok(action(ctx, &TYPE, r, "listKeys", None)?.body)
+                list_keys(ctx, &TYPE, r, "listKeys", |slot| {
+                    format!(
+                        "rekey cognitiveservices account keys regenerate --key-name {slot} -n {} -g {}",
+                        r.name, r.group
+                    )
+                })
             })
         }
         CognitiveAccountCommand::Keys(CognitiveKeysCommand::Regenerate {

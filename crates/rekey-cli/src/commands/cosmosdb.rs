@@ -10,7 +10,7 @@ use rekey_api::cosmos_db::{
 use serde_json::Value;
 
 use super::{
-    action, create, delete, for_each, group_location, list, regenerate, resources, show,
+    create, delete, for_each, group_location, list, list_keys, regenerate, resources, show,
     switch_key, tags, usage,
 };
 use crate::cli::{
@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, command: CosmosCommand) -> Result<(), CliError> {
             for_each(ctx, &targets, |r| delete(ctx, &TYPE, r, no_wait))
         }
         CosmosCommand::Keys(CosmosKeysCommand::List { target, key_type }) => {
-            list_keys(ctx, &target, key_type)
+            list_account_keys(ctx, &target, key_type)
         }
         CosmosCommand::Keys(CosmosKeysCommand::Regenerate(args)) => regenerate_key(ctx, args),
         CosmosCommand::Keys(CosmosKeysCommand::Usage(args)) => {
@@ -55,7 +55,7 @@ pub fn run(ctx: &Context, command: CosmosCommand) -> Result<(), CliError> {
                 "This command has been deprecated and will be removed in a future release. \
                  Use 'cosmosdb keys list' instead.",
             );
-            list_keys(ctx, &target, CosmosKeyType::Keys)
+            list_account_keys(ctx, &target, CosmosKeyType::Keys)
         }
         CosmosCommand::RegenerateKey(args) => {
             ctx.warn(
@@ -67,7 +67,7 @@ pub fn run(ctx: &Context, command: CosmosCommand) -> Result<(), CliError> {
     }
 }
 
-fn list_keys(
+fn list_account_keys(
     ctx: &Context,
     target: &ResourceArgs,
     key_type: CosmosKeyType,
@@ -78,7 +78,12 @@ fn list_keys(
         CosmosKeyType::ConnectionStrings => "listConnectionStrings",
     };
     for_each(ctx, &resources(ctx, &TYPE, target)?, |r| {
-        Ok(action(ctx, &TYPE, r, action_name, None)?.body)
+        list_keys(ctx, &TYPE, r, action_name, |slot| {
+            format!(
+                "rekey cosmosdb keys regenerate --key-kind {slot} -n {} -g {}",
+                r.name, r.group
+            )
+        })
     })
 }
 

@@ -204,13 +204,70 @@ pub fn action(
     name: &str,
     body: Option<&Value>,
 ) -> Result<Reply, CliError> {
-    let reply = ctx.client()?.call(
+    Ok(without_extensions(action_raw(ctx, ty, r, name, body)?))
+}
+
+fn action_raw(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    name: &str,
+    body: Option<&Value>,
+) -> Result<Reply, CliError> {
+    ctx.client()?.call(
         Method::POST,
         &format!("{}/{name}", ty.path(r)),
         ty.api_version,
         body,
-    )?;
-    Ok(without_extensions(reply))
+    )
+}
+
+/// POSTs a key-listing action (`listKeys`, …) and returns its body in az's shape, after a warning
+/// on stderr for each slot that rekeyd's `x-rekey-keyAge` marks past its maximum age: the output
+/// stays what scripts parse, and a person still learns which key to renew. `regenerate` gives the
+/// command that renews a slot (named as the catalogue names it).
+pub fn list_keys(
+    ctx: &Context,
+    ty: &ResourceType,
+    r: &ResourceRef,
+    name: &str,
+    regenerate: impl Fn(&str) -> String,
+) -> Result<Option<Value>, CliError> {
+    let reply = action_raw(ctx, ty, r, name, None)?;
+    for message in overdue_warnings(reply.body.as_ref(), &r.name, regenerate) {
+        ctx.warn(&message);
+    }
+    Ok(without_extensions(reply).body)
+}
+
+/// One warning per overdue slot in a `listKeys` body's `x-rekey-keyAge`, in slot order.
+fn overdue_warnings(
+    body: Option<&Value>,
+    resource: &str,
+    regenerate: impl Fn(&str) -> String,
+) -> Vec<String> {
+    let Some(Value::Object(ages)) = body.and_then(|b| b.get("x-rekey-keyAge")) else {
+        return Vec::new();
+    };
+    ages.iter()
+        .filter(|(_, age)| age["overdue"] == Value::Bool(true))
+        .map(|(slot, age)| {
+            let days = |n: &Value| match n.as_i64() {
+                Some(1) => "1 day".to_string(),
+                Some(n) => format!("{n} days"),
+                None => "an unknown number of days".to_string(),
+            };
+            let limit = match age.get("maxAgeDays") {
+                Some(max) => format!("past its maximum age of {}", days(max)),
+                None => "past its maximum age".to_string(),
+            };
+            format!(
+                "{slot} of {resource} is {} old, {limit}; regenerate it ({}).",
+                days(&age["ageDays"]),
+                regenerate(slot)
+            )
+        })
+        .collect()
 }
 
 /// rekeyd adds extension fields (`x-rekey-lastUsed`, `x-rekey-createdAt`, `x-rekey-disabled`) to

@@ -7,7 +7,7 @@ use rekey_api::quantum::{ApiKeys, ProviderSku, WorkspaceCreate, WorkspacePropert
 use serde_json::Value;
 
 use super::{
-    action, create, delete, for_each, group_location, list, regenerate, resources, show,
+    create, delete, for_each, group_location, list, list_keys, regenerate, resources, show,
     switch_key, usage,
 };
 use crate::cli::{QuantumCommand, QuantumKeyType, QuantumKeysCommand, QuantumWorkspaceCommand};
@@ -65,7 +65,18 @@ pub fn run(ctx: &Context, command: QuantumCommand) -> Result<(), CliError> {
         }
         QuantumWorkspaceCommand::Keys(QuantumKeysCommand::List(args)) => {
             for_each(ctx, &resources(ctx, &TYPE, &args.into())?, |r| {
-                Ok(action(ctx, &TYPE, r, "listKeys", None)?.body)
+                list_keys(ctx, &TYPE, r, "listKeys", |slot| {
+                    // The catalogue's `primary` is the CLI's `--key-type Primary`.
+                    let key_type = match slot {
+                        "primary" => "Primary",
+                        "secondary" => "Secondary",
+                        other => other,
+                    };
+                    format!(
+                        "rekey quantum workspace keys regenerate --key-type {key_type} -w {} -g {}",
+                        r.name, r.group
+                    )
+                })
             })
         }
         QuantumWorkspaceCommand::Keys(QuantumKeysCommand::Regenerate {

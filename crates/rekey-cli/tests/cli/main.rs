@@ -7,6 +7,7 @@ mod access;
 mod cognitive_services;
 mod cosmosdb;
 mod groups;
+mod key_age;
 mod login;
 mod long_running;
 mod output;

@@ -262,8 +262,9 @@ async fn key_view(
     Ok(Json(body).into_response())
 }
 
-/// The `listKeys` extension field with each slot's age in whole days and whether it is past the
-/// maximum age (the resource's `x-rekey-maxKeyAgeDays`, else the subscription's key policy).
+/// The `listKeys` extension field with each slot's age in whole days, whether it is past the
+/// maximum age (the resource's `x-rekey-maxKeyAgeDays`, else the subscription's key policy), and
+/// that maximum (`maxAgeDays`, when one applies).
 pub const KEY_AGE_FIELD: &str = "x-rekey-keyAge";
 
 async fn key_ages(
@@ -279,8 +280,12 @@ async fn key_ages(
         .iter()
         .map(|k| {
             let overdue = max.is_some_and(|days| now - k.created_at > time::Duration::days(days));
-            let age =
+            let mut age =
                 serde_json::json!({"ageDays": age_days(k.created_at, now), "overdue": overdue});
+            // The limit travels with the age so a client can say how far past it a key is.
+            if let Some(days) = max {
+                age["maxAgeDays"] = days.into();
+            }
             (k.slot.name.to_string(), age)
         })
         .collect())

@@ -653,14 +653,14 @@ async fn a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded() {
     let (_, fresh) = s.list_keys("rg", "acct").await;
     assert_eq!(
         fresh["x-rekey-keyAge"]["key1"],
-        json!({"ageDays": 0, "overdue": false})
+        json!({"ageDays": 0, "overdue": false, "maxAgeDays": 1})
     );
 
     backdate(&s, "key1", 2).await;
     let (_, listed) = s.list_keys("rg", "acct").await;
     assert_eq!(
         listed["x-rekey-keyAge"]["key1"],
-        json!({"ageDays": 2, "overdue": true})
+        json!({"ageDays": 2, "overdue": true, "maxAgeDays": 1})
     );
     assert_eq!(listed["x-rekey-keyAge"]["key2"]["overdue"], false);
 

@@ -799,6 +799,20 @@ function disableSwitch(slot) {
   return button;
 }
 
+/**
+ * "Overdue" on a card whose key listKeys' `x-rekey-keyAge` marks past its maximum age. The age and
+ * the maximum are in the title for a pointer and in hidden text for a screen reader (a span's
+ * aria-label is not read).
+ */
+function overdueBadge(age) {
+  if (!age || age.overdue !== true) return null;
+  const days = (n) => (n === 1 ? '1 day' : `${n} days`);
+  const detail = `${days(age.ageDays)} old, maximum ${age.maxAgeDays === undefined ? 'exceeded'
+    : days(age.maxAgeDays)}`;
+  return el('span', { class: 'badge overdue', title: `Overdue: ${detail}` }, 'Overdue',
+    el('span', { class: 'visually-hidden', text: `: ${detail}` }));
+}
+
 /** Re-renders each card's usage parts (sparkline, meta, retired band) from `current`. */
 function renderUsage() {
   for (const slot of TYPES[current.type].slots) {
@@ -842,6 +856,7 @@ async function loadKeys() {
   if (!current || current.id !== id) return; // the person left while the keys were on their way
   const created = keys['x-rekey-createdAt'] || {};
   const lastUsed = keys['x-rekey-lastUsed'] || {};
+  const ages = keys['x-rekey-keyAge'] || {};
   Object.assign(current, { created, lastUsed, disabled: keys['x-rekey-disabled'] || {},
     retiring: keys['x-rekey-retiring'] || {} });
   const card = (slot) => {
@@ -863,7 +878,8 @@ async function loadKeys() {
     el('h3', { id: `title-${slot.name}` }, slot.label,
       fresh ? el('span', { class: 'badge new', text: 'New — copy it now' }) : null,
       off ? el('span', { class: 'badge off', text: 'Not accepted' }) : null,
-      disabled ? el('span', { class: 'badge off', text: 'Disabled' }) : null),
+      disabled ? el('span', { class: 'badge off', text: 'Disabled' }) : null,
+      overdueBadge(ages[slot.name])),
     retiredBand(slot),
     disabled ? el('p', { class: 'small disabled-note', text: `${slot.label} is disabled: the data plane `
       + 'refuses it (401) until it is enabled again. Disabling did not change it.' }) : null,
