@@ -24,6 +24,7 @@ crate::backend_tests!(
     an_event_never_accepted_is_dead_lettered_and_shown,
     an_http_endpoint_off_this_machine_is_refused_and_nothing_is_created,
     a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded,
+    list_key_usage_shows_each_slots_age_and_overdue_as_list_keys_does,
     a_max_key_age_outside_1_to_3650_is_refused,
     only_owner_and_contributor_may_create_event_subscriptions,
     disabling_enabling_and_ending_an_overlap_send_their_own_action_events,
@@ -684,6 +685,94 @@ async fn a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded() {
     assert_eq!(listed["x-rekey-keyAge"]["key1"]["overdue"], false);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(receiver.accepted().len(), 1);
+}
+
+/// `listKeyUsage`'s entry for `key_name` (`Key1`, `Key2`) of the account `name`.
+async fn usage_of(s: &TestServer, name: &str, key_name: &str) -> Value {
+    let (status, body) = s
+        .call(
+            Method::POST,
+            &format!(
+                "{}/listKeyUsage?api-version={CS_VERSION}",
+                s.account_path("rg", name)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["keyName"] == key_name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {key_name} in {body}"))
+}
+
+async fn list_key_usage_shows_each_slots_age_and_overdue_as_list_keys_does() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    let (status, body) = s
+        .call(
+            Method::PUT,
+            &format!("{}?api-version={CS_VERSION}", s.account_path("rg", "acct")),
+            Some(r#"{"location":"westus","kind":"TextAnalytics","sku":{"name":"S0"},"properties":{"x-rekey-maxKeyAgeDays":1}}"#),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    s.create_account("rg", "free").await;
+    backdate(&s, "key1", 2).await;
+
+    let old = usage_of(&s, "acct", "Key1").await;
+    assert_eq!(
+        (&old["ageDays"], &old["overdue"], &old["maxKeyAgeDays"]),
+        (&json!(2), &json!(true), &json!(1)),
+        "{old}"
+    );
+    let young = usage_of(&s, "acct", "Key2").await;
+    assert_eq!(
+        (
+            &young["ageDays"],
+            &young["overdue"],
+            &young["maxKeyAgeDays"]
+        ),
+        (&json!(0), &json!(false), &json!(1)),
+        "{young}"
+    );
+    // The same judgement as listKeys'.
+    let (_, listed) = s.list_keys("rg", "acct").await;
+    assert_eq!(listed["x-rekey-keyAge"]["key1"]["overdue"], old["overdue"]);
+    assert_eq!(listed["x-rekey-keyAge"]["key1"]["ageDays"], old["ageDays"]);
+
+    // Without a maximum (neither the resource's nor a policy), no key is overdue, however old.
+    let unbounded = usage_of(&s, "free", "Key1").await;
+    assert_eq!(
+        (
+            &unbounded["ageDays"],
+            &unbounded["overdue"],
+            &unbounded["maxKeyAgeDays"]
+        ),
+        (&json!(2), &json!(false), &Value::Null),
+        "{unbounded}"
+    );
+    // A subscription policy applies to the resource without its own maximum.
+    let (status, body) = s
+        .call(
+            Method::PUT,
+            &format!(
+                "{}/providers/Rekey/keyPolicy?api-version=2026-01-01",
+                s.sub_path()
+            ),
+            Some(r#"{"properties":{"maxKeyAgeDays":1}}"#),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let policed = usage_of(&s, "free", "Key1").await;
+    assert_eq!(
+        (&policed["overdue"], &policed["maxKeyAgeDays"]),
+        (&json!(true), &json!(1)),
+        "{policed}"
+    );
 }
 
 async fn a_max_key_age_outside_1_to_3650_is_refused() {
