@@ -25,6 +25,7 @@ crate::backend_tests!(
     an_http_endpoint_off_this_machine_is_refused_and_nothing_is_created,
     a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded,
     list_key_usage_shows_each_slots_age_and_overdue_as_list_keys_does,
+    a_presented_retired_key_sends_one_retired_key_presented_an_hour_without_the_key,
     a_max_key_age_outside_1_to_3650_is_refused,
     only_owner_and_contributor_may_create_event_subscriptions,
     disabling_enabling_and_ending_an_overlap_send_their_own_action_events,
@@ -773,6 +774,99 @@ async fn list_key_usage_shows_each_slots_age_and_overdue_as_list_keys_does() {
         (&json!(true), &json!(1)),
         "{policed}"
     );
+}
+
+/// Presents `key` on the account's data plane `times` times from `client`; each is refused 401 as
+/// a retired key.
+async fn present_retired(s: &TestServer, path: &str, key: &str, client: &str, times: usize) {
+    for i in 0..times {
+        let response = s
+            .client
+            .get(s.url(path))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .header("X-Forwarded-For", client)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 401, "presentation {i}: {body}");
+        assert!(body.contains("regenerated"), "{body}");
+    }
+}
+
+async fn a_presented_retired_key_sends_one_retired_key_presented_an_hour_without_the_key() {
+    // The periodic flush is slowed so listKeyUsage (which flushes this node's counts first) decides
+    // when counts are written: each batch of presentations is then noted whole.
+    let env: Vec<(&str, &str)> = FAST
+        .iter()
+        .copied()
+        .chain([
+            ("REKEY_USAGE_FLUSH_MS", "600000"),
+            ("REKEY_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ])
+        .collect();
+    let s = TestServer::start_with("info", &env).await;
+    s.create_group("rg").await;
+    let receiver = Receiver::start(Behaviour::default()).await;
+    let (status, _) = subscribe(
+        &s,
+        &s.sub_path(),
+        "retired",
+        &receiver.url,
+        json!({"filter": {"includedEventTypes": ["Rekey.RetiredKeyPresented"]}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let created = s.create_account("rg", "acct").await;
+    let endpoint = created["properties"]["endpoint"].as_str().unwrap();
+    let path = endpoint[endpoint.find("/data/").unwrap()..].to_string();
+    let (_, before) = s.list_keys("rg", "acct").await;
+    let old = before["key1"].as_str().unwrap().to_string();
+    let (status, regenerated) = s.regenerate("rg", "acct", "Key1").await;
+    assert_eq!(status, 200, "{regenerated}");
+    let mut keys = keys_in(&before);
+    keys.extend(keys_in(&regenerated));
+
+    present_retired(&s, &path, &old, "192.0.2.77", 5).await;
+    let usage = usage_of(&s, "acct", "Key1").await;
+    assert_eq!(usage["retired"]["presentations24h"], 5, "{usage}");
+    let got = receiver.until_accepted(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    let e = &got[0].json()[0];
+    assert_eq!(e["eventType"], "Rekey.RetiredKeyPresented");
+    assert_eq!(e["subject"], s.account_path("rg", "acct").as_str());
+    let data = &e["data"];
+    assert_eq!(data["resourceUri"], s.account_path("rg", "acct").as_str());
+    assert_eq!(data["keyName"], "key1");
+    assert_eq!(data["presentations"], 5, "{data}");
+    assert_eq!(data["lastClientAddress"], "192.0.2.77");
+    assert_eq!(data["regeneratedAt"], usage["retired"]["regeneratedAt"]);
+    assert!(data["regeneratedAt"].is_string(), "{data}");
+    assert_eq!(
+        data["subscriptionId"],
+        s.sub_path()["/subscriptions/".len()..]
+    );
+    assert_no_key_in(&got, &keys);
+
+    // More presentations within the hour: no second event.
+    present_retired(&s, &path, &old, "192.0.2.78", 3).await;
+    usage_of(&s, "acct", "Key1").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(receiver.accepted().len(), 1, "at most one an hour");
+
+    // An hour after the last event (its time moved back), the next presentation sends another,
+    // counting the hour's presentations.
+    s.sql_execute("UPDATE retired_key_notices SET at = at - 3600000001")
+        .await;
+    present_retired(&s, &path, &old, "192.0.2.79", 1).await;
+    usage_of(&s, "acct", "Key1").await;
+    let got = receiver.until_accepted(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    let data = &got[1].json()[0]["data"];
+    assert_eq!(data["presentations"], 9, "{data}");
+    assert_eq!(data["lastClientAddress"], "192.0.2.79");
+    assert_no_key_in(&got, &keys);
 }
 
 async fn a_max_key_age_outside_1_to_3650_is_refused() {
