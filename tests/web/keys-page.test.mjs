@@ -1015,7 +1015,7 @@ describe('the Keys & Endpoint page', () => {
   // seed.mjs gives contoso-keyless a maximum key age of 30 days and makes its Key1 40 days old.
   test('a key past its maximum age shows an Overdue badge with its age and the maximum; a young one none', async () => {
     const listed = await listKeys(fixture.keyless, fixture.versions.CS);
-    assert.deepEqual(listed['x-rekey-keyAge'].key1, { ageDays: 40, overdue: true, maxAgeDays: 30 });
+    assert.deepEqual(listed['x-rekey-keyAge'].key1, { ageDays: 40, overdue: true, maxKeyAgeDays: 30 });
     const { context, page, errors } = await openPage(WIDE, { bypassCSP: true });
     await signIn(page, fixture.ownerToken);
     await openResource(page, 'contoso-keyless');

@@ -27,6 +27,13 @@ pub struct KeyUsage {
     /// The minutes of the last 24 hours with uses, oldest first; minutes without are left out.
     pub per_minute: Vec<MinuteCount>,
     pub retired: RetiredUsage,
+    /// Whole days since the slot's current key was made (as `listKeys`' `x-rekey-keyAge`).
+    pub age_days: i64,
+    /// Whether the key is older than `maxKeyAgeDays`.
+    pub overdue: bool,
+    /// The maximum age that applies: the resource's `x-rekey-maxKeyAgeDays`, else the
+    /// subscription's key policy; null when neither is set.
+    pub max_key_age_days: Option<i64>,
 }
 
 /// Uses within one minute.

@@ -166,7 +166,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         refusal_log: dataplane::refusal_log::RefusalLog::default(),
         retired_window_micros: (config.retired_key_window_seconds as i64).saturating_mul(1_000_000),
     });
-    spawn_background(store.clone(), dataplane.clone(), &config, notices.is_some());
+    let events = Arc::new(
+        events::Events::new(
+            std::time::Duration::from_millis(config.event_retry_base_ms),
+            std::time::Duration::from_millis(config.event_poll_ms),
+        )
+        .with_metrics(Arc::new(metrics::EventCounts)),
+    );
+    spawn_background(
+        store.clone(),
+        dataplane.clone(),
+        events.clone(),
+        &config,
+        notices.is_some(),
+    );
     if let Some(notices) = notices {
         spawn_follower(notices, dataplane.clone(), &config);
     }
@@ -180,13 +193,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let url = format!("{scheme}://{local}");
         ready::write(path, &url, store.as_ref(), &config.data_dir, &record).await?;
     }
-    let events = Arc::new(
-        events::Events::new(
-            std::time::Duration::from_millis(config.event_retry_base_ms),
-            std::time::Duration::from_millis(config.event_poll_ms),
-        )
-        .with_metrics(Arc::new(metrics::EventCounts)),
-    );
     events::spawn(
         store.clone(),
         events.clone(),
@@ -273,12 +279,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 fn spawn_background(
     store: Arc<dyn Store>,
     dataplane: Arc<dataplane::DataPlane>,
+    events: Arc<events::Events>,
     config: &Config,
     followed: bool,
 ) {
     dataplane::usage::spawn_flusher(
         dataplane.clone(),
         store,
+        events,
         std::time::Duration::from_millis(config.usage_flush_ms),
     );
     tokio::spawn(async move {

@@ -22,6 +22,11 @@ pub const RESOURCE_WRITE_SUCCESS: &str = "Microsoft.Resources.ResourceWriteSucce
 pub const RESOURCE_DELETE_SUCCESS: &str = "Microsoft.Resources.ResourceDeleteSuccess";
 /// rekey's event for a key slot whose key has grown older than its maximum age.
 pub const KEY_AGE_EXCEEDED: &str = "Rekey.KeyAgeExceeded";
+/// rekey's event for a slot's retired (regenerated) key presented on the data plane: at most one
+/// per slot an hour, over every node.
+pub const RETIRED_KEY_PRESENTED: &str = "Rekey.RetiredKeyPresented";
+/// At most one [`RETIRED_KEY_PRESENTED`] per slot within this.
+pub const RETIRED_KEY_NOTICE_EVERY: time::Duration = time::Duration::hours(1);
 
 /// `Succeeded`: the endpoint answered the validation handshake and receives events.
 pub const PROVISIONED: &str = "Succeeded";

@@ -114,6 +114,16 @@ pub trait Rotation: Send + Sync {
     /// minute; each entry at most once per call).
     async fn record_usage(&self, usage: &[SlotUsage]) -> Result<()>;
 
+    /// For each slot (resource by internal id, slot name) whose retired keys were just presented
+    /// (their counts already recorded), emits `Rekey.RetiredKeyPresented` through the outbox
+    /// unless the slot had one within the last hour on any node; the guard row and the event
+    /// commit together. Returns how many events were emitted.
+    async fn note_retired_presentations(
+        &self,
+        slots: &[(Uuid, &str)],
+        now: OffsetDateTime,
+    ) -> Result<usize>;
+
     /// The stored usage rows of a resource (by internal id) from `since_minute` on.
     async fn usage(&self, resource: Uuid, since_minute: i64) -> Result<Vec<UsageRow>>;
 
@@ -320,6 +330,90 @@ macro_rules! rotation_impl {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn note_retired_presentations(
+                &self,
+                slots: &[(uuid::Uuid, &str)],
+                now: time::OffsetDateTime,
+            ) -> $crate::Result<usize> {
+                use $crate::common::StoredRow as _;
+                let since = now - $crate::events::RETIRED_KEY_NOTICE_EVERY;
+                let mut emitted = 0;
+                for (resource, slot) in slots {
+                    let internal = resource.to_string();
+                    let mut tx = self.$writes.begin().await?;
+                    let Some(row) = sqlx::query(
+                        "SELECT r.*, g.name AS group_name, k.created_at AS k_created_at, k.generation AS k_generation
+                         FROM resources r
+                         JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
+                         JOIN key_slots k ON k.resource_id = r.internal_id AND k.slot = $2
+                         WHERE r.internal_id = $1",
+                    )
+                    .bind(&internal)
+                    .bind(*slot)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    else {
+                        // Deleted since: nothing to tell.
+                        tx.rollback().await?;
+                        continue;
+                    };
+                    // The hourly guard: only the node whose upsert changes the row emits; a racing
+                    // node's waits for this transaction and then finds the time too recent.
+                    let claimed = sqlx::query(
+                        "INSERT INTO retired_key_notices (resource_id, slot, at) VALUES ($1, $2, $3)
+                         ON CONFLICT (resource_id, slot) DO UPDATE SET at = excluded.at
+                         WHERE retired_key_notices.at <= $4",
+                    )
+                    .bind(&internal)
+                    .bind(*slot)
+                    .bind($crate::columns::to_micros(now))
+                    .bind($crate::columns::to_micros(since))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if claimed == 0 {
+                        tx.rollback().await?;
+                        continue;
+                    }
+                    let first_minute = since.unix_timestamp().div_euclid(60);
+                    let usage = sqlx::query(
+                        "SELECT retired, retired_at, retired_client FROM key_usage
+                         WHERE resource_id = $1 AND slot = $2 AND minute >= $3 AND retired > 0",
+                    )
+                    .bind(&internal)
+                    .bind(*slot)
+                    .bind(first_minute)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let presentations: i64 = usage.iter().map(|r| r.int("retired")).sum();
+                    let last_client = usage
+                        .iter()
+                        .filter_map(|r| Some((r.opt_int("retired_at")?, r.opt_string("retired_client"))))
+                        .max_by_key(|(at, _)| *at)
+                        .and_then(|(_, client)| client);
+                    let resource = $crate::common::resource_row(&row)?;
+                    let regenerated_at = (row.int("k_generation") > 1)
+                        .then(|| $crate::events::rfc3339($crate::columns::from_micros(row.int("k_created_at"))));
+                    let data = serde_json::json!({
+                        "resourceUri": resource.id.to_string(),
+                        "keyName": slot,
+                        "regeneratedAt": regenerated_at,
+                        "presentations": presentations,
+                        "lastClientAddress": last_client,
+                        "subscriptionId": resource.id.subscription.to_string(),
+                    });
+                    let event = $crate::events::NewEvent::about(
+                        $crate::events::RETIRED_KEY_PRESENTED,
+                        &resource.id,
+                        data,
+                    );
+                    Self::emit_event(&mut tx, &event).await?;
+                    tx.commit().await?;
+                    emitted += 1;
+                }
+                Ok(emitted)
             }
 
             async fn usage(&self, resource: uuid::Uuid, since_minute: i64) -> $crate::Result<Vec<$crate::rotation::UsageRow>> {

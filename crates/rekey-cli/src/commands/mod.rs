@@ -257,7 +257,7 @@ fn overdue_warnings(
                 Some(n) => format!("{n} days"),
                 None => "an unknown number of days".to_string(),
             };
-            let limit = match age.get("maxAgeDays") {
+            let limit = match age.get("maxKeyAgeDays") {
                 Some(max) => format!("past its maximum age of {}", days(max)),
                 None => "past its maximum age".to_string(),
             };

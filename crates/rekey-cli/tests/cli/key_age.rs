@@ -111,7 +111,7 @@ fn keys_list_says_nothing_about_keys_younger_than_the_maximum_age() {
     );
     let (_, raw) = server.call("POST", &path, None);
     assert_eq!(raw["x-rekey-keyAge"]["key1"]["overdue"], false, "{raw}");
-    assert_eq!(raw["x-rekey-keyAge"]["key1"]["maxAgeDays"], 1, "{raw}");
+    assert_eq!(raw["x-rekey-keyAge"]["key1"]["maxKeyAgeDays"], 1, "{raw}");
 
     let run = cli.run(&[
         "cognitiveservices",

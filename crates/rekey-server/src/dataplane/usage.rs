@@ -2,7 +2,9 @@
 //! on its index entry with an atomic store, no lock) and per-minute counts with the last client
 //! (`rotation`'s counters, one atomic add per use). This task takes them every interval and writes
 //! them in one batch each, so no request waits on the store: counts are added to the stored ones,
-//! so every node's uses sum up. Once a minute it also prunes what is older than a day.
+//! so every node's uses sum up. Slots whose retired keys were presented get their hourly
+//! `Rekey.RetiredKeyPresented` event here too, off the request path. Once a minute it also prunes
+//! what is older than a day.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use rekey_store::Store;
 use time::OffsetDateTime;
 
 use super::index::KeyIndex;
+use crate::events::Events;
 
 /// How long usage counts and remembered regeneration answers are kept.
 pub const USAGE_KEPT: time::Duration = time::Duration::days(1);
@@ -18,19 +21,39 @@ pub const USAGE_KEPT: time::Duration = time::Duration::days(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Writes what was noted since the last flush.
-pub async fn flush(index: &KeyIndex, store: &dyn Store) {
+pub async fn flush(index: &KeyIndex, store: &dyn Store, events: &Events) {
     let batch = index.drain_uses();
     if let Err(e) = store.record_key_uses(&batch).await {
         tracing::warn!(error = %e, dropped = batch.len(), "could not record key last-use times");
     }
-    flush_counts(index, store).await;
+    flush_counts(index, store, events).await;
 }
 
-/// Writes the per-minute counts noted since the last flush.
-pub async fn flush_counts(index: &KeyIndex, store: &dyn Store) {
+/// Writes the per-minute counts noted since the last flush, then notes the slots whose retired
+/// keys were presented (each batch drained is seen here once, whoever flushes it).
+pub async fn flush_counts(index: &KeyIndex, store: &dyn Store, events: &Events) {
     let counts = index.drain_counts();
     if let Err(e) = store.record_usage(&counts).await {
         tracing::warn!(error = %e, dropped = counts.len(), "could not record key usage counts");
+        return;
+    }
+    let mut presented: Vec<(uuid::Uuid, &str)> = counts
+        .iter()
+        .filter(|u| u.retired > 0)
+        .map(|u| (u.resource, u.slot))
+        .collect();
+    if presented.is_empty() {
+        return;
+    }
+    presented.sort_unstable();
+    presented.dedup();
+    match store
+        .note_retired_presentations(&presented, OffsetDateTime::now_utc())
+        .await
+    {
+        Ok(0) => {}
+        Ok(_) => events.wake(),
+        Err(e) => tracing::warn!(error = %e, "could not note retired key presentations"),
     }
 }
 
@@ -46,14 +69,19 @@ async fn prune(store: &dyn Store, retired_window: time::Duration) {
     }
 }
 
-pub fn spawn_flusher(dataplane: Arc<super::DataPlane>, store: Arc<dyn Store>, every: Duration) {
+pub fn spawn_flusher(
+    dataplane: Arc<super::DataPlane>,
+    store: Arc<dyn Store>,
+    events: Arc<Events>,
+    every: Duration,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         let mut pruned: Option<Instant> = None;
         let retired_window = time::Duration::microseconds(dataplane.retired_window_micros);
         loop {
             tick.tick().await;
-            flush(&dataplane.index, store.as_ref()).await;
+            flush(&dataplane.index, store.as_ref(), &events).await;
             if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 pruned = Some(Instant::now());
                 prune(store.as_ref(), retired_window).await;

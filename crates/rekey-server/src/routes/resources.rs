@@ -264,7 +264,7 @@ async fn key_view(
 
 /// The `listKeys` extension field with each slot's age in whole days, whether it is past the
 /// maximum age (the resource's `x-rekey-maxKeyAgeDays`, else the subscription's key policy), and
-/// that maximum (`maxAgeDays`, when one applies).
+/// that maximum (`maxKeyAgeDays`, when one applies).
 pub const KEY_AGE_FIELD: &str = "x-rekey-keyAge";
 
 async fn key_ages(
@@ -272,23 +272,46 @@ async fn key_ages(
     resource: &rekey_core::Resource,
     keys: &[rekey_core::KeySlotState],
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    use rekey_store::events::{age_days, max_key_age_days};
-    let default = state.store.key_policy(&resource.id.subscription).await?;
-    let max = max_key_age_days(&resource.spec.settings, default);
+    let max = max_key_age(state, resource).await?;
     let now = OffsetDateTime::now_utc();
     Ok(keys
         .iter()
         .map(|k| {
-            let overdue = max.is_some_and(|days| now - k.created_at > time::Duration::days(days));
-            let mut age =
-                serde_json::json!({"ageDays": age_days(k.created_at, now), "overdue": overdue});
+            let age = key_age(max, k.created_at, now);
+            let mut age = serde_json::json!({"ageDays": age.age_days, "overdue": age.overdue});
             // The limit travels with the age so a client can say how far past it a key is.
             if let Some(days) = max {
-                age["maxAgeDays"] = days.into();
+                age["maxKeyAgeDays"] = days.into();
             }
             (k.slot.name.to_string(), age)
         })
         .collect())
+}
+
+/// The maximum key age that applies to `resource`: its `x-rekey-maxKeyAgeDays`, else its
+/// subscription's key policy, else none. `listKeys` and `listKeyUsage` both judge ages by it.
+pub async fn max_key_age(
+    state: &AppState,
+    resource: &rekey_core::Resource,
+) -> Result<Option<i64>, ApiError> {
+    let default = state.store.key_policy(&resource.id.subscription).await?;
+    Ok(rekey_store::events::max_key_age_days(
+        &resource.spec.settings,
+        default,
+    ))
+}
+
+/// A key's age and whether it is past `max` days, as `listKeys` and `listKeyUsage` show it.
+pub struct KeyAge {
+    pub age_days: i64,
+    pub overdue: bool,
+}
+
+pub fn key_age(max: Option<i64>, created: OffsetDateTime, now: OffsetDateTime) -> KeyAge {
+    KeyAge {
+        age_days: rekey_store::events::age_days(created, now),
+        overdue: max.is_some_and(|days| now - created > time::Duration::days(days)),
+    }
 }
 
 /// The `listKeys` extension field with each slot's last data-plane use.

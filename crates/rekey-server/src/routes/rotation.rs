@@ -431,7 +431,8 @@ async fn list_key_usage(
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     // This node's counts so far are in the answer; other nodes' are within their flush interval.
-    usage::flush_counts(&state.dataplane.index, state.store.as_ref()).await;
+    usage::flush_counts(&state.dataplane.index, state.store.as_ref(), &state.events).await;
+    let max_age = super::resources::max_key_age(&state, &resource).await?;
     let now = OffsetDateTime::now_utc();
     let first_minute = (now - usage::USAGE_KEPT).unix_timestamp().div_euclid(60) + 1;
     let rows = state
@@ -465,6 +466,7 @@ async fn list_key_usage(
                 (Some((t, _)), None) => Some(*t),
                 (None, stored) => stored,
             };
+            let age = super::resources::key_age(max_age, state_of.created_at, now);
             Some(KeyUsage {
                 key_name: m.regenerate_name(slot),
                 last_used: last_used.map(rfc3339),
@@ -484,6 +486,9 @@ async fn list_key_usage(
                     last_presented: presented.as_ref().map(|(t, _)| rfc3339(*t)),
                     last_client_address: presented.and_then(|(_, c)| c),
                 },
+                age_days: age.age_days,
+                overdue: age.overdue,
+                max_key_age_days: max_age,
             })
         })
         .collect();

@@ -24,6 +24,8 @@ crate::backend_tests!(
     an_event_never_accepted_is_dead_lettered_and_shown,
     an_http_endpoint_off_this_machine_is_refused_and_nothing_is_created,
     a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded,
+    list_key_usage_shows_each_slots_age_and_overdue_as_list_keys_does,
+    a_presented_retired_key_sends_one_retired_key_presented_an_hour_without_the_key,
     a_max_key_age_outside_1_to_3650_is_refused,
     only_owner_and_contributor_may_create_event_subscriptions,
     disabling_enabling_and_ending_an_overlap_send_their_own_action_events,
@@ -653,14 +655,14 @@ async fn a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded() {
     let (_, fresh) = s.list_keys("rg", "acct").await;
     assert_eq!(
         fresh["x-rekey-keyAge"]["key1"],
-        json!({"ageDays": 0, "overdue": false, "maxAgeDays": 1})
+        json!({"ageDays": 0, "overdue": false, "maxKeyAgeDays": 1})
     );
 
     backdate(&s, "key1", 2).await;
     let (_, listed) = s.list_keys("rg", "acct").await;
     assert_eq!(
         listed["x-rekey-keyAge"]["key1"],
-        json!({"ageDays": 2, "overdue": true, "maxAgeDays": 1})
+        json!({"ageDays": 2, "overdue": true, "maxKeyAgeDays": 1})
     );
     assert_eq!(listed["x-rekey-keyAge"]["key2"]["overdue"], false);
 
@@ -684,6 +686,187 @@ async fn a_key_past_its_max_age_is_overdue_and_emits_one_key_age_exceeded() {
     assert_eq!(listed["x-rekey-keyAge"]["key1"]["overdue"], false);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(receiver.accepted().len(), 1);
+}
+
+/// `listKeyUsage`'s entry for `key_name` (`Key1`, `Key2`) of the account `name`.
+async fn usage_of(s: &TestServer, name: &str, key_name: &str) -> Value {
+    let (status, body) = s
+        .call(
+            Method::POST,
+            &format!(
+                "{}/listKeyUsage?api-version={CS_VERSION}",
+                s.account_path("rg", name)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["keyName"] == key_name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {key_name} in {body}"))
+}
+
+async fn list_key_usage_shows_each_slots_age_and_overdue_as_list_keys_does() {
+    let s = TestServer::start().await;
+    s.create_group("rg").await;
+    let (status, body) = s
+        .call(
+            Method::PUT,
+            &format!("{}?api-version={CS_VERSION}", s.account_path("rg", "acct")),
+            Some(r#"{"location":"westus","kind":"TextAnalytics","sku":{"name":"S0"},"properties":{"x-rekey-maxKeyAgeDays":1}}"#),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    s.create_account("rg", "free").await;
+    backdate(&s, "key1", 2).await;
+
+    let old = usage_of(&s, "acct", "Key1").await;
+    assert_eq!(
+        (&old["ageDays"], &old["overdue"], &old["maxKeyAgeDays"]),
+        (&json!(2), &json!(true), &json!(1)),
+        "{old}"
+    );
+    let young = usage_of(&s, "acct", "Key2").await;
+    assert_eq!(
+        (
+            &young["ageDays"],
+            &young["overdue"],
+            &young["maxKeyAgeDays"]
+        ),
+        (&json!(0), &json!(false), &json!(1)),
+        "{young}"
+    );
+    // The same judgement as listKeys'.
+    let (_, listed) = s.list_keys("rg", "acct").await;
+    assert_eq!(listed["x-rekey-keyAge"]["key1"]["overdue"], old["overdue"]);
+    assert_eq!(listed["x-rekey-keyAge"]["key1"]["ageDays"], old["ageDays"]);
+
+    // Without a maximum (neither the resource's nor a policy), no key is overdue, however old.
+    let unbounded = usage_of(&s, "free", "Key1").await;
+    assert_eq!(
+        (
+            &unbounded["ageDays"],
+            &unbounded["overdue"],
+            &unbounded["maxKeyAgeDays"]
+        ),
+        (&json!(2), &json!(false), &Value::Null),
+        "{unbounded}"
+    );
+    // A subscription policy applies to the resource without its own maximum.
+    let (status, body) = s
+        .call(
+            Method::PUT,
+            &format!(
+                "{}/providers/Rekey/keyPolicy?api-version=2026-01-01",
+                s.sub_path()
+            ),
+            Some(r#"{"properties":{"maxKeyAgeDays":1}}"#),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let policed = usage_of(&s, "free", "Key1").await;
+    assert_eq!(
+        (&policed["overdue"], &policed["maxKeyAgeDays"]),
+        (&json!(true), &json!(1)),
+        "{policed}"
+    );
+}
+
+/// Presents `key` on the account's data plane `times` times from `client`; each is refused 401 as
+/// a retired key.
+async fn present_retired(s: &TestServer, path: &str, key: &str, client: &str, times: usize) {
+    for i in 0..times {
+        let response = s
+            .client
+            .get(s.url(path))
+            .header("Ocp-Apim-Subscription-Key", key)
+            .header("X-Forwarded-For", client)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 401, "presentation {i}: {body}");
+        assert!(body.contains("regenerated"), "{body}");
+    }
+}
+
+async fn a_presented_retired_key_sends_one_retired_key_presented_an_hour_without_the_key() {
+    // The periodic flush is slowed so listKeyUsage (which flushes this node's counts first) decides
+    // when counts are written: each batch of presentations is then noted whole.
+    let env: Vec<(&str, &str)> = FAST
+        .iter()
+        .copied()
+        .chain([
+            ("REKEY_USAGE_FLUSH_MS", "600000"),
+            ("REKEY_TRUSTED_PROXIES", "127.0.0.1/32"),
+        ])
+        .collect();
+    let s = TestServer::start_with("info", &env).await;
+    s.create_group("rg").await;
+    let receiver = Receiver::start(Behaviour::default()).await;
+    let (status, _) = subscribe(
+        &s,
+        &s.sub_path(),
+        "retired",
+        &receiver.url,
+        json!({"filter": {"includedEventTypes": ["Rekey.RetiredKeyPresented"]}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let created = s.create_account("rg", "acct").await;
+    let endpoint = created["properties"]["endpoint"].as_str().unwrap();
+    let path = endpoint[endpoint.find("/data/").unwrap()..].to_string();
+    let (_, before) = s.list_keys("rg", "acct").await;
+    let old = before["key1"].as_str().unwrap().to_string();
+    let (status, regenerated) = s.regenerate("rg", "acct", "Key1").await;
+    assert_eq!(status, 200, "{regenerated}");
+    let mut keys = keys_in(&before);
+    keys.extend(keys_in(&regenerated));
+
+    present_retired(&s, &path, &old, "192.0.2.77", 5).await;
+    let usage = usage_of(&s, "acct", "Key1").await;
+    assert_eq!(usage["retired"]["presentations24h"], 5, "{usage}");
+    let got = receiver.until_accepted(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1);
+    let e = &got[0].json()[0];
+    assert_eq!(e["eventType"], "Rekey.RetiredKeyPresented");
+    assert_eq!(e["subject"], s.account_path("rg", "acct").as_str());
+    let data = &e["data"];
+    assert_eq!(data["resourceUri"], s.account_path("rg", "acct").as_str());
+    assert_eq!(data["keyName"], "key1");
+    assert_eq!(data["presentations"], 5, "{data}");
+    assert_eq!(data["lastClientAddress"], "192.0.2.77");
+    assert_eq!(data["regeneratedAt"], usage["retired"]["regeneratedAt"]);
+    assert!(data["regeneratedAt"].is_string(), "{data}");
+    assert_eq!(
+        data["subscriptionId"],
+        s.sub_path()["/subscriptions/".len()..]
+    );
+    assert_no_key_in(&got, &keys);
+
+    // More presentations within the hour: no second event.
+    present_retired(&s, &path, &old, "192.0.2.78", 3).await;
+    usage_of(&s, "acct", "Key1").await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(receiver.accepted().len(), 1, "at most one an hour");
+
+    // An hour after the last event (its time moved back), the next presentation sends another,
+    // counting the hour's presentations.
+    s.sql_execute("UPDATE retired_key_notices SET at = at - 3600000001")
+        .await;
+    present_retired(&s, &path, &old, "192.0.2.79", 1).await;
+    usage_of(&s, "acct", "Key1").await;
+    let got = receiver.until_accepted(2, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2);
+    let data = &got[1].json()[0]["data"];
+    assert_eq!(data["presentations"], 9, "{data}");
+    assert_eq!(data["lastClientAddress"], "192.0.2.79");
+    assert_no_key_in(&got, &keys);
 }
 
 async fn a_max_key_age_outside_1_to_3650_is_refused() {

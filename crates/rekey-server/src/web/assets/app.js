@@ -807,8 +807,8 @@ function disableSwitch(slot) {
 function overdueBadge(age) {
   if (!age || age.overdue !== true) return null;
   const days = (n) => (n === 1 ? '1 day' : `${n} days`);
-  const detail = `${days(age.ageDays)} old, maximum ${age.maxAgeDays === undefined ? 'exceeded'
-    : days(age.maxAgeDays)}`;
+  const detail = `${days(age.ageDays)} old, maximum ${age.maxKeyAgeDays === undefined ? 'exceeded'
+    : days(age.maxKeyAgeDays)}`;
   return el('span', { class: 'badge overdue', title: `Overdue: ${detail}` }, 'Overdue',
     el('span', { class: 'visually-hidden', text: `: ${detail}` }));
 }
