@@ -461,8 +461,11 @@ async fn leased_nodes_refuse_a_regenerated_key_without_asking_the_database_on_ea
         return;
     }
     let a = first_node(&[]).await;
-    let (b, b_cable) = join_through_cable(&a, &[]).await;
-    let (c, c_cable) = join_through_cable(&a, &[]).await;
+    // Usage counts and retired-key notices are written once a flush interval, not per check: kept
+    // out of the measured window so it weighs only what checks cost.
+    let quiet = [("REKEY_USAGE_FLUSH_MS", "600000")];
+    let (b, b_cable) = join_through_cable(&a, &quiet).await;
+    let (c, c_cable) = join_through_cable(&a, &quiet).await;
     let (endpoint, _, keys) = account(&a, "rg", "acct").await;
     let old = keys["key1"].as_str().unwrap();
     let (status, regenerated) = a.regenerate("rg", "acct", "Key1").await;
