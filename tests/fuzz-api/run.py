@@ -106,6 +106,15 @@ def config(server: Rekeyd, facts: dict[str, str]) -> str:
     400 RoleAssignmentUpdateNotPermitted, as ARM does: generated cases reuse names, and whether a
     name is taken is not something a schema can say either. So for these PUTs only, in every
     phase, a 400 is taken as an answer to valid data; every other check holds.
+
+    A regenerateKey's `Idempotency-Key` (or `x-ms-client-request-id`) repeated with another
+    resource, key or grace is refused 422 IdempotencyKeyReused: generated cases reuse header
+    values, and whether a token was used before is not something a schema can say. So for
+    regenerateKey only, a 422 is taken as an answer to valid data. regenerateKey is also the one
+    operation that declares request headers (rekey's rotation headers), and the coverage phase
+    counts a request with an extra, unknown header as invalid; HTTP says an unknown header is
+    ignored (RFC 9110, section 5.1), so there a success is taken as an answer to it. Invalid values
+    of the declared headers are still refused, as the fuzzing phase checks.
     """
     out = [
         "[dictionaries]\n"
@@ -124,6 +133,16 @@ def config(server: Rekeyd, facts: dict[str, str]) -> str:
             '["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]\n'
             for phase in ("coverage", "fuzzing", "stateful")
         ),
+        "[[operations]]\n"
+        'include-path-regex = "/regenerateKey$"\n'
+        'include-method = ["POST"]\n'
+        + "".join(
+            f"phases.{phase}.checks.positive_data_acceptance.expected-statuses = "
+            '["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]\n'
+            for phase in ("coverage", "fuzzing", "stateful")
+        ),
+        "phases.coverage.checks.negative_data_rejection.expected-statuses = "
+        '["2xx", "400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx"]\n',
         "[[operations]]\n"
         'include-path-regex = "^/subscriptions/\\\\{subscriptionId\\\\}/(resourceGroups/\\\\{resourceGroupName\\\\}/)?'
         'providers/Microsoft\\\\.(Authorization|Insights)/"\n'
