@@ -59,6 +59,7 @@ enum Refusal {
     ReadOnly,
     Throttled(u64),
     UpstreamFailed,
+    UpstreamUntrusted,
     TooLarge,
     /// The index is not known to be current and the store cannot be asked now.
     Unavailable,
@@ -77,6 +78,7 @@ impl Refusal {
             Refusal::ReadOnly => "read-only key writing",
             Refusal::Throttled(_) => "throttled",
             Refusal::UpstreamFailed => "upstream did not answer",
+            Refusal::UpstreamUntrusted => "upstream certificate not trusted",
             Refusal::TooLarge => "body too large",
             Refusal::Unavailable => "key store unavailable",
             Refusal::UnknownResource => "no such resource",
@@ -126,6 +128,11 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Answer {
             "Too many failed key checks from this address; retry after the time in Retry-After.",
         ),
         Refusal::UpstreamFailed => (StatusCode::BAD_GATEWAY, "BadGateway", "The resource's upstream did not answer."),
+        Refusal::UpstreamUntrusted => (
+            StatusCode::BAD_GATEWAY,
+            "BadGateway",
+            "The resource's upstream presented a TLS certificate this server does not trust; its operator can add the upstream's CA with --upstream-ca-file.",
+        ),
         Refusal::TooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
@@ -526,6 +533,9 @@ async fn serve(
                 Ok(response) => Answer::Full(response),
                 Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
                 Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
+                Err(gateway::NotForwarded::UpstreamUntrusted) => {
+                    refused(Refusal::UpstreamUntrusted)
+                }
             },
         );
     }

@@ -9,6 +9,7 @@ mod connections;
 mod dataplane;
 mod durability;
 mod errors;
+mod gateway;
 mod hostile_input;
 mod keys;
 mod limits;
