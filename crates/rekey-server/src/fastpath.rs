@@ -387,7 +387,11 @@ where
     let mut dated = false;
     for (name, value) in &parts.headers {
         // A HEAD answer keeps the length a GET would have had; other framing is written below.
-        if (name == header::CONTENT_LENGTH && !head) || name == header::TRANSFER_ENCODING {
+        // The request id is this server's, as `dataplane::handle` sets it over an upstream's.
+        if (name == header::CONTENT_LENGTH && !head)
+            || name == header::TRANSFER_ENCODING
+            || name == crate::state::REQUEST_ID
+        {
             continue;
         }
         dated |= name == header::DATE;
@@ -659,6 +663,7 @@ mod tests {
         ];
         let head = Head {
             method: Method::GET,
+            target: "/data/abc",
             headers: &headers,
         };
         assert_eq!(head.header("ocp-apim-subscription-key"), Some("k1"));
