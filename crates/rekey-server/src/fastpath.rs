@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 
 use crate::app::Front;
 use crate::dataplane;
+use crate::dataplane::{gateway, upstream};
 use crate::state::AppState;
 
 /// Most headers a fast-path request may have; one with more goes to hyper (whose limit is 100).
@@ -261,8 +262,47 @@ impl dataplane::Call for Head<'_> {
         true
     }
 
-    /// The bodyless request to forward; `None` only for a head hyper would refuse too, which
-    /// `simple` keeps from getting here.
+    /// To an `http://` upstream, straight from the parsed head onto a pooled connection
+    /// (`dataplane::upstream`); to an `https://` one, as a hyper request through hyper's client.
+    fn forward<'a>(
+        self,
+        client: &'a gateway::HttpClient,
+        f: gateway::Forward<'a>,
+    ) -> dataplane::Forwarding<'a>
+    where
+        Self: 'a,
+    {
+        Box::pin(async move {
+            let Some(target) = upstream::Target::parse(f.upstream) else {
+                let request = self
+                    .into_request()
+                    .ok_or(gateway::NotForwarded::UpstreamFailed)?;
+                return gateway::forward(client, f, request).await;
+            };
+            let call = upstream::Outgoing {
+                method: &self.method,
+                rest: f.rest,
+                query: self.target.split_once('?').map(|(_, query)| query),
+                headers: self.headers,
+                strip: f.strip,
+                set: [
+                    ("x-rekey-key-name", f.key_name),
+                    ("x-rekey-resource-id", f.resource_id),
+                    ("x-rekey-access", f.access),
+                ],
+            };
+            upstream::forward(&client.pool, &target, call)
+                .await
+                .map_err(|failed| {
+                    tracing::warn!(error = ?failed, upstream = f.upstream, "upstream did not answer");
+                    gateway::NotForwarded::UpstreamFailed
+                })
+        })
+    }
+}
+
+impl Head<'_> {
+    /// The call as a hyper request, bodyless; `None` for a header hyper would refuse too.
     fn into_request(self) -> Option<Request<Body>> {
         let mut request = Request::builder()
             .method(self.method)

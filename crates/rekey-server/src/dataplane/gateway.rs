@@ -18,7 +18,13 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// How calls reach upstreams: bodyless calls from the fast path to `http://` upstreams through
+/// [`super::upstream`]'s pool, everything else through hyper's client; each keeps its connections
+/// alive per upstream.
+pub struct HttpClient {
+    pub hyper: Client<HttpsConnector<HttpConnector>, Body>,
+    pub pool: std::sync::Arc<super::upstream::Pool>,
+}
 
 /// The upstream client: one pool of kept-alive HTTP/1.1 connections per upstream host. `ca_file`
 /// (PEM, `--upstream-ca-file`) adds certificate authorities for `https://` upstreams to the Mozilla
@@ -56,12 +62,15 @@ pub fn client(ca_file: Option<&Path>) -> anyhow::Result<HttpClient> {
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .build(connector))
+    Ok(HttpClient {
+        hyper: Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector),
+        pool: Default::default(),
+    })
 }
 
-const HOP_BY_HOP: &[&str] = &[
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -75,7 +84,6 @@ const HOP_BY_HOP: &[&str] = &[
 pub struct Forward<'a> {
     pub upstream: &'a str,
     pub rest: &'a str,
-    pub query: Option<&'a str>,
     /// Headers that carry key material for this type, removed before forwarding.
     pub strip: &'a [&'a str],
     pub key_name: &'a str,
@@ -134,7 +142,7 @@ pub async fn forward(
     f: Forward<'_>,
     request: Request<Body>,
 ) -> Result<Response<Body>, NotForwarded> {
-    let target = match f.query {
+    let target = match request.uri().query() {
         Some(q) => format!("{}/{}?{q}", f.upstream, f.rest),
         None => format!("{}/{}", f.upstream, f.rest),
     };
@@ -157,7 +165,7 @@ pub async fn forward(
         value(f.resource_id)?,
     );
     headers.insert(HeaderName::from_static("x-rekey-access"), value(f.access)?);
-    match client.request(Request::from_parts(parts, body)).await {
+    match client.hyper.request(Request::from_parts(parts, body)).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             for name in HOP_BY_HOP {

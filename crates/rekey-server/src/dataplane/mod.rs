@@ -16,6 +16,7 @@ pub mod path;
 pub mod proxies;
 pub mod refusal_log;
 pub mod throttle;
+pub mod upstream;
 pub mod usage;
 
 use std::borrow::Cow;
@@ -256,6 +257,12 @@ pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Respo
     response
 }
 
+/// A call being forwarded: the upstream's answer, or why there is none. Boxed: inline it would make
+/// every call's future several times larger.
+pub type Forwarding<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, gateway::NotForwarded>> + Send + 'a>,
+>;
+
 /// What the data plane reads of a call: its method, its headers, and for forwarding the whole
 /// request. hyper's [`Request`] is one; `fastpath` checks a call straight from the parsed head,
 /// without building one.
@@ -266,9 +273,16 @@ pub trait Call: Send {
     /// Every line of the header `name` (lower case) in order; one that is not visible ASCII reads
     /// as empty.
     fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a;
-    /// Whether [`Call::into_request`] gives the request to forward.
+    /// Whether [`Call::forward`] can forward this call.
     fn can_forward(&self) -> bool;
-    fn into_request(self) -> Option<Request>;
+    /// Forwards the call as `f` says, with `client`.
+    fn forward<'a>(
+        self,
+        client: &'a gateway::HttpClient,
+        f: gateway::Forward<'a>,
+    ) -> Forwarding<'a>
+    where
+        Self: 'a;
 }
 
 impl Call for Request {
@@ -291,8 +305,11 @@ impl Call for Request {
         true
     }
 
-    fn into_request(self) -> Option<Request> {
-        Some(self)
+    fn forward<'a>(self, client: &'a gateway::HttpClient, f: gateway::Forward<'a>) -> Forwarding<'a>
+    where
+        Self: 'a,
+    {
+        Box::pin(gateway::forward(client, f, self))
     }
 }
 
@@ -510,17 +527,13 @@ async fn serve(
         "readWrite"
     };
     if let Some(upstream) = &entry.upstream {
-        // Checked above: a call that cannot be forwarded does not get this far.
-        let request = call.into_request()?;
         let strip: &[&str] = match provider.key_header {
             Some(h) => &[h][..],
             None => &["authorization"],
         };
-        let query = request.uri().query().map(str::to_string);
         let forward = gateway::Forward {
             upstream,
             rest: &raw_rest,
-            query: query.as_deref(),
             strip,
             key_name: slot.slot.name,
             access,
@@ -528,16 +541,12 @@ async fn serve(
             max_body_bytes: dp.max_body_bytes,
         };
         let refused = |refusal| dp.refused(ip, resource, Some(slot_name), Some(provider), refusal);
-        return Some(
-            match Box::pin(gateway::forward(&dp.client, forward, request)).await {
-                Ok(response) => Answer::Full(response),
-                Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
-                Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
-                Err(gateway::NotForwarded::UpstreamUntrusted) => {
-                    refused(Refusal::UpstreamUntrusted)
-                }
-            },
-        );
+        return Some(match call.forward(&dp.client, forward).await {
+            Ok(response) => Answer::Full(response),
+            Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
+            Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
+            Err(gateway::NotForwarded::UpstreamUntrusted) => refused(Refusal::UpstreamUntrusted),
+        });
     }
     if provider.signs_requests && !cosmos::serves_itself(&method, rest) {
         return Some(cosmos::not_implemented());
