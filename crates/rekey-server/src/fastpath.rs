@@ -262,8 +262,7 @@ impl dataplane::Call for Head<'_> {
         true
     }
 
-    /// To an `http://` upstream, straight from the parsed head onto a pooled connection
-    /// (`dataplane::upstream`); to an `https://` one, as a hyper request through hyper's client.
+    /// Straight from the parsed head onto a pooled upstream connection (`dataplane::upstream`).
     fn forward<'a>(
         self,
         client: &'a gateway::HttpClient,
@@ -293,9 +292,15 @@ impl dataplane::Call for Head<'_> {
             };
             upstream::forward(&client.pool, &target, call)
                 .await
-                .map_err(|failed| {
-                    tracing::warn!(error = ?failed, upstream = f.upstream, "upstream did not answer");
-                    gateway::NotForwarded::UpstreamFailed
+                .map_err(|failed| match failed {
+                    upstream::Failed::Upstream(e) if gateway::untrusted(&e) => {
+                        tracing::warn!(error = %e, upstream = f.upstream, "upstream certificate not trusted");
+                        gateway::NotForwarded::UpstreamUntrusted
+                    }
+                    failed => {
+                        tracing::warn!(error = ?failed, upstream = f.upstream, "upstream did not answer");
+                        gateway::NotForwarded::UpstreamFailed
+                    }
                 })
         })
     }

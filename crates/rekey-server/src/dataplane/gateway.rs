@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 
-/// How calls reach upstreams: bodyless calls from the fast path to `http://` upstreams through
+/// How calls reach upstreams: bodyless calls from the fast path through
 /// [`super::upstream`]'s pool, everything else through hyper's client; each keeps its connections
 /// alive per upstream.
 pub struct HttpClient {
@@ -57,8 +57,9 @@ pub fn client(ca_file: Option<&Path>) -> anyhow::Result<HttpClient> {
     // A forwarded call is one small write each way: Nagle's delay would only add latency.
     http.set_nodelay(true);
     http.enforce_http(false);
+    let tls = std::sync::Arc::new(tls);
     let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config((*tls).clone())
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
@@ -66,7 +67,7 @@ pub fn client(ca_file: Option<&Path>) -> anyhow::Result<HttpClient> {
         hyper: Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .build(connector),
-        pool: Default::default(),
+        pool: std::sync::Arc::new(super::upstream::Pool::new(tls)),
     })
 }
 
@@ -127,7 +128,7 @@ fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Whether the upstream's TLS certificate was refused (untrusted, expired, for another name).
-fn untrusted(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn untrusted(error: &(dyn std::error::Error + 'static)) -> bool {
     causes(error).any(|e| {
         matches!(
             e.downcast_ref::<rustls::Error>(),

@@ -1,9 +1,10 @@
-//! Owns the fast path's forwarding to `http://` upstreams: a bodyless call read by `fastpath` is
+//! Owns the fast path's forwarding to upstreams: a bodyless call read by `fastpath` is
 //! written straight from its parsed head onto a kept-alive connection from a per-upstream pool, and
 //! the upstream's answer is read back with `httparse` into a [`Response`] whose body reads the
 //! connection as the client's side is written, returning the connection to the pool once the answer
 //! is whole. All of it runs in the client connection's own task, as a reverse proxy's event loop
-//! does; hyper's client ([`super::gateway`]) serves `https://` upstreams and calls with bodies.
+//! does; hyper's client ([`super::gateway`]) serves calls with bodies. `https://` upstreams are
+//! reached with the same TLS settings as hyper's client, and their sessions resumed.
 //!
 //! A connection goes back to the pool only when its answer was read exactly to its end and the
 //! upstream did not ask to close it; one found closed when taken from the pool is dropped. A call
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use hyper::body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// Idle connections kept per upstream; more are closed when returned.
 const MAX_IDLE_PER_UPSTREAM: usize = 512;
@@ -33,47 +35,128 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Idle upstream connections by `host:port`.
-#[derive(Default)]
+/// Idle upstream connections by scheme and `host:port`, and how TLS ones are made.
 pub struct Pool {
-    idle: Mutex<HashMap<Box<str>, Vec<(TcpStream, Instant)>>>,
+    idle: Mutex<HashMap<Box<str>, Vec<(Stream, Instant)>>>,
+    tls: TlsConnector,
 }
 
 impl Pool {
-    /// An idle connection to `authority` that is still open, if there is one.
-    fn take(&self, authority: &str) -> Option<TcpStream> {
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            idle: Mutex::default(),
+            tls: TlsConnector::from(tls),
+        }
+    }
+
+    /// An idle connection to `key` that is still open, if there is one.
+    fn take(&self, key: &str) -> Option<Stream> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(authority)?;
+        let list = idle.get_mut(key)?;
         while let Some((stream, since)) = list.pop() {
-            if since.elapsed() < IDLE_FOR && still_open(&stream) {
+            if since.elapsed() < IDLE_FOR && stream.still_open() {
                 return Some(stream);
             }
         }
         None
     }
 
-    fn put(&self, authority: &str, stream: TcpStream) {
+    fn put(&self, key: &str, stream: Stream) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = match idle.get_mut(authority) {
+        let list = match idle.get_mut(key) {
             Some(list) => list,
-            None => idle.entry(authority.into()).or_default(),
+            None => idle.entry(key.into()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push((stream, Instant::now()));
         }
     }
+
+    async fn connect(&self, target: &Target<'_>) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(target.address().as_ref()).await?;
+        // A forwarded call is one small write each way: Nagle's delay would only add latency.
+        tcp.set_nodelay(true)?;
+        if !target.tls {
+            return Ok(Stream::Plain(tcp));
+        }
+        let name = rustls::pki_types::ServerName::try_from(target.host().to_string())
+            .map_err(io::Error::other)?;
+        Ok(Stream::Tls(Box::new(self.tls.connect(name, tcp).await?)))
+    }
 }
 
-/// An idle connection with nothing to read and not closed by its peer. (Bytes waiting on an idle
-/// connection would be an answer to nothing: such a connection is not reused either.)
-fn still_open(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+/// An upstream connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// An `http://host[:port][/base]` upstream, split.
+impl Stream {
+    /// Whether an idle connection is still open with nothing to read. The reactor's readiness
+    /// answers without a system call while nothing happened on the connection; when it says
+    /// something did, a plain connection is asked (a peer's close and stray bytes both rule it
+    /// out), a TLS one is given up.
+    fn still_open(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self {
+            Stream::Plain(tcp) => {
+                tcp.poll_read_ready(&mut cx).is_pending()
+                    || {
+                        let mut probe = [0u8; 1];
+                        matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                    }
+            }
+            Stream::Tls(tls) => tls.get_ref().0.poll_read_ready(&mut cx).is_pending(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An `http(s)://host[:port][/base]` upstream, split.
 pub struct Target<'a> {
-    /// `host:port` as connected to and sent in `Host`.
+    /// The scheme and authority: which pool the connections come from.
+    key: &'a str,
+    tls: bool,
+    /// `host[:port]` as sent in `Host`.
     pub authority: &'a str,
     /// The base path (`/base`, or empty).
     pub base: &'a str,
@@ -81,9 +164,40 @@ pub struct Target<'a> {
 
 impl<'a> Target<'a> {
     pub fn parse(upstream: &'a str) -> Option<Self> {
-        let rest = upstream.strip_prefix("http://")?;
+        let (tls, rest) = match upstream.strip_prefix("http://") {
+            Some(rest) => (false, rest),
+            None => (true, upstream.strip_prefix("https://")?),
+        };
         let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        (!authority.is_empty() && !authority.contains('@')).then_some(Self { authority, base })
+        let key = &upstream[..upstream.len() - base.len()];
+        (!authority.is_empty() && !authority.contains('@')).then_some(Self {
+            key,
+            tls,
+            authority,
+            base,
+        })
+    }
+
+    /// The host, without brackets around an IPv6 address.
+    fn host(&self) -> &'a str {
+        match self.authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => self.authority.split(':').next().unwrap_or(self.authority),
+        }
+    }
+
+    /// Where to connect: the authority, with the scheme's port when it names none.
+    fn address(&self) -> std::borrow::Cow<'a, str> {
+        let has_port = match self.authority.rfind(']') {
+            Some(end) => self.authority[end..].contains(':'),
+            None => self.authority.contains(':'),
+        };
+        if has_port {
+            self.authority.into()
+        } else {
+            let port = if self.tls { 443 } else { 80 };
+            format!("{}:{port}", self.authority).into()
+        }
     }
 }
 
@@ -121,22 +235,18 @@ pub async fn forward(
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
     );
     let is_head = *call.method == Method::HEAD;
-    if let Some(stream) = pool.take(target.authority) {
+    if let Some(stream) = pool.take(target.key) {
         match exchange(stream, &head, is_head).await {
-            Ok(answer) => return Ok(answer.into_response(pool.clone(), target.authority)),
+            Ok(answer) => return Ok(answer.into_response(pool.clone(), target.key)),
             // The upstream closed the kept-alive connection before answering: the call may not
             // have been seen at all, and is sent again only if sending it twice is harmless.
             Err(Exchange::ClosedEarly(_)) if idempotent => {}
             Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => return Err(Failed::Upstream(e)),
         }
     }
-    let stream = TcpStream::connect(target.authority)
-        .await
-        .map_err(Failed::Upstream)?;
-    // A forwarded call is one small write each way: Nagle's delay would only add latency.
-    stream.set_nodelay(true).map_err(Failed::Upstream)?;
+    let stream = pool.connect(target).await.map_err(Failed::Upstream)?;
     match exchange(stream, &head, is_head).await {
-        Ok(answer) => Ok(answer.into_response(pool.clone(), target.authority)),
+        Ok(answer) => Ok(answer.into_response(pool.clone(), target.key)),
         Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => Err(Failed::Upstream(e)),
     }
 }
@@ -198,7 +308,7 @@ struct Answer {
     headers: HeaderMap,
     framing: Framing,
     keep_alive: bool,
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
 }
 
@@ -211,19 +321,20 @@ enum Framing {
     Close,
 }
 
-async fn exchange(mut stream: TcpStream, head: &[u8], is_head: bool) -> Result<Answer, Exchange> {
+async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Answer, Exchange> {
     stream
         .write_all(head)
         .await
         .map_err(Exchange::ClosedEarly)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    // Most answers through a gateway are small: their head and body fit in the first read.
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
         if buf.len() >= MAX_HEAD_BYTES {
             return Err(Exchange::Failed(io::Error::other(
                 "upstream answer head too large",
             )));
         }
-        buf.reserve(READ_CHUNK);
+        buf.reserve(4096);
         let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await;
         match read {
             Ok(0) if buf.is_empty() => {
@@ -356,7 +467,7 @@ fn read_head(
 }
 
 impl Answer {
-    fn into_response(self, pool: Arc<Pool>, authority: &str) -> Response<Body> {
+    fn into_response(self, pool: Arc<Pool>, key: &str) -> Response<Body> {
         let mut body = UpstreamBody {
             state: match self.framing {
                 Framing::Empty => State::Done,
@@ -368,7 +479,7 @@ impl Answer {
                 stream: self.stream,
                 keep_alive: self.keep_alive,
                 pool,
-                authority: authority.into(),
+                key: key.into(),
             }),
             end: self.buf.len(),
             buf: self.buf,
@@ -383,10 +494,10 @@ impl Answer {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     keep_alive: bool,
     pool: Arc<Pool>,
-    authority: Box<str>,
+    key: Box<str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,7 +532,7 @@ impl UpstreamBody {
         }
         if let Some(conn) = self.conn.take() {
             if conn.keep_alive && self.at == self.end {
-                conn.pool.put(&conn.authority, conn.stream);
+                conn.pool.put(&conn.key, conn.stream);
             }
         }
     }
@@ -594,9 +705,23 @@ mod tests {
     fn targets_split_into_authority_and_base() {
         let t = Target::parse("http://127.0.0.1:9000/api/v1").unwrap();
         assert_eq!((t.authority, t.base), ("127.0.0.1:9000", "/api/v1"));
+        assert_eq!(
+            (t.key, t.host(), t.address().as_ref()),
+            ("http://127.0.0.1:9000", "127.0.0.1", "127.0.0.1:9000")
+        );
         let t = Target::parse("http://up").unwrap();
-        assert_eq!((t.authority, t.base), ("up", ""));
-        assert!(Target::parse("https://up").is_none());
+        assert_eq!(
+            (t.authority, t.base, t.address().as_ref()),
+            ("up", "", "up:80")
+        );
+        let t = Target::parse("https://[::1]/x").unwrap();
+        assert_eq!(
+            (t.key, t.host(), t.address().as_ref()),
+            ("https://[::1]", "::1", "[::1]:443")
+        );
+        let t = Target::parse("https://[::1]:8443").unwrap();
+        assert_eq!((t.host(), t.address().as_ref()), ("::1", "[::1]:8443"));
+        assert!(Target::parse("ftp://up").is_none());
         assert!(Target::parse("http://user@up").is_none());
     }
 
