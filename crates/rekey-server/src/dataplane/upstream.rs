@@ -37,9 +37,12 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Idle upstream connections by scheme and `host:port`, and how TLS ones are made.
 pub struct Pool {
-    idle: Mutex<HashMap<Box<str>, Vec<(Stream, Instant)>>>,
+    idle: Mutex<HashMap<Box<str>, Vec<Idle>>>,
     tls: TlsConnector,
 }
+
+/// A connection back in the pool, and since when.
+type Idle = (Stream, Instant);
 
 impl Pool {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
