@@ -166,12 +166,41 @@ def wrk(url: str, requests: Path, seconds: int, connections: int, headers: list[
     return r
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its child processes (nginx's workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state, ppid, …; utime and stime are the 14th and 15th fields.
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def with_cpu(run: Callable[[], dict], pid: int) -> Callable[[], dict]:
+    """`run`, also noting the CPU time `pid` (and its children) spent per request meanwhile: on a
+    busy machine a steadier comparison than throughput, which other processes' load moves."""
+    def measured() -> dict:
+        before = cpu_seconds(pid)
+        r = run()
+        r["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(r["requests"], 1)
+        return r
+    return measured
+
+
 def median_run(runs: list[dict]) -> dict:
     """Each figure's median over the rounds, the throughput's range; answer and error counts summed."""
     med = lambda key: sorted(r[key] for r in runs)[len(runs) // 2]
-    return {"rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99_us"),
-            "rps_min": min(r["rps"] for r in runs), "rps_max": max(r["rps"] for r in runs),
-            "non2xx": sum(r["non2xx"] for r in runs), "errors": sum(r["errors"] for r in runs)}
+    out = {"rps": med("rps"), "p50_us": med("p50_us"), "p99_us": med("p99_us"),
+           "rps_min": min(r["rps"] for r in runs), "rps_max": max(r["rps"] for r in runs),
+           "non2xx": sum(r["non2xx"] for r in runs), "errors": sum(r["errors"] for r in runs)}
+    if all("cpu_us" in r for r in runs):
+        out["cpu_us"] = med("cpu_us")
+    return out
 
 
 def interleaved(targets: dict[str, Callable[[], dict]], rounds: int) -> dict[str, list[dict]]:
@@ -195,16 +224,19 @@ def median(values: list[float]) -> float:
 
 
 def row(label: str, r: dict) -> str:
+    cpu = f"{r['cpu_us']:.0f} µs" if "cpu_us" in r else "—"
     return (f"| {label} | {r['rps']:,.0f} ({r['rps_min']:,.0f}–{r['rps_max']:,.0f}) | "
-            f"{r['p50_us'] / 1000:.2f} ms | {r['p99_us'] / 1000:.2f} ms | {r['non2xx'] + r['errors']} |")
+            f"{r['p50_us'] / 1000:.2f} ms | {r['p99_us'] / 1000:.2f} ms | {cpu} | {r['non2xx'] + r['errors']} |")
 
 
 def ratio_row(label: str, a: dict, b: dict, per_round: list[float]) -> str:
+    cpu = f"{a['cpu_us'] / b['cpu_us']:.2f}×" if "cpu_us" in a and "cpu_us" in b and b["cpu_us"] else ""
     return (f"| **{label}** | **{a['rps'] / b['rps']:.2f}×** (rounds {min(per_round):.2f}–{max(per_round):.2f}×) | | "
-            f"p99 {a['p99_us'] / max(b['p99_us'], 1):.2f}× | |")
+            f"p99 {a['p99_us'] / max(b['p99_us'], 1):.2f}× | {cpu} | |")
 
 
-TABLE_HEAD = "| target | req/s median (range) | p50 | p99 | non-2xx + errors |\n|---|---:|---:|---:|---:|"
+TABLE_HEAD = ("| target | req/s median (range) | p50 | p99 | server CPU per request | non-2xx + errors |\n"
+              "|---|---:|---:|---:|---:|---:|")
 
 
 def warn_failures(runs: dict[str, dict]) -> None:

@@ -100,8 +100,11 @@ def plain(args, work: Path) -> str:
             "upstream": (f"http://127.0.0.1:{up_port}", direct_file),
             "proxy": (server.base_url, proxied_file),
         }
+        pids = {"rekey": server.proc.pid, "nginx": procs[1].pid, "floor": floor.pid, "upstream": procs[1].pid,
+                "proxy": server.proc.pid}
         results = b.interleaved(
-            {name: (lambda url=url, f=f: b.wrk(url, f, args.seconds, args.connections)) for name, (url, f) in targets.items()},
+            {name: b.with_cpu(lambda url=url, f=f: b.wrk(url, f, args.seconds, args.connections), pids[name])
+             for name, (url, f) in targets.items()},
             args.rounds)
     finally:
         b.stop_all(procs)
@@ -116,14 +119,15 @@ def plain(args, work: Path) -> str:
         b.row("nginx `map` of the same keys", n),
         b.ratio_row("ratio rekey / nginx", r, n, ratios),
         b.row("rekeyd's HTTP stack answering without any check (`examples/bench_floor`)", f),
-        f"| ratio floor / nginx; rekey / floor | {f['rps'] / n['rps']:.2f}× | | {r['rps'] / f['rps']:.2f}× | |",
+        f"| ratio floor / nginx; rekey / floor | {f['rps'] / n['rps']:.2f}× | | {r['rps'] / f['rps']:.2f}× | | |",
         b.row("plain upstream, hit directly", u),
         b.row("rekeyd proxy mode to that upstream", p),
-        f"| **proxy / direct** | **{p['rps'] / u['rps']:.2f}×** | | p99 +{(p['p99_us'] - u['p99_us']) / 1000:.2f} ms | |",
+        f"| **proxy / direct** | **{p['rps'] / u['rps']:.2f}×** | | p99 +{(p['p99_us'] - u['p99_us']) / 1000:.2f} ms | | |",
     ])
     table += "\n\nrekey / nginx throughput in each round: " + ", ".join(f"{x:.2f}×" for x in ratios) + "."
     return (f"Run {b.stamp()} on {os.cpu_count()} cores: {args.rounds} interleaved rounds of wrk -t2 -c{args.connections} -d{args.seconds}s "
-            f"per target, medians shown with the range over rounds, loopback, "
+            f"per target, medians shown with the range over rounds (server CPU per request: user + system, nginx's workers included, from /proc; "
+            f"the upstream's, hit directly, includes the anchor nginx's idle workers), loopback, "
             f"rekeyd release build with RUST_LOG=warn, nginx with access_log off; setup of {args.accounts + PROXIED:,} accounts ({PROXIED} of them for proxy mode) took {setup_s:.1f} s.\n\n{table}\n")
 
 
@@ -151,7 +155,8 @@ def tls(args, work: Path) -> str:
             "rekey-new": lambda: b.wrk(server.base_url, keys_file, args.seconds, args.connections, close),
             "nginx-new": lambda: b.wrk(nginx_url, keys_file, args.seconds, args.connections, close),
         }
-        results = b.interleaved(targets, args.rounds)
+        pids = {"rekey": server.proc.pid, "rekey-new": server.proc.pid, "nginx": procs[1].pid, "nginx-new": procs[1].pid}
+        results = b.interleaved({name: b.with_cpu(run, pids[name]) for name, run in targets.items()}, args.rounds)
         resumed = {name: sessions_resumed(url, server.ca_path) for name, url in (("rekeyd", server.base_url), ("nginx", nginx_url))}
     finally:
         b.stop_all(procs)
@@ -173,7 +178,7 @@ def tls(args, work: Path) -> str:
               + "A second TLS 1.3 connection offering the first one's session ticket (`openssl s_client -sess_in`) was resumed: "
               + ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in resumed.items()) + ".")
     return (f"Run {b.stamp()} on {os.cpu_count()} cores: {args.rounds} interleaved rounds of wrk -t2 -c{args.connections} -d{args.seconds}s "
-            f"per target, medians shown with the range over rounds, loopback, the same ECDSA P-256 certificate on both, "
+            f"per target, medians shown with the range over rounds (server CPU per request: user + system, nginx's workers included, from /proc), loopback, the same ECDSA P-256 certificate on both, "
             f"rekeyd release build with RUST_LOG=warn, nginx with access_log off, `ssl_session_cache` and `ssl_session_tickets on`; "
             f"setup of {args.accounts:,} accounts took {setup_s:.1f} s.\n\n{table}\n")
 
