@@ -36,9 +36,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 from common.rekeyd import FreshDatabase, Rekeyd, start_nodes  # noqa: E402
-from benchkit import (  # noqa: E402
-    CS, account_url, call, interleaved, make_accounts, median, median_run, rewrite_results, wrk, write_keys,
+from benchlib import (  # noqa: E402
+    account_url, call, cpu_seconds, interleaved, make_accounts, median, median_run, write_requests, write_results, wrk,
 )
+
+CS = "api-version=2025-09-01"
 
 BINARY = ROOT / "target/release/rekeyd"
 NODES = ("A", "B", "C")
@@ -54,12 +56,6 @@ def status(base: str, path: str, key: str) -> int:
         conn.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measured(server: Rekeyd, keys: Path, seconds: int, connections: int) -> dict:
     """One wrk run against `server`, with the server's CPU time per answered request: unlike
     requests per second, it hardly depends on what else the shared machine is running."""
@@ -73,8 +69,8 @@ def revocation_check(nodes: list[Rekeyd], index: int, rotations: int) -> int:
     """Regenerates acct{index}'s Key1 on node A `rotations` times; after each answer, asks every node
     for the old key at once. Returns how many of those checks were not refused (should be 0)."""
     a = nodes[0]
-    path = make_accounts(a.base_url, a.token, a.subscription, range(index, index + 1))[0][0]
-    url = account_url(a.base_url, a.subscription, index)
+    path = make_accounts(a, 1, first=index)[0][0]
+    url = account_url(a, index)
     old = call("POST", f"{url}/listKeys?{CS}", a.token)["key1"]
     accepted = 0
     for _ in range(rotations):
@@ -119,9 +115,8 @@ def main() -> None:
         servers.extend(nodes)
 
         started = time.time()
-        sqlite_keys = write_keys(work / "sqlite.txt", make_accounts(sqlite.base_url, sqlite.token, sqlite.subscription, range(args.accounts)))
-        pg_pairs = make_accounts(nodes[0].base_url, nodes[0].token, nodes[0].subscription, range(args.accounts))
-        pg_keys = write_keys(work / "postgres.txt", pg_pairs)
+        sqlite_keys = write_requests(work / "sqlite.txt", make_accounts(sqlite, args.accounts))
+        pg_keys = write_requests(work / "postgres.txt", make_accounts(nodes[0], args.accounts))
         setup_s = time.time() - started
         # On an account of its own, outside the measured key list.
         accepted = revocation_check(nodes, args.accounts, 20)
@@ -173,7 +168,7 @@ def main() -> None:
     )
     print(report)
     if not args.no_readme:
-        rewrite_results(HERE / "README.md", report)
+        write_results(HERE / "README.md", report)
 
 
 if __name__ == "__main__":

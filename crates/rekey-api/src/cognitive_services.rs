@@ -52,13 +52,13 @@ pub struct AccountProperties {
         skip_serializing_if = "Option::is_none"
     )]
     pub disable_local_auth: Option<bool>,
-    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    /// rekey extension: the `http://` or `https://` base URL authenticated data-plane calls are forwarded to.
     #[serde(
         rename = "x-rekey-upstream",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    #[schema(pattern = "^https?://[^/?# ][^?# ]*$")]
     pub upstream: Option<String>,
 }
 

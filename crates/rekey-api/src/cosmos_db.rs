@@ -74,13 +74,13 @@ pub struct DatabaseAccountCreateProperties {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Value>)]
     pub consistency_policy: Option<ConsistencyPolicy>,
-    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    /// rekey extension: the `http://` or `https://` base URL authenticated data-plane calls are forwarded to.
     #[serde(
         rename = "x-rekey-upstream",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    #[schema(pattern = "^https?://[^/?# ][^?# ]*$")]
     pub upstream: Option<String>,
 }
 
@@ -120,13 +120,13 @@ pub struct DatabaseAccountPatchProperties {
     pub locations: Vec<DatabaseAccountLocation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_local_auth: Option<bool>,
-    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    /// rekey extension: the `http://` or `https://` base URL authenticated data-plane calls are forwarded to.
     #[serde(
         rename = "x-rekey-upstream",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    #[schema(pattern = "^https?://[^/?# ][^?# ]*$")]
     pub upstream: Option<String>,
 }
 

@@ -41,13 +41,13 @@ pub struct WorkspaceProperties {
     pub providers: Option<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_account: Option<String>,
-    /// rekey extension: the `http://` base URL authenticated data-plane calls are forwarded to.
+    /// rekey extension: the `http://` or `https://` base URL authenticated data-plane calls are forwarded to.
     #[serde(
         rename = "x-rekey-upstream",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    #[schema(pattern = "^http://[^/?# ][^?# ]*$")]
+    #[schema(pattern = "^https?://[^/?# ][^?# ]*$")]
     pub upstream: Option<String>,
 }
 

@@ -117,7 +117,7 @@ pub fn check_location(raw: &str) -> Result<(), crate::InvalidInput> {
 }
 
 /// The rekey extension property naming the upstream a resource's data-plane requests are forwarded
-/// to (`http://host:port/base`); without it rekeyd answers authenticated requests itself.
+/// to (`http://host:port/base` or `https://…`); without it rekeyd answers authenticated requests itself.
 pub const UPSTREAM_PROPERTY: &str = "x-rekey-upstream";
 
 /// The rekey extension property capping the age of a resource's keys, in days (1 to 3650); past it
@@ -172,7 +172,8 @@ impl ResourceSpec {
         !(disabled || api_keys_off)
     }
 
-    /// The configured upstream base URL, checked: `http://` with a host, no query or fragment.
+    /// The configured upstream base URL, checked: `http://` or `https://` with a host, no query or
+    /// fragment.
     pub fn upstream(&self) -> Result<Option<String>, crate::InvalidInput> {
         let bad = |why: &str| {
             crate::InvalidInput::new(
@@ -187,7 +188,8 @@ impl ResourceSpec {
             Some(serde_json::Value::String(url)) => {
                 let rest = url
                     .strip_prefix("http://")
-                    .ok_or_else(|| bad("must be an http:// URL"))?;
+                    .or_else(|| url.strip_prefix("https://"))
+                    .ok_or_else(|| bad("must be an http:// or https:// URL"))?;
                 let host = rest.split('/').next().unwrap_or_default();
                 if host.is_empty() || url.contains(['?', '#', ' ']) {
                     return Err(bad(
@@ -257,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn upstream_must_be_a_plain_http_url() {
+    fn upstream_must_be_an_http_or_https_url() {
         assert_eq!(
             spec(json!({UPSTREAM_PROPERTY: "http://127.0.0.1:9000/api/"}))
                 .upstream()
@@ -265,8 +267,17 @@ mod tests {
                 .unwrap(),
             "http://127.0.0.1:9000/api"
         );
+        assert_eq!(
+            spec(json!({UPSTREAM_PROPERTY: "https://api.example/v1"}))
+                .upstream()
+                .unwrap()
+                .unwrap(),
+            "https://api.example/v1"
+        );
         for bad in [
-            json!("https://x"),
+            json!("ftp://x"),
+            json!("https://"),
+            json!("HTTP://x"),
             json!("http://"),
             json!("http://x/?q=1"),
             json!(5),

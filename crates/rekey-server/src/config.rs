@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "REKEY_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Certificate authorities (PEM) trusted for `https://` upstreams besides the Mozilla roots
+    /// built in, e.g. a private CA's.
+    #[arg(long, env = "REKEY_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+
     /// The base URL clients reach this node at, used in endpoints and operation URLs. Default:
     /// http(s)://LISTEN-ADDRESS.
     #[arg(long, env = "REKEY_PUBLIC_URL")]

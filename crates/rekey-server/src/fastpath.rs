@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::body::Bytes;
+use axum::body::{Body, HttpBody as _};
 use axum::http::{header, Method, Request, StatusCode};
 use axum_server::accept::Accept;
 use http_body_util::BodyExt;
@@ -33,6 +32,7 @@ use tokio::sync::Notify;
 
 use crate::app::Front;
 use crate::dataplane;
+use crate::dataplane::{gateway, upstream};
 use crate::state::AppState;
 
 /// Most headers a fast-path request may have; one with more goes to hyper (whose limit is 100).
@@ -87,6 +87,16 @@ impl<A> FastPath<A> {
             header_timeout,
             max_head_bytes: max_header_bytes.min(MAX_HEAD_BYTES),
             shutdown,
+        }
+    }
+
+    /// The same fast path in front of the acceptor `f` makes of this one's (e.g. TLS over it).
+    pub fn map<B>(self, f: impl FnOnce(A) -> B) -> FastPath<B> {
+        FastPath {
+            inner: f(self.inner),
+            header_timeout: self.header_timeout,
+            max_head_bytes: self.max_head_bytes,
+            shutdown: self.shutdown,
         }
     }
 }
@@ -166,11 +176,23 @@ where
             let head = method == Method::HEAD;
             let call = Head {
                 method,
+                target: parsed.path.unwrap_or(path),
                 headers: parsed.headers,
             };
             let request_id = crate::state::next_request_id();
             match dataplane::answer(&state, remote, path, request_id, call).await {
-                Some(answer) => write_answer(&mut out, answer, request_id, head).await,
+                Some(dataplane::Answer::Json {
+                    status,
+                    body,
+                    retry_after,
+                }) => write_answer(&mut out, status, &body, retry_after, request_id, head),
+                Some(dataplane::Answer::Full(response)) => {
+                    // A forwarded answer streams: what is queued goes first, then its head and
+                    // its body as the upstream sends it.
+                    used += len;
+                    write_streamed(&mut io, &mut out, response, request_id, head).await?;
+                    continue;
+                }
                 None => break true,
             }
             used += len;
@@ -182,6 +204,8 @@ where
         if !out.is_empty() {
             io.write_all(&out).await?;
             out.clear();
+            // A TLS stream may hold the last record until flushed.
+            io.flush().await?;
         }
         if handed_over || buf.len() >= max_head_bytes || shutdown.started() {
             return Ok(Rewind::new(io, buf));
@@ -210,6 +234,8 @@ where
 /// A parsed request head, as the data plane reads a call.
 struct Head<'b> {
     method: Method,
+    /// The request target as sent: the path and any query.
+    target: &'b str,
     headers: &'b [httparse::Header<'b>],
 }
 
@@ -234,11 +260,70 @@ impl dataplane::Call for Head<'_> {
     }
 
     fn can_forward(&self) -> bool {
-        false
+        true
     }
 
+    /// Straight from the parsed head onto a pooled upstream connection (`dataplane::upstream`).
+    fn forward<'a>(
+        self,
+        client: &'a gateway::HttpClient,
+        f: gateway::Forward<'a>,
+    ) -> dataplane::Forwarding<'a>
+    where
+        Self: 'a,
+    {
+        Box::pin(async move {
+            let Some(target) = upstream::Target::parse(f.upstream) else {
+                let request = self
+                    .into_request()
+                    .ok_or(gateway::NotForwarded::UpstreamFailed)?;
+                return gateway::forward(client, f, request).await;
+            };
+            let call = upstream::Outgoing {
+                method: &self.method,
+                rest: f.rest,
+                query: self.target.split_once('?').map(|(_, query)| query),
+                headers: self.headers,
+                strip: f.strip,
+                set: [
+                    ("x-rekey-key-name", f.key_name),
+                    ("x-rekey-resource-id", f.resource_id),
+                    ("x-rekey-access", f.access),
+                ],
+            };
+            upstream::forward(&client.pool, &target, call)
+                .await
+                .map_err(|failed| match failed {
+                    upstream::Failed::Upstream(e) if gateway::untrusted(&e) => {
+                        tracing::warn!(error = %e, upstream = f.upstream, "upstream certificate not trusted");
+                        gateway::NotForwarded::UpstreamUntrusted
+                    }
+                    failed => {
+                        tracing::warn!(error = ?failed, upstream = f.upstream, "upstream did not answer");
+                        gateway::NotForwarded::UpstreamFailed
+                    }
+                })
+        })
+    }
+}
+
+impl Head<'_> {
+    /// The call as a hyper request, bodyless; `None` for a header hyper would refuse too.
     fn into_request(self) -> Option<Request<Body>> {
-        None
+        let mut request = Request::builder()
+            .method(self.method)
+            .uri(self.target)
+            .body(Body::empty())
+            .ok()?;
+        let headers = request.headers_mut();
+        headers.reserve(self.headers.len());
+        for h in self.headers {
+            headers.append(
+                header::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+                header::HeaderValue::from_bytes(h.value).ok()?,
+            );
+        }
+        Some(request)
     }
 }
 
@@ -293,61 +378,145 @@ fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
     (hosts == 1).then_some((method, path))
 }
 
-/// Appends `answer` as HTTP/1.1 to `out`, as hyper would write it: the status line, the headers
-/// (`x-ms-request-id` added), `content-length`, `date`, then the body (none for a HEAD request).
-async fn write_answer(
+/// Appends a JSON answer as HTTP/1.1 to `out`, as hyper would write it: the status line, the
+/// headers (`x-ms-request-id` added), `content-length`, `date`, then the body (none for a HEAD
+/// request).
+fn write_answer(
     out: &mut Vec<u8>,
-    answer: dataplane::Answer,
+    status: StatusCode,
+    body: &[u8],
+    retry_after: Option<u64>,
     request_id: uuid::Uuid,
     head: bool,
 ) {
-    let (headers, body) = match answer {
-        dataplane::Answer::Json {
-            status,
-            body,
-            retry_after,
-        } => {
-            status_line(out, status);
-            out.extend_from_slice(b"content-type: application/json\r\n");
-            if let Some(seconds) = retry_after {
-                out.extend_from_slice(b"retry-after: ");
-                out.extend_from_slice(itoa(seconds as usize, &mut [0; 20]));
-                out.extend_from_slice(b"\r\n");
-            }
-            (None, Bytes::from(body))
-        }
-        dataplane::Answer::Full(response) => {
-            let (parts, body) = response.into_parts();
-            // Data-plane answers are complete bodies in memory; collecting one does not wait.
-            let (status, body) = match body.collect().await {
-                Ok(collected) => (parts.status, collected.to_bytes()),
-                Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
-            };
-            status_line(out, status);
-            (Some(parts.headers), body)
-        }
-    };
-    for (name, value) in headers.iter().flatten() {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+    status_line(out, status);
+    out.extend_from_slice(b"content-type: application/json\r\n");
+    if let Some(seconds) = retry_after {
+        out.extend_from_slice(b"retry-after: ");
+        out.extend_from_slice(itoa(seconds as usize, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"x-ms-request-id: ");
-    let mut id = uuid::Uuid::encode_buffer();
-    let id = request_id.hyphenated().encode_lower(&mut id);
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: ");
+    write_request_id(out, request_id);
+    out.extend_from_slice(b"content-length: ");
     out.extend_from_slice(itoa(body.len(), &mut [0; 20]));
     out.extend_from_slice(b"\r\ndate: ");
     date::append(out);
     out.extend_from_slice(b"\r\n\r\n");
     if !head {
-        out.extend_from_slice(&body);
+        out.extend_from_slice(body);
     }
+}
+
+/// Largest stretch of a streamed body gathered with what precedes it into one write.
+const GATHER_BYTES: usize = 16 * 1024;
+
+/// Writes what `out` holds, then `response` as HTTP/1.1 as hyper would: its head with
+/// `x-ms-request-id` added (and `date` unless the response has one), framed by `content-length`
+/// when the body's length is known and chunked otherwise, then the body frame by frame as it
+/// arrives, so a forwarded answer is never held whole. A body that fails part way ends the
+/// connection, the only way left to tell the client its answer is cut short.
+async fn write_streamed<S>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    response: axum::response::Response,
+    request_id: uuid::Uuid,
+    head: bool,
+) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let bodyless = head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    status_line(out, status);
+    let mut dated = false;
+    for (name, value) in &parts.headers {
+        // A HEAD answer keeps the length a GET would have had; other framing is written below.
+        // The request id is this server's, as `dataplane::handle` sets it over an upstream's.
+        if (name == header::CONTENT_LENGTH && !head)
+            || name == header::TRANSFER_ENCODING
+            || name == crate::state::REQUEST_ID
+        {
+            continue;
+        }
+        dated |= name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    write_request_id(out, request_id);
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        date::append(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    let exact = body.size_hint().exact();
+    let chunked = !bodyless && exact.is_none();
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if let Some(n) = exact {
+        // 1xx, 204 and 304 answers carry no length; a HEAD answer keeps the upstream's, if any.
+        let length = if head {
+            !parts.headers.contains_key(header::CONTENT_LENGTH)
+        } else {
+            !bodyless
+        };
+        if length {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n as usize, &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    if !bodyless {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| io::Error::other(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                // Trailers: HTTP/1.1 clients of a gateway do not get them.
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            if chunked {
+                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            }
+            if out.len() + data.len() <= GATHER_BYTES {
+                out.extend_from_slice(&data);
+            } else {
+                io.write_all(out).await?;
+                out.clear();
+                io.write_all(&data).await?;
+            }
+            if chunked {
+                out.extend_from_slice(b"\r\n");
+            }
+            // What has come goes out before waiting for more.
+            if !body.is_end_stream() {
+                io.write_all(out).await?;
+                out.clear();
+                io.flush().await?;
+            }
+        }
+        if chunked {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
+    }
+    io.write_all(out).await?;
+    out.clear();
+    io.flush().await
+}
+
+fn write_request_id(out: &mut Vec<u8>, request_id: uuid::Uuid) {
+    out.extend_from_slice(b"x-ms-request-id: ");
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = request_id.hyphenated().encode_lower(&mut id);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn status_line(out: &mut Vec<u8>, status: StatusCode) {
@@ -540,6 +709,7 @@ mod tests {
         ];
         let head = Head {
             method: Method::GET,
+            target: "/data/abc",
             headers: &headers,
         };
         assert_eq!(head.header("ocp-apim-subscription-key"), Some("k1"));

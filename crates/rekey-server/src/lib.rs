@@ -160,7 +160,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             config.auth_failure_limit,
             std::time::Duration::from_secs(config.auth_failure_window_seconds),
         ),
-        client: dataplane::gateway::client(),
+        client: dataplane::gateway::client(config.upstream_ca_file.as_deref())?,
         max_body_bytes: config.max_data_plane_body_bytes,
         trusted_proxies: dataplane::proxies::TrustedProxies::new(config.trusted_proxies.clone()),
         refusal_log: dataplane::refusal_log::RefusalLog::default(),
@@ -236,28 +236,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         axum_server::accept::DefaultAcceptor::new(),
         header_timeout,
     );
+    // Simple data-plane calls are answered before hyper sees the connection (`fastpath`), over
+    // TLS as over plain TCP: a client that chose HTTP/2 by ALPN opens with HTTP/2's preface, which
+    // the fast path hands to hyper at once.
+    let fast_path = fastpath::FastPath::new(
+        silent,
+        header_timeout,
+        config.max_header_bytes,
+        fast_path_shutdown,
+    );
     match tls {
         Some((cert, key)) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .context("loading the TLS certificate and key")?;
+            let tls = axum_server::tls_rustls::RustlsConfig::from_config(tls_config(&cert, &key)?);
             let mut server = axum_server::from_tcp_rustls(listener, tls)
-                .map(|rustls| rustls.acceptor(silent))
+                .map(|rustls| fast_path.map(|silent| rustls.acceptor(silent)))
                 .handle(handle);
             connections::configure_http(&mut server, header_timeout, config.max_header_bytes);
             server.serve(make).await?;
         }
         None => {
-            // Over plain TCP, simple data-plane calls are answered before hyper sees the
-            // connection (`fastpath`); over TLS, ALPN may have chosen HTTP/2, so hyper serves all.
             let mut server = axum_server::from_tcp(listener)
-                .acceptor(fastpath::FastPath::new(
-                    silent,
-                    header_timeout,
-                    config.max_header_bytes,
-                    fast_path_shutdown,
-                ))
+                .acceptor(fast_path)
                 .handle(handle);
             connections::configure_http(&mut server, header_timeout, config.max_header_bytes);
             server.serve(make).await?;
@@ -270,6 +269,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The HTTPS server's TLS settings: the certificate chain and key from PEM files, HTTP/2 and
+/// HTTP/1.1 by ALPN, and session resumption both ways a client may ask for it (stateless tickets
+/// from a rotating ticket key, and a session cache), so a returning client skips the full handshake.
+fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading the TLS certificate {}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("reading the TLS key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("the TLS configuration")?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .context("loading the TLS certificate and key")?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls.ticketer = rustls::crypto::ring::Ticketer::new().context("the TLS ticket key")?;
+    tls.session_storage = rustls::server::ServerSessionMemoryCache::new(16 * 1024);
+    Ok(Arc::new(tls))
 }
 
 /// Periodic work off the request path: catching the key index up with the change feed (a safety net:

@@ -77,7 +77,7 @@ pub enum Outcome {
     BadRequest,
     /// The key store cannot confirm the index is current (503).
     Unavailable,
-    /// The resource's upstream did not answer (502).
+    /// The resource's upstream did not answer, or its certificate is not trusted (502).
     UpstreamFailed,
 }
 

@@ -21,6 +21,7 @@ pub mod proxies;
 pub mod refusal_log;
 pub mod rotation;
 pub mod throttle;
+pub mod upstream;
 pub mod usage;
 
 use std::borrow::Cow;
@@ -59,6 +60,7 @@ enum Refusal {
     ReadOnly,
     Throttled(u64),
     UpstreamFailed,
+    UpstreamUntrusted,
     TooLarge,
     /// The index is not known to be current and the store cannot be asked now.
     Unavailable,
@@ -74,7 +76,7 @@ impl Refusal {
             Refusal::InvalidKey | Refusal::StaleDate => Outcome::Unauthorized,
             Refusal::Disabled | Refusal::ReadOnly => Outcome::Forbidden,
             Refusal::Throttled(_) => Outcome::Throttled,
-            Refusal::UpstreamFailed => Outcome::UpstreamFailed,
+            Refusal::UpstreamFailed | Refusal::UpstreamUntrusted => Outcome::UpstreamFailed,
             Refusal::TooLarge | Refusal::BadPath(_) => Outcome::BadRequest,
             Refusal::Unavailable => Outcome::Unavailable,
             Refusal::UnknownResource => Outcome::NotFound,
@@ -100,6 +102,7 @@ impl Refusal {
             Refusal::ReadOnly => "read-only key writing",
             Refusal::Throttled(_) => "throttled",
             Refusal::UpstreamFailed => "upstream did not answer",
+            Refusal::UpstreamUntrusted => "upstream certificate not trusted",
             Refusal::TooLarge => "body too large",
             Refusal::Unavailable => "key store unavailable",
             Refusal::UnknownResource => "no such resource",
@@ -170,6 +173,11 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Answer {
             "Too many failed key checks from this address; retry after the time in Retry-After.",
         ),
         Refusal::UpstreamFailed => (StatusCode::BAD_GATEWAY, "BadGateway", "The resource's upstream did not answer."),
+        Refusal::UpstreamUntrusted => (
+            StatusCode::BAD_GATEWAY,
+            "BadGateway",
+            "The resource's upstream presented a TLS certificate this server does not trust; its operator can add the upstream's CA with --upstream-ca-file.",
+        ),
         Refusal::TooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
@@ -320,6 +328,12 @@ pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Respo
     response
 }
 
+/// A call being forwarded: the upstream's answer, or why there is none. Boxed: inline it would make
+/// every call's future several times larger.
+pub type Forwarding<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, gateway::NotForwarded>> + Send + 'a>,
+>;
+
 /// What the data plane reads of a call: its method, its headers, and for forwarding the whole
 /// request. hyper's [`Request`] is one; `fastpath` checks a call straight from the parsed head,
 /// without building one.
@@ -330,9 +344,16 @@ pub trait Call: Send {
     /// Every line of the header `name` (lower case) in order; one that is not visible ASCII reads
     /// as empty.
     fn header_lines<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a;
-    /// Whether [`Call::into_request`] gives the request to forward.
+    /// Whether [`Call::forward`] can forward this call.
     fn can_forward(&self) -> bool;
-    fn into_request(self) -> Option<Request>;
+    /// Forwards the call as `f` says, with `client`.
+    fn forward<'a>(
+        self,
+        client: &'a gateway::HttpClient,
+        f: gateway::Forward<'a>,
+    ) -> Forwarding<'a>
+    where
+        Self: 'a;
 }
 
 impl Call for Request {
@@ -355,8 +376,11 @@ impl Call for Request {
         true
     }
 
-    fn into_request(self) -> Option<Request> {
-        Some(self)
+    fn forward<'a>(self, client: &'a gateway::HttpClient, f: gateway::Forward<'a>) -> Forwarding<'a>
+    where
+        Self: 'a,
+    {
+        Box::pin(gateway::forward(client, f, self))
     }
 }
 
@@ -613,17 +637,13 @@ async fn serve(
         "readWrite"
     };
     if let Some(upstream) = &entry.upstream {
-        // Checked above: a call that cannot be forwarded does not get this far.
-        let request = call.into_request()?;
         let strip: &[&str] = match provider.key_header {
             Some(h) => &[h][..],
             None => &["authorization"],
         };
-        let query = request.uri().query().map(str::to_string);
         let forward = gateway::Forward {
             upstream,
             rest: &raw_rest,
-            query: query.as_deref(),
             strip,
             key_name: slot.slot.name,
             access,
@@ -640,16 +660,15 @@ async fn serve(
                 refusal,
             )
         };
-        return Some(
-            match Box::pin(gateway::forward(&dp.client, forward, request)).await {
-                Ok(response) => {
-                    metrics::data_plane_call(Some(provider), Outcome::Ok);
-                    Answer::Full(response)
-                }
-                Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
-                Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
-            },
-        );
+        return Some(match call.forward(&dp.client, forward).await {
+            Ok(response) => {
+                metrics::data_plane_call(Some(provider), Outcome::Ok);
+                Answer::Full(response)
+            }
+            Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
+            Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
+            Err(gateway::NotForwarded::UpstreamUntrusted) => refused(Refusal::UpstreamUntrusted),
+        });
     }
     // The key was good: what follows is this call's answer.
     metrics::data_plane_call(Some(provider), Outcome::Ok);

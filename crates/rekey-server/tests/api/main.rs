@@ -10,6 +10,7 @@ mod dataplane;
 mod durability;
 mod errors;
 mod events;
+mod gateway;
 mod hostile_input;
 mod keys;
 mod limits;

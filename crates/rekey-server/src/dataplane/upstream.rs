@@ -1,0 +1,770 @@
+//! Owns the fast path's forwarding to upstreams: a bodyless call read by `fastpath` is
+//! written straight from its parsed head onto a kept-alive connection from a per-upstream pool, and
+//! the upstream's answer is read back with `httparse` into a [`Response`] whose body reads the
+//! connection as the client's side is written, returning the connection to the pool once the answer
+//! is whole. All of it runs in the client connection's own task, as a reverse proxy's event loop
+//! does; hyper's client ([`super::gateway`]) serves calls with bodies. `https://` upstreams are
+//! reached with the same TLS settings as hyper's client, and their sessions resumed.
+//!
+//! A connection goes back to the pool only when its answer was read exactly to its end and the
+//! upstream did not ask to close it; one found closed when taken from the pool is dropped. A call
+//! that finds its pooled connection closed before any answer came is retried once on a new
+//! connection when its method is idempotent, as nginx's `proxy_next_upstream` does.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use hyper::body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Idle connections kept per upstream; more are closed when returned.
+const MAX_IDLE_PER_UPSTREAM: usize = 512;
+/// An idle connection older than this is closed rather than reused (nginx's upstream
+/// `keepalive_timeout` is 60 s; servers commonly close theirs sooner).
+const IDLE_FOR: Duration = Duration::from_secs(30);
+/// Largest answer head read from an upstream.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Idle upstream connections by scheme and `host:port`, and how TLS ones are made.
+pub struct Pool {
+    idle: Mutex<HashMap<Box<str>, Vec<Idle>>>,
+    tls: TlsConnector,
+}
+
+/// A connection back in the pool, and since when.
+type Idle = (Stream, Instant);
+
+impl Pool {
+    pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            idle: Mutex::default(),
+            tls: TlsConnector::from(tls),
+        }
+    }
+
+    /// An idle connection to `key` that is still open, if there is one.
+    fn take(&self, key: &str) -> Option<Stream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some((stream, since)) = list.pop() {
+            if since.elapsed() < IDLE_FOR && stream.still_open() {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: &str, stream: Stream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = match idle.get_mut(key) {
+            Some(list) => list,
+            None => idle.entry(key.into()).or_default(),
+        };
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push((stream, Instant::now()));
+        }
+    }
+
+    async fn connect(&self, target: &Target<'_>) -> io::Result<Stream> {
+        let tcp = TcpStream::connect(target.address().as_ref()).await?;
+        // A forwarded call is one small write each way: Nagle's delay would only add latency.
+        tcp.set_nodelay(true)?;
+        if !target.tls {
+            return Ok(Stream::Plain(tcp));
+        }
+        let name = rustls::pki_types::ServerName::try_from(target.host().to_string())
+            .map_err(io::Error::other)?;
+        Ok(Stream::Tls(Box::new(self.tls.connect(name, tcp).await?)))
+    }
+}
+
+/// An upstream connection.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Whether an idle connection is still open with nothing to read. The reactor's readiness
+    /// answers without a system call while nothing happened on the connection; when it says
+    /// something did, a plain connection is asked (a peer's close and stray bytes both rule it
+    /// out), a TLS one is given up.
+    fn still_open(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self {
+            Stream::Plain(tcp) => {
+                tcp.poll_read_ready(&mut cx).is_pending()
+                    || {
+                        let mut probe = [0u8; 1];
+                        matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                    }
+            }
+            Stream::Tls(tls) => tls.get_ref().0.poll_read_ready(&mut cx).is_pending(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// An `http(s)://host[:port][/base]` upstream, split.
+pub struct Target<'a> {
+    /// The scheme and authority: which pool the connections come from.
+    key: &'a str,
+    tls: bool,
+    /// `host[:port]` as sent in `Host`.
+    pub authority: &'a str,
+    /// The base path (`/base`, or empty).
+    pub base: &'a str,
+}
+
+impl<'a> Target<'a> {
+    pub fn parse(upstream: &'a str) -> Option<Self> {
+        let (tls, rest) = match upstream.strip_prefix("http://") {
+            Some(rest) => (false, rest),
+            None => (true, upstream.strip_prefix("https://")?),
+        };
+        let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let key = &upstream[..upstream.len() - base.len()];
+        (!authority.is_empty() && !authority.contains('@')).then_some(Self {
+            key,
+            tls,
+            authority,
+            base,
+        })
+    }
+
+    /// The host, without brackets around an IPv6 address.
+    fn host(&self) -> &'a str {
+        match self.authority.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(v6),
+            None => self.authority.split(':').next().unwrap_or(self.authority),
+        }
+    }
+
+    /// Where to connect: the authority, with the scheme's port when it names none.
+    fn address(&self) -> std::borrow::Cow<'a, str> {
+        let has_port = match self.authority.rfind(']') {
+            Some(end) => self.authority[end..].contains(':'),
+            None => self.authority.contains(':'),
+        };
+        if has_port {
+            self.authority.into()
+        } else {
+            let port = if self.tls { 443 } else { 80 };
+            format!("{}:{port}", self.authority).into()
+        }
+    }
+}
+
+/// What to send: the call's method and headers as parsed, its path below the upstream's base, the
+/// headers to drop, and the headers to set.
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub rest: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a [httparse::Header<'a>],
+    /// Names (lower case) never forwarded besides `Host`, the hop-by-hop ones and those `set`
+    /// replaces: the key material.
+    pub strip: &'a [&'a str],
+    pub set: [(&'static str, &'a str); 3],
+}
+
+/// Why a call was not forwarded.
+#[derive(Debug)]
+pub enum Failed {
+    /// Nothing usable was sent or came back; the client gets 502.
+    Upstream(io::Error),
+    /// A header value to set is not a valid header value.
+    BadHeader,
+}
+
+/// Sends `call` to `target` and returns the upstream's answer, its body still to be read.
+pub async fn forward(
+    pool: &Arc<Pool>,
+    target: &Target<'_>,
+    call: Outgoing<'_>,
+) -> Result<Response<Body>, Failed> {
+    let head = request_head(target, &call)?;
+    let idempotent = matches!(
+        *call.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    );
+    let is_head = *call.method == Method::HEAD;
+    if let Some(stream) = pool.take(target.key) {
+        match exchange(stream, &head, is_head).await {
+            Ok(answer) => return Ok(answer.into_response(pool.clone(), target.key)),
+            // The upstream closed the kept-alive connection before answering: the call may not
+            // have been seen at all, and is sent again only if sending it twice is harmless.
+            Err(Exchange::ClosedEarly(_)) if idempotent => {}
+            Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => return Err(Failed::Upstream(e)),
+        }
+    }
+    let stream = pool.connect(target).await.map_err(Failed::Upstream)?;
+    match exchange(stream, &head, is_head).await {
+        Ok(answer) => Ok(answer.into_response(pool.clone(), target.key)),
+        Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => Err(Failed::Upstream(e)),
+    }
+}
+
+fn request_head(target: &Target<'_>, call: &Outgoing<'_>) -> Result<Vec<u8>, Failed> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(call.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.base.as_bytes());
+    out.push(b'/');
+    out.extend_from_slice(call.rest.as_bytes());
+    if let Some(query) = call.query {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(target.authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in call.headers {
+        let dropped = |d: &str| h.name.eq_ignore_ascii_case(d);
+        if h.name.eq_ignore_ascii_case("host")
+            || super::gateway::HOP_BY_HOP.iter().any(|d| dropped(d))
+            || call.strip.iter().any(|d| dropped(d))
+            || call.set.iter().any(|(d, _)| dropped(d))
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in call.set {
+        // As `HeaderValue::from_str` checks them on the other path.
+        if !value
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+        {
+            return Err(Failed::BadHeader);
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(out)
+}
+
+enum Exchange {
+    /// The connection ended before any byte of an answer.
+    ClosedEarly(io::Error),
+    Failed(io::Error),
+}
+
+/// An answer's head, read; its body follows in `buf` and on `stream`.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+    stream: Stream,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Answer, Exchange> {
+    stream
+        .write_all(head)
+        .await
+        .map_err(Exchange::ClosedEarly)?;
+    // Most answers through a gateway are small: their head and body fit in the first read.
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err(Exchange::Failed(io::Error::other(
+                "upstream answer head too large",
+            )));
+        }
+        buf.reserve(4096);
+        let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await;
+        match read {
+            Ok(0) if buf.is_empty() => {
+                return Err(Exchange::ClosedEarly(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Err(e) if buf.is_empty() => return Err(Exchange::ClosedEarly(e)),
+            Ok(0) => return Err(Exchange::Failed(io::ErrorKind::UnexpectedEof.into())),
+            Err(e) => return Err(Exchange::Failed(e)),
+            Ok(_) => {}
+        }
+        // 1xx answers (e.g. 103 Early Hints) are skipped: the client gets the final one.
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut headers);
+            let len = match parsed.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) => break,
+                Err(e) => return Err(Exchange::Failed(io::Error::other(e))),
+            };
+            let code = parsed.code.unwrap_or(502);
+            if (100..200).contains(&code) {
+                buf.drain(..len);
+                continue;
+            }
+            let status =
+                StatusCode::from_u16(code).map_err(|e| Exchange::Failed(io::Error::other(e)))?;
+            let answer = read_head(&parsed, status, is_head).map_err(Exchange::Failed)?;
+            buf.drain(..len);
+            let (headers, framing, keep_alive) = answer;
+            return Ok(Answer {
+                status,
+                headers,
+                framing,
+                keep_alive,
+                stream,
+                buf,
+            });
+        }
+    }
+}
+
+/// The headers to pass on (hop-by-hop ones removed), the body's framing (RFC 9112 §6.3), and
+/// whether the connection may carry another call.
+fn read_head(
+    parsed: &httparse::Response<'_, '_>,
+    status: StatusCode,
+    is_head: bool,
+) -> io::Result<(HeaderMap, Framing, bool)> {
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut keep_alive = parsed.version == Some(1);
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut connection_named: Vec<String> = Vec::new();
+    for h in parsed.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("connection") {
+            for option in String::from_utf8_lossy(h.value).split(',') {
+                let option = option.trim().to_ascii_lowercase();
+                if option == "close" {
+                    keep_alive = false;
+                } else if option == "keep-alive" && parsed.version == Some(0) {
+                    keep_alive = true;
+                } else {
+                    connection_named.push(option);
+                }
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only chunked as the last coding frames a body; anything else runs to the close.
+            chunked = String::from_utf8_lossy(h.value)
+                .rsplit(',')
+                .next()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            if !chunked {
+                keep_alive = false;
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| io::Error::other("upstream sent a bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(io::Error::other(
+                    "upstream sent conflicting content-lengths",
+                ));
+            }
+            length = Some(n);
+        }
+        if [
+            "keep-alive",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "upgrade",
+        ]
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop))
+        {
+            continue;
+        }
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(io::Error::other)?;
+        let value = HeaderValue::from_bytes(h.value).map_err(io::Error::other)?;
+        headers.append(name, value);
+    }
+    for named in connection_named {
+        headers.remove(named.as_str());
+    }
+    let framing =
+        if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::Empty
+        } else if chunked {
+            headers.remove(axum::http::header::CONTENT_LENGTH);
+            Framing::Chunked
+        } else if let Some(n) = length {
+            if n == 0 {
+                Framing::Empty
+            } else {
+                Framing::Length(n)
+            }
+        } else {
+            keep_alive = false;
+            Framing::Close
+        };
+    Ok((headers, framing, keep_alive))
+}
+
+impl Answer {
+    fn into_response(self, pool: Arc<Pool>, key: &str) -> Response<Body> {
+        let mut body = UpstreamBody {
+            state: match self.framing {
+                Framing::Empty => State::Done,
+                Framing::Length(n) => State::Length(n),
+                Framing::Chunked => State::ChunkSize,
+                Framing::Close => State::Close,
+            },
+            conn: Some(Conn {
+                stream: self.stream,
+                keep_alive: self.keep_alive,
+                pool,
+                key: key.into(),
+            }),
+            end: self.buf.len(),
+            buf: self.buf,
+            at: 0,
+        };
+        body.finish_if_done();
+        let mut response = Response::new(Body::new(body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    keep_alive: bool,
+    pool: Arc<Pool>,
+    key: Box<str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer lines after the last chunk, up to the empty line.
+    Trailers,
+    Close,
+    Done,
+}
+
+/// The answer's body, read from the upstream connection as it is polled.
+struct UpstreamBody {
+    state: State,
+    conn: Option<Conn>,
+    /// Bytes read and not yet passed on: `buf[at..end]`.
+    buf: Vec<u8>,
+    at: usize,
+    end: usize,
+}
+
+impl UpstreamBody {
+    /// Once the body has ended, its connection goes back to the pool if it can carry another
+    /// call: the upstream kept it alive and sent nothing beyond the answer.
+    fn finish_if_done(&mut self) {
+        if self.state != State::Done {
+            return;
+        }
+        if let Some(conn) = self.conn.take() {
+            if conn.keep_alive && self.at == self.end {
+                conn.pool.put(&conn.key, conn.stream);
+            }
+        }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.at..self.end]
+    }
+
+    /// Reads more from the upstream; `Ok(false)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Ok(false));
+        };
+        if self.at == self.end {
+            (self.at, self.end) = (0, 0);
+        }
+        if self.end == self.buf.len() {
+            // Full: what is pending moves to the front, and the buffer grows if it still is.
+            self.buf.copy_within(self.at..self.end, 0);
+            (self.at, self.end) = (0, self.end - self.at);
+            if self.end == self.buf.len() {
+                self.buf.resize(self.end + READ_CHUNK, 0);
+            }
+        }
+        let mut read = ReadBuf::new(&mut self.buf[self.end..]);
+        ready!(Pin::new(&mut conn.stream).poll_read(cx, &mut read))?;
+        let n = read.filled().len();
+        self.end += n;
+        Poll::Ready(Ok(n > 0))
+    }
+
+    /// One CRLF-ended line at the front of what is pending, without its CRLF.
+    fn take_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let pending = self.pending();
+        match pending.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => {
+                let line = pending[..end].to_vec();
+                self.at += end + 2;
+                Ok(Some(line))
+            }
+            None if pending.len() > 4096 => Err(io::Error::other("upstream chunk line too long")),
+            None => Ok(None),
+        }
+    }
+
+    fn take_data(&mut self, most: u64) -> Bytes {
+        let n = (self.pending().len() as u64).min(most) as usize;
+        let data = Bytes::copy_from_slice(&self.pending()[..n]);
+        self.at += n;
+        data
+    }
+}
+
+fn cut_short() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the upstream's answer was cut short",
+    )
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        loop {
+            match this.state {
+                State::Done => return Poll::Ready(None),
+                State::Length(left) => {
+                    if this.pending().is_empty() && !ready!(this.poll_fill(cx))? {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(cut_short())));
+                    }
+                    let data = this.take_data(left);
+                    let left = left - data.len() as u64;
+                    this.state = if left == 0 {
+                        State::Done
+                    } else {
+                        State::Length(left)
+                    };
+                    this.finish_if_done();
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::Close => {
+                    if this.pending().is_empty() && !ready!(this.poll_fill(cx))? {
+                        this.conn = None;
+                        this.state = State::Done;
+                        return Poll::Ready(None);
+                    }
+                    let data = this.take_data(u64::MAX);
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                State::ChunkSize | State::ChunkEnd | State::Trailers => {
+                    let Some(line) = this.take_line()? else {
+                        if !ready!(this.poll_fill(cx))? {
+                            this.conn = None;
+                            return Poll::Ready(Some(Err(cut_short())));
+                        }
+                        continue;
+                    };
+                    this.state = match this.state {
+                        State::ChunkSize => {
+                            let size = line.split(|&b| b == b';').next().unwrap_or_default();
+                            let size = std::str::from_utf8(size)
+                                .ok()
+                                .map(str::trim)
+                                .filter(|s| !s.is_empty() && s.len() <= 16)
+                                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                                .ok_or_else(|| {
+                                    io::Error::other("upstream sent a bad chunk size")
+                                })?;
+                            if size == 0 {
+                                State::Trailers
+                            } else {
+                                State::ChunkData(size)
+                            }
+                        }
+                        State::ChunkEnd if line.is_empty() => State::ChunkSize,
+                        State::ChunkEnd => {
+                            return Poll::Ready(Some(Err(io::Error::other(
+                                "upstream sent a chunk longer than announced",
+                            ))))
+                        }
+                        // Trailers are not passed on to HTTP/1.1 clients.
+                        _ if line.is_empty() => State::Done,
+                        other => other,
+                    };
+                    this.finish_if_done();
+                }
+                State::ChunkData(left) => {
+                    if this.pending().is_empty() && !ready!(this.poll_fill(cx))? {
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(cut_short())));
+                    }
+                    let data = this.take_data(left);
+                    let left = left - data.len() as u64;
+                    this.state = if left == 0 {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(left)
+                    };
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Done => SizeHint::with_exact(0),
+            State::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split_into_authority_and_base() {
+        let t = Target::parse("http://127.0.0.1:9000/api/v1").unwrap();
+        assert_eq!((t.authority, t.base), ("127.0.0.1:9000", "/api/v1"));
+        assert_eq!(
+            (t.key, t.host(), t.address().as_ref()),
+            ("http://127.0.0.1:9000", "127.0.0.1", "127.0.0.1:9000")
+        );
+        let t = Target::parse("http://up").unwrap();
+        assert_eq!(
+            (t.authority, t.base, t.address().as_ref()),
+            ("up", "", "up:80")
+        );
+        let t = Target::parse("https://[::1]/x").unwrap();
+        assert_eq!(
+            (t.key, t.host(), t.address().as_ref()),
+            ("https://[::1]", "::1", "[::1]:443")
+        );
+        let t = Target::parse("https://[::1]:8443").unwrap();
+        assert_eq!((t.host(), t.address().as_ref()), ("::1", "[::1]:8443"));
+        assert!(Target::parse("ftp://up").is_none());
+        assert!(Target::parse("http://user@up").is_none());
+    }
+
+    #[test]
+    fn the_request_head_drops_what_it_must_and_sets_the_rest() {
+        let headers = [
+            httparse::Header {
+                name: "Host",
+                value: b"rekey",
+            },
+            httparse::Header {
+                name: "Ocp-Apim-Subscription-Key",
+                value: b"secret",
+            },
+            httparse::Header {
+                name: "X-Rekey-Access",
+                value: b"readWrite",
+            },
+            httparse::Header {
+                name: "Accept",
+                value: b"*/*",
+            },
+        ];
+        let call = Outgoing {
+            method: &Method::GET,
+            rest: "a/b",
+            query: Some("x=1"),
+            headers: &headers,
+            strip: &["ocp-apim-subscription-key"],
+            set: [
+                ("x-rekey-key-name", "key1"),
+                ("x-rekey-resource-id", "/r"),
+                ("x-rekey-access", "readOnly"),
+            ],
+        };
+        let head = request_head(&Target::parse("http://up:1/base").unwrap(), &call).unwrap();
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "GET /base/a/b?x=1 HTTP/1.1\r\nhost: up:1\r\nAccept: */*\r\nx-rekey-key-name: key1\r\n\
+             x-rekey-resource-id: /r\r\nx-rekey-access: readOnly\r\n\r\n"
+        );
+    }
+}
