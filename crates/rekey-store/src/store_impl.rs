@@ -1262,9 +1262,15 @@ macro_rules! store_impl {
                      FROM resources r
                      JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
                      JOIN key_slots k ON k.resource_id = r.internal_id
-                     WHERE NOT EXISTS (SELECT 1 FROM key_age_notices n
+                     WHERE k.created_at < $1
+                       AND (LOWER(r.settings) LIKE '%\"x-rekey-maxkeyagedays\"%'
+                            OR LOWER(r.subscription_id) IN (SELECT subscription_id FROM key_policies))
+                       AND NOT EXISTS (SELECT 1 FROM key_age_notices n
                                        WHERE n.resource_id = k.resource_id AND n.slot = k.slot AND n.generation = k.generation)",
                 )
+                // No limit is under a day, and a key is overdue only under a limit: what is
+                // younger, or has no limit, is never read, so the sweep's cost follows old keys.
+                .bind(to_micros(now - time::Duration::days(*rekey_core::resource::MAX_KEY_AGE_DAYS.start())))
                 .fetch_all(&self.$reads)
                 .await?;
                 let mut emitted = Vec::new();
