@@ -19,12 +19,13 @@ use rekey_api::event_grid::{
 use rekey_api::mapping::schema_of;
 use rekey_api::List;
 use rekey_core::resource::MAX_KEY_AGE_DAYS;
-use rekey_core::{Provider, ResourceGroupName, ResourceId, ResourceName, SubscriptionId};
+use rekey_core::SubscriptionId;
 use rekey_store::events::{rfc3339, AWAITING_MANUAL_ACTION, PROVISIONED};
 use rekey_store::{EventSubscription, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::scope::{mounts, Mount, Target};
 use crate::authz::Caller;
 use crate::error::ApiError;
 use crate::events::{
@@ -67,79 +68,6 @@ const TTL_MINUTES: std::ops::RangeInclusive<i64> = 1..=1440;
 
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request("InvalidRequest", message)
-}
-
-/// Where a route is mounted.
-#[derive(Clone, Copy)]
-enum Level {
-    Subscription,
-    Group,
-    Resource(&'static Provider),
-}
-
-/// The scope a route's path names, parsed but not yet looked up.
-enum Target {
-    Subscription(SubscriptionId),
-    Group(SubscriptionId, ResourceGroupName),
-    Resource(ResourceId),
-}
-
-impl Target {
-    fn of(level: Level, p: &HashMap<String, String>) -> Result<Self, ApiError> {
-        let get = |k: &str| p.get(k).map(String::as_str).unwrap_or_default();
-        let sub = SubscriptionId::parse(get("subscriptionId"))?;
-        Ok(match level {
-            Level::Subscription => Self::Subscription(sub),
-            Level::Group => Self::Group(sub, ResourceGroupName::parse(get("resourceGroupName"))?),
-            Level::Resource(provider) => Self::Resource(ResourceId {
-                subscription: sub,
-                group: ResourceGroupName::parse(get("resourceGroupName"))?,
-                provider,
-                name: ResourceName::parse(provider, get(provider.name_param))?,
-            }),
-        })
-    }
-
-    fn subscription(&self) -> &SubscriptionId {
-        match self {
-            Self::Subscription(sub) | Self::Group(sub, _) => sub,
-            Self::Resource(id) => &id.subscription,
-        }
-    }
-
-    /// The scope as the caller spelled it: authorization checks it before anything is looked up.
-    fn requested(&self) -> String {
-        match self {
-            Self::Subscription(sub) => format!("/subscriptions/{sub}"),
-            Self::Group(sub, group) => format!("/subscriptions/{sub}/resourceGroups/{group}"),
-            Self::Resource(id) => id.to_string(),
-        }
-    }
-
-    /// The scope as stored, or its not-found; only for an authorized caller.
-    async fn stored(&self, state: &AppState) -> Result<String, ApiError> {
-        match self {
-            Self::Subscription(sub) => {
-                state.store.subscription(sub).await?;
-                Ok(format!("/subscriptions/{sub}"))
-            }
-            Self::Group(sub, group) => {
-                let stored = state.store.group(sub, group).await?;
-                Ok(format!(
-                    "/subscriptions/{sub}/resourceGroups/{}",
-                    stored.name
-                ))
-            }
-            Self::Resource(id) => {
-                let stored = state
-                    .store
-                    .resource(id)
-                    .await
-                    .map_err(|e| ApiError::from_store(e, Some(id)))?;
-                Ok(stored.id.to_string())
-            }
-        }
-    }
 }
 
 fn name_of(p: &HashMap<String, String>) -> &str {
@@ -262,13 +190,12 @@ fn parse_create(body: EventSubscriptionCreate) -> Result<Requested, ApiError> {
 }
 
 async fn put_subscription(
-    level: Level,
     state: AppState,
     caller: Caller,
+    target: Target,
     p: HashMap<String, String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
     let name = name_of(&p).to_string();
     let audit = state.authorize(&caller, WRITE, &target.requested()).await?;
     let scope = target.stored(&state).await?;
@@ -317,12 +244,11 @@ async fn put_subscription(
 }
 
 async fn get_subscription(
-    level: Level,
     state: AppState,
     caller: Caller,
+    target: Target,
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
     state.authorize(&caller, READ, &target.requested()).await?;
     let scope = target.stored(&state).await?;
     let found = state.store.event_subscription(&scope, name_of(&p)).await?;
@@ -331,12 +257,10 @@ async fn get_subscription(
 }
 
 async fn list_subscriptions(
-    level: Level,
     state: AppState,
     caller: Caller,
-    p: HashMap<String, String>,
+    target: Target,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
     state.authorize(&caller, READ, &target.requested()).await?;
     let scope = target.stored(&state).await?;
     let value: Vec<_> = state
@@ -350,12 +274,11 @@ async fn list_subscriptions(
 }
 
 async fn delete_subscription(
-    level: Level,
     state: AppState,
     caller: Caller,
+    target: Target,
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
     let audit = state
         .authorize(&caller, DELETE, &target.requested())
         .await?;
@@ -373,12 +296,11 @@ async fn delete_subscription(
 }
 
 async fn dead_letters(
-    level: Level,
     state: AppState,
     caller: Caller,
+    target: Target,
     p: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let target = Target::of(level, &p)?;
     state.authorize(&caller, READ, &target.requested()).await?;
     let scope = target.stored(&state).await?;
     let found = state.store.event_subscription(&scope, name_of(&p)).await?;
@@ -471,35 +393,11 @@ pub fn register(table: &mut RouteTable) {
     let subscriptions = table.list_schema::<WireSubscription>();
     let dead_letters_list = table.list_schema::<WireDeadLetter>();
 
-    let sub = "/subscriptions/{subscriptionId}";
-    let group = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}";
-    let mut levels: Vec<(String, Level, String)> = vec![
-        (sub.to_string(), Level::Subscription, "Subscription".into()),
-        (group.to_string(), Level::Group, "ResourceGroup".into()),
-    ];
-    for provider in rekey_core::CATALOGUE.iter().copied() {
-        levels.push((
-            format!(
-                "{group}/providers/{}/{}/{{{}}}",
-                provider.namespace, provider.resource_type, provider.name_param
-            ),
-            Level::Resource(provider),
-            format!(
-                "{}{}",
-                provider.namespace.replace('.', ""),
-                provider.resource_type
-            ),
-        ));
-    }
-    for (prefix, level, tag) in levels {
+    for Mount { prefix, level, tag } in mounts() {
         let base = format!("{prefix}/providers/{TYPE}");
         let one = format!("{base}/{{eventSubscriptionName}}");
         let arm = |id: String, summary: &str| {
-            let op = Op::arm(id, summary).versions(EVENT_GRID_API_VERSIONS);
-            match level {
-                Level::Resource(provider) => op.param(provider),
-                _ => op,
-            }
+            level.op(Op::arm(id, summary).versions(EVENT_GRID_API_VERSIONS))
         };
         table.route(
             Method::PUT,
@@ -518,7 +416,9 @@ pub fn register(table: &mut RouteTable) {
                 "Created; properties.x-rekey-signingSecret is shown only here",
                 Some(subscription.clone()),
             ),
-            put(move |State(s), Extension(c), ArmPath(p), b| put_subscription(level, s, c, p, b)),
+            put(|State(s), Extension(c), target, ArmPath(p), b| {
+                put_subscription(s, c, target, p, b)
+            }),
         );
         table.route(
             Method::GET,
@@ -529,7 +429,7 @@ pub fn register(table: &mut RouteTable) {
             )
             .path_rule("eventSubscriptionName", NAME_RULE)
             .response(200, "The event subscription", Some(subscription.clone())),
-            get(move |State(s), Extension(c), ArmPath(p)| get_subscription(level, s, c, p)),
+            get(|State(s), Extension(c), target, ArmPath(p)| get_subscription(s, c, target, p)),
         );
         table.route(
             Method::DELETE,
@@ -541,7 +441,9 @@ pub fn register(table: &mut RouteTable) {
             .path_rule("eventSubscriptionName", NAME_RULE)
             .response(200, "Deleted", None)
             .response(204, "Did not exist", None),
-            delete(move |State(s), Extension(c), ArmPath(p)| delete_subscription(level, s, c, p)),
+            delete(|State(s), Extension(c), target, ArmPath(p)| {
+                delete_subscription(s, c, target, p)
+            }),
         );
         table.route(
             Method::GET,
@@ -551,7 +453,7 @@ pub fn register(table: &mut RouteTable) {
                 "Lists the event subscriptions at exactly this scope.",
             )
             .response(200, "The event subscriptions", Some(subscriptions.clone())),
-            get(move |State(s), Extension(c), ArmPath(p)| list_subscriptions(level, s, c, p)),
+            get(|State(s), Extension(c), target| list_subscriptions(s, c, target)),
         );
         table.route(
             Method::GET,
@@ -562,7 +464,7 @@ pub fn register(table: &mut RouteTable) {
             )
             .path_rule("eventSubscriptionName", NAME_RULE)
             .response(200, "The dead letters", Some(dead_letters_list.clone())),
-            get(move |State(s), Extension(c), ArmPath(p)| dead_letters(level, s, c, p)),
+            get(|State(s), Extension(c), target, ArmPath(p)| dead_letters(s, c, target, p)),
         );
     }
     let path = "/subscriptions/{subscriptionId}/providers/Rekey/keyPolicy";

@@ -8,6 +8,7 @@ pub mod resource_groups;
 pub mod resources;
 pub mod role_assignments;
 pub mod rotation;
+pub mod scope;
 pub mod subscriptions;
 pub mod tokens;
 

@@ -4,8 +4,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
@@ -16,12 +15,13 @@ use rekey_api::authorization::{
 };
 use rekey_api::mapping::schema_of;
 use rekey_api::List;
-use rekey_core::{Provider, ResourceGroupName, ResourceId, SubscriptionId};
+use rekey_core::SubscriptionId;
 use rekey_store::{RoleAssignment, Written};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::rfc3339;
+use super::scope::{mounts, Mount, Target};
 use crate::authz::{self, Caller};
 use crate::error::ApiError;
 use crate::route_table::{object_body, ArmPath, ArmQuery, Op, Parsed, RouteTable};
@@ -51,76 +51,6 @@ const DEFINITION_READ: &str = "Microsoft.Authorization/roleDefinitions/read";
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)
-}
-
-/// Where an assignment route is mounted.
-#[derive(Clone, Copy)]
-enum Level {
-    Subscription,
-    Group,
-    Resource(&'static Provider),
-}
-
-/// The scope a route's path names, parsed but not yet looked up.
-enum Target {
-    Subscription(SubscriptionId),
-    Group(SubscriptionId, ResourceGroupName),
-    Resource(ResourceId),
-}
-
-/// The scope of the route, from the path values its layer parsed: a resource's id on a resource's
-/// route, else the group on a group's, else the subscription.
-impl<S: Send + Sync> FromRequestParts<S> for Target {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        if let Some(id) = parts.extensions.get::<ResourceId>() {
-            return Ok(Self::Resource(id.clone()));
-        }
-        let Parsed(sub) = Parsed::<SubscriptionId>::from_request_parts(parts, state).await?;
-        Ok(match parts.extensions.get::<ResourceGroupName>() {
-            Some(group) => Self::Group(sub, group.clone()),
-            None => Self::Subscription(sub),
-        })
-    }
-}
-
-impl Target {
-    /// The scope as the caller spelled it. Authorization checks this before anything is looked
-    /// up, so a caller without rights gets the same refusal whether the scope exists or not.
-    fn requested(&self) -> String {
-        match self {
-            Self::Subscription(sub) => format!("/subscriptions/{sub}"),
-            Self::Group(sub, group) => format!("/subscriptions/{sub}/resourceGroups/{group}"),
-            Self::Resource(id) => id.to_string(),
-        }
-    }
-
-    /// The scope as stored (with the casing its group or resource was created with), or the
-    /// scope's not-found; only for an authorized caller.
-    async fn stored(&self, state: &AppState) -> Result<String, ApiError> {
-        match self {
-            Self::Subscription(sub) => {
-                state.store.subscription(sub).await?;
-                Ok(format!("/subscriptions/{sub}"))
-            }
-            Self::Group(sub, group) => {
-                let stored = state.store.group(sub, group).await?;
-                Ok(format!(
-                    "/subscriptions/{sub}/resourceGroups/{}",
-                    stored.name
-                ))
-            }
-            Self::Resource(id) => {
-                let stored = state
-                    .store
-                    .resource(id)
-                    .await
-                    .map_err(|e| ApiError::from_store(e, Some(id)))?;
-                Ok(stored.id.to_string())
-            }
-        }
-    }
 }
 
 fn definition_id(sub: Option<&str>, role: Uuid) -> String {
@@ -406,35 +336,11 @@ pub fn register(table: &mut RouteTable) {
     let definitions = table.list_schema::<RoleDefinition>();
     let guid = rules::GUID.param_rule();
 
-    let sub = "/subscriptions/{subscriptionId}";
-    let group = "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}";
-    let mut levels: Vec<(String, Level, String)> = vec![
-        (sub.to_string(), Level::Subscription, "Subscription".into()),
-        (group.to_string(), Level::Group, "ResourceGroup".into()),
-    ];
-    for provider in rekey_core::CATALOGUE.iter().copied() {
-        levels.push((
-            format!(
-                "{group}/providers/{}/{}/{{{}}}",
-                provider.namespace, provider.resource_type, provider.name_param
-            ),
-            Level::Resource(provider),
-            format!(
-                "{}{}",
-                provider.namespace.replace('.', ""),
-                provider.resource_type
-            ),
-        ));
-    }
-    for (prefix, level, tag) in levels {
+    for Mount { prefix, level, tag } in mounts() {
         let base = format!("{prefix}/providers/Microsoft.Authorization/roleAssignments");
         let one = format!("{base}/{{roleAssignmentName}}");
         let arm = |id: String, summary: &str| {
-            let op = Op::arm(id, summary).versions(AUTHORIZATION_API_VERSIONS);
-            match level {
-                Level::Resource(provider) => op.param(provider),
-                _ => op,
-            }
+            level.op(Op::arm(id, summary).versions(AUTHORIZATION_API_VERSIONS))
         };
         table.route(
             Method::PUT,
