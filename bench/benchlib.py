@@ -1,4 +1,4 @@
-"""Owns what the nginx-anchored benchmarks (bench/verify, bench/gateway) share: a release rekeyd with
+"""Owns what the benchmarks (bench/verify, bench/gateway, bench/nodes, bench/scale) share: a release rekeyd with
 Cognitive Services accounts and their keys, nginx started from a generated configuration, wrk runs
 of one request list (`keys.lua`), interleaved rounds with medians and spread, and rewriting a
 README's results section. Only the standard library, nginx, wrk and openssl are used.
@@ -149,15 +149,16 @@ http {{
     return proc
 
 
-def wrk(url: str, requests: Path, seconds: int, connections: int, headers: list[str] = ()) -> dict:
-    """One bounded wrk run cycling through `requests` ("PATH KEY" lines); `headers` ("Name: value")
-    go on every request."""
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(KEYS_LUA)]
+def wrk(url: str, requests: Path, seconds: int, connections: int, headers: list[str] = (),
+        script: Path = KEYS_LUA, env: dict[str, str] | None = None) -> dict:
+    """One bounded wrk run of `script` (by default keys.lua, cycling through `requests`, "PATH KEY"
+    lines); `headers` ("Name: value") go on every request, `env` to the script."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script)]
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run(
         [*cmd, url],
-        env={**os.environ, "KEYS_FILE": str(requests)},
+        env={**os.environ, **(env or {}), "KEYS_FILE": str(requests)},
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
