@@ -61,10 +61,12 @@ def wait_http(url: str, seconds: float = 30) -> None:
     raise SystemExit(f"{url} did not answer")
 
 
-def wrk(url: str, keys_file: Path, seconds: int, connections: int) -> dict:
+def wrk(url: str, keys_file: Path, seconds: int, connections: int,
+        script: Path = HERE / "keys.lua", env: dict[str, str] | None = None) -> dict:
+    """One bounded wrk run of `script` (default: every "PATH KEY" line of `keys_file` in turn)."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(HERE / "keys.lua"), url],
-        env={**os.environ, "KEYS_FILE": str(keys_file)},
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        env={**os.environ, **(env or {}), "KEYS_FILE": str(keys_file)},
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))
