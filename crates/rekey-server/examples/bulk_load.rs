@@ -49,8 +49,8 @@ struct Args {
 }
 
 enum Backend {
-    Sqlite(SqliteStore),
-    Postgres(PgStore),
+    Sqlite(Box<SqliteStore>),
+    Postgres(Box<PgStore>),
 }
 
 #[tokio::main]
@@ -60,16 +60,16 @@ async fn main() -> anyhow::Result<()> {
         &args.data_dir.join("master.key"),
     )?);
     let store = match &args.database_url {
-        Some(url) => Backend::Postgres(
+        Some(url) => Backend::Postgres(Box::new(
             PgStore::connect(url, sealer, PgStoreOptions::default())
                 .await
                 .context("connecting to PostgreSQL")?,
-        ),
-        None => Backend::Sqlite(
+        )),
+        None => Backend::Sqlite(Box::new(
             SqliteStore::open(&SqliteStore::url_in(&args.data_dir), sealer)
                 .await
                 .context("opening the SQLite database")?,
-        ),
+        )),
     };
     let store = Arc::new(store);
     let provider = &rekey_core::providers::cognitive_services::ACCOUNTS;

@@ -443,10 +443,7 @@ pub trait Store: Send + Sync + 'static {
     async fn index_entries(&self, only: Option<&[Uuid]>) -> Result<Vec<IndexedResource>>;
     /// Calls `each` with every resource's index entry, as `index_entries(None)` would return them,
     /// reading a page at a time: a million resources are never all in memory at once.
-    async fn each_index_entry(
-        &self,
-        each: &mut (dyn FnMut(IndexedResource) + Send),
-    ) -> Result<()>;
+    async fn each_index_entry(&self, each: &mut (dyn FnMut(IndexedResource) + Send)) -> Result<()>;
 
     /// The change feed's latest sequence number (0 when empty).
     async fn latest_change(&self) -> Result<i64>;

@@ -758,12 +758,25 @@ async fn the_index_load_reads_every_resource_a_page_at_a_time(t: TestStore) {
         let mut slots: Vec<_> = e
             .slots
             .iter()
-            .map(|k| (k.slot.name, k.generation, k.digest, k.secret.as_ref().map(|s| s.expose().to_string())))
+            .map(|k| {
+                (
+                    k.slot.name,
+                    k.generation,
+                    k.digest,
+                    k.secret.as_ref().map(|s| s.expose().to_string()),
+                )
+            })
             .collect();
         slots.sort();
         (e.resource.internal_id, e.resource.id.to_string(), slots)
     };
-    let mut all: Vec<_> = s.index_entries(None).await.unwrap().iter().map(summary).collect();
+    let mut all: Vec<_> = s
+        .index_entries(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(summary)
+        .collect();
     let mut streamed = Vec::new();
     s.each_index_entry(&mut |e| streamed.push(summary(&e)))
         .await

@@ -176,7 +176,10 @@ fn location(shard: usize, place: usize) -> u32 {
 }
 
 fn split(at: u32) -> (usize, usize) {
-    ((at >> PLACE_BITS) as usize, (at & ((1 << PLACE_BITS) - 1)) as usize)
+    (
+        (at >> PLACE_BITS) as usize,
+        (at & ((1 << PLACE_BITS) - 1)) as usize,
+    )
 }
 
 fn shard_index(key: &[u8]) -> usize {
@@ -327,7 +330,10 @@ impl Table {
                 v.insert(at);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
-                let mut overflow = self.overflow.lock().expect("overflow lock is never poisoned");
+                let mut overflow = self
+                    .overflow
+                    .lock()
+                    .expect("overflow lock is never poisoned");
                 overflow.insert(full_key(key), at);
                 self.overflowed.store(overflow.len(), Ordering::Release);
             }
@@ -336,7 +342,10 @@ impl Table {
 
     fn remove_key(&self, shard: &mut Shard, key: &[u8], at: u32) {
         if self.overflowed.load(Ordering::Acquire) != 0 {
-            let mut overflow = self.overflow.lock().expect("overflow lock is never poisoned");
+            let mut overflow = self
+                .overflow
+                .lock()
+                .expect("overflow lock is never poisoned");
             if overflow.remove(&full_key(key)).is_some() {
                 self.overflowed.store(overflow.len(), Ordering::Release);
                 return;
@@ -386,7 +395,11 @@ impl Table {
         let open = |at: u32| {
             let (shard, place) = split(at);
             let shard = self.read(shard);
-            let slot = shard.entries.get(place)?.as_ref()?.slot_with_digest(digest)?;
+            let slot = shard
+                .entries
+                .get(place)?
+                .as_ref()?
+                .slot_with_digest(digest)?;
             Some(Found {
                 entry: EntryRef { shard, at: place },
                 slot,
@@ -463,7 +476,8 @@ impl Table {
         let r = indexed.resource;
         let provider = r.id.provider;
         let mut slots: Vec<Option<EntrySlot>> = provider.slots.iter().map(|_| None).collect();
-        let mut signing_keys: Vec<Option<hmac::Key>> = provider.slots.iter().map(|_| None).collect();
+        let mut signing_keys: Vec<Option<hmac::Key>> =
+            provider.slots.iter().map(|_| None).collect();
         for s in indexed.slots {
             let Some(i) = provider.slots.iter().position(|p| p.name == s.slot.name) else {
                 continue;
@@ -498,7 +512,9 @@ impl Table {
         let full = r.id.to_string();
         let name = r.id.name.as_str();
         let scope = full.strip_suffix(name).unwrap_or(&full);
-        let scope = self.write(shard_index(r.internal_id.as_bytes())).scope_id(scope);
+        let scope = self
+            .write(shard_index(r.internal_id.as_bytes()))
+            .scope_id(scope);
         Some(Entry {
             internal_id: r.internal_id,
             provider,
@@ -794,9 +810,9 @@ mod tests {
     }
 
     fn entry(table: &Table, id: Uuid, digests: [[u8; 32]; 2]) -> Entry {
-        let scope = table
-            .write(shard_index(id.as_bytes()))
-            .scope_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.CognitiveServices/accounts/");
+        let scope = table.write(shard_index(id.as_bytes())).scope_id(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.CognitiveServices/accounts/",
+        );
         Entry {
             internal_id: id,
             provider: PROVIDER,
@@ -849,7 +865,11 @@ mod tests {
         assert_eq!(found(&table, &digest(7, 1)), Some((a, 0)));
         assert_eq!(found(&table, &digest(7, 2)), Some((a, 1)));
         assert_eq!(found(&table, &digest(7, 3)), Some((b, 1)));
-        assert_eq!(found(&table, &digest(7, 4)), None, "eight equal bytes are not a key");
+        assert_eq!(
+            found(&table, &digest(7, 4)),
+            None,
+            "eight equal bytes are not a key"
+        );
         assert_eq!(table.overflowed.load(Ordering::Relaxed), 2);
 
         // The key that holds the eight bytes goes; those that overflowed are still found.
@@ -931,6 +951,10 @@ mod tests {
         e.slots[1].note_use(t0 + 1_000_000);
         assert!(pending_uses(&e).is_empty(), "noted again within the window");
         e.slots[1].note_use(t0 + USE_RESOLUTION_MICROS);
-        assert_eq!(pending_uses(&e).len(), 1, "a new window notes the use again");
+        assert_eq!(
+            pending_uses(&e).len(),
+            1,
+            "a new window notes the use again"
+        );
     }
 }

@@ -465,7 +465,13 @@ async fn serve(
                 max_body_bytes: dp.max_body_bytes,
             };
             let refused = |refusal| {
-                dp.refused(ip, &f.resource_id, Some(f.key_name), Some(f.provider), refusal)
+                dp.refused(
+                    ip,
+                    &f.resource_id,
+                    Some(f.key_name),
+                    Some(f.provider),
+                    refusal,
+                )
             };
             Some(
                 match Box::pin(gateway::forward(&dp.client, forward, request)).await {
@@ -498,13 +504,7 @@ enum Decision {
 }
 
 /// Checks a call against the index (read under its shard's lock, released on return).
-fn decide(
-    state: &AppState,
-    ip: IpAddr,
-    id: &str,
-    raw_rest: &str,
-    call: &impl Call,
-) -> Decision {
+fn decide(state: &AppState, ip: IpAddr, id: &str, raw_rest: &str, call: &impl Call) -> Decision {
     let dp = &state.dataplane;
     let entry = Uuid::try_parse(id)
         .ok()
