@@ -365,3 +365,52 @@ pub(crate) fn event_row(row: &impl StoredRow, prefix: &str) -> Result<StoredEven
         data: serde_json::from_str(row.text(&column("data"))).map_err(corrupt)?,
     })
 }
+
+/// `($1, $2, …), ($n+1, …)`: `rows` rows of `columns` numbered parameters, for a multi-row insert.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", row * columns + column + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Calls `each` with the resources in `rows` (resource columns, `group_name`, and one slot's columns
+/// prefixed `k_`, or NULL for none), ordered by internal id so a resource's rows are adjacent.
+pub(crate) fn index_rows<R: StoredRow>(
+    sealer: &Sealer,
+    rows: &[R],
+    each: &mut (dyn FnMut(IndexedResource) + Send),
+) -> Result<()> {
+    let mut current: Option<IndexedResource> = None;
+    for row in rows {
+        let internal_id = row.uuid("internal_id")?;
+        if current
+            .as_ref()
+            .is_none_or(|c| c.resource.internal_id != internal_id)
+        {
+            if let Some(done) = current.take() {
+                each(done);
+            }
+            current = Some(IndexedResource {
+                resource: resource_row(row)?,
+                slots: Vec::new(),
+            });
+        }
+        if row.opt_text("k_slot").is_some() {
+            let entry = current.as_mut().expect("set above");
+            push_indexed_slot(sealer, entry, row, "k_")?;
+        }
+    }
+    if let Some(done) = current {
+        each(done);
+    }
+    Ok(())
+}

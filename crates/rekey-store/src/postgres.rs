@@ -266,6 +266,36 @@ store_impl! {
     reads: pool,
     writes: pool,
     own: {
+    async fn each_index_entry(
+        &self,
+        each: &mut (dyn FnMut(IndexedResource) + Send),
+    ) -> Result<()> {
+        // Keyset pages in internal-id order; each page is one statement, so a resource and
+        // its slots are read together. A change committed during the load is applied by
+        // the index's next catch-up, as for any load.
+        const PAGE: i64 = 10_000;
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT r.*, g.name AS group_name,
+                        k.slot AS k_slot, k.generation AS k_generation, k.digest AS k_digest, k.sealed AS k_sealed
+                 FROM (SELECT * FROM resources WHERE internal_id > $1 ORDER BY internal_id LIMIT $2) r
+                 JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
+                 LEFT JOIN key_slots k ON k.resource_id = r.internal_id
+                 ORDER BY r.internal_id",
+            )
+            .bind(&after)
+            .bind(PAGE)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = last.get::<String, _>("internal_id");
+            common::index_rows(&self.sealer, &rows, each)?;
+        }
+    }
+
     async fn delete_group(
         &self,
         sub: &SubscriptionId,

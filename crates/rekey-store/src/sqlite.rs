@@ -238,6 +238,39 @@ store_impl! {
     reads: reader,
     writes: writer,
     own: {
+    async fn each_index_entry(
+        &self,
+        each: &mut (dyn FnMut(IndexedResource) + Send),
+    ) -> Result<()> {
+        // Keyset pages in rowid order, so the table is read front to back rather than in the
+        // random order of its ids, a page of 1,000 at a time (SQLite's rows are allocated by the
+        // C allocator, which keeps what a large page freed). Each page is one statement, so a
+        // resource and its slots are read together. A change committed during the load is
+        // applied by the index's next catch-up, as for any load.
+        const PAGE: i64 = 1_000;
+        let mut after = 0_i64;
+        let mut conn = self.reader.acquire().await?;
+        loop {
+            let rows = sqlx::query(
+                "SELECT r.*, g.name AS group_name,
+                        k.slot AS k_slot, k.generation AS k_generation, k.digest AS k_digest, k.sealed AS k_sealed
+                 FROM (SELECT rowid AS page_key, * FROM resources WHERE rowid > ? ORDER BY rowid LIMIT ?) r
+                 JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
+                 LEFT JOIN key_slots k ON k.resource_id = r.internal_id
+                 ORDER BY r.page_key",
+            )
+            .bind(after)
+            .bind(PAGE)
+            .fetch_all(&mut *conn)
+            .await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = last.get::<i64, _>("page_key");
+            common::index_rows(&self.sealer, &rows, each)?;
+        }
+    }
+
     async fn delete_group(
         &self,
         sub: &SubscriptionId,
