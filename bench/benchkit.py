@@ -1,4 +1,4 @@
-"""What the data-plane benchmarks share (bench/verify, bench/nodes): management calls, waiting for a
+"""What the data-plane benchmarks share (bench/verify, bench/nodes, bench/scale): management calls, waiting for a
 server, Cognitive Services accounts with their keys, wrk runs of a "PATH KEY" list (keys.lua), the
 median of interleaved rounds, and rewriting a README's results section. rekeyd itself is started
 through tests/common/rekeyd.py. Only the standard library, wrk and the servers under test are used.
@@ -76,11 +76,13 @@ def write_keys(path: Path, pairs: list[tuple[str, str]]) -> Path:
     return path
 
 
-def wrk(url: str, keys_file: Path, seconds: int, connections: int) -> dict:
-    """One bounded wrk run cycling through `keys_file`; requests per second and latencies."""
+def wrk(url: str, keys_file: Path, seconds: int, connections: int,
+        script: Path = KEYS_LUA, env: dict[str, str] | None = None) -> dict:
+    """One bounded wrk run of `script` (by default keys.lua, cycling through `keys_file`, a
+    "PATH KEY" list); requests per second and latencies."""
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(KEYS_LUA), url],
-        env={**os.environ, "KEYS_FILE": str(keys_file)},
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        env={**os.environ, **(env or {}), "KEYS_FILE": str(keys_file)},
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout
     line = next(l for l in out.splitlines() if l.startswith("RESULT "))

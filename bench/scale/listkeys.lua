@@ -1,5 +1,5 @@
 -- wrk script: POSTs listKeys to each path of KEYS_FILE in turn (one management path per line), with
--- the owner token from TOKEN, and prints the JSON line bench/verify/run.py's wrk() reads.
+-- the owner token from TOKEN, and prints the JSON line bench/benchkit.py's wrk() reads.
 local paths = {}
 for line in io.lines(os.getenv("KEYS_FILE")) do
   if line ~= "" then paths[#paths + 1] = line end

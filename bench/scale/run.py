@@ -17,7 +17,6 @@ table and rewrites the results section of bench/scale/README.md. Loopback only, 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -33,15 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+import benchkit  # noqa: E402
 import common.rekeyd as harness  # noqa: E402
 from common.rekeyd import FreshDatabase, Rekeyd, postgres_admin_url  # noqa: E402
 
 # A cold start with a million accounts may take longer than the harness's usual wait.
 harness.START_TIMEOUT_S = 300.0
 
-_spec = importlib.util.spec_from_file_location("bench_verify", ROOT / "bench/verify/run.py")
-verify = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(verify)
 
 API = "api-version=2025-09-01"
 # What the data plane is asked, as in bench/verify: a Text Analytics call below the account.
@@ -96,7 +94,7 @@ def measure(backend: str, accounts: int, args, binary: Path) -> dict:
     try:
         server.start()
         base, token, sub = server.base_url, server.token, server.subscription
-        verify.call("PUT", f"{base}/subscriptions/{sub}/resourcegroups/bench?api-version=2025-04-01", token, {"location": "westus"})
+        benchkit.call("PUT", f"{base}/subscriptions/{sub}/resourcegroups/bench?api-version=2025-04-01", token, {"location": "westus"})
         data_call(base, uuid.uuid4().hex, None)
         empty_rss = rss_bytes(server.proc.pid)
         server.stop()
@@ -122,9 +120,13 @@ def measure(backend: str, accounts: int, args, binary: Path) -> dict:
         mgmt_file.write_text("".join(
             f"/subscriptions/{sub}/resourceGroups/bench/providers/Microsoft.CognitiveServices/accounts/{name}/listKeys?{API}\n"
             for _, name, _ in sample))
-        data = verify.median_run([verify.wrk(base, keys_file, args.seconds, args.connections) for _ in range(args.rounds)])
-        list_keys = verify.median_run([
-            verify.wrk(base, mgmt_file, args.seconds, args.list_connections,
+        # Warm-up: every sampled key's first use, and the flush of those last uses and counts,
+        # happen here rather than in the measured rounds.
+        if args.warmup:
+            benchkit.wrk(base, keys_file, args.warmup, args.connections)
+        data = benchkit.median_run([benchkit.wrk(base, keys_file, args.seconds, args.connections) for _ in range(args.rounds)])
+        list_keys = benchkit.median_run([
+            benchkit.wrk(base, mgmt_file, args.seconds, args.list_connections,
                        script=HERE / "listkeys.lua", env={"TOKEN": token})
             for _ in range(args.rounds)])
         return {"backend": backend, "accounts": accounts, "load_s": loaded["seconds"], "cold_s": cold_s, "cold_cpu_s": cold_cpu_s,
@@ -174,6 +176,8 @@ def main() -> None:
                     help="accounts, spread evenly, whose keys wrk sends (one key each)")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=10,
+                    help="seconds of data-plane load before the measured rounds (0: none)")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--list-connections", type=int, default=8)
     ap.add_argument("--binary", default=str(ROOT / "target/release/rekeyd"))
@@ -196,15 +200,11 @@ def main() -> None:
     report = (f"Run {stamp} on {os.cpu_count()} cores ({os.uname().machine}, {os.uname().sysname} {os.uname().release}), "
               f"{time.time() - started:.0f} s in all: release rekeyd with RUST_LOG=warn, loopback; "
               f"wrk -t2 -c{args.connections} (data plane) and -c{args.list_connections} (listKeys), "
-              f"{args.rounds} × {args.seconds} s each, medians shown, over {args.sample:,} sampled accounts.\n\n"
+              f"{args.warmup} s warm-up, {args.rounds} × {args.seconds} s each, medians shown, over {args.sample:,} sampled accounts.\n\n"
               f"{table(results, args)}\n")
     print(report)
     if not args.no_readme:
-        readme = HERE / "README.md"
-        text = readme.read_text()
-        start, end = "<!-- results -->", "<!-- /results -->"
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + report + end + rest.split(end, 1)[1])
+        benchkit.rewrite_results(HERE / "README.md", report)
 
 
 if __name__ == "__main__":

@@ -382,35 +382,91 @@ pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     out
 }
 
-/// Calls `each` with the resources in `rows` (resource columns, `group_name`, and one slot's columns
-/// prefixed `k_`, or NULL for none), ordered by internal id so a resource's rows are adjacent.
-pub(crate) fn index_rows<R: StoredRow>(
-    sealer: &Sealer,
-    rows: &[R],
+/// Separates the fields of one resource's index line ([`index_lines`]); JSON escapes it in strings
+/// and no validated name or id holds it.
+pub(crate) const FIELD: char = '\u{1f}';
+/// Separates resources' index lines.
+pub(crate) const LINE: char = '\u{1e}';
+
+/// Calls `each` with the resources in `lines`, a page of the narrow index read: per resource its
+/// internal id, subscription, group name, type key, name, location and settings (JSON), then its
+/// slots as `slot generation hex-digest` triples, separated by spaces, fields by [`FIELD`] and
+/// resources by [`LINE`]. Only what the index keeps is read: the resource's kind, SKU, tags, etag
+/// and times are left empty. A resource whose type signs requests needs its plain keys, and a line
+/// that does not read cleanly is read again whole: both are left in `whole` for the caller.
+pub(crate) fn index_lines(
+    lines: &str,
     each: &mut (dyn FnMut(IndexedResource) + Send),
+    whole: &mut Vec<Uuid>,
 ) -> Result<()> {
-    let mut current: Option<IndexedResource> = None;
-    for row in rows {
-        let internal_id = row.uuid("internal_id")?;
-        if current
-            .as_ref()
-            .is_none_or(|c| c.resource.internal_id != internal_id)
-        {
-            if let Some(done) = current.take() {
-                each(done);
-            }
-            current = Some(IndexedResource {
-                resource: resource_row(row)?,
-                slots: Vec::new(),
-            });
+    for line in lines.split(LINE).filter(|l| !l.is_empty()) {
+        let mut fields = line.split(FIELD);
+        let internal_id = fields.next().unwrap_or_default();
+        let internal_id = Uuid::parse_str(internal_id).map_err(corrupt)?;
+        match index_line(internal_id, fields) {
+            Some(indexed) => each(indexed),
+            None => whole.push(internal_id),
         }
-        if row.opt_text("k_slot").is_some() {
-            let entry = current.as_mut().expect("set above");
-            push_indexed_slot(sealer, entry, row, "k_")?;
-        }
-    }
-    if let Some(done) = current {
-        each(done);
     }
     Ok(())
+}
+
+fn index_line<'a>(
+    internal_id: Uuid,
+    mut fields: impl Iterator<Item = &'a str>,
+) -> Option<IndexedResource> {
+    let mut next = || fields.next();
+    let (subscription, group, type_key, name, location, settings, keys) = (
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+    );
+    if next().is_some() {
+        return None;
+    }
+    let (namespace, type_name) = type_key.split_once('/')?;
+    let provider = providers::lookup(namespace, type_name)?;
+    if provider.signs_requests {
+        return None;
+    }
+    let mut slots = Vec::with_capacity(provider.slots.len());
+    let mut words = keys.split(' ').filter(|w| !w.is_empty());
+    while let Some(slot) = words.next() {
+        let slot = provider.slot(slot)?;
+        let generation = words.next()?.parse().ok()?;
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(words.next()?, &mut digest).ok()?;
+        slots.push(IndexedSlot {
+            slot,
+            generation,
+            digest,
+            secret: None,
+        });
+    }
+    Some(IndexedResource {
+        resource: Resource {
+            internal_id,
+            id: ResourceId {
+                subscription: SubscriptionId::parse(subscription).ok()?,
+                group: ResourceGroupName::parse(group).ok()?,
+                provider,
+                name: ResourceName::parse(provider, name).ok()?,
+            },
+            spec: ResourceSpec {
+                location: location.to_string(),
+                kind: None,
+                sku: None,
+                tags: Default::default(),
+                settings: serde_json::from_str(settings).ok()?,
+            },
+            etag: String::new(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        },
+        slots,
+    })
 }

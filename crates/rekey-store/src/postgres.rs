@@ -270,30 +270,40 @@ store_impl! {
         &self,
         each: &mut (dyn FnMut(IndexedResource) + Send),
     ) -> Result<()> {
-        // Keyset pages in internal-id order; each page is one statement, so a resource and
-        // its slots are read together. A change committed during the load is applied by
-        // the index's next catch-up, as for any load.
+        // Only what the index keeps, a page of resources in one row: a million resources read
+        // as a hundred rows, so the time goes to the database and the parse, not to per-row
+        // handling. Keyset pages in internal-id order; a change committed during the load is
+        // applied by the index's next catch-up, as for any load.
         const PAGE: i64 = 10_000;
         let mut after = String::new();
+        let mut whole = Vec::new();
         loop {
-            let rows = sqlx::query(
-                "SELECT r.*, g.name AS group_name,
-                        k.slot AS k_slot, k.generation AS k_generation, k.digest AS k_digest, k.sealed AS k_sealed
-                 FROM (SELECT * FROM resources WHERE internal_id > $1 ORDER BY internal_id LIMIT $2) r
-                 JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
-                 LEFT JOIN key_slots k ON k.resource_id = r.internal_id
-                 ORDER BY r.internal_id",
+            let row = sqlx::query(
+                "SELECT max(internal_id) AS last, string_agg(line, chr(30)) AS lines FROM (
+                    SELECT r.internal_id,
+                        r.internal_id || chr(31) || r.subscription_id || chr(31) || g.name || chr(31)
+                        || r.type_key || chr(31) || r.name || chr(31) || r.location || chr(31)
+                        || r.settings || chr(31)
+                        || coalesce((SELECT string_agg(k.slot || ' ' || k.generation || ' ' || encode(k.digest, 'hex'), ' ')
+                                     FROM key_slots k WHERE k.resource_id = r.internal_id), '') AS line
+                    FROM resources r
+                    JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
+                    WHERE r.internal_id > $1 ORDER BY r.internal_id LIMIT $2) page",
             )
             .bind(&after)
             .bind(PAGE)
-            .fetch_all(&self.pool)
+            .fetch_one(&self.pool)
             .await?;
-            let Some(last) = rows.last() else {
-                return Ok(());
+            let Some(last) = row.get::<Option<String>, _>("last") else {
+                break;
             };
-            after = last.get::<String, _>("internal_id");
-            common::index_rows(&self.sealer, &rows, each)?;
+            after = last;
+            common::index_lines(row.get::<&str, _>("lines"), each, &mut whole)?;
         }
+        for indexed in self.index_entries(Some(&whole)).await? {
+            each(indexed);
+        }
+        Ok(())
     }
 
     async fn delete_group(

@@ -750,9 +750,20 @@ async fn the_index_load_reads_every_resource_a_page_at_a_time(t: TestStore) {
     .unwrap();
     for i in 0..1_000 {
         let id = resource_id(&sub, &group, &ACCOUNTS, &format!("acct-{i}"));
+        let mut settings = spec("westeurope");
+        if i == 7 {
+            // What the index reads from the settings: key auth off, and an upstream.
+            settings
+                .settings
+                .insert("disableLocalAuth".into(), true.into());
+            settings.settings.insert(
+                "x-rekey-upstream".into(),
+                "http://127.0.0.1:9/api\u{1f}\u{1e} x".into(),
+            );
+        }
         s.put_resource(
             &id,
-            &spec("westeurope"),
+            &settings,
             initial_keys(&ACCOUNTS, &format!("k{i}")),
             None,
             &audit("/", "put"),
@@ -774,7 +785,18 @@ async fn the_index_load_reads_every_resource_a_page_at_a_time(t: TestStore) {
             })
             .collect();
         slots.sort();
-        (e.resource.internal_id, e.resource.id.to_string(), slots)
+        let spec = &e.resource.spec;
+        (
+            e.resource.internal_id,
+            e.resource.id.to_string(),
+            slots,
+            spec.location.clone(),
+            spec.key_auth_enabled(),
+            spec.settings
+                .get("x-rekey-upstream")
+                .cloned()
+                .map(|v| v.to_string()),
+        )
     };
     let mut all: Vec<_> = s
         .index_entries(None)

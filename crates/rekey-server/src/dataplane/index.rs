@@ -764,19 +764,31 @@ impl KeyIndex {
         let latest = store.latest_change().await?;
         let table = Table::new();
         let mut controls = rotation::by_resource(store.slot_controls(None).await?);
+        let controls_read = origin.elapsed();
+        let mut building = Duration::ZERO;
         store
             .each_index_entry(&mut |indexed| {
+                let started = Instant::now();
                 let id = indexed.resource.internal_id;
                 if let Some(entry) = table.entry_of(indexed, controls.remove(&id)) {
                     table.put(entry);
                 }
+                building += started.elapsed();
             })
             .await?;
+        let read = origin.elapsed();
         for shard in table.shards.iter() {
             let mut shard = shard.0.write().expect("index lock is never poisoned");
             shard.entries.shrink_to_fit();
             shard.keys.shrink_to_fit();
         }
+        tracing::info!(
+            controls_ms = controls_read.as_millis() as u64,
+            read_ms = (read - controls_read - building).as_millis() as u64,
+            build_ms = building.as_millis() as u64,
+            shrink_ms = (origin.elapsed() - read).as_millis() as u64,
+            "key index load timings"
+        );
         Ok(Self {
             store,
             table,
