@@ -1162,4 +1162,33 @@ mod tests {
             "a new window notes the use again"
         );
     }
+
+    #[test]
+    fn a_replaced_entry_keeps_its_counts_and_notes_its_new_key_afresh() {
+        let table = Table::new();
+        let a = Uuid::new_v4();
+        table.put(entry(&table, a, [digest(1, 1), digest(2, 2)]));
+        let t0 = 1_800_000_000_000_000_i64;
+        let client: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        {
+            let e = table.resource(&a).unwrap();
+            e.uses()[1].note_use(t0);
+            e.usage(1).count(t0, client);
+        }
+        // key2 regenerated: the pending use goes with its old generation, the count stays.
+        let mut replacement = entry(&table, a, [digest(1, 1), digest(3, 3)]);
+        replacement.packed[SLOT_BYTES + 32..SLOT_BYTES + 36].copy_from_slice(&2u32.to_le_bytes());
+        let pending = table.put(replacement);
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].slot, pending[0].generation), ("key2", 1));
+        let e = table.resource(&a).unwrap();
+        assert_eq!(e.usage(1).last().map(|(at, _)| at), Some(t0));
+        let mut counts = HashMap::new();
+        rotation::take_usage(&e, t0, &mut counts);
+        assert_eq!(counts.values().map(|u| u.uses).sum::<u64>(), 1);
+        e.uses()[1].note_use(t0 + 1_000_000);
+        let uses = pending_uses(&e);
+        assert_eq!(uses.len(), 1, "the new key's first use is noted at once");
+        assert_eq!(uses[0].generation, 2);
+    }
 }
