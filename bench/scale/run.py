@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,11 +87,21 @@ def first_answer(server: Rekeyd, internal_id: str, key: str) -> float:
         time.sleep(0.005)
 
 
+def load_phases(log: Path) -> dict[str, int]:
+    """The last index load's phase timings (milliseconds) from rekeyd's log."""
+    phases: dict[str, int] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if "key index load timings" in line:
+            phases = {k: int(v) for k, v in re.findall(r"(\w+)_ms=(\d+)", line)}
+    return phases
+
+
 def measure(backend: str, accounts: int, args, binary: Path) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"rekey-scale-{backend}-"))
     db = FreshDatabase(postgres_admin_url(), prefix="rekey_scale").create() if backend == "postgres" else None
     env = {"REKEY_DATABASE_URL": db.url} if db else {}
-    server = Rekeyd(work, env=env, binary=binary, log_level="warn")
+    # The index's load logs its phases' timings at info; everything else stays at warn.
+    server = Rekeyd(work, env=env, binary=binary, log_level="warn,rekey_server::dataplane::index=info")
     try:
         server.start()
         base, token, sub = server.base_url, server.token, server.subscription
@@ -111,6 +122,7 @@ def measure(backend: str, accounts: int, args, binary: Path) -> dict:
         first_id, _, first_key = sample[0]
         cold_s = first_answer(server, first_id, first_key)
         cold_cpu_s = cpu_seconds(server.proc.pid)
+        phases = load_phases(server.log_path)
         rss = rss_bytes(server.proc.pid)
         base, token = server.base_url, server.token
 
@@ -129,7 +141,7 @@ def measure(backend: str, accounts: int, args, binary: Path) -> dict:
             benchkit.wrk(base, mgmt_file, args.seconds, args.list_connections,
                        script=HERE / "listkeys.lua", env={"TOKEN": token})
             for _ in range(args.rounds)])
-        return {"backend": backend, "accounts": accounts, "load_s": loaded["seconds"], "cold_s": cold_s, "cold_cpu_s": cold_cpu_s,
+        return {"backend": backend, "accounts": accounts, "load_s": loaded["seconds"], "cold_s": cold_s, "cold_cpu_s": cold_cpu_s, "phases": phases,
                 "empty_rss": empty_rss, "rss": rss, "bytes_per_key": (rss - empty_rss) / (2 * accounts),
                 "data": data, "list_keys": list_keys}
     finally:
@@ -163,7 +175,8 @@ def table(results: list[dict], args) -> str:
             f"**{big['data']['rps'] / anchor['data']['rps']:.2f}×**; listKeys p99 "
             f"{anchor['list_keys']['p99_us'] / 1000:.2f} ms → {big['list_keys']['p99_us'] / 1000:.2f} ms; "
             f"memory {big['bytes_per_key']:,.0f} bytes per key; cold start {big['cold_s']:.2f} s "
-            f"({big['cold_s'] / (2 * args.accounts) * 1e6:.2f} µs per key).")
+            f"({big['cold_s'] / (2 * args.accounts) * 1e6:.2f} µs per key; index load phases, ms: "
+            f"{', '.join(f'{k} {v:,}' for k, v in big.get('phases', {}).items()) or 'not logged'}).")
     return "\n".join(lines)
 
 

@@ -273,8 +273,9 @@ store_impl! {
         // Only what the index keeps, a page of resources in one row: a million resources read
         // as a hundred rows, so the time goes to the database and the parse, not to per-row
         // handling. Keyset pages in internal-id order; a change committed during the load is
-        // applied by the index's next catch-up, as for any load.
-        const PAGE: i64 = 10_000;
+        // applied by the index's next catch-up, as for any load. The page size is written into
+        // the statement: with it as a parameter, PostgreSQL's generic plan (from the sixth
+        // execution on) sorted the whole table for each page.
         let mut after = String::new();
         let mut whole = Vec::new();
         loop {
@@ -288,10 +289,9 @@ store_impl! {
                                      FROM key_slots k WHERE k.resource_id = r.internal_id), '') AS line
                     FROM resources r
                     JOIN resource_groups g ON g.subscription_id = r.subscription_id AND g.name_key = r.group_key
-                    WHERE r.internal_id > $1 ORDER BY r.internal_id LIMIT $2) page",
+                    WHERE r.internal_id > $1 ORDER BY r.internal_id LIMIT 10000) page",
             )
             .bind(&after)
-            .bind(PAGE)
             .fetch_one(&self.pool)
             .await?;
             let Some(last) = row.get::<Option<String>, _>("last") else {
