@@ -278,6 +278,10 @@ store_impl! {
         // execution on) sorted the whole table for each page.
         let mut after = String::new();
         let mut whole = Vec::new();
+        // Each page's plan costs enough for PostgreSQL to compile it (JIT), which took longer
+        // than running it; one transaction, so one connection and one setting for every page.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
         loop {
             let row = sqlx::query(
                 "SELECT max(internal_id) AS last, string_agg(line, chr(30)) AS lines FROM (
@@ -292,7 +296,7 @@ store_impl! {
                     WHERE r.internal_id > $1 ORDER BY r.internal_id LIMIT 10000) page",
             )
             .bind(&after)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await?;
             let Some(last) = row.get::<Option<String>, _>("last") else {
                 break;
@@ -300,6 +304,7 @@ store_impl! {
             after = last;
             common::index_lines(row.get::<&str, _>("lines"), each, &mut whole)?;
         }
+        tx.commit().await?;
         for indexed in self.index_entries(Some(&whole)).await? {
             each(indexed);
         }
