@@ -163,7 +163,7 @@ def table(results: list[dict], args) -> str:
         rows.append(
             f"| {r['backend']} | {r['accounts']:,} ({2 * r['accounts']:,}) | {r['load_s']:.0f} s | {r['cold_s']:.2f} s ({r.get('cold_cpu_s', float('nan')):.2f} s) "
             f"| {mb(r['rss'] - r['empty_rss'])} | {r['bytes_per_key']:,.0f} | {d['rps']:,.0f} | {d['p99_us'] / 1000:.2f} ms "
-            f"| {l['rps']:,.0f} | {l['p99_us'] / 1000:.2f} ms |")
+            + (f"| {l['rps']:,.0f} | {l['p99_us'] / 1000:.2f} ms |" if l["rps"] else "| 0 | none answered |"))
     rows.append(f"| **target at {args.accounts:,}** | | | **≤ 3 s** | **≤ 256 MB** | **≈ 128** | **≥ 0.9× the anchor** | | | **unchanged** |")
     lines = ["\n".join(rows), ""]
     for backend in dict.fromkeys(r["backend"] for r in results):
@@ -173,7 +173,8 @@ def table(results: list[dict], args) -> str:
         lines.append(
             f"{backend}: data-plane throughput at {args.accounts:,} / at {args.anchor:,}: "
             f"**{big['data']['rps'] / anchor['data']['rps']:.2f}×**; listKeys p99 "
-            f"{anchor['list_keys']['p99_us'] / 1000:.2f} ms → {big['list_keys']['p99_us'] / 1000:.2f} ms; "
+            f"{anchor['list_keys']['p99_us'] / 1000:.2f} ms → "
+            f"{f'{big_list:.2f} ms' if (big_list := big['list_keys']['p99_us'] / 1000) else 'none answered'}; "
             f"memory {big['bytes_per_key']:,.0f} bytes per key; cold start {big['cold_s']:.2f} s "
             f"({big['cold_s'] / (2 * args.accounts) * 1e6:.2f} µs per key; index load phases, ms: "
             f"{', '.join(f'{k} {v:,}' for k, v in big.get('phases', {}).items()) or 'not logged'}).")
