@@ -198,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events.clone(),
         std::time::Duration::from_millis(config.key_age_sweep_ms),
     );
+    let (final_flush_store, final_flush_events) = (store.clone(), events.clone());
     let app = app::build(
         app::Services {
             store,
@@ -262,6 +263,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             server.serve(make).await?;
         }
     }
+    // What the data plane noted since the last flush is written before the process ends.
+    dataplane::usage::flush_uses(&dataplane.index, final_flush_store.as_ref()).await;
+    dataplane::usage::flush_counts(
+        &dataplane.index,
+        final_flush_store.as_ref(),
+        &final_flush_events,
+    )
+    .await;
     // No check is served any more: the others need not wait for this node's lease to lapse.
     if let Some(membership) = &dataplane.membership {
         if let Err(e) = membership.leave(&dataplane.index).await {

@@ -20,22 +20,36 @@ pub const USAGE_KEPT: time::Duration = time::Duration::days(1);
 /// How often old usage, retired keys and remembered answers are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
-/// Writes what was noted since the last flush.
-pub async fn flush(index: &KeyIndex, store: &dyn Store, events: &Events) {
+/// Rows one store transaction of the flush writes: between them, the store's single writer (on
+/// SQLite) takes the management writes waiting for it, so a flush of many slots does not hold
+/// `listKeys` or a regeneration back for its whole length.
+const ROWS_PER_WRITE: usize = 2_000;
+
+/// Per-minute count rows a node writes a second, on average, at most: past it, counts are written
+/// less often than every flush (each flush writes one row per slot used since the last), but always
+/// in the first flush of a minute, so each minute's count lands in its minute.
+const COUNT_ROWS_PER_SECOND: f64 = 2_000.0;
+
+/// Writes the last-use times noted since the last flush.
+pub async fn flush_uses(index: &KeyIndex, store: &dyn Store) {
     let batch = index.drain_uses();
-    if let Err(e) = store.record_key_uses(&batch).await {
-        tracing::warn!(error = %e, dropped = batch.len(), "could not record key last-use times");
+    for rows in batch.chunks(ROWS_PER_WRITE) {
+        if let Err(e) = store.record_key_uses(rows).await {
+            tracing::warn!(error = %e, dropped = rows.len(), "could not record key last-use times");
+        }
     }
-    flush_counts(index, store, events).await;
 }
 
 /// Writes the per-minute counts noted since the last flush, then notes the slots whose retired
-/// keys were presented (each batch drained is seen here once, whoever flushes it).
-pub async fn flush_counts(index: &KeyIndex, store: &dyn Store, events: &Events) {
+/// keys were presented (each batch drained is seen here once, whoever flushes it). Returns how
+/// many count rows it wrote.
+pub async fn flush_counts(index: &KeyIndex, store: &dyn Store, events: &Events) -> usize {
     let counts = index.drain_counts();
-    if let Err(e) = store.record_usage(&counts).await {
-        tracing::warn!(error = %e, dropped = counts.len(), "could not record key usage counts");
-        return;
+    for rows in counts.chunks(ROWS_PER_WRITE) {
+        if let Err(e) = store.record_usage(rows).await {
+            tracing::warn!(error = %e, dropped = rows.len(), "could not record key usage counts");
+            return 0;
+        }
     }
     let mut presented: Vec<(uuid::Uuid, &str)> = counts
         .iter()
@@ -43,7 +57,7 @@ pub async fn flush_counts(index: &KeyIndex, store: &dyn Store, events: &Events) 
         .map(|u| (u.resource, u.slot))
         .collect();
     if presented.is_empty() {
-        return;
+        return counts.len();
     }
     presented.sort_unstable();
     presented.dedup();
@@ -55,6 +69,7 @@ pub async fn flush_counts(index: &KeyIndex, store: &dyn Store, events: &Events) 
         Ok(_) => events.wake(),
         Err(e) => tracing::warn!(error = %e, "could not note retired key presentations"),
     }
+    counts.len()
 }
 
 /// Deletes usage older than a day, retired keys older than `retired_window` (and a day) whose
@@ -79,9 +94,18 @@ pub fn spawn_flusher(
         let mut tick = tokio::time::interval(every);
         let mut pruned: Option<Instant> = None;
         let retired_window = time::Duration::microseconds(dataplane.retired_window_micros);
+        let mut counts_due = Instant::now();
+        let mut counted_minute = None;
         loop {
             tick.tick().await;
-            flush(&dataplane.index, store.as_ref(), &events).await;
+            flush_uses(&dataplane.index, store.as_ref()).await;
+            let minute = OffsetDateTime::now_utc().unix_timestamp().div_euclid(60);
+            if Instant::now() >= counts_due || counted_minute != Some(minute) {
+                counted_minute = Some(minute);
+                let rows = flush_counts(&dataplane.index, store.as_ref(), &events).await;
+                counts_due =
+                    Instant::now() + Duration::from_secs_f64(rows as f64 / COUNT_ROWS_PER_SECOND);
+            }
             if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 pruned = Some(Instant::now());
                 prune(store.as_ref(), retired_window).await;
