@@ -35,7 +35,8 @@ async fn account_with_keys(s: &TestServer, group: &str, name: &str) -> (String, 
     (endpoint, keys)
 }
 
-async fn cs_call(s: &TestServer, url: &str, key: &str) -> (u16, Value) {
+/// A Cognitive Services data-plane GET with `key` in its key header: the status and the JSON body.
+pub(crate) async fn cs_call(s: &TestServer, url: &str, key: &str) -> (u16, Value) {
     let resp = s
         .client
         .get(url)

@@ -14,6 +14,7 @@ use axum::serve::{Listener as _, ListenerExt as _};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::dataplane::cs_call;
 use crate::helpers::*;
 
 crate::backend_tests!(
@@ -156,18 +157,6 @@ async fn forwarded_account(s: &TestServer, upstream: &str) -> (String, String) {
     (endpoint, keys["key1"].as_str().unwrap().to_string())
 }
 
-async fn get(s: &TestServer, url: &str, key: &str) -> (u16, Value) {
-    let resp = s
-        .client
-        .get(url)
-        .header("Ocp-Apim-Subscription-Key", key)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn an_https_upstream_trusted_by_the_ca_file_gets_the_call() {
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
@@ -177,7 +166,7 @@ async fn an_https_upstream_trusted_by_the_ca_file_gets_the_call() {
         TestServer::start_with("info", &[("REKEY_UPSTREAM_CA_FILE", ca.to_str().unwrap())]).await;
     let (endpoint, key) = forwarded_account(&s, &upstream).await;
     for _ in 0..3 {
-        let (status, echo) = get(&s, &format!("{endpoint}items/7?x=1"), &key).await;
+        let (status, echo) = cs_call(&s, &format!("{endpoint}items/7?x=1"), &key).await;
         assert_eq!(status, 200, "{echo}");
         assert_eq!(echo["uri"], "/base/items/7?x=1");
         assert_eq!(echo["key"], false, "the key is not forwarded");
@@ -193,7 +182,7 @@ async fn an_https_upstream_with_an_untrusted_certificate_gets_nothing_and_the_cl
     // No --upstream-ca-file: the upstream's CA is none of the built-in roots.
     let s = TestServer::start().await;
     let (endpoint, key) = forwarded_account(&s, &upstream).await;
-    let (status, answer) = get(&s, &format!("{endpoint}items/7"), &key).await;
+    let (status, answer) = cs_call(&s, &format!("{endpoint}items/7"), &key).await;
     assert_eq!(status, 502, "{answer}");
     assert_eq!(answer["error"]["code"], "BadGateway");
     let message = answer["error"]["message"].as_str().unwrap();
