@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::serve::{Listener as _, ListenerExt as _};
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::dataplane::cs_call;
