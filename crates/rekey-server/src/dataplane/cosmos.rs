@@ -48,11 +48,13 @@ pub fn signing_slot(
         .map_err(|_| CosmosRefusal::BadSignature)?;
     let (resource_type, link) = cosmos_auth::resource_parts(path_below_account);
     let to_sign = cosmos_auth::string_to_sign(method, &resource_type, &link, date_text);
-    (0..entry.slot_count())
-        .position(|i| {
+    entry
+        .slots
+        .iter()
+        .position(|s| {
             // ring's verify compares in constant time.
-            entry
-                .signing_key(i)
+            s.signing_key
+                .as_ref()
                 .is_some_and(|key| hmac::verify(key, to_sign.as_bytes(), &signature).is_ok())
         })
         .or_else(|| {
@@ -93,11 +95,11 @@ pub fn account_document(
     who: serde_json::Value,
 ) -> serde_json::Value {
     let location =
-        serde_json::json!({ "name": entry.location(), "databaseAccountEndpoint": endpoint });
+        serde_json::json!({ "name": entry.location, "databaseAccountEndpoint": endpoint });
     serde_json::json!({
         "_self": "",
-        "id": entry.name(),
-        "_rid": format!("{}.rekey", entry.name()),
+        "id": entry.name,
+        "_rid": format!("{}.rekey", entry.name),
         "media": "//media/",
         "addresses": "//addresses/",
         "_dbs": "//dbs/",
