@@ -1,4 +1,4 @@
-"""Owns what the benchmarks (bench/verify, bench/gateway, bench/nodes, bench/scale) share: a release rekeyd with
+"""Owns what the benchmarks (bench/verify, bench/gateway, bench/nodes) share: a release rekeyd with
 Cognitive Services accounts and their keys, nginx started from a generated configuration, wrk runs
 of one request list (`keys.lua`), interleaved rounds with medians and spread, and rewriting a
 README's results section. Only the standard library, nginx, wrk and openssl are used.
