@@ -581,6 +581,19 @@ impl UpstreamBody {
         }
     }
 
+    /// Up to `left` more bytes of the body and what is left after them, reading from the upstream
+    /// when nothing is buffered; an upstream that closes first cuts the body short, and its
+    /// connection is not reused.
+    fn poll_data(&mut self, cx: &mut Context<'_>, left: u64) -> Poll<io::Result<(Bytes, u64)>> {
+        if self.pending().is_empty() && !ready!(self.poll_fill(cx))? {
+            self.conn = None;
+            return Poll::Ready(Err(cut_short()));
+        }
+        let data = self.take_data(left);
+        let left = left - data.len() as u64;
+        Poll::Ready(Ok((data, left)))
+    }
+
     fn take_data(&mut self, most: u64) -> Bytes {
         let n = (self.pending().len() as u64).min(most) as usize;
         let data = Bytes::copy_from_slice(&self.pending()[..n]);
@@ -609,12 +622,7 @@ impl hyper::body::Body for UpstreamBody {
             match this.state {
                 State::Done => return Poll::Ready(None),
                 State::Length(left) => {
-                    if this.pending().is_empty() && !ready!(this.poll_fill(cx))? {
-                        this.conn = None;
-                        return Poll::Ready(Some(Err(cut_short())));
-                    }
-                    let data = this.take_data(left);
-                    let left = left - data.len() as u64;
+                    let (data, left) = ready!(this.poll_data(cx, left))?;
                     this.state = if left == 0 {
                         State::Done
                     } else {
@@ -670,12 +678,7 @@ impl hyper::body::Body for UpstreamBody {
                     this.finish_if_done();
                 }
                 State::ChunkData(left) => {
-                    if this.pending().is_empty() && !ready!(this.poll_fill(cx))? {
-                        this.conn = None;
-                        return Poll::Ready(Some(Err(cut_short())));
-                    }
-                    let data = this.take_data(left);
-                    let left = left - data.len() as u64;
+                    let (data, left) = ready!(this.poll_data(cx, left))?;
                     this.state = if left == 0 {
                         State::ChunkEnd
                     } else {
