@@ -193,10 +193,18 @@ impl Entry {
 
     /// Every key the index maps to this entry: its slots' digests and its replaced keys' digests.
     fn keys(&self) -> Vec<[u8; 32]> {
-        (0..self.slot_count())
+        let mut keys: Vec<[u8; 32]> = Vec::with_capacity(self.slot_count());
+        // A key can be both a slot's and a replaced one when the two reads an entry is made from
+        // straddle a regeneration; it is mapped once.
+        for key in (0..self.slot_count())
             .map(|i| *self.digest(i))
             .chain(self.retired().iter().map(|r| r.digest))
-            .collect()
+        {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
     }
 
     /// The slot whose current key digests to `digest`, each slot compared in constant time. The
@@ -913,9 +921,15 @@ impl KeyIndex {
             self.applied_hint.store(latest, Ordering::Release);
             return Ok(());
         }
+        // Keys first, then controls: the two reads are not one snapshot, and a regeneration that
+        // commits between them must not leave its slot's key in neither. Read in this order, the
+        // key it replaced is still current in the first read and already in its overlap in the
+        // second; read the other way round, it would be in neither, and refused as unknown until
+        // the next catch-up (the linearizability checker found that history).
+        let indexed = self.store.index_entries(Some(&changed)).await?;
         let mut controls = rotation::by_resource(self.store.slot_controls(Some(&changed)).await?);
         let mut fresh: HashMap<Uuid, Entry> = HashMap::new();
-        for indexed in self.store.index_entries(Some(&changed)).await? {
+        for indexed in indexed {
             let id = indexed.resource.internal_id;
             if let Some(entry) = self.table.entry_of(indexed, controls.remove(&id)) {
                 fresh.insert(id, entry);
