@@ -511,6 +511,10 @@ pub trait Store: Rotation + Send + Sync + 'static {
     /// reading a page at a time: a million resources are never all in memory at once.
     async fn each_index_entry(&self, each: &mut (dyn FnMut(IndexedResource) + Send)) -> Result<()>;
 
+    /// The internal id of the resource one of whose keys (current, or replaced and still kept)
+    /// digests to `digest`, if any: how a key is looked up before the index has loaded.
+    async fn resource_with_key(&self, digest: &[u8; 32]) -> Result<Option<Uuid>>;
+
     /// The change feed's latest sequence number (0 when empty).
     async fn latest_change(&self) -> Result<i64>;
 

@@ -1027,6 +1027,19 @@ macro_rules! store_impl {
                 self.sealer.digest(presented)
             }
 
+            async fn resource_with_key(&self, digest: &[u8; 32]) -> Result<Option<Uuid>> {
+                // Both digest columns are indexed: a current key's (unique) and a replaced one's.
+                let id = sqlx::query_scalar::<_, String>(
+                    "SELECT resource_id FROM key_slots WHERE digest = $1
+                     UNION ALL SELECT resource_id FROM retired_keys WHERE digest = $1
+                     LIMIT 1",
+                )
+                .bind(&digest[..])
+                .fetch_optional(&self.$reads)
+                .await?;
+                id.map(|id| Uuid::parse_str(&id).map_err(corrupt)).transpose()
+            }
+
             async fn latest_change(&self) -> Result<i64> {
                 Ok(
                     sqlx::query_scalar::<_, i64>("SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM changes")

@@ -121,6 +121,7 @@ conformance!(
     missing_parents_give_the_most_precise_not_found,
     regenerating_one_slot_leaves_the_others_and_bumps_its_generation,
     the_index_holds_digests_and_plain_keys_only_for_signing_types,
+    a_key_current_or_replaced_leads_to_its_resource,
     the_change_feed_lists_changed_resources_in_commit_order,
     the_index_load_reads_every_resource_a_page_at_a_time,
     key_uses_record_the_latest_use_of_the_current_key_only,
@@ -669,6 +670,38 @@ async fn regenerating_one_slot_leaves_the_others_and_bumps_its_generation(t: Tes
         [("key1", "first-key1", 1), ("key2", "second-key2", 2)]
     );
     assert!(read[1].created_at >= read[0].created_at);
+}
+
+async fn a_key_current_or_replaced_leads_to_its_resource(t: TestStore) {
+    let s = &*t.store;
+    let id = resource_fixture(s).await;
+    let key1 = ACCOUNTS.slot("key1").unwrap();
+    let (resource, before) = s.keys(&id).await.unwrap();
+    let old = before[0].secret.expose().to_string();
+    let options = RegenerateOptions {
+        grace: Some(Duration::seconds(60)),
+        remember: None,
+    };
+    s.regenerate_with(
+        &id,
+        vec![(key1, secret("new-1"))],
+        None,
+        &audit("/", "r"),
+        &options,
+    )
+    .await
+    .unwrap();
+    let found = |key: &str| {
+        let digest = s.key_digest(key);
+        async move { s.resource_with_key(&digest).await.unwrap() }
+    };
+    assert_eq!(found("new-1").await, Some(resource.internal_id));
+    assert_eq!(
+        found(&old).await,
+        Some(resource.internal_id),
+        "a replaced key is still told apart from a guess"
+    );
+    assert_eq!(found("never-issued").await, None);
 }
 
 async fn the_index_holds_digests_and_plain_keys_only_for_signing_types(t: TestStore) {

@@ -44,7 +44,7 @@
 //! A single node (SQLite) has no other writers, needs neither, and pays nothing for them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -761,20 +761,108 @@ pub struct KeyIndex {
     applied_hint: AtomicI64,
     /// `None` when this process is the store's only writer: then the index is always current.
     freshness: Option<Freshness>,
+    /// [`LOADING`], then [`JOINING`], then [`OPEN`]: until the index is open, checks read their
+    /// resource from the store ([`KeyIndex::read_resource`]).
+    phase: AtomicU8,
+    /// Counts taken from the one-resource tables of calls served while the index loaded.
+    spilled_counts: Mutex<HashMap<(Uuid, &'static str, i64), rekey_store::SlotUsage>>,
+}
+
+/// The index is being filled: catch-ups wait for it to finish (every check reads the store).
+const LOADING: u8 = 0;
+/// The index is filled and follows the feed, and the node is joining the others (under a lease):
+/// checks still read the store, since the index is not trusted before the first lease.
+const JOINING: u8 = 1;
+/// Checks read the index.
+const OPEN: u8 = 2;
+
+/// One resource read from the store for one check, while the index loads: the same entry the
+/// index would hold, in a table of its own.
+pub struct Single(Table);
+
+impl Single {
+    pub fn resource(&self, id: &Uuid) -> Option<EntryRef<'_>> {
+        self.0.resource(id)
+    }
+
+    pub fn find(&self, digest: &[u8; 32]) -> Option<Found<'_>> {
+        self.0.find(digest)
+    }
+}
+
+/// Where a check finds its resource: the index, or (while it loads) the one resource read for it.
+#[derive(Clone, Copy)]
+pub enum Lookup<'a> {
+    Index(&'a KeyIndex),
+    Single(&'a Single),
+}
+
+impl<'a> Lookup<'a> {
+    pub fn resource(self, id: &Uuid) -> Option<EntryRef<'a>> {
+        match self {
+            Lookup::Index(index) => index.resource(id),
+            Lookup::Single(single) => single.resource(id),
+        }
+    }
+
+    pub fn find(self, digest: &[u8; 32]) -> Option<Found<'a>> {
+        match self {
+            Lookup::Index(index) => index.find(digest),
+            Lookup::Single(single) => single.find(digest),
+        }
+    }
 }
 
 impl KeyIndex {
-    /// Loads every resource. The feed position is read first, so changes made during the load are
-    /// applied again by the next catch-up (reloading is idempotent). Under a lease the index is not
-    /// trusted until the first lease is granted.
-    pub async fn load(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
+    /// An empty index at the change feed's current position, to be filled by [`Self::fill`]; until
+    /// it is open ([`Self::open`]) checks read their resource from the store, so a node answers
+    /// its first call long before a million resources have loaded. Under a lease the index is
+    /// not trusted until the first lease is granted.
+    pub async fn new(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
         let origin = Instant::now();
         let latest = store.latest_change().await?;
-        let table = Table::new();
-        let mut controls = rotation::by_resource(store.slot_controls(None).await?);
+        Ok(Self {
+            store,
+            table: Table::new(),
+            spilled: Mutex::new(Vec::new()),
+            applied: tokio::sync::Mutex::new(latest),
+            applied_hint: AtomicI64::new(latest),
+            freshness: match consistency {
+                Consistency::OnlyWriter => None,
+                Consistency::Bounded(bound) => Some(Some(bound)),
+                Consistency::Leased => Some(None),
+            }
+            .map(|bound| Freshness {
+                bound,
+                origin,
+                confirmed: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                leased_until: AtomicU64::new(0),
+            }),
+            phase: AtomicU8::new(LOADING),
+            spilled_counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// [`Self::new`], filled and open: for a process that serves nothing until it is loaded.
+    pub async fn load(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
+        let index = Self::new(store, consistency).await?;
+        index.fill().await?;
+        index.open();
+        Ok(index)
+    }
+
+    /// Loads every resource, then applies every change committed since [`Self::new`] read the
+    /// feed's position (reloading is idempotent, so a change both read and applied is harmless).
+    /// Nothing else changes the table meanwhile: catch-ups wait for the load's end. Called again
+    /// after a failure, it starts over on the same table.
+    pub async fn fill(&self) -> Result<(), StoreError> {
+        let origin = Instant::now();
+        let mut controls = rotation::by_resource(self.store.slot_controls(None).await?);
         let controls_read = origin.elapsed();
         let mut building = Duration::ZERO;
-        store
+        let table = &self.table;
+        self.store
             .each_index_entry(&mut |indexed| {
                 let started = Instant::now();
                 let id = indexed.resource.internal_id;
@@ -797,26 +885,78 @@ impl KeyIndex {
             shrink_ms = (origin.elapsed() - read).as_millis() as u64,
             "key index load timings"
         );
-        Ok(Self {
-            store,
-            table,
-            spilled: Mutex::new(Vec::new()),
-            applied: tokio::sync::Mutex::new(latest),
-            applied_hint: AtomicI64::new(latest),
-            freshness: match consistency {
-                Consistency::OnlyWriter => None,
-                Consistency::Bounded(bound) => Some(Some(bound)),
-                Consistency::Leased => Some(None),
+        // The load's two reads (controls, then keys) are not one snapshot: this catch-up makes
+        // every resource changed meanwhile right. A catch-up asked for while the index loaded
+        // returned at once (its caller's change is in this one, as it committed before); from
+        // here on they apply changes to the table.
+        let mut applied = self.applied.lock().await;
+        self.catch_up_locked(&mut applied).await?;
+        self.phase.store(JOINING, Ordering::Release);
+        Ok(())
+    }
+
+    /// Lets checks read the index (after [`Self::fill`], and after joining under a lease).
+    pub fn open(&self) {
+        self.phase.store(OPEN, Ordering::Release);
+    }
+
+    /// Whether checks must read their resource from the store: the index is not open yet.
+    pub fn is_loading(&self) -> bool {
+        self.phase.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Reads the resource with internal id `id` (text from a request path) from the store, as the
+    /// index would hold it: keys first, then controls, as a catch-up reads them.
+    pub async fn read_resource(&self, id: &str) -> Result<Single, StoreError> {
+        let table = Table::new();
+        if let Ok(id) = Uuid::try_parse(id) {
+            let only = [id];
+            let indexed = self.store.index_entries(Some(&only)).await?;
+            let mut controls = rotation::by_resource(self.store.slot_controls(Some(&only)).await?);
+            for indexed in indexed {
+                let id = indexed.resource.internal_id;
+                if let Some(entry) = table.entry_of(indexed, controls.remove(&id)) {
+                    table.put(entry);
+                }
             }
-            .map(|bound| Freshness {
-                bound,
-                origin,
-                // The load itself read everything committed before `origin`.
-                confirmed: AtomicU64::new(1),
-                failed: AtomicU64::new(0),
-                leased_until: AtomicU64::new(0),
-            }),
-        })
+        }
+        Ok(Single(table))
+    }
+
+    /// Reads the resource one of whose keys digests to `digest` from the store (`POST /verify`
+    /// while the index loads).
+    pub async fn read_key(&self, digest: &[u8; 32]) -> Result<Single, StoreError> {
+        match self.store.resource_with_key(digest).await? {
+            Some(id) => self.read_resource(&id.to_string()).await,
+            None => Ok(Single(Table::new())),
+        }
+    }
+
+    /// Keeps what a call counted on its one-resource table, for the next flush.
+    pub fn spill(&self, single: Single) {
+        let now = rotation::now_micros();
+        let mut counts = self
+            .spilled_counts
+            .lock()
+            .expect("spill lock is never poisoned");
+        let mut uses = self.spilled.lock().expect("spill lock is never poisoned");
+        for shard in single.0.shards.iter() {
+            let shard = shard.0.read().expect("index lock is never poisoned");
+            for entry in shard.entries.iter().flatten() {
+                uses.extend(pending_uses(entry));
+                rotation::take_usage(entry, now, &mut counts);
+            }
+        }
+    }
+
+    /// After [`Self::catch_up`]: a feed position at or after every change committed before it.
+    /// While the index loads, the catch-up applied nothing, and the feed's latest position is
+    /// what other nodes must have applied.
+    pub async fn caught_up_through(&self) -> Result<i64, StoreError> {
+        if self.phase.load(Ordering::Acquire) == LOADING {
+            return self.store.latest_change().await;
+        }
+        Ok(self.applied())
     }
 
     /// The last change-feed sequence number applied.
@@ -901,6 +1041,11 @@ impl KeyIndex {
     /// Applies every change committed since the last catch-up.
     pub async fn catch_up(&self) -> Result<(), StoreError> {
         let mut applied = self.applied.lock().await;
+        if self.phase.load(Ordering::Acquire) == LOADING {
+            // Checks read the store until the load ends, and the load's own catch-up, which takes
+            // this lock after it is released, applies every change committed before now.
+            return Ok(());
+        }
         self.catch_up_locked(&mut applied).await
     }
 
@@ -991,7 +1136,12 @@ impl KeyIndex {
     /// resource, slot and minute.
     pub fn drain_counts(&self) -> Vec<rekey_store::SlotUsage> {
         let now = rotation::now_micros();
-        let mut out = HashMap::new();
+        let mut out = std::mem::take(
+            &mut *self
+                .spilled_counts
+                .lock()
+                .expect("spill lock is never poisoned"),
+        );
         for i in 0..SHARDS {
             let shard = self.table.read(i);
             for entry in shard.entries.iter().flatten() {
@@ -1014,6 +1164,118 @@ impl KeyIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store with one Cognitive Services account whose key1 was regenerated with an overlap:
+    /// the store, the account's internal id, its replaced key1 and its current key1.
+    async fn store_with_an_overlap() -> (tempfile::TempDir, Arc<dyn Store>, Uuid, String, String) {
+        use rekey_core::{ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId};
+        use rekey_store::{AuditRecord, MasterKey, RegenerateOptions, Sealer, SqliteStore};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let sealer = Sealer::new(&MasterKey::generate());
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&SqliteStore::url_in(dir.path()), sealer)
+                .await
+                .expect("SQLite opens"),
+        );
+        let audit = || AuditRecord {
+            at: time::OffsetDateTime::now_utc(),
+            principal_id: "tester".into(),
+            action: "test".into(),
+            scope: "/".into(),
+            source: "127.0.0.1".into(),
+            request_id: Uuid::new_v4().to_string(),
+            result: "Succeeded".into(),
+        };
+        let sub = SubscriptionId::random();
+        store.put_subscription(&sub, "test", &audit()).await.unwrap();
+        let group = ResourceGroupName::parse("rg").unwrap();
+        store
+            .put_group(
+                &rekey_core::ResourceGroup {
+                    subscription: sub.clone(),
+                    name: group.clone(),
+                    location: "westeurope".into(),
+                    tags: Default::default(),
+                    created_at: time::OffsetDateTime::now_utc(),
+                },
+                &audit(),
+            )
+            .await
+            .unwrap();
+        let id = ResourceId {
+            subscription: sub,
+            group,
+            provider: PROVIDER,
+            name: ResourceName::parse(PROVIDER, "acct").unwrap(),
+        };
+        let spec = ResourceSpec {
+            location: "westeurope".into(),
+            kind: None,
+            sku: None,
+            tags: Default::default(),
+            settings: serde_json::Map::new(),
+        };
+        let keys = PROVIDER
+            .slots
+            .iter()
+            .map(|slot| (slot, rekey_core::Secret::new(format!("first-{}", slot.name))))
+            .collect();
+        let (resource, _) = store
+            .put_resource(&id, &spec, keys, None, &audit())
+            .await
+            .unwrap();
+        let options = RegenerateOptions {
+            grace: Some(time::Duration::minutes(10)),
+            remember: None,
+        };
+        store
+            .regenerate_with(
+                &id,
+                vec![(&PROVIDER.slots[0], rekey_core::Secret::new("second-key1".into()))],
+                None,
+                &audit(),
+                &options,
+            )
+            .await
+            .unwrap();
+        (
+            dir,
+            store,
+            resource.internal_id,
+            "first-key1".into(),
+            "second-key1".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_node_still_loading_its_index_answers_from_the_store_keys_current_and_in_overlap() {
+        let (_dir, store, id, old, new) = store_with_an_overlap().await;
+        let index = KeyIndex::new(store.clone(), Consistency::OnlyWriter)
+            .await
+            .unwrap();
+        assert!(index.is_loading());
+        for key in [&old, &new] {
+            let single = index.read_key(&store.key_digest(key)).await.unwrap();
+            let found = single.find(&store.key_digest(key)).expect("the key opens its slot");
+            assert_eq!((found.entry.internal_id, found.slot), (id, 0));
+        }
+        let single = index.read_key(&store.key_digest("never-issued")).await.unwrap();
+        assert!(single.find(&store.key_digest("never-issued")).is_none());
+        let single = index.read_resource(&id.to_string()).await.unwrap();
+        assert_eq!(single.resource(&id).unwrap().name(), "acct");
+        assert!(index.read_resource("not-an-id").await.unwrap().resource(&id).is_none());
+        // The table is the load's alone until it ends.
+        index.catch_up().await.unwrap();
+        assert!(index.is_empty() && index.resource(&id).is_none());
+
+        index.fill().await.unwrap();
+        index.open();
+        assert!(!index.is_loading());
+        for key in [&old, &new] {
+            let found = index.find(&store.key_digest(key)).expect("the key opens its slot");
+            assert_eq!((found.entry.internal_id, found.slot), (id, 0));
+        }
+    }
 
     const PROVIDER: &Provider = &rekey_core::providers::cognitive_services::ACCOUNTS;
 

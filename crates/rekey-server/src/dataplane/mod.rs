@@ -45,7 +45,7 @@ use crate::authz::{Caller, VERIFY_ACTION};
 use crate::error::ApiError;
 use crate::metrics::{self, Outcome};
 use crate::state::AppState;
-use index::Entry;
+use index::{Entry, Lookup};
 pub use parts::DataPlane;
 
 /// Why a data-plane call was refused; rendered in the resource type's own error shape.
@@ -536,10 +536,29 @@ async fn serve(
     if let Some(seconds) = dp.throttle.blocked(ip) {
         return Some(dp.refused(ip, request_id, id, None, None, Refusal::Throttled(seconds)));
     }
+    // While the index loads, the call's resource is read from the store: always current, so it
+    // needs no confirmation. Boxed, like the confirmation below: only a node that just started
+    // awaits it.
+    let single = if dp.index.is_loading() {
+        match Box::pin(dp.index.read_resource(id)).await {
+            Ok(single) => Some(single),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a resource while the key index loads");
+                return Some(dp.refused(ip, request_id, id, None, None, Refusal::Unavailable));
+            }
+        }
+    } else {
+        None
+    };
+    let lookup = match &single {
+        Some(single) => Lookup::Single(single),
+        None => Lookup::Index(&dp.index),
+    };
     // Fail closed: a key the index still holds may have been revoked on another node.
     // The confirmation's future is boxed: inline it would make every call's future (built and
     // moved on each request) several times larger, and on a single node it is never awaited.
-    if !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err() {
+    if single.is_none() && !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err()
+    {
         // The entry, stale or not, still says which error shape the client expects.
         let provider = Uuid::try_parse(id)
             .ok()
@@ -547,7 +566,11 @@ async fn serve(
             .map(|entry| entry.provider);
         return Some(dp.refused(ip, request_id, id, None, provider, Refusal::Unavailable));
     }
-    match decide(state, ip, id, raw_rest, request_id, &call) {
+    let decision = decide(state, lookup, ip, id, raw_rest, request_id, &call);
+    if let Some(single) = single {
+        dp.index.spill(single);
+    }
+    match decision {
         Decision::Answer(answer) => Some(answer),
         Decision::NotHere => None,
         Decision::Forward(f) => {
@@ -611,6 +634,7 @@ enum Decision {
 /// Checks a call against the index (its entry read under its shard's lock, released on return).
 fn decide(
     state: &AppState,
+    lookup: Lookup<'_>,
     ip: IpAddr,
     id: &str,
     raw_rest: &str,
@@ -620,7 +644,7 @@ fn decide(
     let dp = &state.dataplane;
     let Some(entry) = Uuid::try_parse(id)
         .ok()
-        .and_then(|id| dp.index.resource(&id))
+        .and_then(|id| lookup.resource(&id))
     else {
         dp.throttle.failed(ip);
         return Decision::Answer(dp.refused(
@@ -819,16 +843,26 @@ pub async fn verify(
         })?;
     let key = request.key.as_str();
     let dp = &state.dataplane;
-    if !dp.index.is_current() && dp.index.confirm().await.is_err() {
-        return Err(ApiError::Unavailable);
-    }
     let well_formed = rekey_core::CATALOGUE
         .iter()
         .any(|p| p.key_format.check(key).is_ok());
-    let found = well_formed
-        .then(|| dp.index.find(&state.store.key_digest(key)))
-        .flatten();
-    let answer = match found {
+    let digest = well_formed.then(|| state.store.key_digest(key));
+    // While the index loads, the key's resource is read from the store (current, so unconfirmed).
+    let single = match (&digest, dp.index.is_loading()) {
+        (Some(digest), true) => Some(dp.index.read_key(digest).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not read a key while the key index loads");
+            ApiError::Unavailable
+        })?),
+        _ => None,
+    };
+    if !dp.index.is_loading() && !dp.index.is_current() && dp.index.confirm().await.is_err() {
+        return Err(ApiError::Unavailable);
+    }
+    let lookup = match &single {
+        Some(single) => Lookup::Single(single),
+        None => Lookup::Index(&dp.index),
+    };
+    let answer = match digest.and_then(|digest| lookup.find(&digest)) {
         Some(found)
             if found.entry.key_auth_enabled
                 && !found.entry.disabled(found.slot)
@@ -850,5 +884,8 @@ pub async fn verify(
         }
         _ => VerifyResult::invalid(),
     };
+    if let Some(single) = single {
+        dp.index.spill(single);
+    }
     Ok(Json(answer).into_response())
 }
