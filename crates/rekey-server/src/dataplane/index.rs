@@ -1168,7 +1168,9 @@ mod tests {
     /// A store with one Cognitive Services account whose key1 was regenerated with an overlap:
     /// the store, the account's internal id, its replaced key1 and its current key1.
     async fn store_with_an_overlap() -> (tempfile::TempDir, Arc<dyn Store>, Uuid, String, String) {
-        use rekey_core::{ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId};
+        use rekey_core::{
+            ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId,
+        };
         use rekey_store::{AuditRecord, MasterKey, RegenerateOptions, Sealer, SqliteStore};
         let dir = tempfile::tempdir().expect("a temporary directory");
         let sealer = Sealer::new(&MasterKey::generate());
@@ -1187,7 +1189,10 @@ mod tests {
             result: "Succeeded".into(),
         };
         let sub = SubscriptionId::random();
-        store.put_subscription(&sub, "test", &audit()).await.unwrap();
+        store
+            .put_subscription(&sub, "test", &audit())
+            .await
+            .unwrap();
         let group = ResourceGroupName::parse("rg").unwrap();
         store
             .put_group(
@@ -1218,7 +1223,12 @@ mod tests {
         let keys = PROVIDER
             .slots
             .iter()
-            .map(|slot| (slot, rekey_core::Secret::new(format!("first-{}", slot.name))))
+            .map(|slot| {
+                (
+                    slot,
+                    rekey_core::Secret::new(format!("first-{}", slot.name)),
+                )
+            })
             .collect();
         let (resource, _) = store
             .put_resource(&id, &spec, keys, None, &audit())
@@ -1231,7 +1241,10 @@ mod tests {
         store
             .regenerate_with(
                 &id,
-                vec![(&PROVIDER.slots[0], rekey_core::Secret::new("second-key1".into()))],
+                vec![(
+                    &PROVIDER.slots[0],
+                    rekey_core::Secret::new("second-key1".into()),
+                )],
                 None,
                 &audit(),
                 &options,
@@ -1256,14 +1269,24 @@ mod tests {
         assert!(index.is_loading());
         for key in [&old, &new] {
             let single = index.read_key(&store.key_digest(key)).await.unwrap();
-            let found = single.find(&store.key_digest(key)).expect("the key opens its slot");
+            let found = single
+                .find(&store.key_digest(key))
+                .expect("the key opens its slot");
             assert_eq!((found.entry.internal_id, found.slot), (id, 0));
         }
-        let single = index.read_key(&store.key_digest("never-issued")).await.unwrap();
+        let single = index
+            .read_key(&store.key_digest("never-issued"))
+            .await
+            .unwrap();
         assert!(single.find(&store.key_digest("never-issued")).is_none());
         let single = index.read_resource(&id.to_string()).await.unwrap();
         assert_eq!(single.resource(&id).unwrap().name(), "acct");
-        assert!(index.read_resource("not-an-id").await.unwrap().resource(&id).is_none());
+        assert!(index
+            .read_resource("not-an-id")
+            .await
+            .unwrap()
+            .resource(&id)
+            .is_none());
         // The table is the load's alone until it ends.
         index.catch_up().await.unwrap();
         assert!(index.is_empty() && index.resource(&id).is_none());
@@ -1272,7 +1295,9 @@ mod tests {
         index.open();
         assert!(!index.is_loading());
         for key in [&old, &new] {
-            let found = index.find(&store.key_digest(key)).expect("the key opens its slot");
+            let found = index
+                .find(&store.key_digest(key))
+                .expect("the key opens its slot");
             assert_eq!((found.entry.internal_id, found.slot), (id, 0));
         }
     }

@@ -7,7 +7,8 @@
 //! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget),
 //! both in a `request` span with the answer's request id; each call is counted by type and result
 //! where it is decided ([`metrics`]).
-//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store. With other nodes
+//! Lookups use the in-memory [`index::KeyIndex`], and wait on the store only while it loads (each
+//! call then reads its one resource, [`index::Lookup`]). With other nodes
 //! writing to it, a check trusts the index only while this node's lease holds ([`membership`]), or,
 //! with a positive staleness bound, first confirms the index is recent enough (see `index`).
 
@@ -557,8 +558,7 @@ async fn serve(
     // Fail closed: a key the index still holds may have been revoked on another node.
     // The confirmation's future is boxed: inline it would make every call's future (built and
     // moved on each request) several times larger, and on a single node it is never awaited.
-    if single.is_none() && !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err()
-    {
+    if single.is_none() && !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err() {
         // The entry, stale or not, still says which error shape the client expects.
         let provider = Uuid::try_parse(id)
             .ok()
@@ -642,10 +642,7 @@ fn decide(
     call: &impl Call,
 ) -> Decision {
     let dp = &state.dataplane;
-    let Some(entry) = Uuid::try_parse(id)
-        .ok()
-        .and_then(|id| lookup.resource(&id))
-    else {
+    let Some(entry) = Uuid::try_parse(id).ok().and_then(|id| lookup.resource(&id)) else {
         dp.throttle.failed(ip);
         return Decision::Answer(dp.refused(
             ip,
