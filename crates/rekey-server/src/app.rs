@@ -163,7 +163,13 @@ async fn sync_index_after_writes(
             return ApiError::Unavailable.into_response();
         }
         if let Some(membership) = &state.dataplane.membership {
-            let position = state.dataplane.index.applied();
+            let position = match state.dataplane.index.caught_up_through().await {
+                Ok(position) => position,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the change feed's position");
+                    return ApiError::Unavailable.into_response();
+                }
+            };
             if let Err(e) = membership.wait_for_acks(position).await {
                 tracing::error!(error = %e, "could not learn whether every node applied a write");
                 return ApiError::Unavailable.into_response();

@@ -143,16 +143,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Consistency::Bounded(std::time::Duration::from_millis(config.max_staleness_ms))
         }
     };
-    let index = dataplane::index::KeyIndex::load(store.clone(), consistency)
+    // The index fills in the background (`load_index`): until then each check reads its one
+    // resource from the store, so a restart with a million resources answers at once.
+    let index = dataplane::index::KeyIndex::new(store.clone(), consistency)
         .await
-        .context("loading the key index")?;
-    if let Some(membership) = &membership {
-        membership
-            .join(&index)
-            .await
-            .context("joining the other nodes")?;
-    }
-    tracing::info!(keys = index.len(), "key index loaded");
+        .context("reading the change feed's position")?;
     let dataplane = Arc::new(dataplane::DataPlane {
         index,
         membership,
@@ -180,9 +175,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         &config,
         notices.is_some(),
     );
-    if let Some(notices) = notices {
-        spawn_follower(notices, dataplane.clone(), &config);
-    }
+    tokio::spawn(load_index(dataplane.clone(), notices, config.clone()));
     let issuer = oauth::TokenIssuer::load(
         store.as_ref(),
         time::Duration::seconds(config.access_token_ttl_seconds as i64),
@@ -311,6 +304,34 @@ fn tls_config(
 /// writers catch it up before answering; with other nodes writing, [`spawn_follower`] does this
 /// instead), writing last-use times, forgetting old throttle windows, and summing up the refusals
 /// the log left out.
+/// Fills the index, joins the other nodes (under a lease), and only then opens the index to checks
+/// and follows other nodes' changes: a node that is not yet a member must not acknowledge changes
+/// it has not loaded. A failed step is tried again after a second; meanwhile checks go on reading
+/// the store.
+async fn load_index(
+    dataplane: Arc<dataplane::DataPlane>,
+    notices: Option<Box<dyn rekey_store::ChangeListener>>,
+    config: Config,
+) {
+    let index = &dataplane.index;
+    let retry = std::time::Duration::from_secs(1);
+    while let Err(e) = index.fill().await {
+        tracing::error!(error = %e, "could not load the key index; trying again");
+        tokio::time::sleep(retry).await;
+    }
+    if let Some(membership) = &dataplane.membership {
+        while let Err(e) = membership.join(index).await {
+            tracing::error!(error = %e, "could not join the other nodes; trying again");
+            tokio::time::sleep(retry).await;
+        }
+    }
+    index.open();
+    tracing::info!(keys = index.len(), "key index loaded");
+    if let Some(notices) = notices {
+        spawn_follower(notices, dataplane.clone(), &config);
+    }
+}
+
 fn spawn_background(
     store: Arc<dyn Store>,
     dataplane: Arc<dataplane::DataPlane>,

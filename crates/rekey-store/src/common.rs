@@ -365,3 +365,108 @@ pub(crate) fn event_row(row: &impl StoredRow, prefix: &str) -> Result<StoredEven
         data: serde_json::from_str(row.text(&column("data"))).map_err(corrupt)?,
     })
 }
+
+/// `($1, $2, …), ($n+1, …)`: `rows` rows of `columns` numbered parameters, for a multi-row insert.
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
+    let mut out = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        out.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("${}", row * columns + column + 1));
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// Separates the fields of one resource's index line ([`index_lines`]); JSON escapes it in strings
+/// and no validated name or id holds it.
+pub(crate) const FIELD: char = '\u{1f}';
+/// Separates resources' index lines.
+pub(crate) const LINE: char = '\u{1e}';
+
+/// Calls `each` with the resources in `lines`, a page of the narrow index read: per resource its
+/// internal id, subscription, group name, type key, name, location and settings (JSON), then its
+/// slots as `slot generation hex-digest` triples, separated by spaces, fields by [`FIELD`] and
+/// resources by [`LINE`]. Only what the index keeps is read: the resource's kind, SKU, tags, etag
+/// and times are left empty. A resource whose type signs requests needs its plain keys, and a line
+/// that does not read cleanly is read again whole: both are left in `whole` for the caller.
+pub(crate) fn index_lines(
+    lines: &str,
+    each: &mut (dyn FnMut(IndexedResource) + Send),
+    whole: &mut Vec<Uuid>,
+) -> Result<()> {
+    for line in lines.split(LINE).filter(|l| !l.is_empty()) {
+        let mut fields = line.split(FIELD);
+        let internal_id = fields.next().unwrap_or_default();
+        let internal_id = Uuid::parse_str(internal_id).map_err(corrupt)?;
+        match index_line(internal_id, fields) {
+            Some(indexed) => each(indexed),
+            None => whole.push(internal_id),
+        }
+    }
+    Ok(())
+}
+
+fn index_line<'a>(
+    internal_id: Uuid,
+    mut fields: impl Iterator<Item = &'a str>,
+) -> Option<IndexedResource> {
+    let mut next = || fields.next();
+    let (subscription, group, type_key, name, location, settings, keys) = (
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+    );
+    if next().is_some() {
+        return None;
+    }
+    let (namespace, type_name) = type_key.split_once('/')?;
+    let provider = providers::lookup(namespace, type_name)?;
+    if provider.signs_requests {
+        return None;
+    }
+    let mut slots = Vec::with_capacity(provider.slots.len());
+    let mut words = keys.split(' ').filter(|w| !w.is_empty());
+    while let Some(slot) = words.next() {
+        let slot = provider.slot(slot)?;
+        let generation = words.next()?.parse().ok()?;
+        let mut digest = [0u8; 32];
+        hex::decode_to_slice(words.next()?, &mut digest).ok()?;
+        slots.push(IndexedSlot {
+            slot,
+            generation,
+            digest,
+            secret: None,
+        });
+    }
+    Some(IndexedResource {
+        resource: Resource {
+            internal_id,
+            id: ResourceId {
+                subscription: SubscriptionId::parse(subscription).ok()?,
+                group: ResourceGroupName::parse(group).ok()?,
+                provider,
+                name: ResourceName::parse(provider, name).ok()?,
+            },
+            spec: ResourceSpec {
+                location: location.to_string(),
+                kind: None,
+                sku: None,
+                tags: Default::default(),
+                settings: serde_json::from_str(settings).ok()?,
+            },
+            etag: String::new(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        },
+        slots,
+    })
+}

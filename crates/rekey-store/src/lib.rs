@@ -316,6 +316,13 @@ pub struct IndexedResource {
     pub slots: Vec<IndexedSlot>,
 }
 
+/// A resource to create with its first keys, for the stores' `create_resources` (loading many at once).
+pub struct NewResource {
+    pub id: ResourceId,
+    pub spec: ResourceSpec,
+    pub keys: Vec<(&'static Slot, Secret)>,
+}
+
 /// A data-plane use of a key, to be recorded as the slot's last use.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyUse {
@@ -500,6 +507,13 @@ pub trait Store: Rotation + Send + Sync + 'static {
     /// The index entries of the given resources (all resources when `None`); a deleted resource is
     /// simply absent.
     async fn index_entries(&self, only: Option<&[Uuid]>) -> Result<Vec<IndexedResource>>;
+    /// Calls `each` with every resource's index entry, as `index_entries(None)` would return them,
+    /// reading a page at a time: a million resources are never all in memory at once.
+    async fn each_index_entry(&self, each: &mut (dyn FnMut(IndexedResource) + Send)) -> Result<()>;
+
+    /// The internal id of the resource one of whose keys (current, or replaced and still kept)
+    /// digests to `digest`, if any: how a key is looked up before the index has loaded.
+    async fn resource_with_key(&self, digest: &[u8; 32]) -> Result<Option<Uuid>>;
 
     /// The change feed's latest sequence number (0 when empty).
     async fn latest_change(&self) -> Result<i64>;

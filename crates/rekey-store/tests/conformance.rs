@@ -121,7 +121,9 @@ conformance!(
     missing_parents_give_the_most_precise_not_found,
     regenerating_one_slot_leaves_the_others_and_bumps_its_generation,
     the_index_holds_digests_and_plain_keys_only_for_signing_types,
+    a_key_current_or_replaced_leads_to_its_resource,
     the_change_feed_lists_changed_resources_in_commit_order,
+    the_index_load_reads_every_resource_a_page_at_a_time,
     key_uses_record_the_latest_use_of_the_current_key_only,
     signing_keys_rotate_newest_first_and_retire_the_previous,
     operations_are_recorded_with_their_change_and_scoped_to_a_subscription,
@@ -670,6 +672,38 @@ async fn regenerating_one_slot_leaves_the_others_and_bumps_its_generation(t: Tes
     assert!(read[1].created_at >= read[0].created_at);
 }
 
+async fn a_key_current_or_replaced_leads_to_its_resource(t: TestStore) {
+    let s = &*t.store;
+    let id = resource_fixture(s).await;
+    let key1 = ACCOUNTS.slot("key1").unwrap();
+    let (resource, before) = s.keys(&id).await.unwrap();
+    let old = before[0].secret.expose().to_string();
+    let options = RegenerateOptions {
+        grace: Some(Duration::seconds(60)),
+        remember: None,
+    };
+    s.regenerate_with(
+        &id,
+        vec![(key1, secret("new-1"))],
+        None,
+        &audit("/", "r"),
+        &options,
+    )
+    .await
+    .unwrap();
+    let found = |key: &str| {
+        let digest = s.key_digest(key);
+        async move { s.resource_with_key(&digest).await.unwrap() }
+    };
+    assert_eq!(found("new-1").await, Some(resource.internal_id));
+    assert_eq!(
+        found(&old).await,
+        Some(resource.internal_id),
+        "a replaced key is still told apart from a guess"
+    );
+    assert_eq!(found("never-issued").await, None);
+}
+
 async fn the_index_holds_digests_and_plain_keys_only_for_signing_types(t: TestStore) {
     let s = &*t.store;
     let id = resource_fixture(s).await;
@@ -731,6 +765,87 @@ async fn the_index_holds_digests_and_plain_keys_only_for_signing_types(t: TestSt
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn the_index_load_reads_every_resource_a_page_at_a_time(t: TestStore) {
+    let s = &*t.store;
+    let (sub, group) = group_fixture(s).await;
+    // More than one of SQLite's pages (1,000 resources), one of them signing requests.
+    let cosmos = resource_id(&sub, &group, &DATABASE_ACCOUNTS, "db-1");
+    s.put_resource(
+        &cosmos,
+        &spec("westeurope"),
+        initial_keys(&DATABASE_ACCOUNTS, "c"),
+        None,
+        &audit("/", "put"),
+    )
+    .await
+    .unwrap();
+    for i in 0..1_000 {
+        let id = resource_id(&sub, &group, &ACCOUNTS, &format!("acct-{i}"));
+        let mut settings = spec("westeurope");
+        if i == 7 {
+            // What the index reads from the settings: key auth off, and an upstream.
+            settings
+                .settings
+                .insert("disableLocalAuth".into(), true.into());
+            settings.settings.insert(
+                "x-rekey-upstream".into(),
+                "http://127.0.0.1:9/api\u{1f}\u{1e} x".into(),
+            );
+        }
+        s.put_resource(
+            &id,
+            &settings,
+            initial_keys(&ACCOUNTS, &format!("k{i}")),
+            None,
+            &audit("/", "put"),
+        )
+        .await
+        .unwrap();
+    }
+    let summary = |e: &rekey_store::IndexedResource| {
+        let mut slots: Vec<_> = e
+            .slots
+            .iter()
+            .map(|k| {
+                (
+                    k.slot.name,
+                    k.generation,
+                    k.digest,
+                    k.secret.as_ref().map(|s| s.expose().to_string()),
+                )
+            })
+            .collect();
+        slots.sort();
+        let spec = &e.resource.spec;
+        (
+            e.resource.internal_id,
+            e.resource.id.to_string(),
+            slots,
+            spec.location.clone(),
+            spec.key_auth_enabled(),
+            spec.settings
+                .get("x-rekey-upstream")
+                .cloned()
+                .map(|v| v.to_string()),
+        )
+    };
+    let mut all: Vec<_> = s
+        .index_entries(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(summary)
+        .collect();
+    let mut streamed = Vec::new();
+    s.each_index_entry(&mut |e| streamed.push(summary(&e)))
+        .await
+        .unwrap();
+    assert_eq!(streamed.len(), 1_001, "every resource once");
+    all.sort();
+    streamed.sort();
+    assert_eq!(streamed, all);
 }
 
 async fn the_change_feed_lists_changed_resources_in_commit_order(t: TestStore) {

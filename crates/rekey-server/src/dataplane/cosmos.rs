@@ -48,13 +48,11 @@ pub fn signing_slot(
         .map_err(|_| CosmosRefusal::BadSignature)?;
     let (resource_type, link) = cosmos_auth::resource_parts(path_below_account);
     let to_sign = cosmos_auth::string_to_sign(method, &resource_type, &link, date_text);
-    entry
-        .slots
-        .iter()
-        .position(|s| {
+    (0..entry.slot_count())
+        .position(|i| {
             // ring's verify compares in constant time.
-            s.signing_key
-                .as_ref()
+            entry
+                .signing_key(i)
                 .is_some_and(|key| hmac::verify(key, to_sign.as_bytes(), &signature).is_ok())
         })
         .or_else(|| {
@@ -95,11 +93,11 @@ pub fn account_document(
     who: serde_json::Value,
 ) -> serde_json::Value {
     let location =
-        serde_json::json!({ "name": entry.location, "databaseAccountEndpoint": endpoint });
+        serde_json::json!({ "name": entry.location(), "databaseAccountEndpoint": endpoint });
     serde_json::json!({
         "_self": "",
-        "id": entry.name,
-        "_rid": format!("{}.rekey", entry.name),
+        "id": entry.name(),
+        "_rid": format!("{}.rekey", entry.name()),
         "media": "//media/",
         "addresses": "//addresses/",
         "_dbs": "//dbs/",

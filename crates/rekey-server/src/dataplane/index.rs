@@ -5,8 +5,18 @@
 //! its key's digest is compared with that resource's slots; `POST /verify` finds a key by digest
 //! alone. Resources are spread over locks by id, so concurrent checks do not contend. rekey's own
 //! rotation controls ride on the same entries and the same feed (`rotation`): a per-slot disabled
-//! flag and usage counters, and the keyed digests of keys regenerations replaced (also in the
-//! digest map), so they follow every node's index exactly as current keys do.
+//! flag and usage counters, and the keyed digests of keys regenerations replaced (also mapped to
+//! their entries), so they follow every node's index exactly as current keys do.
+//!
+//! The index is laid out for a million resources in a few hundred megabytes (bench/scale): each
+//! shard keeps its entries in a vector, each entry with one allocation for its slots' digests and
+//! its name, and one hash table from the first eight bytes of every key it holds (internal ids and
+//! key digests alike) to an entry's location (a `u32`). Eight bytes find the entry; the entry has
+//! the final say (its full internal id, or a constant-time compare of the full digest), and the
+//! rare key whose eight bytes are already taken goes to a small overflow table keyed by all its
+//! bytes. A resource id is stored as its scope (subscription, group, type; interned per shard) and
+//! its name. What only some resources have (an upstream, signing keys, replaced keys) is boxed
+//! apart, and a slot's use counters are allocated on its entry's first accepted call.
 //!
 //! The index follows the store's change feed: writers call [`KeyIndex::catch_up`] before they
 //! answer, so a regenerated key is gone from the index before the regeneration is acknowledged; a
@@ -34,8 +44,8 @@
 //! A single node (SQLite) has no other writers, needs neither, and pays nothing for them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -46,61 +56,157 @@ use rekey_store::{IndexedResource, KeyUse, Store, StoreError};
 use ring::hmac;
 use uuid::Uuid;
 
-use super::rotation;
+use super::rotation::{self, RetiredEntry, UsageCell};
 
-/// One slot of an indexed resource.
-pub struct EntrySlot {
-    pub slot: &'static Slot,
-    pub generation: i64,
-    pub digest: [u8; 32],
-    /// The HMAC key clients sign with, for types that sign requests (Cosmos DB).
-    pub signing_key: Option<hmac::Key>,
-    /// When the data plane last accepted this key (Unix microseconds), not yet written to the
+/// Bytes one slot takes at the start of an entry's [`Entry::packed`]: its key's digest, then its
+/// generation (a little-endian `u32`: one past `u32::MAX` regenerations is out of reach).
+const SLOT_BYTES: usize = 36;
+
+/// One slot's uses on this node: allocated for an entry on its first accepted call, so the many
+/// resources never called pay nothing for them.
+#[derive(Default)]
+pub struct SlotUse {
+    /// When the data plane last accepted this key (Unix microseconds), not yet taken for the
     /// store; 0 when nothing is pending. An atomic store keeps the request path lock-free.
-    pub last_used: AtomicI64,
+    last_used: AtomicI64,
     /// The last use taken for the store (Unix microseconds, 0 for none since this entry was made).
-    pub flushed: AtomicI64,
-    /// The start of the data plane's self-answer for this slot, up to `"method":` (JSON). It is
-    /// the same for every call, so it is rendered once here rather than on each request.
-    pub self_answer: Box<[u8]>,
-    /// The slot is disabled (rekey's own control): its key is refused without being rotated.
-    pub disabled: bool,
-    /// Uses on this node per minute, with the last client (`rotation`).
-    pub usage: super::rotation::UsageCell,
+    flushed: AtomicI64,
+    /// Uses per minute, with the last client (`rotation`).
+    pub counts: UsageCell,
 }
 
-/// `{"authenticated":true,"resourceId":…,"keyName":…,"access":…,"method":` for one slot.
-fn self_answer_start(resource_id: &str, slot: &Slot) -> Box<[u8]> {
-    let json = |text: &str| serde_json::Value::from(text).to_string();
-    let access = if slot.read_only {
-        "readOnly"
-    } else {
-        "readWrite"
-    };
-    format!(
-        "{{\"authenticated\":true,\"resourceId\":{},\"keyName\":{},\"access\":\"{access}\",\"method\":",
-        json(resource_id),
-        json(slot.name),
-    )
-    .into_bytes()
-    .into_boxed_slice()
+impl SlotUse {
+    /// Notes a use at `now` (Unix microseconds), unless one is pending or was taken for the store
+    /// within [`USE_RESOLUTION_MICROS`].
+    fn note_use(&self, now: i64) {
+        if now - self.flushed.load(Ordering::Relaxed) >= USE_RESOLUTION_MICROS
+            && self.last_used.load(Ordering::Relaxed) == 0
+        {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What only some resources have: an upstream, request-signing keys (Cosmos DB), the location the
+/// Cosmos DB account document names, and keys regenerations replaced. Boxed, so the common entry
+/// pays one pointer for it.
+struct Rare {
+    location: Box<str>,
+    upstream: Option<Box<str>>,
+    /// Per slot, the HMAC key clients sign with (types that sign requests).
+    signing_keys: Box<[Option<hmac::Key>]>,
+    /// Keys regenerations replaced, by keyed digest (`rotation`).
+    retired: Box<[RetiredEntry]>,
 }
 
 /// What the data plane knows about one resource.
 pub struct Entry {
     pub internal_id: Uuid,
-    pub resource_id: String,
-    pub name: String,
-    pub location: String,
     pub provider: &'static Provider,
+    /// Each of the provider's slots in its order ([`SLOT_BYTES`] each), then the resource's name:
+    /// one allocation for both.
+    packed: Box<[u8]>,
+    rare: Option<Box<Rare>>,
+    /// Per slot, its uses on this node; unset until the entry's first accepted call.
+    uses: OnceLock<Box<[SlotUse]>>,
+    /// The resource id up to its name, in its shard's [`Shard::scopes`].
+    scope: u32,
     pub key_auth_enabled: bool,
-    pub upstream: Option<String>,
-    pub slots: Vec<EntrySlot>,
-    /// Keys regenerations replaced, by keyed digest (`rotation`); empty for most resources.
-    pub retired: Box<[super::rotation::RetiredEntry]>,
+    /// Bit `i` set: slot `i` is disabled (rekey's own control), its key refused without rotation.
+    disabled: u8,
 }
 
 impl Entry {
+    /// The slot `i` holds the key of.
+    pub fn slot(&self, i: usize) -> &'static Slot {
+        &self.provider.slots[i]
+    }
+
+    /// How many slots the entry has (its provider's).
+    pub fn slot_count(&self) -> usize {
+        self.provider.slots.len()
+    }
+
+    /// Slot `i`'s current key's keyed digest.
+    pub fn digest(&self, i: usize) -> &[u8; 32] {
+        self.packed[i * SLOT_BYTES..][..32]
+            .try_into()
+            .expect("32 bytes")
+    }
+
+    /// Slot `i`'s key's generation.
+    pub fn generation(&self, i: usize) -> i64 {
+        let at = i * SLOT_BYTES + 32;
+        i64::from(u32::from_le_bytes(
+            self.packed[at..at + 4].try_into().expect("4 bytes"),
+        ))
+    }
+
+    /// The resource's name.
+    pub fn name(&self) -> &str {
+        std::str::from_utf8(&self.packed[self.slot_count() * SLOT_BYTES..]).unwrap_or_default()
+    }
+
+    /// Whether slot `i` is disabled (rekey's own control).
+    pub fn disabled(&self, i: usize) -> bool {
+        self.disabled & (1 << i) != 0
+    }
+
+    pub fn upstream(&self) -> Option<&str> {
+        self.rare.as_ref().and_then(|r| r.upstream.as_deref())
+    }
+
+    /// The resource's location; kept for types that sign requests (Cosmos DB's account document
+    /// names it) and resources with an upstream or replaced keys, empty for the others.
+    pub fn location(&self) -> &str {
+        self.rare.as_ref().map_or("", |r| &r.location)
+    }
+
+    /// The HMAC key clients sign with using slot `i`'s key (types that sign requests).
+    pub fn signing_key(&self, i: usize) -> Option<&hmac::Key> {
+        self.rare
+            .as_ref()
+            .and_then(|r| r.signing_keys.get(i))
+            .and_then(Option::as_ref)
+    }
+
+    /// Keys regenerations replaced (`rotation`); empty for most resources.
+    pub fn retired(&self) -> &[RetiredEntry] {
+        self.rare.as_ref().map_or(&[], |r| &r.retired)
+    }
+
+    /// Slot `i`'s uses on this node, made on first need.
+    fn uses(&self) -> &[SlotUse] {
+        self.uses
+            .get_or_init(|| (0..self.slot_count()).map(|_| SlotUse::default()).collect())
+    }
+
+    /// Slot `i`'s per-minute use counter (`rotation`).
+    pub fn usage(&self, i: usize) -> &UsageCell {
+        &self.uses()[i].counts
+    }
+
+    /// The slots' uses, if any call was ever accepted on this entry.
+    pub fn noted_uses(&self) -> Option<&[SlotUse]> {
+        self.uses.get().map(|uses| &**uses)
+    }
+
+    /// Every key the index maps to this entry: its slots' digests and its replaced keys' digests.
+    fn keys(&self) -> Vec<[u8; 32]> {
+        let mut keys: Vec<[u8; 32]> = Vec::with_capacity(self.slot_count());
+        // A key can be both a slot's and a replaced one when the two reads an entry is made from
+        // straddle a regeneration; it is mapped once.
+        for key in (0..self.slot_count())
+            .map(|i| *self.digest(i))
+            .chain(self.retired().iter().map(|r| r.digest))
+        {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+
     /// The slot whose current key digests to `digest`, each slot compared in constant time. The
     /// caller found this entry in the index by the id in the request's path, so the keyed digest
     /// is checked against this resource's slots alone: no second map lookup, and no second lock
@@ -108,8 +214,8 @@ impl Entry {
     pub fn slot_with_digest(&self, digest: &[u8; 32]) -> Option<usize> {
         let mut found = None;
         // Every slot is compared, whichever matches, so the time does not say which one did.
-        for (i, slot) in self.slots.iter().enumerate() {
-            if constant_time_eq(&slot.digest, digest) {
+        for i in 0..self.slot_count() {
+            if constant_time_eq(self.digest(i), digest) {
                 found = Some(i);
             }
         }
@@ -117,108 +223,445 @@ impl Entry {
     }
 }
 
-type ByDigest = HashMap<[u8; 32], Uuid, Uniform>;
-type Resources = HashMap<Uuid, Arc<Entry>, Uniform>;
+/// An entry, read under its shard's lock: hold it only for the synchronous part of a call (it is
+/// not `Send`, so it cannot be held across an `.await`).
+pub struct EntryRef<'a> {
+    shard: RwLockReadGuard<'a, Shard>,
+    at: usize,
+}
+
+impl std::ops::Deref for EntryRef<'_> {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        self.shard.entries[self.at]
+            .as_ref()
+            .expect("a located entry is present while its shard is locked")
+    }
+}
+
+impl EntryRef<'_> {
+    /// The resource's ARM id, as the client created it.
+    pub fn resource_id(&self) -> String {
+        let scope = self.scope();
+        let name = self.name();
+        let mut id = String::with_capacity(scope.len() + name.len());
+        id.push_str(scope);
+        id.push_str(name);
+        id
+    }
+
+    /// The resource id up to its name (`/subscriptions/…/providers/{namespace}/{type}/`).
+    pub fn scope(&self) -> &str {
+        &self.shard.scopes[self.scope as usize]
+    }
+}
 
 /// How many locks the resources are spread over. Every data-plane check takes one of them for
 /// reading; with one lock for all, each check's two atomic updates of the lock's count moved its
 /// cache line between the cores on every call.
 const SHARDS: usize = 64;
+/// An entry's location: its shard in the top bits, its place in the shard's vector below.
+const PLACE_BITS: u32 = 26;
+
+fn location(shard: usize, place: usize) -> u32 {
+    ((shard as u32) << PLACE_BITS) | place as u32
+}
+
+fn split(at: u32) -> (usize, usize) {
+    (
+        (at >> PLACE_BITS) as usize,
+        (at & ((1 << PLACE_BITS) - 1)) as usize,
+    )
+}
+
+fn shard_index(key: &[u8]) -> usize {
+    // Internal ids are random (version 4) and digests are HMAC outputs: their first byte spreads
+    // keys evenly.
+    usize::from(key[0]) % SHARDS
+}
+
+/// A key's first eight bytes, as two `u32`s so a table slot is 12 bytes, not 16.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Prefix([u32; 2]);
+
+impl Prefix {
+    fn of(key: &[u8]) -> Self {
+        let word = |i: usize| u32::from_le_bytes(key[i..i + 4].try_into().expect("4 bytes"));
+        Self([word(0), word(4)])
+    }
+}
+
+impl std::hash::Hash for Prefix {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(u64::from(self.0[0]) | u64::from(self.0[1]) << 32);
+    }
+}
+
+/// Hashes keys that are already uniformly random, and that no client can choose (keyed digests,
+/// and internal ids rekey makes): SipHash's protection against chosen colliding keys buys nothing
+/// for them, and it was a measurable part of each data-plane check. The bits are still mixed: every
+/// key in a shard shares its first byte's low bits.
+#[derive(Default, Clone, Copy)]
+struct Mixed;
+
+impl std::hash::BuildHasher for Mixed {
+    type Hasher = Mixer;
+    fn build_hasher(&self) -> Mixer {
+        Mixer(0)
+    }
+}
+
+struct Mixer(u64);
+
+impl std::hash::Hasher for Mixer {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h ^ (h >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
+    }
+}
+
+/// One shard: its entries, the first eight bytes of every key it holds (internal ids of its own
+/// entries, digests of any entry's keys) with their entries' locations, and its scopes.
+#[derive(Default)]
+struct Shard {
+    keys: HashMap<Prefix, u32, Mixed>,
+    entries: Vec<Option<Entry>>,
+    /// Places in `entries` free for the next new entry.
+    vacant: Vec<u32>,
+    /// Resource ids up to the name, each stored once (never removed: one per group and type ever
+    /// seen).
+    scopes: Vec<Box<str>>,
+    scope_ids: HashMap<Box<str>, u32>,
+}
+
+impl Shard {
+    fn scope_id(&mut self, scope: &str) -> u32 {
+        if let Some(&id) = self.scope_ids.get(scope) {
+            return id;
+        }
+        let id = self.scopes.len() as u32;
+        self.scopes.push(scope.into());
+        self.scope_ids.insert(scope.into(), id);
+        id
+    }
+}
 
 /// One shard's lock on its own cache lines, so checks on different shards share nothing.
 #[repr(align(128))]
 #[derive(Default)]
-struct Shard(RwLock<Resources>);
+struct Padded(RwLock<Shard>);
 
-fn shard_index(id: &Uuid) -> usize {
-    // Internal ids are random (version 4), so their first byte spreads resources evenly.
-    usize::from(id.as_bytes()[0]) % SHARDS
+/// A key the overflow table holds: a digest, or an internal id followed by zeros.
+fn full_key(key: &[u8]) -> [u8; 32] {
+    let mut full = [0u8; 32];
+    full[..key.len()].copy_from_slice(key);
+    full
 }
 
-/// Hashes keys that are already uniformly random, and that no client can choose, by their first
-/// eight bytes: keyed digests (HMAC-SHA256 under a secret key) and internal ids (random UUIDs made
-/// by rekey). SipHash's protection against chosen colliding keys buys nothing for them, and it was
-/// a measurable part of each data-plane check.
-#[derive(Default, Clone, Copy)]
-struct Uniform;
-
-impl std::hash::BuildHasher for Uniform {
-    type Hasher = FirstBytes;
-    fn build_hasher(&self) -> FirstBytes {
-        FirstBytes(0)
-    }
+/// Every entry, and every key mapped to its entry's location. Changed by one writer at a time
+/// (the load, then catch-ups under [`KeyIndex::applied`]).
+struct Table {
+    shards: Box<[Padded]>,
+    /// Keys whose first eight bytes another key already took; almost always empty.
+    overflow: Mutex<HashMap<[u8; 32], u32>>,
+    overflowed: AtomicUsize,
+    /// Live key digests.
+    digests: AtomicUsize,
 }
 
-struct FirstBytes(u64);
-
-impl std::hash::Hasher for FirstBytes {
-    fn finish(&self) -> u64 {
-        self.0
+impl Table {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+            overflow: Mutex::new(HashMap::new()),
+            overflowed: AtomicUsize::new(0),
+            digests: AtomicUsize::new(0),
+        }
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        // An array hashes as its length (the same for every key here), then its bytes.
-        let mut first = [0u8; 8];
-        let n = bytes.len().min(8);
-        first[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(first);
+    fn read(&self, shard: usize) -> RwLockReadGuard<'_, Shard> {
+        self.shards[shard]
+            .0
+            .read()
+            .expect("index lock is never poisoned: no panics under it")
     }
-}
 
-fn insert(by_digest: &mut ByDigest, resources: &mut Resources, entry: Entry) {
-    for s in &entry.slots {
-        by_digest.insert(s.digest, entry.internal_id);
+    fn write(&self, shard: usize) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[shard]
+            .0
+            .write()
+            .expect("index lock is never poisoned: no panics under it")
     }
-    for r in entry.retired.iter() {
-        by_digest.insert(r.digest, entry.internal_id);
-    }
-    resources.insert(entry.internal_id, Arc::new(entry));
-}
 
-fn entry_of(indexed: IndexedResource) -> Entry {
-    let r = indexed.resource;
-    let resource_id = r.id.to_string();
-    let slots = indexed
-        .slots
-        .into_iter()
-        .map(|s| EntrySlot {
-            slot: s.slot,
-            generation: s.generation,
-            digest: s.digest,
-            signing_key: s.secret.and_then(|secret| {
-                let bytes = zeroize::Zeroizing::new(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(secret.expose())
-                        .ok()?,
-                );
-                Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
-            }),
-            last_used: AtomicI64::new(0),
-            flushed: AtomicI64::new(0),
-            self_answer: self_answer_start(&resource_id, s.slot),
-            disabled: false,
-            usage: Default::default(),
+    fn overflow_get(&self, key: &[u8]) -> Option<u32> {
+        if self.overflowed.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.overflow
+            .lock()
+            .expect("overflow lock is never poisoned")
+            .get(&full_key(key))
+            .copied()
+    }
+
+    fn insert_key(&self, shard: &mut Shard, key: &[u8], at: u32) {
+        match shard.keys.entry(Prefix::of(key)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(at);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                let mut overflow = self
+                    .overflow
+                    .lock()
+                    .expect("overflow lock is never poisoned");
+                overflow.insert(full_key(key), at);
+                self.overflowed.store(overflow.len(), Ordering::Release);
+            }
+        }
+    }
+
+    fn remove_key(&self, shard: &mut Shard, key: &[u8], at: u32) {
+        if self.overflowed.load(Ordering::Acquire) != 0 {
+            let mut overflow = self
+                .overflow
+                .lock()
+                .expect("overflow lock is never poisoned");
+            if overflow.remove(&full_key(key)).is_some() {
+                self.overflowed.store(overflow.len(), Ordering::Release);
+                return;
+            }
+        }
+        let prefix = Prefix::of(key);
+        if shard.keys.get(&prefix) == Some(&at) {
+            shard.keys.remove(&prefix);
+        }
+    }
+
+    /// Where the entry with internal id `id` is, in its shard (locked by the caller).
+    fn locate(&self, shard: &Shard, id: &Uuid) -> Option<usize> {
+        let own = shard_index(id.as_bytes());
+        // The eight bytes may be another key's (a digest's, pointing into another shard).
+        let is_it = |at: u32| {
+            let (at_shard, place) = split(at);
+            (at_shard == own
+                && shard
+                    .entries
+                    .get(place)?
+                    .as_ref()
+                    .is_some_and(|e| e.internal_id == *id))
+            .then_some(place)
+        };
+        shard
+            .keys
+            .get(&Prefix::of(id.as_bytes()))
+            .and_then(|&at| is_it(at))
+            .or_else(|| self.overflow_get(id.as_bytes()).and_then(is_it))
+    }
+
+    fn resource(&self, id: &Uuid) -> Option<EntryRef<'_>> {
+        let shard = self.read(shard_index(id.as_bytes()));
+        let at = self.locate(&shard, id)?;
+        Some(EntryRef { shard, at })
+    }
+
+    fn find(&self, digest: &[u8; 32]) -> Option<Found<'_>> {
+        let at = self
+            .read(shard_index(digest))
+            .keys
+            .get(&Prefix::of(digest))
+            .copied();
+        // The entry, read after the key's shard, has the final say: a key replaced in between no
+        // longer matches any of its slots.
+        let open = |at: u32| {
+            let (shard, place) = split(at);
+            let shard = self.read(shard);
+            let entry = shard.entries.get(place)?.as_ref()?;
+            let slot = match entry.slot_with_digest(digest) {
+                Some(slot) => slot,
+                // A replaced key opens its slot only during its overlap.
+                None => match rotation::old_key(entry, digest, rotation::now_micros(), 0)? {
+                    rotation::OldKey::Grace(slot) => slot,
+                    rotation::OldKey::Retired(_) => return None,
+                },
+            };
+            Some(Found {
+                entry: EntryRef { shard, at: place },
+                slot,
+            })
+        };
+        at.and_then(open)
+            .or_else(|| self.overflow_get(digest).and_then(open))
+    }
+
+    /// Puts `entry` in the index, in place of the entry with its internal id if there is one (at
+    /// the same location, so the keys it keeps go on finding it, and with the old entry's use
+    /// counters); returns the uses noted on the entry it replaced.
+    fn put(&self, mut entry: Entry) -> Vec<KeyUse> {
+        let shard_at = shard_index(entry.internal_id.as_bytes());
+        let new = entry.keys();
+        let mut shard = self.write(shard_at);
+        let (place, old, pending) = match self.locate(&shard, &entry.internal_id) {
+            Some(place) => {
+                let mut old = shard.entries[place].take().expect("located");
+                let pending = pending_uses(&old);
+                carry_over(&mut old, &mut entry);
+                shard.entries[place] = Some(entry);
+                (place, old.keys(), pending)
+            }
+            None => {
+                let place = match shard.vacant.pop() {
+                    Some(place) => place as usize,
+                    None => {
+                        shard.entries.push(None);
+                        shard.entries.len() - 1
+                    }
+                };
+                let id = entry.internal_id;
+                shard.entries[place] = Some(entry);
+                self.insert_key(&mut shard, id.as_bytes(), location(shard_at, place));
+                (place, Vec::new(), Vec::new())
+            }
+        };
+        drop(shard);
+        let at = location(shard_at, place);
+        // Keys both entries hold stay mapped throughout: a check of one never misses.
+        for digest in old.iter().filter(|d| !new.contains(d)) {
+            self.remove_key(&mut self.write(shard_index(digest)), digest, at);
+        }
+        for digest in new.iter().filter(|d| !old.contains(d)) {
+            self.insert_key(&mut self.write(shard_index(digest)), digest, at);
+        }
+        self.digests.fetch_add(new.len(), Ordering::Relaxed);
+        self.digests.fetch_sub(old.len(), Ordering::Relaxed);
+        pending
+    }
+
+    /// Removes the entry with internal id `id`, if any; returns the uses noted on it.
+    fn remove(&self, id: &Uuid) -> Vec<KeyUse> {
+        let shard_at = shard_index(id.as_bytes());
+        let mut shard = self.write(shard_at);
+        let Some(place) = self.locate(&shard, id) else {
+            return Vec::new();
+        };
+        let old = shard.entries[place].take().expect("located");
+        let at = location(shard_at, place);
+        self.remove_key(&mut shard, id.as_bytes(), at);
+        drop(shard);
+        let keys = old.keys();
+        for digest in &keys {
+            self.remove_key(&mut self.write(shard_index(digest)), digest, at);
+        }
+        self.digests.fetch_sub(keys.len(), Ordering::Relaxed);
+        // Only now that no key names this place may another entry take it.
+        self.write(shard_at).vacant.push(place as u32);
+        pending_uses(&old)
+    }
+
+    /// Makes the entry for `indexed`, with its rotation controls, its scope interned in its
+    /// shard; `None` (and a warning) for a resource whose slots do not match its type's, which
+    /// then serves no key.
+    fn entry_of(
+        &self,
+        indexed: IndexedResource,
+        controls: Option<rotation::Controls>,
+    ) -> Option<Entry> {
+        let r = indexed.resource;
+        let provider = r.id.provider;
+        let name = r.id.name.as_str();
+        let mut packed = vec![0u8; provider.slots.len() * SLOT_BYTES + name.len()];
+        let mut present = vec![false; provider.slots.len()];
+        let mut signing_keys: Vec<Option<hmac::Key>> =
+            provider.slots.iter().map(|_| None).collect();
+        for s in indexed.slots {
+            let Some(i) = provider.slots.iter().position(|p| p.name == s.slot.name) else {
+                continue;
+            };
+            signing_keys[i] = s.secret.and_then(|secret| signing_key(secret.expose()));
+            let at = i * SLOT_BYTES;
+            packed[at..at + 32].copy_from_slice(&s.digest);
+            let generation = u32::try_from(s.generation).unwrap_or(u32::MAX);
+            packed[at + 32..at + 36].copy_from_slice(&generation.to_le_bytes());
+            present[i] = true;
+        }
+        if present.contains(&false) {
+            tracing::warn!(internal_id = %r.internal_id, "a resource lacks some of its type's key slots; it serves no key");
+            return None;
+        }
+        packed[provider.slots.len() * SLOT_BYTES..].copy_from_slice(name.as_bytes());
+        let (disabled, retired) = rotation::controls_of(provider, controls);
+        let upstream = r.spec.upstream().ok().flatten().map(String::into_boxed_str);
+        let rare =
+            (upstream.is_some() || provider.signs_requests || !retired.is_empty()).then(|| {
+                Box::new(Rare {
+                    location: r.spec.location.as_str().into(),
+                    upstream,
+                    signing_keys: signing_keys.into_boxed_slice(),
+                    retired: retired.into_boxed_slice(),
+                })
+            });
+        let full = r.id.to_string();
+        let scope = full.strip_suffix(name).unwrap_or(&full);
+        let scope = self
+            .write(shard_index(r.internal_id.as_bytes()))
+            .scope_id(scope);
+        Some(Entry {
+            internal_id: r.internal_id,
+            provider,
+            packed: packed.into_boxed_slice(),
+            rare,
+            uses: OnceLock::new(),
+            scope,
+            key_auth_enabled: r.spec.key_auth_enabled(),
+            disabled,
         })
-        .collect();
-    Entry {
-        internal_id: r.internal_id,
-        resource_id,
-        name: r.id.name.to_string(),
-        location: r.spec.location.clone(),
-        provider: r.id.provider,
-        key_auth_enabled: r.spec.key_auth_enabled(),
-        upstream: r.spec.upstream().ok().flatten(),
-        slots,
-        retired: Box::default(),
     }
+}
+
+/// The HMAC key a client signs with, from its base64 account key (types that sign requests).
+pub fn signing_key(secret: &str) -> Option<hmac::Key> {
+    let bytes = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .ok()?,
+    );
+    Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+}
+
+/// Gives `new`, about to replace `old`, what `old` counted and last saw. Its pending last uses were
+/// taken first (with `old`'s generations); the new entry notes its slots' next uses afresh.
+fn carry_over(old: &mut Entry, new: &mut Entry) {
+    if let Some(uses) = old.uses.take() {
+        for slot in uses.iter() {
+            slot.last_used.store(0, Ordering::Relaxed);
+            slot.flushed.store(0, Ordering::Relaxed);
+        }
+        if new.slot_count() == uses.len() {
+            let _ = new.uses.set(uses);
+        }
+    }
+    rotation::carry_over(old, new);
 }
 
 /// Takes the uses noted on `entry`'s slots.
 fn pending_uses(entry: &Entry) -> Vec<KeyUse> {
-    entry
-        .slots
-        .iter()
-        .filter_map(|s| {
+    let Some(uses) = entry.noted_uses() else {
+        return Vec::new();
+    };
+    uses.iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
             // Most slots have nothing pending: read before writing, so a flush dirties only those.
             let micros = match s.last_used.load(Ordering::Relaxed) {
                 0 => 0,
@@ -229,8 +672,8 @@ fn pending_uses(entry: &Entry) -> Vec<KeyUse> {
             }
             (micros != 0).then(|| KeyUse {
                 resource: entry.internal_id,
-                slot: s.slot.name,
-                generation: s.generation,
+                slot: entry.slot(i).name,
+                generation: entry.generation(i),
                 at: time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1000)
                     .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
             })
@@ -241,9 +684,9 @@ fn pending_uses(entry: &Entry) -> Vec<KeyUse> {
 /// How precisely last uses are kept: a slot's recorded last use is at most this old.
 pub const USE_RESOLUTION_MICROS: i64 = 60_000_000;
 
-/// A key found in the index.
-pub struct Found {
-    pub entry: Arc<Entry>,
+/// A key found in the index: its entry (read under its shard's lock) and slot.
+pub struct Found<'a> {
+    pub entry: EntryRef<'a>,
     pub slot: usize,
 }
 
@@ -308,44 +751,79 @@ pub struct Stale;
 
 pub struct KeyIndex {
     store: Arc<dyn Store>,
-    /// Every live key's digest: its resource, whose entry then gives the slot (for `POST /verify`, which has no resource).
-    /// Changed only under `applied`, and held for writing while the shards' entries are replaced.
-    by_digest: RwLock<ByDigest>,
-    resources: Box<[Shard]>,
+    table: Table,
     /// Uses noted on entries that a catch-up replaced before they were flushed.
     spilled: Mutex<Vec<KeyUse>>,
-    /// The last change-feed sequence number applied; the lock also serializes catch-ups.
+    /// The last change-feed sequence number applied; the lock also serializes catch-ups (and so
+    /// every change to the table).
     applied: tokio::sync::Mutex<i64>,
     /// `applied` as last published, readable without the lock (to skip notices already applied).
     applied_hint: AtomicI64,
     /// `None` when this process is the store's only writer: then the index is always current.
     freshness: Option<Freshness>,
+    /// [`LOADING`], then [`JOINING`], then [`OPEN`]: until the index is open, checks read their
+    /// resource from the store ([`KeyIndex::read_resource`]).
+    phase: AtomicU8,
+    /// Counts taken from the one-resource tables of calls served while the index loaded.
+    spilled_counts: Mutex<HashMap<(Uuid, &'static str, i64), rekey_store::SlotUsage>>,
+}
+
+/// The index is being filled: catch-ups wait for it to finish (every check reads the store).
+const LOADING: u8 = 0;
+/// The index is filled and follows the feed, and the node is joining the others (under a lease):
+/// checks still read the store, since the index is not trusted before the first lease.
+const JOINING: u8 = 1;
+/// Checks read the index.
+const OPEN: u8 = 2;
+
+/// One resource read from the store for one check, while the index loads: the same entry the
+/// index would hold, in a table of its own.
+pub struct Single(Table);
+
+impl Single {
+    pub fn resource(&self, id: &Uuid) -> Option<EntryRef<'_>> {
+        self.0.resource(id)
+    }
+
+    pub fn find(&self, digest: &[u8; 32]) -> Option<Found<'_>> {
+        self.0.find(digest)
+    }
+}
+
+/// Where a check finds its resource: the index, or (while it loads) the one resource read for it.
+#[derive(Clone, Copy)]
+pub enum Lookup<'a> {
+    Index(&'a KeyIndex),
+    Single(&'a Single),
+}
+
+impl<'a> Lookup<'a> {
+    pub fn resource(self, id: &Uuid) -> Option<EntryRef<'a>> {
+        match self {
+            Lookup::Index(index) => index.resource(id),
+            Lookup::Single(single) => single.resource(id),
+        }
+    }
+
+    pub fn find(self, digest: &[u8; 32]) -> Option<Found<'a>> {
+        match self {
+            Lookup::Index(index) => index.find(digest),
+            Lookup::Single(single) => single.find(digest),
+        }
+    }
 }
 
 impl KeyIndex {
-    /// Loads every resource. The feed position is read first, so changes made during the load are
-    /// applied again by the next catch-up (reloading is idempotent). Under a lease the index is not
-    /// trusted until the first lease is granted.
-    pub async fn load(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
+    /// An empty index at the change feed's current position, to be filled by [`Self::fill`]; until
+    /// it is open ([`Self::open`]) checks read their resource from the store, so a node answers
+    /// its first call long before a million resources have loaded. Under a lease the index is
+    /// not trusted until the first lease is granted.
+    pub async fn new(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
         let origin = Instant::now();
         let latest = store.latest_change().await?;
-        let mut by_digest = ByDigest::default();
-        let mut resources: Vec<Resources> = (0..SHARDS).map(|_| Resources::default()).collect();
-        let mut controls = rotation::by_resource(store.slot_controls(None).await?);
-        for indexed in store.index_entries(None).await? {
-            let mut entry = entry_of(indexed);
-            let id = entry.internal_id;
-            rotation::apply(&mut entry, controls.remove(&id));
-            let shard = &mut resources[shard_index(&entry.internal_id)];
-            insert(&mut by_digest, shard, entry);
-        }
         Ok(Self {
             store,
-            by_digest: RwLock::new(by_digest),
-            resources: resources
-                .into_iter()
-                .map(|r| Shard(RwLock::new(r)))
-                .collect(),
+            table: Table::new(),
             spilled: Mutex::new(Vec::new()),
             applied: tokio::sync::Mutex::new(latest),
             applied_hint: AtomicI64::new(latest),
@@ -357,12 +835,128 @@ impl KeyIndex {
             .map(|bound| Freshness {
                 bound,
                 origin,
-                // The load itself read everything committed before `origin`.
-                confirmed: AtomicU64::new(1),
+                confirmed: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 leased_until: AtomicU64::new(0),
             }),
+            phase: AtomicU8::new(LOADING),
+            spilled_counts: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// [`Self::new`], filled and open: for a process that serves nothing until it is loaded.
+    pub async fn load(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
+        let index = Self::new(store, consistency).await?;
+        index.fill().await?;
+        index.open();
+        Ok(index)
+    }
+
+    /// Loads every resource, then applies every change committed since [`Self::new`] read the
+    /// feed's position (reloading is idempotent, so a change both read and applied is harmless).
+    /// Nothing else changes the table meanwhile: catch-ups wait for the load's end. Called again
+    /// after a failure, it starts over on the same table.
+    pub async fn fill(&self) -> Result<(), StoreError> {
+        let origin = Instant::now();
+        let mut controls = rotation::by_resource(self.store.slot_controls(None).await?);
+        let controls_read = origin.elapsed();
+        let mut building = Duration::ZERO;
+        let table = &self.table;
+        self.store
+            .each_index_entry(&mut |indexed| {
+                let started = Instant::now();
+                let id = indexed.resource.internal_id;
+                if let Some(entry) = table.entry_of(indexed, controls.remove(&id)) {
+                    table.put(entry);
+                }
+                building += started.elapsed();
+            })
+            .await?;
+        let read = origin.elapsed();
+        for shard in table.shards.iter() {
+            let mut shard = shard.0.write().expect("index lock is never poisoned");
+            shard.entries.shrink_to_fit();
+            shard.keys.shrink_to_fit();
+        }
+        tracing::info!(
+            controls_ms = controls_read.as_millis() as u64,
+            read_ms = (read - controls_read - building).as_millis() as u64,
+            build_ms = building.as_millis() as u64,
+            shrink_ms = (origin.elapsed() - read).as_millis() as u64,
+            "key index load timings"
+        );
+        // The load's two reads (controls, then keys) are not one snapshot: this catch-up makes
+        // every resource changed meanwhile right. A catch-up asked for while the index loaded
+        // returned at once (its caller's change is in this one, as it committed before); from
+        // here on they apply changes to the table.
+        let mut applied = self.applied.lock().await;
+        self.catch_up_locked(&mut applied).await?;
+        self.phase.store(JOINING, Ordering::Release);
+        Ok(())
+    }
+
+    /// Lets checks read the index (after [`Self::fill`], and after joining under a lease).
+    pub fn open(&self) {
+        self.phase.store(OPEN, Ordering::Release);
+    }
+
+    /// Whether checks must read their resource from the store: the index is not open yet.
+    pub fn is_loading(&self) -> bool {
+        self.phase.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Reads the resource with internal id `id` (text from a request path) from the store, as the
+    /// index would hold it: keys first, then controls, as a catch-up reads them.
+    pub async fn read_resource(&self, id: &str) -> Result<Single, StoreError> {
+        let table = Table::new();
+        if let Ok(id) = Uuid::try_parse(id) {
+            let only = [id];
+            let indexed = self.store.index_entries(Some(&only)).await?;
+            let mut controls = rotation::by_resource(self.store.slot_controls(Some(&only)).await?);
+            for indexed in indexed {
+                let id = indexed.resource.internal_id;
+                if let Some(entry) = table.entry_of(indexed, controls.remove(&id)) {
+                    table.put(entry);
+                }
+            }
+        }
+        Ok(Single(table))
+    }
+
+    /// Reads the resource one of whose keys digests to `digest` from the store (`POST /verify`
+    /// while the index loads).
+    pub async fn read_key(&self, digest: &[u8; 32]) -> Result<Single, StoreError> {
+        match self.store.resource_with_key(digest).await? {
+            Some(id) => self.read_resource(&id.to_string()).await,
+            None => Ok(Single(Table::new())),
+        }
+    }
+
+    /// Keeps what a call counted on its one-resource table, for the next flush.
+    pub fn spill(&self, single: Single) {
+        let now = rotation::now_micros();
+        let mut counts = self
+            .spilled_counts
+            .lock()
+            .expect("spill lock is never poisoned");
+        let mut uses = self.spilled.lock().expect("spill lock is never poisoned");
+        for shard in single.0.shards.iter() {
+            let shard = shard.0.read().expect("index lock is never poisoned");
+            for entry in shard.entries.iter().flatten() {
+                uses.extend(pending_uses(entry));
+                rotation::take_usage(entry, now, &mut counts);
+            }
+        }
+    }
+
+    /// After [`Self::catch_up`]: a feed position at or after every change committed before it.
+    /// While the index loads, the catch-up applied nothing, and the feed's latest position is
+    /// what other nodes must have applied.
+    pub async fn caught_up_through(&self) -> Result<i64, StoreError> {
+        if self.phase.load(Ordering::Acquire) == LOADING {
+            return self.store.latest_change().await;
+        }
+        Ok(self.applied())
     }
 
     /// The last change-feed sequence number applied.
@@ -447,6 +1041,11 @@ impl KeyIndex {
     /// Applies every change committed since the last catch-up.
     pub async fn catch_up(&self) -> Result<(), StoreError> {
         let mut applied = self.applied.lock().await;
+        if self.phase.load(Ordering::Acquire) == LOADING {
+            // Checks read the store until the load ends, and the load's own catch-up, which takes
+            // this lock after it is released, applies every change committed before now.
+            return Ok(());
+        }
         self.catch_up_locked(&mut applied).await
     }
 
@@ -467,49 +1066,32 @@ impl KeyIndex {
             self.applied_hint.store(latest, Ordering::Release);
             return Ok(());
         }
-        let mut fresh: HashMap<Uuid, Entry> = self
-            .store
-            .index_entries(Some(&changed))
-            .await?
-            .into_iter()
-            .map(|indexed| (indexed.resource.internal_id, entry_of(indexed)))
-            .collect();
+        // Keys first, then controls: the two reads are not one snapshot, and a regeneration that
+        // commits between them must not leave its slot's key in neither. Read in this order, the
+        // key it replaced is still current in the first read and already in its overlap in the
+        // second; read the other way round, it would be in neither, and refused as unknown until
+        // the next catch-up (the linearizability checker found that history).
+        let indexed = self.store.index_entries(Some(&changed)).await?;
         let mut controls = rotation::by_resource(self.store.slot_controls(Some(&changed)).await?);
-        for (id, entry) in fresh.iter_mut() {
-            rotation::apply(entry, controls.remove(id));
+        let mut fresh: HashMap<Uuid, Entry> = HashMap::new();
+        for indexed in indexed {
+            let id = indexed.resource.internal_id;
+            if let Some(entry) = self.table.entry_of(indexed, controls.remove(&id)) {
+                fresh.insert(id, entry);
+            }
         }
-        let mut by_digest = self
-            .by_digest
-            .write()
-            .expect("index lock is never poisoned: no panics under it");
         for id in &changed {
-            // The old entry is replaced under its shard's lock, so a check sees the old entry or
-            // the new one, never neither.
-            let mut shard = self
-                .shard(id)
-                .write()
-                .expect("index lock is never poisoned: no panics under it");
-            let old = shard.remove(id);
-            if let (Some(old), Some(new)) = (&old, fresh.get(id)) {
-                rotation::carry_over(old, new);
-            }
-            if let Some(old) = old {
-                let pending = pending_uses(&old);
-                if !pending.is_empty() {
-                    self.spilled
-                        .lock()
-                        .expect("spill lock is never poisoned")
-                        .extend(pending);
-                }
-                for s in &old.slots {
-                    by_digest.remove(&s.digest);
-                }
-                for r in old.retired.iter() {
-                    by_digest.remove(&r.digest);
-                }
-            }
-            if let Some(entry) = fresh.remove(id) {
-                insert(&mut by_digest, &mut shard, entry);
+            // An entry is replaced in place under its shard's lock, so a check sees the old entry
+            // or the new one, never neither.
+            let pending = match fresh.remove(id) {
+                Some(entry) => self.table.put(entry),
+                None => self.table.remove(id),
+            };
+            if !pending.is_empty() {
+                self.spilled
+                    .lock()
+                    .expect("spill lock is never poisoned")
+                    .extend(pending);
             }
         }
         *applied = latest;
@@ -517,37 +1099,14 @@ impl KeyIndex {
         Ok(())
     }
 
-    fn shard(&self, id: &Uuid) -> &RwLock<Resources> {
-        &self.resources[shard_index(id)].0
+    pub fn resource(&self, id: &Uuid) -> Option<EntryRef<'_>> {
+        self.table.resource(id)
     }
 
-    pub fn resource(&self, id: &Uuid) -> Option<Arc<Entry>> {
-        self.shard(id)
-            .read()
-            .expect("index lock is never poisoned")
-            .get(id)
-            .cloned()
-    }
-
-    /// The resource and slot whose current key digests to `digest`, compared in constant time.
-    pub fn find(&self, digest: &[u8; 32]) -> Option<Found> {
-        let id = *self
-            .by_digest
-            .read()
-            .expect("index lock is never poisoned")
-            .get(digest)?;
-        // The entry, read after the digest map, has the final say: a key replaced in between
-        // no longer matches any of its slots.
-        let entry = self.resource(&id)?;
-        let slot = match entry.slot_with_digest(digest) {
-            Some(slot) => slot,
-            // A replaced key opens its slot only during its overlap.
-            None => match rotation::old_key(&entry, digest, rotation::now_micros(), 0)? {
-                rotation::OldKey::Grace(slot) => slot,
-                rotation::OldKey::Retired(_) => return None,
-            },
-        };
-        Some(Found { entry, slot })
+    /// The resource and slot whose current key digests to `digest` (or whose replaced key in its
+    /// overlap does), compared in constant time.
+    pub fn find(&self, digest: &[u8; 32]) -> Option<Found<'_>> {
+        self.table.find(digest)
     }
 
     /// Notes that `entry`'s slot accepted a request now. A slot in constant use is noted once per
@@ -555,23 +1114,19 @@ impl KeyIndex {
     /// flush writes a row per slot a minute, not a row per slot each flush (with 20,000 keys in
     /// use, that was 20,000 updates a second).
     pub fn record_use(&self, entry: &Entry, slot: usize) {
-        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
-        let slot = &entry.slots[slot];
-        if now - slot.flushed.load(Ordering::Relaxed) >= USE_RESOLUTION_MICROS
-            && slot.last_used.load(Ordering::Relaxed) == 0
-        {
-            slot.last_used.store(now, Ordering::Relaxed);
-        }
+        entry.uses()[slot].note_use(rotation::now_micros());
     }
 
     /// Takes every use noted since the last call, for the store.
     pub fn drain_uses(&self) -> Vec<KeyUse> {
         let mut out =
             std::mem::take(&mut *self.spilled.lock().expect("spill lock is never poisoned"));
-        for shard in self.resources.iter() {
-            let shard = shard.0.read().expect("index lock is never poisoned");
-            for entry in shard.values() {
-                out.extend(pending_uses(entry));
+        for i in 0..SHARDS {
+            let shard = self.table.read(i);
+            for entry in shard.entries.iter().flatten() {
+                if entry.noted_uses().is_some() {
+                    out.extend(pending_uses(entry));
+                }
             }
         }
         out
@@ -581,21 +1136,24 @@ impl KeyIndex {
     /// resource, slot and minute.
     pub fn drain_counts(&self) -> Vec<rekey_store::SlotUsage> {
         let now = rotation::now_micros();
-        let mut out = HashMap::new();
-        for shard in self.resources.iter() {
-            let shard = shard.0.read().expect("index lock is never poisoned");
-            for entry in shard.values() {
+        let mut out = std::mem::take(
+            &mut *self
+                .spilled_counts
+                .lock()
+                .expect("spill lock is never poisoned"),
+        );
+        for i in 0..SHARDS {
+            let shard = self.table.read(i);
+            for entry in shard.entries.iter().flatten() {
                 rotation::take_usage(entry, now, &mut out);
             }
         }
         out.into_values().collect()
     }
 
+    /// How many keys the index maps: current keys, and replaced keys it still recognises.
     pub fn len(&self) -> usize {
-        self.by_digest
-            .read()
-            .expect("index lock is never poisoned")
-            .len()
+        self.table.digests.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -607,69 +1165,331 @@ impl KeyIndex {
 mod tests {
     use super::*;
 
-    fn entry_with_digests(digests: &[[u8; 32]]) -> Entry {
-        let provider = &rekey_core::providers::cosmos_db::DATABASE_ACCOUNTS;
-        Entry {
-            internal_id: Uuid::new_v4(),
-            resource_id: "/subscriptions/s/resourceGroups/g/providers/p/t/n".into(),
-            name: "n".into(),
-            location: "westus".into(),
-            provider,
-            key_auth_enabled: true,
-            upstream: None,
-            slots: provider
-                .slots
-                .iter()
-                .zip(digests)
-                .map(|(slot, digest)| EntrySlot {
+    /// A store with one Cognitive Services account whose key1 was regenerated with an overlap:
+    /// the store, the account's internal id, its replaced key1 and its current key1.
+    async fn store_with_an_overlap() -> (tempfile::TempDir, Arc<dyn Store>, Uuid, String, String) {
+        use rekey_core::{
+            ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId,
+        };
+        use rekey_store::{AuditRecord, MasterKey, RegenerateOptions, Sealer, SqliteStore};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let sealer = Sealer::new(&MasterKey::generate());
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&SqliteStore::url_in(dir.path()), sealer)
+                .await
+                .expect("SQLite opens"),
+        );
+        let audit = || AuditRecord {
+            at: time::OffsetDateTime::now_utc(),
+            principal_id: "tester".into(),
+            action: "test".into(),
+            scope: "/".into(),
+            source: "127.0.0.1".into(),
+            request_id: Uuid::new_v4().to_string(),
+            result: "Succeeded".into(),
+        };
+        let sub = SubscriptionId::random();
+        store
+            .put_subscription(&sub, "test", &audit())
+            .await
+            .unwrap();
+        let group = ResourceGroupName::parse("rg").unwrap();
+        store
+            .put_group(
+                &rekey_core::ResourceGroup {
+                    subscription: sub.clone(),
+                    name: group.clone(),
+                    location: "westeurope".into(),
+                    tags: Default::default(),
+                    created_at: time::OffsetDateTime::now_utc(),
+                },
+                &audit(),
+            )
+            .await
+            .unwrap();
+        let id = ResourceId {
+            subscription: sub,
+            group,
+            provider: PROVIDER,
+            name: ResourceName::parse(PROVIDER, "acct").unwrap(),
+        };
+        let spec = ResourceSpec {
+            location: "westeurope".into(),
+            kind: None,
+            sku: None,
+            tags: Default::default(),
+            settings: serde_json::Map::new(),
+        };
+        let keys = PROVIDER
+            .slots
+            .iter()
+            .map(|slot| {
+                (
                     slot,
-                    generation: 1,
-                    digest: *digest,
-                    signing_key: None,
-                    last_used: AtomicI64::new(0),
-                    flushed: AtomicI64::new(0),
-                    self_answer: Box::default(),
-                    disabled: false,
-                    usage: Default::default(),
-                })
-                .collect(),
-            retired: Box::default(),
+                    rekey_core::Secret::new(format!("first-{}", slot.name)),
+                )
+            })
+            .collect();
+        let (resource, _) = store
+            .put_resource(&id, &spec, keys, None, &audit())
+            .await
+            .unwrap();
+        let options = RegenerateOptions {
+            grace: Some(time::Duration::minutes(10)),
+            remember: None,
+        };
+        store
+            .regenerate_with(
+                &id,
+                vec![(
+                    &PROVIDER.slots[0],
+                    rekey_core::Secret::new("second-key1".into()),
+                )],
+                None,
+                &audit(),
+                &options,
+            )
+            .await
+            .unwrap();
+        (
+            dir,
+            store,
+            resource.internal_id,
+            "first-key1".into(),
+            "second-key1".into(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_node_still_loading_its_index_answers_from_the_store_keys_current_and_in_overlap() {
+        let (_dir, store, id, old, new) = store_with_an_overlap().await;
+        let index = KeyIndex::new(store.clone(), Consistency::OnlyWriter)
+            .await
+            .unwrap();
+        assert!(index.is_loading());
+        for key in [&old, &new] {
+            let single = index.read_key(&store.key_digest(key)).await.unwrap();
+            let found = single
+                .find(&store.key_digest(key))
+                .expect("the key opens its slot");
+            assert_eq!((found.entry.internal_id, found.slot), (id, 0));
         }
+        let single = index
+            .read_key(&store.key_digest("never-issued"))
+            .await
+            .unwrap();
+        assert!(single.find(&store.key_digest("never-issued")).is_none());
+        let single = index.read_resource(&id.to_string()).await.unwrap();
+        assert_eq!(single.resource(&id).unwrap().name(), "acct");
+        assert!(index
+            .read_resource("not-an-id")
+            .await
+            .unwrap()
+            .resource(&id)
+            .is_none());
+        // The table is the load's alone until it ends.
+        index.catch_up().await.unwrap();
+        assert!(index.is_empty() && index.resource(&id).is_none());
+
+        index.fill().await.unwrap();
+        index.open();
+        assert!(!index.is_loading());
+        for key in [&old, &new] {
+            let found = index
+                .find(&store.key_digest(key))
+                .expect("the key opens its slot");
+            assert_eq!((found.entry.internal_id, found.slot), (id, 0));
+        }
+    }
+
+    const PROVIDER: &Provider = &rekey_core::providers::cognitive_services::ACCOUNTS;
+
+    fn entry(table: &Table, id: Uuid, digests: [[u8; 32]; 2]) -> Entry {
+        let scope = table.write(shard_index(id.as_bytes())).scope_id(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.CognitiveServices/accounts/",
+        );
+        let mut packed = Vec::new();
+        for d in digests {
+            packed.extend_from_slice(&d);
+            packed.extend_from_slice(&1u32.to_le_bytes());
+        }
+        packed.extend_from_slice(b"n");
+        Entry {
+            internal_id: id,
+            provider: PROVIDER,
+            packed: packed.into_boxed_slice(),
+            rare: None,
+            uses: OnceLock::new(),
+            scope,
+            key_auth_enabled: true,
+            disabled: 0,
+        }
+    }
+
+    /// A digest whose first eight bytes are `prefix`'s and whose last byte is `last`.
+    fn digest(prefix: u8, last: u8) -> [u8; 32] {
+        let mut d = [prefix; 32];
+        d[31] = last;
+        d
+    }
+
+    fn found(table: &Table, d: &[u8; 32]) -> Option<(Uuid, usize)> {
+        table.find(d).map(|f| (f.entry.internal_id, f.slot))
     }
 
     #[test]
     fn a_digest_opens_only_its_own_slot_of_the_resource() {
-        let digests = [[1u8; 32], [2u8; 32], [3u8; 32], [4u8; 32]];
-        let entry = entry_with_digests(&digests);
-        assert_eq!(entry.slots.len(), 4);
-        for (i, digest) in digests.iter().enumerate() {
-            assert_eq!(entry.slot_with_digest(digest), Some(i));
-        }
-        let mut near = [4u8; 32];
-        near[31] = 5;
-        assert_eq!(entry.slot_with_digest(&near), None);
-        assert_eq!(entry.slot_with_digest(&[0u8; 32]), None);
+        let table = Table::new();
+        let e = entry(&table, Uuid::new_v4(), [digest(1, 1), digest(2, 2)]);
+        assert_eq!(e.slot_with_digest(&digest(1, 1)), Some(0));
+        assert_eq!(e.slot_with_digest(&digest(2, 2)), Some(1));
+        assert_eq!(e.slot_with_digest(&digest(2, 3)), None);
+        assert_eq!(e.slot_with_digest(&[0u8; 32]), None);
+        assert_eq!(e.slot(1).name, "key2");
     }
 
     #[test]
     fn resources_spread_over_every_shard() {
         let mut seen = [false; SHARDS];
         for _ in 0..SHARDS * 64 {
-            seen[shard_index(&Uuid::new_v4())] = true;
+            seen[shard_index(Uuid::new_v4().as_bytes())] = true;
         }
         assert!(seen.iter().all(|&s| s), "some shard never chosen: {seen:?}");
     }
 
     #[test]
-    fn keys_alike_in_their_first_bytes_are_still_told_apart() {
-        let mut map: HashMap<[u8; 32], usize, Uniform> = HashMap::default();
-        let mut a = [7u8; 32];
-        let mut b = [7u8; 32];
-        a[31] = 1;
-        b[31] = 2;
-        map.insert(a, 1);
-        map.insert(b, 2);
-        assert_eq!((map.get(&a), map.get(&b)), (Some(&1), Some(&2)));
-        assert_eq!(map.get(&[7u8; 32]), None);
+    fn keys_alike_in_their_first_eight_bytes_are_each_found() {
+        let table = Table::new();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        // b's key2 shares its first eight bytes with a's key1, and so does a's own key2.
+        table.put(entry(&table, a, [digest(7, 1), digest(7, 2)]));
+        table.put(entry(&table, b, [digest(9, 1), digest(7, 3)]));
+        assert_eq!(found(&table, &digest(7, 1)), Some((a, 0)));
+        assert_eq!(found(&table, &digest(7, 2)), Some((a, 1)));
+        assert_eq!(found(&table, &digest(7, 3)), Some((b, 1)));
+        assert_eq!(
+            found(&table, &digest(7, 4)),
+            None,
+            "eight equal bytes are not a key"
+        );
+        assert_eq!(table.overflowed.load(Ordering::Relaxed), 2);
+
+        // The key that holds the eight bytes goes; those that overflowed are still found.
+        table.remove(&a);
+        assert_eq!(found(&table, &digest(7, 1)), None);
+        assert_eq!(found(&table, &digest(7, 2)), None);
+        assert_eq!(found(&table, &digest(7, 3)), Some((b, 1)));
+        assert!(table.resource(&a).is_none());
+        table.remove(&b);
+        assert_eq!(table.overflowed.load(Ordering::Relaxed), 0);
+        assert_eq!(table.digests.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_internal_id_alike_a_digest_in_its_first_bytes_finds_its_own_resource() {
+        let table = Table::new();
+        let a = Uuid::new_v4();
+        let mut clash = [0u8; 32];
+        clash[..16].copy_from_slice(a.as_bytes());
+        clash[31] = 1;
+        let b = Uuid::new_v4();
+        // b's key is in a's shard with a's id's first eight bytes, put there before a exists.
+        table.put(entry(&table, b, [clash, digest(3, 3)]));
+        table.put(entry(&table, a, [digest(4, 4), digest(5, 5)]));
+        assert_eq!(table.resource(&a).map(|e| e.internal_id), Some(a));
+        assert_eq!(table.resource(&b).map(|e| e.internal_id), Some(b));
+        assert_eq!(found(&table, &clash), Some((b, 0)));
+        assert!(table.resource(&Uuid::new_v4()).is_none());
+    }
+
+    #[test]
+    fn a_replaced_entry_keeps_its_place_and_its_unchanged_key() {
+        let table = Table::new();
+        let a = Uuid::new_v4();
+        table.put(entry(&table, a, [digest(1, 1), digest(2, 2)]));
+        let place = table.resource(&a).map(|e| e.at);
+        // key2 regenerated: key1 is found throughout, the old key2 never again.
+        table.put(entry(&table, a, [digest(1, 1), digest(3, 3)]));
+        assert_eq!(table.resource(&a).map(|e| e.at), place);
+        assert_eq!(found(&table, &digest(1, 1)), Some((a, 0)));
+        assert_eq!(found(&table, &digest(2, 2)), None);
+        assert_eq!(found(&table, &digest(3, 3)), Some((a, 1)));
+        assert_eq!(table.digests.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_place_freed_by_a_deletion_serves_only_its_new_resource() {
+        let table = Table::new();
+        let a = Uuid::new_v4();
+        table.put(entry(&table, a, [digest(1, 1), digest(2, 2)]));
+        table.remove(&a);
+        // Another resource in the same shard takes the freed place.
+        let b = loop {
+            let b = Uuid::new_v4();
+            if shard_index(b.as_bytes()) == shard_index(a.as_bytes()) {
+                break b;
+            }
+        };
+        table.put(entry(&table, b, [digest(5, 5), digest(6, 6)]));
+        assert!(table.resource(&a).is_none());
+        assert_eq!(found(&table, &digest(1, 1)), None);
+        assert_eq!(found(&table, &digest(5, 5)), Some((b, 0)));
+        assert_eq!(table.resource(&b).map(|e| e.resource_id()).as_deref(),
+            Some("/subscriptions/s/resourceGroups/g/providers/Microsoft.CognitiveServices/accounts/n"));
+    }
+
+    #[test]
+    fn a_use_is_noted_once_per_resolution_window() {
+        let table = Table::new();
+        let a = Uuid::new_v4();
+        table.put(entry(&table, a, [digest(1, 1), digest(2, 2)]));
+        let e = table.resource(&a).unwrap();
+        let t0 = 1_800_000_000_000_000_i64;
+        assert!(
+            pending_uses(&e).is_empty(),
+            "an entry never called has no use counters"
+        );
+        e.uses()[1].note_use(t0);
+        let uses = pending_uses(&e);
+        assert_eq!(uses.len(), 1);
+        assert_eq!((uses[0].slot, uses[0].generation), ("key2", 1));
+        assert_eq!(uses[0].at.unix_timestamp(), t0 / 1_000_000);
+        e.uses()[1].note_use(t0 + 1_000_000);
+        assert!(pending_uses(&e).is_empty(), "noted again within the window");
+        e.uses()[1].note_use(t0 + USE_RESOLUTION_MICROS);
+        assert_eq!(
+            pending_uses(&e).len(),
+            1,
+            "a new window notes the use again"
+        );
+    }
+
+    #[test]
+    fn a_replaced_entry_keeps_its_counts_and_notes_its_new_key_afresh() {
+        let table = Table::new();
+        let a = Uuid::new_v4();
+        table.put(entry(&table, a, [digest(1, 1), digest(2, 2)]));
+        let t0 = 1_800_000_000_000_000_i64;
+        let client: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        {
+            let e = table.resource(&a).unwrap();
+            e.uses()[1].note_use(t0);
+            e.usage(1).count(t0, client);
+        }
+        // key2 regenerated: the pending use goes with its old generation, the count stays.
+        let mut replacement = entry(&table, a, [digest(1, 1), digest(3, 3)]);
+        replacement.packed[SLOT_BYTES + 32..SLOT_BYTES + 36].copy_from_slice(&2u32.to_le_bytes());
+        let pending = table.put(replacement);
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].slot, pending[0].generation), ("key2", 1));
+        let e = table.resource(&a).unwrap();
+        assert_eq!(e.usage(1).last().map(|(at, _)| at), Some(t0));
+        let mut counts = HashMap::new();
+        rotation::take_usage(&e, t0, &mut counts);
+        assert_eq!(counts.values().map(|u| u.uses).sum::<u64>(), 1);
+        e.uses()[1].note_use(t0 + 1_000_000);
+        let uses = pending_uses(&e);
+        assert_eq!(uses.len(), 1, "the new key's first use is noted at once");
+        assert_eq!(uses[0].generation, 2);
     }
 }

@@ -7,7 +7,8 @@
 //! and logging), and it is logged at debug, its refusal at info (within [`refusal_log`]'s budget),
 //! both in a `request` span with the answer's request id; each call is counted by type and result
 //! where it is decided ([`metrics`]).
-//! Lookups use the in-memory [`index::KeyIndex`]; nothing here waits on the store. With other nodes
+//! Lookups use the in-memory [`index::KeyIndex`], and wait on the store only while it loads (each
+//! call then reads its one resource, [`index::Lookup`]). With other nodes
 //! writing to it, a check trusts the index only while this node's lease holds ([`membership`]), or,
 //! with a positive staleness bound, first confirms the index is recent enough (see `index`).
 
@@ -34,6 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use rekey_api::service::{Access, VerifyRequest, VerifyResult};
 use rekey_core::cosmos_auth;
+use rekey_core::providers::Slot;
 use rekey_core::Provider;
 use serde::Serialize;
 use serde_json::json;
@@ -44,7 +46,7 @@ use crate::authz::{Caller, VERIFY_ACTION};
 use crate::error::ApiError;
 use crate::metrics::{self, Outcome};
 use crate::state::AppState;
-use index::Entry;
+use index::{Entry, Lookup};
 pub use parts::DataPlane;
 
 /// Why a data-plane call was refused; rendered in the resource type's own error shape.
@@ -457,8 +459,8 @@ fn not_served() -> Answer {
 }
 
 /// What rekeyd answers for an authenticated call when no upstream is configured. The common case
-/// is written from the slot's pre-rendered start ([`index::EntrySlot::self_answer`]) by
-/// [`self_answer`]; this struct is for the Cosmos account document, which embeds it.
+/// is written straight into the body by [`self_answer`]; this struct is for the Cosmos account
+/// document, which embeds it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Authenticated<'a> {
@@ -470,22 +472,48 @@ struct Authenticated<'a> {
     path: String,
 }
 
-/// The self-answer: the slot's pre-rendered start, then the method and path of this call.
-fn self_answer(slot: &index::EntrySlot, method: &Method, rest: &str) -> Answer {
-    /// `/{rest}` as a JSON string, escaped as it is written, with no intermediate `String`.
+/// The self-answer, `{"authenticated":true,"resourceId":…,"keyName":…,"access":…,"method":…,"path":…}`,
+/// written straight into the body: the resource id from its scope and name, no intermediate `String`.
+fn self_answer(
+    entry: &index::EntryRef<'_>,
+    key: &Slot,
+    access: &str,
+    method: &Method,
+    rest: &str,
+) -> Answer {
+    /// `/{rest}` as a JSON string, escaped as it is written.
     struct Slashed<'a>(&'a str);
     impl Serialize for Slashed<'_> {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
             s.collect_str(&format_args!("/{}", self.0))
         }
     }
-    let mut body = Vec::with_capacity(slot.self_answer.len() + 32 + rest.len());
-    body.extend_from_slice(&slot.self_answer);
-    let tail = serde_json::to_writer(&mut body, method.as_str()).and_then(|()| {
-        body.extend_from_slice(b",\"path\":");
-        serde_json::to_writer(&mut body, &Slashed(rest))
-    });
-    if tail.is_err() {
+    /// The resource id as a JSON string: scope, then name.
+    struct Id<'a>(&'a str, &'a str);
+    impl Serialize for Id<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&format_args!("{}{}", self.0, self.1))
+        }
+    }
+    let scope = entry.scope();
+    let mut body = Vec::with_capacity(128 + scope.len() + entry.name().len() + rest.len());
+    body.extend_from_slice(b"{\"authenticated\":true,\"resourceId\":");
+    let written = serde_json::to_writer(&mut body, &Id(scope, entry.name()))
+        .and_then(|()| {
+            body.extend_from_slice(b",\"keyName\":");
+            serde_json::to_writer(&mut body, key.name)
+        })
+        .and_then(|()| {
+            body.extend_from_slice(b",\"access\":\"");
+            body.extend_from_slice(access.as_bytes());
+            body.extend_from_slice(b"\",\"method\":");
+            serde_json::to_writer(&mut body, method.as_str())
+        })
+        .and_then(|()| {
+            body.extend_from_slice(b",\"path\":");
+            serde_json::to_writer(&mut body, &Slashed(rest))
+        });
+    if written.is_err() {
         // Writing JSON into a Vec cannot fail; answer as a failure would, without a panic.
         return Answer::Full(ApiError::Internal.into_response());
     }
@@ -509,10 +537,28 @@ async fn serve(
     if let Some(seconds) = dp.throttle.blocked(ip) {
         return Some(dp.refused(ip, request_id, id, None, None, Refusal::Throttled(seconds)));
     }
+    // While the index loads, the call's resource is read from the store: always current, so it
+    // needs no confirmation. Boxed, like the confirmation below: only a node that just started
+    // awaits it.
+    let single = if dp.index.is_loading() {
+        match Box::pin(dp.index.read_resource(id)).await {
+            Ok(single) => Some(single),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a resource while the key index loads");
+                return Some(dp.refused(ip, request_id, id, None, None, Refusal::Unavailable));
+            }
+        }
+    } else {
+        None
+    };
+    let lookup = match &single {
+        Some(single) => Lookup::Single(single),
+        None => Lookup::Index(&dp.index),
+    };
     // Fail closed: a key the index still holds may have been revoked on another node.
     // The confirmation's future is boxed: inline it would make every call's future (built and
     // moved on each request) several times larger, and on a single node it is never awaited.
-    if !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err() {
+    if single.is_none() && !dp.index.is_current() && Box::pin(dp.index.confirm()).await.is_err() {
         // The entry, stale or not, still says which error shape the client expects.
         let provider = Uuid::try_parse(id)
             .ok()
@@ -520,21 +566,102 @@ async fn serve(
             .map(|entry| entry.provider);
         return Some(dp.refused(ip, request_id, id, None, provider, Refusal::Unavailable));
     }
-    let entry = Uuid::try_parse(id)
-        .ok()
-        .and_then(|id| dp.index.resource(&id));
-    let Some(entry) = entry else {
+    let decision = decide(state, lookup, ip, id, raw_rest, request_id, &call);
+    if let Some(single) = single {
+        dp.index.spill(single);
+    }
+    match decision {
+        Decision::Answer(answer) => Some(answer),
+        Decision::NotHere => None,
+        Decision::Forward(f) => {
+            let strip: &[&str] = match f.provider.key_header {
+                Some(h) => &[h][..],
+                None => &["authorization"],
+            };
+            let forward = gateway::Forward {
+                upstream: &f.upstream,
+                rest: &f.raw_rest,
+                strip,
+                key_name: f.slot_name,
+                access: f.access,
+                resource_id: &f.resource_id,
+                max_body_bytes: dp.max_body_bytes,
+            };
+            let refused = |refusal| {
+                dp.refused(
+                    ip,
+                    request_id,
+                    &f.resource_id,
+                    Some(f.slot_name),
+                    Some(f.provider),
+                    refusal,
+                )
+            };
+            Some(match call.forward(&dp.client, forward).await {
+                Ok(response) => {
+                    metrics::data_plane_call(Some(f.provider), Outcome::Ok);
+                    Answer::Full(response)
+                }
+                Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
+                Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
+                Err(gateway::NotForwarded::UpstreamUntrusted) => {
+                    refused(Refusal::UpstreamUntrusted)
+                }
+            })
+        }
+    }
+}
+
+/// A checked call to forward to its resource's upstream: what forwarding needs, copied out of the
+/// index entry so that its shard's lock is not held while the upstream answers.
+struct ToForward {
+    upstream: String,
+    resource_id: String,
+    raw_rest: String,
+    slot_name: &'static str,
+    access: &'static str,
+    provider: &'static Provider,
+}
+
+/// What the synchronous part of a data-plane call decided.
+enum Decision {
+    Answer(Answer),
+    Forward(ToForward),
+    /// The resource has an upstream, and this call cannot be forwarded.
+    NotHere,
+}
+
+/// Checks a call against the index (its entry read under its shard's lock, released on return).
+fn decide(
+    state: &AppState,
+    lookup: Lookup<'_>,
+    ip: IpAddr,
+    id: &str,
+    raw_rest: &str,
+    request_id: Uuid,
+    call: &impl Call,
+) -> Decision {
+    let dp = &state.dataplane;
+    let Some(entry) = Uuid::try_parse(id).ok().and_then(|id| lookup.resource(&id)) else {
         dp.throttle.failed(ip);
-        return Some(dp.refused(ip, request_id, id, None, None, Refusal::UnknownResource));
+        return Decision::Answer(dp.refused(
+            ip,
+            request_id,
+            id,
+            None,
+            None,
+            Refusal::UnknownResource,
+        ));
     };
     let provider = entry.provider;
-    let resource = entry.resource_id.as_str();
+    let resource_id = entry.resource_id();
+    let resource = resource_id.as_str();
     // Resolved (dot segments, unreserved escapes) and still encoded for forwarding; decoded for the
     // signature and the self-answer (as a Cosmos client signs its resource link).
     let raw_rest = match path::resolve(raw_rest) {
         Ok(resolved) => resolved,
         Err(why) => {
-            return Some(dp.refused(
+            return Decision::Answer(dp.refused(
                 ip,
                 request_id,
                 resource,
@@ -544,8 +671,8 @@ async fn serve(
             ))
         }
     };
-    if entry.upstream.is_some() && !call.can_forward() {
-        return None;
+    if entry.upstream().is_some() && !call.can_forward() {
+        return Decision::NotHere;
     }
     let rest: Cow<'_, str> = percent_encoding::percent_decode_str(&raw_rest).decode_utf8_lossy();
     let rest = rest.as_ref();
@@ -555,7 +682,7 @@ async fn serve(
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
-        return Some(dp.refused(
+        return Decision::Answer(dp.refused(
             ip,
             request_id,
             resource,
@@ -572,7 +699,7 @@ async fn serve(
             &entry,
             method.as_str(),
             rest,
-            &call,
+            call,
             OffsetDateTime::now_utc(),
         )
         .map_err(|r| match r {
@@ -580,7 +707,7 @@ async fn serve(
             cosmos::CosmosRefusal::StaleDate => Refusal::StaleDate,
         })
     } else {
-        header_key_slot(state, &entry, &call, ip, now)
+        header_key_slot(state, &entry, call, ip, now)
     };
     let slot = match slot {
         Ok(slot) => slot,
@@ -588,12 +715,19 @@ async fn serve(
             if refusal.is_guess() {
                 dp.throttle.failed(ip);
             }
-            return Some(dp.refused(ip, request_id, resource, None, Some(provider), refusal));
+            return Decision::Answer(dp.refused(
+                ip,
+                request_id,
+                resource,
+                None,
+                Some(provider),
+                refusal,
+            ));
         }
     };
-    let slot_name = entry.slots[slot].slot.name;
-    if entry.slots[slot].disabled {
-        return Some(dp.refused(
+    let slot_name = entry.slot(slot).name;
+    if entry.disabled(slot) {
+        return Decision::Answer(dp.refused(
             ip,
             request_id,
             resource,
@@ -603,7 +737,7 @@ async fn serve(
         ));
     }
     if !entry.key_auth_enabled {
-        return Some(dp.refused(
+        return Decision::Answer(dp.refused(
             ip,
             request_id,
             resource,
@@ -613,15 +747,15 @@ async fn serve(
         ));
     }
     dp.index.record_use(&entry, slot);
-    entry.slots[slot].usage.count(now, ip);
-    let slot = &entry.slots[slot];
-    if slot.slot.read_only
+    entry.usage(slot).count(now, ip);
+    let slot = entry.slot(slot);
+    if slot.read_only
         && !cosmos_auth::is_read(
             method.as_str(),
-            method == Method::POST && is_cosmos_query(rest, &call),
+            method == Method::POST && is_cosmos_query(rest, call),
         )
     {
-        return Some(dp.refused(
+        return Decision::Answer(dp.refused(
             ip,
             request_id,
             resource,
@@ -631,55 +765,31 @@ async fn serve(
         ));
     }
 
-    let access = if slot.slot.read_only {
+    let access = if slot.read_only {
         "readOnly"
     } else {
         "readWrite"
     };
-    if let Some(upstream) = &entry.upstream {
-        let strip: &[&str] = match provider.key_header {
-            Some(h) => &[h][..],
-            None => &["authorization"],
-        };
-        let forward = gateway::Forward {
+    if let Some(upstream) = entry.upstream().map(str::to_string) {
+        return Decision::Forward(ToForward {
             upstream,
-            rest: &raw_rest,
-            strip,
-            key_name: slot.slot.name,
+            resource_id,
+            raw_rest: raw_rest.into_owned(),
+            slot_name,
             access,
-            resource_id: &entry.resource_id,
-            max_body_bytes: dp.max_body_bytes,
-        };
-        let refused = |refusal| {
-            dp.refused(
-                ip,
-                request_id,
-                resource,
-                Some(slot_name),
-                Some(provider),
-                refusal,
-            )
-        };
-        return Some(match call.forward(&dp.client, forward).await {
-            Ok(response) => {
-                metrics::data_plane_call(Some(provider), Outcome::Ok);
-                Answer::Full(response)
-            }
-            Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
-            Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),
-            Err(gateway::NotForwarded::UpstreamUntrusted) => refused(Refusal::UpstreamUntrusted),
+            provider,
         });
     }
     // The key was good: what follows is this call's answer.
     metrics::data_plane_call(Some(provider), Outcome::Ok);
     if provider.signs_requests && !cosmos::serves_itself(&method, rest) {
-        return Some(cosmos::not_implemented());
+        return Decision::Answer(cosmos::not_implemented());
     }
     if provider.signs_requests {
         let who = Authenticated {
             authenticated: true,
-            resource_id: &entry.resource_id,
-            key_name: slot.slot.name,
+            resource_id: resource,
+            key_name: slot.name,
             access,
             method: method.as_str(),
             path: format!("/{rest}"),
@@ -690,7 +800,7 @@ async fn serve(
             entry.internal_id.simple()
         );
         let who = serde_json::to_value(&who).expect("the authenticated description serializes");
-        return Some(Answer::Json {
+        return Decision::Answer(Answer::Json {
             status: StatusCode::OK,
             body: cosmos::account_document(&entry, &endpoint, who)
                 .to_string()
@@ -698,7 +808,7 @@ async fn serve(
             retry_after: None,
         });
     }
-    Some(self_answer(slot, &method, rest))
+    Decision::Answer(self_answer(&entry, slot, access, &method, rest))
 }
 
 /// `POST /verify` `{"key":"…"}`: whether the key opens a resource now, and which slot it is.
@@ -730,29 +840,39 @@ pub async fn verify(
         })?;
     let key = request.key.as_str();
     let dp = &state.dataplane;
-    if !dp.index.is_current() && dp.index.confirm().await.is_err() {
-        return Err(ApiError::Unavailable);
-    }
     let well_formed = rekey_core::CATALOGUE
         .iter()
         .any(|p| p.key_format.check(key).is_ok());
-    let found = well_formed
-        .then(|| dp.index.find(&state.store.key_digest(key)))
-        .flatten();
-    let answer = match found {
+    let digest = well_formed.then(|| state.store.key_digest(key));
+    // While the index loads, the key's resource is read from the store (current, so unconfirmed).
+    let single = match (&digest, dp.index.is_loading()) {
+        (Some(digest), true) => Some(dp.index.read_key(digest).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not read a key while the key index loads");
+            ApiError::Unavailable
+        })?),
+        _ => None,
+    };
+    if !dp.index.is_loading() && !dp.index.is_current() && dp.index.confirm().await.is_err() {
+        return Err(ApiError::Unavailable);
+    }
+    let lookup = match &single {
+        Some(single) => Lookup::Single(single),
+        None => Lookup::Index(&dp.index),
+    };
+    let answer = match digest.and_then(|digest| lookup.find(&digest)) {
         Some(found)
             if found.entry.key_auth_enabled
-                && !found.entry.slots[found.slot].disabled
+                && !found.entry.disabled(found.slot)
                 && found.entry.provider.key_format.check(key).is_ok()
-                && caller.can(VERIFY_ACTION, &found.entry.resource_id) =>
+                && caller.can(VERIFY_ACTION, &found.entry.resource_id()) =>
         {
-            let slot = &found.entry.slots[found.slot];
+            let slot = found.entry.slot(found.slot);
             dp.index.record_use(&found.entry, found.slot);
             VerifyResult {
                 valid: true,
-                resource_id: Some(found.entry.resource_id.clone()),
-                key_name: Some(slot.slot.name.to_string()),
-                access: Some(if slot.slot.read_only {
+                resource_id: Some(found.entry.resource_id()),
+                key_name: Some(slot.name.to_string()),
+                access: Some(if slot.read_only {
                     Access::ReadOnly
                 } else {
                     Access::ReadWrite
@@ -761,5 +881,8 @@ pub async fn verify(
         }
         _ => VerifyResult::invalid(),
     };
+    if let Some(single) = single {
+        dp.index.spill(single);
+    }
     Ok(Json(answer).into_response())
 }

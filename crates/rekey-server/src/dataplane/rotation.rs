@@ -2,15 +2,15 @@
 //! its retired keys' presentations) per minute with the last client address, lock-free on the
 //! request path and taken by the usage flusher; recognising a presented key as one a regeneration
 //! replaced (refused, with when, and never a throttle hit) or as one still in its overlap
-//! (accepted); and disabled slots. The index keeps these facts on its entries ([`Controls`]);
+//! (accepted); and disabled slots. The index keeps these facts on its entries ([`controls_of`]);
 //! expiry of an overlap is checked against the clock on each call, not left to a later change.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use base64::Engine as _;
 use rekey_core::secret::constant_time_eq;
+use rekey_core::Provider;
 use rekey_store::{SlotControls, SlotUsage};
 use ring::hmac;
 use time::OffsetDateTime;
@@ -199,25 +199,26 @@ pub fn by_resource(controls: SlotControls) -> HashMap<Uuid, Controls> {
     out
 }
 
-/// Sets `entry`'s disabled flags and retired keys from the store's controls.
-pub fn apply(entry: &mut Entry, controls: Option<Controls>) {
-    let Some(controls) = controls else { return };
-    for slot in entry.slots.iter_mut() {
-        slot.disabled = controls.disabled.iter().any(|d| d == slot.slot.name);
+/// A resource's disabled slots (bit `i` for its provider's slot `i`) and retired keys, from the
+/// store's controls.
+pub fn controls_of(provider: &Provider, controls: Option<Controls>) -> (u8, Vec<RetiredEntry>) {
+    let Some(controls) = controls else {
+        return (0, Vec::new());
+    };
+    let mut disabled = 0u8;
+    for (i, slot) in provider.slots.iter().enumerate() {
+        if controls.disabled.iter().any(|d| d == slot.name) {
+            disabled |= 1 << i;
+        }
     }
-    let retired: Vec<RetiredEntry> = controls
+    let retired = controls
         .retired
         .into_iter()
         .filter_map(|r| {
-            let slot = entry.slots.iter().position(|s| s.slot.name == r.slot)?;
-            let signing_key = r.secret.and_then(|secret| {
-                let bytes = zeroize::Zeroizing::new(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(secret.expose())
-                        .ok()?,
-                );
-                Some(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
-            });
+            let slot = provider.slots.iter().position(|s| s.name == r.slot)?;
+            let signing_key = r
+                .secret
+                .and_then(|secret| super::index::signing_key(secret.expose()));
             Some(RetiredEntry {
                 slot,
                 generation: r.generation,
@@ -229,22 +230,17 @@ pub fn apply(entry: &mut Entry, controls: Option<Controls>) {
             })
         })
         .collect();
-    entry.retired = retired.into_boxed_slice();
+    (disabled, retired)
 }
 
 fn micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1000) as i64
 }
 
-/// Carries what `old` counted and last saw over to its replacement `new` (not yet visible).
+/// Carries what `old`'s retired keys counted over to its replacement `new` (not yet visible).
 pub fn carry_over(old: &Entry, new: &Entry) {
-    for slot in new.slots.iter() {
-        if let Some(before) = old.slots.iter().find(|s| s.slot.name == slot.slot.name) {
-            slot.usage.absorb(&before.usage);
-        }
-    }
-    for retired in new.retired.iter() {
-        if let Some(before) = old.retired.iter().find(|r| r.digest == retired.digest) {
+    for retired in new.retired() {
+        if let Some(before) = old.retired().iter().find(|r| r.digest == retired.digest) {
             retired.presented.absorb(&before.presented);
         }
     }
@@ -267,7 +263,7 @@ pub fn old_key<'a>(
     window: i64,
 ) -> Option<OldKey<'a>> {
     let mut found = None;
-    for retired in entry.retired.iter() {
+    for retired in entry.retired() {
         if constant_time_eq(&retired.digest, digest) {
             found = Some(retired);
         }
@@ -282,7 +278,7 @@ pub fn old_key<'a>(
 /// The slot of the retired key in its overlap that signed `to_sign` with `signature` (Cosmos DB).
 pub fn grace_signer(entry: &Entry, to_sign: &[u8], signature: &[u8], now: i64) -> Option<usize> {
     entry
-        .retired
+        .retired()
         .iter()
         .filter(|r| r.in_grace(now))
         .find(|r| {
@@ -343,12 +339,14 @@ pub fn take_usage(
             }
         }
     };
-    for slot in entry.slots.iter() {
-        add(slot.slot.name, slot.usage.take(now), false);
+    if let Some(uses) = entry.noted_uses() {
+        for (i, slot) in uses.iter().enumerate() {
+            add(entry.slot(i).name, slot.counts.take(now), false);
+        }
     }
-    for retired in entry.retired.iter() {
+    for retired in entry.retired() {
         add(
-            entry.slots[retired.slot].slot.name,
+            entry.slot(retired.slot).name,
             retired.presented.take(now),
             true,
         );

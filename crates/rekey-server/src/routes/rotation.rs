@@ -257,8 +257,11 @@ async fn last_use(
         }
     };
     if let Some(entry) = state.dataplane.index.resource(&resource.internal_id) {
-        if let Some(cell) = entry.slots.iter().find(|s| s.slot.name == slot) {
-            if let Some((micros, client)) = cell.usage.last() {
+        let cell = (0..entry.slot_count())
+            .find(|&i| entry.slot(i).name == slot)
+            .and_then(|i| Some(&entry.noted_uses()?[i].counts));
+        if let Some(cell) = cell {
+            if let Some((micros, client)) = cell.last() {
                 let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
                     .unwrap_or(OffsetDateTime::UNIX_EPOCH);
                 consider(at, Some(client.to_string()));
