@@ -174,6 +174,7 @@ async fn sync_index_after_writes(
                 tracing::error!(error = %e, "could not learn whether every node applied a write");
                 return ApiError::Unavailable.into_response();
             }
+            state.dataplane.index.settle(position);
         }
     }
     response

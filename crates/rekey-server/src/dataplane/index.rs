@@ -505,6 +505,22 @@ impl Table {
             .or_else(|| self.overflow_get(digest).and_then(open))
     }
 
+    fn owner(&self, digest: &[u8; 32]) -> Option<Uuid> {
+        let holds = |at: u32| {
+            let (shard, place) = split(at);
+            let shard = self.read(shard);
+            let entry = shard.entries.get(place)?.as_ref()?;
+            entry.keys().contains(digest).then_some(entry.internal_id)
+        };
+        let at = self
+            .read(shard_index(digest))
+            .keys
+            .get(&Prefix::of(digest))
+            .copied();
+        at.and_then(holds)
+            .or_else(|| self.overflow_get(digest).and_then(holds))
+    }
+
     /// Puts `entry` in the index, in place of the entry with its internal id if there is one (at
     /// the same location, so the keys it keeps go on finding it, and with the old entry's use
     /// counters); returns the uses noted on the entry it replaced.
@@ -764,6 +780,11 @@ pub struct KeyIndex {
     /// [`LOADING`], then [`JOINING`], then [`OPEN`]: until the index is open, checks read their
     /// resource from the store ([`KeyIndex::read_resource`]).
     phase: AtomicU8,
+    /// Under a lease: resources this node applied a change to, with the feed position of that
+    /// change, until this node learns that every node has applied it ([`Self::unsettled`]).
+    unsettled: Mutex<HashMap<Uuid, i64>>,
+    /// `unsettled`'s length, read without its lock on every check.
+    unsettled_count: AtomicUsize,
     /// Counts taken from the one-resource tables of calls served while the index loaded.
     spilled_counts: Mutex<HashMap<(Uuid, &'static str, i64), rekey_store::SlotUsage>>,
 }
@@ -840,6 +861,8 @@ impl KeyIndex {
                 leased_until: AtomicU64::new(0),
             }),
             phase: AtomicU8::new(LOADING),
+            unsettled: Mutex::new(HashMap::new()),
+            unsettled_count: AtomicUsize::new(0),
             spilled_counts: Mutex::new(HashMap::new()),
         })
     }
@@ -1080,6 +1103,22 @@ impl KeyIndex {
                 fresh.insert(id, entry);
             }
         }
+        if self
+            .freshness
+            .as_ref()
+            .is_some_and(|freshness| freshness.bound.is_none())
+        {
+            // Before the entries change: a check that sees a new entry also sees it unsettled.
+            let mut unsettled = self
+                .unsettled
+                .lock()
+                .expect("unsettled lock is never poisoned");
+            for id in &changed {
+                unsettled.insert(*id, latest);
+            }
+            self.unsettled_count
+                .store(unsettled.len(), Ordering::Release);
+        }
         for id in &changed {
             // An entry is replaced in place under its shard's lock, so a check sees the old entry
             // or the new one, never neither.
@@ -1101,6 +1140,56 @@ impl KeyIndex {
 
     pub fn resource(&self, id: &Uuid) -> Option<EntryRef<'_>> {
         self.table.resource(id)
+    }
+
+    /// Under a lease: the feed position of a change this node applied to resource `id` and does
+    /// not yet know every node has applied. Other nodes may not have it yet, and the writer has
+    /// not answered: a check that answered from the new entry now, before a check on a node still
+    /// holding the old one, would order the change both before and after it. So a check on an
+    /// unsettled resource first waits until every node has applied the change (as its writer
+    /// does), then reads the entry again.
+    pub fn unsettled(&self, id: &Uuid) -> Option<i64> {
+        if self.unsettled_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.unsettled
+            .lock()
+            .expect("unsettled lock is never poisoned")
+            .get(id)
+            .copied()
+    }
+
+    /// The latest position of any unsettled change.
+    pub fn latest_unsettled(&self) -> Option<i64> {
+        if self.unsettled_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.unsettled
+            .lock()
+            .expect("unsettled lock is never poisoned")
+            .values()
+            .copied()
+            .max()
+    }
+
+    /// The internal id of the resource that holds a key digesting to `digest`, current or
+    /// replaced (whether or not it opens anything now).
+    pub fn owner(&self, digest: &[u8; 32]) -> Option<Uuid> {
+        self.table.owner(digest)
+    }
+
+    /// Every node has applied every change up to `position`: none of those is unsettled now.
+    pub fn settle(&self, position: i64) {
+        if self.unsettled_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut unsettled = self
+            .unsettled
+            .lock()
+            .expect("unsettled lock is never poisoned");
+        unsettled.retain(|_, at| *at > position);
+        self.unsettled_count
+            .store(unsettled.len(), Ordering::Release);
     }
 
     /// The resource and slot whose current key digests to `digest` (or whose replaced key in its

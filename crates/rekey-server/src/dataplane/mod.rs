@@ -566,7 +566,20 @@ async fn serve(
             .map(|entry| entry.provider);
         return Some(dp.refused(ip, request_id, id, None, provider, Refusal::Unavailable));
     }
-    let decision = decide(state, lookup, ip, id, raw_rest, request_id, &call);
+    let resource = Uuid::try_parse(id).ok();
+    let decision = loop {
+        if Box::pin(settled(state, resource, single.is_some()))
+            .await
+            .is_err()
+        {
+            return Some(dp.refused(ip, request_id, id, None, None, Refusal::Unavailable));
+        }
+        let decision = decide(state, lookup, ip, id, raw_rest, request_id, &call);
+        // A change applied while deciding may be unsettled: decide again once it is settled.
+        if single.is_some() || !is_unsettled(dp, resource) {
+            break decision;
+        }
+    };
     if let Some(single) = single {
         dp.index.spill(single);
     }
@@ -610,6 +623,44 @@ async fn serve(
             })
         }
     }
+}
+
+/// Whether a check of `resource` must wait for a change to settle ([`index::KeyIndex::unsettled`]):
+/// only under a lease, and then, in the steady state, one atomic load.
+fn is_unsettled(dp: &DataPlane, resource: Option<Uuid>) -> bool {
+    dp.membership.is_some() && resource.is_some_and(|id| dp.index.unsettled(&id).is_some())
+}
+
+/// Under a lease, waits until every node has applied what a check is about to rely on: the
+/// resource's unsettled change in the index, or for a check that read the store (`from_store`)
+/// whatever the store held. `Err`: that could not be learned, and the check is refused.
+async fn settled(state: &AppState, resource: Option<Uuid>, from_store: bool) -> Result<(), ()> {
+    let dp = &state.dataplane;
+    if dp.membership.is_none() {
+        return Ok(());
+    }
+    let position = if from_store {
+        state.store.latest_change().await.map_err(|_| ())?
+    } else {
+        match resource.and_then(|id| dp.index.unsettled(&id)) {
+            Some(position) => position,
+            None => return Ok(()),
+        }
+    };
+    settle(state, position).await
+}
+
+/// Waits until every node has applied the change feed up to `position` (under a lease).
+async fn settle(state: &AppState, position: i64) -> Result<(), ()> {
+    let dp = &state.dataplane;
+    let Some(membership) = &dp.membership else {
+        return Ok(());
+    };
+    membership.wait_for_acks(position).await.map_err(|e| {
+        tracing::warn!(error = %e, "could not learn whether every node applied a change");
+    })?;
+    dp.index.settle(position);
+    Ok(())
 }
 
 /// A checked call to forward to its resource's upstream: what forwarding needs, copied out of the
@@ -859,27 +910,50 @@ pub async fn verify(
         Some(single) => Lookup::Single(single),
         None => Lookup::Index(&dp.index),
     };
-    let answer = match digest.and_then(|digest| lookup.find(&digest)) {
-        Some(found)
-            if found.entry.key_auth_enabled
-                && !found.entry.disabled(found.slot)
-                && found.entry.provider.key_format.check(key).is_ok()
-                && caller.can(VERIFY_ACTION, &found.entry.resource_id()) =>
-        {
-            let slot = found.entry.slot(found.slot);
-            dp.index.record_use(&found.entry, found.slot);
-            VerifyResult {
-                valid: true,
-                resource_id: Some(found.entry.resource_id()),
-                key_name: Some(slot.name.to_string()),
-                access: Some(if slot.read_only {
-                    Access::ReadOnly
-                } else {
-                    Access::ReadWrite
-                }),
+    // Under a lease, the change a key's answer would rely on must be settled first (see `serve`):
+    // that of the key's resource, or for a key no resource holds (a deleted one's), every change.
+    let unsettled = || match digest.and_then(|digest| dp.index.owner(&digest)) {
+        Some(id) => dp.index.unsettled(&id),
+        None => dp.index.latest_unsettled(),
+    };
+    let answer = loop {
+        if dp.membership.is_some() {
+            let position = match &single {
+                Some(_) => Some(state.store.latest_change().await?),
+                None => unsettled(),
+            };
+            if let Some(position) = position {
+                settle(&state, position)
+                    .await
+                    .map_err(|()| ApiError::Unavailable)?;
             }
         }
-        _ => VerifyResult::invalid(),
+        let answer = match digest.and_then(|digest| lookup.find(&digest)) {
+            Some(found)
+                if found.entry.key_auth_enabled
+                    && !found.entry.disabled(found.slot)
+                    && found.entry.provider.key_format.check(key).is_ok()
+                    && caller.can(VERIFY_ACTION, &found.entry.resource_id()) =>
+            {
+                let slot = found.entry.slot(found.slot);
+                dp.index.record_use(&found.entry, found.slot);
+                VerifyResult {
+                    valid: true,
+                    resource_id: Some(found.entry.resource_id()),
+                    key_name: Some(slot.name.to_string()),
+                    access: Some(if slot.read_only {
+                        Access::ReadOnly
+                    } else {
+                        Access::ReadWrite
+                    }),
+                }
+            }
+            _ => VerifyResult::invalid(),
+        };
+        // A change applied meanwhile may be unsettled: answer again once it is settled.
+        if dp.membership.is_none() || single.is_some() || unsettled().is_none() {
+            break answer;
+        }
     };
     if let Some(single) = single {
         dp.index.spill(single);
