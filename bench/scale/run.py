@@ -88,11 +88,19 @@ def first_answer(server: Rekeyd, internal_id: str, key: str) -> float:
         time.sleep(0.005)
 
 
-def index_loaded(server: Rekeyd, since_spawn: float) -> float:
-    """Waits for `server`'s index to finish loading (its load-timings log line, written just before
-    the index opens); returns the seconds from spawn, `since_spawn` being the time already spent."""
+def load_lines(server: Rekeyd) -> int:
+    """How many index loads `server`'s log (kept across its starts) has recorded."""
+    if not server.log_path.exists():
+        return 0
+    return server.log_path.read_text(errors="replace").count("key index load timings")
+
+
+def index_loaded(server: Rekeyd, since_spawn: float, before: int) -> float:
+    """Waits for `server`'s index to finish loading (a load-timings log line beyond the `before` of
+    earlier starts, written just before the index opens); returns the seconds from spawn,
+    `since_spawn` being the time already spent."""
     started = time.monotonic() - since_spawn
-    while "key index load timings" not in server.log_path.read_text(errors="replace"):
+    while load_lines(server) <= before:
         if time.monotonic() - started > 300:
             raise SystemExit("rekeyd's key index did not load within 300 s")
         time.sleep(0.05)
@@ -136,10 +144,11 @@ def prepare(backend: str, accounts: int, args, binary: Path) -> dict:
         sample = [line.split() for line in sample_file.read_text().splitlines()]
 
         first_id, _, first_key = sample[0]
+        before = load_lines(server)
         cold_s = first_answer(server, first_id, first_key)
         # The first answer may come from the store (the index loads in the background): memory
         # and throughput are measured once the index holds every key.
-        loaded_s = index_loaded(server, cold_s)
+        loaded_s = index_loaded(server, cold_s, before)
         cold_cpu_s = cpu_seconds(server.proc.pid)
         phases = load_phases(server.log_path)
         rss = rss_bytes(server.proc.pid)
