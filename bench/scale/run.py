@@ -5,8 +5,9 @@ For each backend (SQLite, PostgreSQL) and each size (--anchor, --accounts): a re
 on an empty database (its resident memory after one data-plane call is the empty baseline), stops;
 `examples/bulk_load` writes the accounts straight through rekey-store (keys sealed and digested as
 the API does, thousands per transaction); rekeyd starts again, cold, and is timed from spawn to its
-first answered data-plane call; its resident memory is read again. Then wrk measures the data plane
-(the request mix of bench/verify: a key of each sampled account in turn) and listKeys.
+first answered data-plane call and to the end of its index's load; its resident memory is read
+again. Then, with both sizes' servers running, wrk measures the data plane (the request mix of
+bench/verify: a key of each sampled account in turn) and listKeys in rounds interleaving them.
 
     python3 bench/scale/run.py [--accounts 1000000] [--anchor 10000] [--backends sqlite,postgres]
 
@@ -87,11 +88,19 @@ def first_answer(server: Rekeyd, internal_id: str, key: str) -> float:
         time.sleep(0.005)
 
 
-def index_loaded(server: Rekeyd, since_spawn: float) -> float:
-    """Waits for `server`'s index to finish loading (its load-timings log line, written just before
-    the index opens); returns the seconds from spawn, `since_spawn` being the time already spent."""
+def load_lines(server: Rekeyd) -> int:
+    """How many index loads `server`'s log (kept across its starts) has recorded."""
+    if not server.log_path.exists():
+        return 0
+    return server.log_path.read_text(errors="replace").count("key index load timings")
+
+
+def index_loaded(server: Rekeyd, since_spawn: float, before: int) -> float:
+    """Waits for `server`'s index to finish loading (a load-timings log line beyond the `before` of
+    earlier starts, written just before the index opens); returns the seconds from spawn,
+    `since_spawn` being the time already spent."""
     started = time.monotonic() - since_spawn
-    while "key index load timings" not in server.log_path.read_text(errors="replace"):
+    while load_lines(server) <= before:
         if time.monotonic() - started > 300:
             raise SystemExit("rekeyd's key index did not load within 300 s")
         time.sleep(0.05)
@@ -109,7 +118,9 @@ def load_phases(log: Path) -> dict[str, int]:
     return phases
 
 
-def measure(backend: str, accounts: int, args, binary: Path) -> dict:
+def prepare(backend: str, accounts: int, args, binary: Path) -> dict:
+    """Loads `accounts` accounts for a fresh rekeyd on `backend` and starts it cold: the returned
+    dict holds its figures so far and the running server (`release` stops it)."""
     work = Path(tempfile.mkdtemp(prefix=f"rekey-scale-{backend}-"))
     db = FreshDatabase(postgres_admin_url(), prefix="rekey_scale").create() if backend == "postgres" else None
     env = {"REKEY_DATABASE_URL": db.url} if db else {}
@@ -133,10 +144,11 @@ def measure(backend: str, accounts: int, args, binary: Path) -> dict:
         sample = [line.split() for line in sample_file.read_text().splitlines()]
 
         first_id, _, first_key = sample[0]
+        before = load_lines(server)
         cold_s = first_answer(server, first_id, first_key)
         # The first answer may come from the store (the index loads in the background): memory
         # and throughput are measured once the index holds every key.
-        loaded_s = index_loaded(server, cold_s)
+        loaded_s = index_loaded(server, cold_s, before)
         cold_cpu_s = cpu_seconds(server.proc.pid)
         phases = load_phases(server.log_path)
         rss = rss_bytes(server.proc.pid)
@@ -152,19 +164,49 @@ def measure(backend: str, accounts: int, args, binary: Path) -> dict:
         # happen here rather than in the measured rounds.
         if args.warmup:
             benchlib.wrk(base, keys_file, args.warmup, args.connections)
-        data = benchlib.median_run([benchlib.wrk(base, keys_file, args.seconds, args.connections) for _ in range(args.rounds)])
-        list_keys = benchlib.median_run([
-            benchlib.wrk(base, mgmt_file, args.seconds, args.list_connections,
-                       script=HERE / "listkeys.lua", env={"TOKEN": token})
-            for _ in range(args.rounds)])
         return {"backend": backend, "accounts": accounts, "load_s": loaded["seconds"], "cold_s": cold_s, "loaded_s": loaded_s, "cold_cpu_s": cold_cpu_s, "phases": phases,
                 "empty_rss": empty_rss, "rss": rss, "bytes_per_key": (rss - empty_rss) / (2 * accounts),
-                "data": data, "list_keys": list_keys}
+                "base": base, "token": token, "keys_file": keys_file, "mgmt_file": mgmt_file,
+                "server": server, "db": db, "work": work}
+    except BaseException:
+        release({"server": server, "db": db, "work": work})
+        raise
+
+
+def release(r: dict) -> None:
+    r["server"].stop()
+    if r["db"]:
+        r["db"].drop()
+    shutil.rmtree(r["work"], ignore_errors=True)
+
+
+def measure(backend: str, args, binary: Path) -> list[dict]:
+    """Both sizes of `backend`, running side by side, measured in interleaved rounds (anchor, then
+    the million, each round), so drift of the machine moves both alike."""
+    prepared: list[dict] = []
+    try:
+        for accounts in (args.anchor, args.accounts):
+            prepared.append(prepare(backend, accounts, args, binary))
+        data: list[list] = [[] for _ in prepared]
+        lists: list[list] = [[] for _ in prepared]
+        for _ in range(args.rounds):
+            for i, r in enumerate(prepared):
+                data[i].append(benchlib.wrk(r["base"], r["keys_file"], args.seconds, args.connections))
+        for _ in range(args.rounds):
+            for i, r in enumerate(prepared):
+                lists[i].append(benchlib.wrk(r["base"], r["mgmt_file"], args.seconds, args.list_connections,
+                                             script=HERE / "listkeys.lua", env={"TOKEN": r["token"]}))
+        out = []
+        for i, r in enumerate(prepared):
+            figures = {k: v for k, v in r.items() if k not in ("server", "db", "work", "keys_file", "mgmt_file", "token", "base")}
+            figures["data"] = benchlib.median_run(data[i])
+            figures["list_keys"] = benchlib.median_run(lists[i])
+            figures["data_rounds"] = [run["rps"] for run in data[i]]
+            out.append(figures)
+        return out
     finally:
-        server.stop()
-        if db:
-            db.drop()
-        shutil.rmtree(work, ignore_errors=True)
+        for r in prepared:
+            release(r)
 
 
 def mb(n: float) -> str:
@@ -222,9 +264,8 @@ def main() -> None:
     started = time.time()
     results = []
     for backend in args.backends.split(","):
-        for accounts in (args.anchor, args.accounts):
-            r = measure(backend, accounts, args, Path(args.binary))
-            print(json.dumps(r), file=sys.stderr)
+        for r in measure(backend, args, Path(args.binary)):
+            print(json.dumps(r, default=str), file=sys.stderr)
             results.append(r)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     report = (f"Run {stamp} on {os.cpu_count()} cores ({os.uname().machine}, {os.uname().sysname} {os.uname().release}), "
