@@ -447,6 +447,13 @@ fn spawn_follower(
                 if let Some(membership) = &dataplane.membership {
                     membership.renew(&dataplane.index).await?;
                     membership.expel_silent().await?;
+                    // Changes no check or write here waited for: once every node has them,
+                    // checks stop asking about them.
+                    if let Some(position) = dataplane.index.latest_unsettled() {
+                        if membership.acked_by_all(position).await? {
+                            dataplane.index.settle(position);
+                        }
+                    }
                 }
                 Ok::<_, rekey_store::StoreError>(())
             })

@@ -344,6 +344,9 @@ struct Shard {
     /// seen).
     scopes: Vec<Box<str>>,
     scope_ids: HashMap<Box<str>, u32>,
+    /// Under a lease, this shard's unsettled resources ([`KeyIndex::unsettled`]) with the
+    /// position of their change; almost always empty.
+    unsettled: HashMap<Uuid, i64>,
 }
 
 impl Shard {
@@ -780,10 +783,8 @@ pub struct KeyIndex {
     /// [`LOADING`], then [`JOINING`], then [`OPEN`]: until the index is open, checks read their
     /// resource from the store ([`KeyIndex::read_resource`]).
     phase: AtomicU8,
-    /// Under a lease: resources this node applied a change to, with the feed position of that
-    /// change, until this node learns that every node has applied it ([`Self::unsettled`]).
-    unsettled: Mutex<HashMap<Uuid, i64>>,
-    /// `unsettled`'s length, read without its lock on every check.
+    /// How many resources are unsettled ([`Self::unsettled`]) in all shards: with none, a check
+    /// pays one atomic load for the question.
     unsettled_count: AtomicUsize,
     /// Counts taken from the one-resource tables of calls served while the index loaded.
     spilled_counts: Mutex<HashMap<(Uuid, &'static str, i64), rekey_store::SlotUsage>>,
@@ -861,7 +862,6 @@ impl KeyIndex {
                 leased_until: AtomicU64::new(0),
             }),
             phase: AtomicU8::new(LOADING),
-            unsettled: Mutex::new(HashMap::new()),
             unsettled_count: AtomicUsize::new(0),
             spilled_counts: Mutex::new(HashMap::new()),
         })
@@ -1109,15 +1109,12 @@ impl KeyIndex {
             .is_some_and(|freshness| freshness.bound.is_none())
         {
             // Before the entries change: a check that sees a new entry also sees it unsettled.
-            let mut unsettled = self
-                .unsettled
-                .lock()
-                .expect("unsettled lock is never poisoned");
             for id in &changed {
-                unsettled.insert(*id, latest);
+                let mut shard = self.table.write(shard_index(id.as_bytes()));
+                if shard.unsettled.insert(*id, latest).is_none() {
+                    self.unsettled_count.fetch_add(1, Ordering::AcqRel);
+                }
             }
-            self.unsettled_count
-                .store(unsettled.len(), Ordering::Release);
         }
         for id in &changed {
             // An entry is replaced in place under its shard's lock, so a check sees the old entry
@@ -1152,9 +1149,9 @@ impl KeyIndex {
         if self.unsettled_count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.unsettled
-            .lock()
-            .expect("unsettled lock is never poisoned")
+        self.table
+            .read(shard_index(id.as_bytes()))
+            .unsettled
             .get(id)
             .copied()
     }
@@ -1164,11 +1161,8 @@ impl KeyIndex {
         if self.unsettled_count.load(Ordering::Acquire) == 0 {
             return None;
         }
-        self.unsettled
-            .lock()
-            .expect("unsettled lock is never poisoned")
-            .values()
-            .copied()
+        (0..SHARDS)
+            .filter_map(|i| self.table.read(i).unsettled.values().copied().max())
             .max()
     }
 
@@ -1183,13 +1177,22 @@ impl KeyIndex {
         if self.unsettled_count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let mut unsettled = self
-            .unsettled
-            .lock()
-            .expect("unsettled lock is never poisoned");
-        unsettled.retain(|_, at| *at > position);
-        self.unsettled_count
-            .store(unsettled.len(), Ordering::Release);
+        for i in 0..SHARDS {
+            if self
+                .table
+                .read(i)
+                .unsettled
+                .values()
+                .all(|&at| at > position)
+            {
+                continue;
+            }
+            let mut shard = self.table.write(i);
+            let before = shard.unsettled.len();
+            shard.unsettled.retain(|_, at| *at > position);
+            self.unsettled_count
+                .fetch_sub(before - shard.unsettled.len(), Ordering::AcqRel);
+        }
     }
 
     /// The resource and slot whose current key digests to `digest` (or whose replaced key in its
@@ -1255,8 +1258,15 @@ mod tests {
     use super::*;
 
     /// A store with one Cognitive Services account whose key1 was regenerated with an overlap:
-    /// the store, the account's internal id, its replaced key1 and its current key1.
-    async fn store_with_an_overlap() -> (tempfile::TempDir, Arc<dyn Store>, Uuid, String, String) {
+    /// the store, the account's internal id, its replaced key1 and its current key1, and its id.
+    async fn store_with_an_overlap() -> (
+        tempfile::TempDir,
+        Arc<dyn Store>,
+        Uuid,
+        String,
+        String,
+        rekey_core::ResourceId,
+    ) {
         use rekey_core::{
             ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId,
         };
@@ -1346,12 +1356,55 @@ mod tests {
             resource.internal_id,
             "first-key1".into(),
             "second-key1".into(),
+            id,
         )
     }
 
     #[tokio::test]
+    async fn under_a_lease_a_change_stays_unsettled_until_every_node_is_known_to_have_it() {
+        let (_dir, store, id, _, _, resource) = store_with_an_overlap().await;
+        let index = KeyIndex::new(store.clone(), Consistency::Leased)
+            .await
+            .unwrap();
+        index.fill().await.unwrap();
+        index.open();
+        assert_eq!(index.unsettled(&id), None, "what the load read is settled");
+        let audit = rekey_store::AuditRecord {
+            at: time::OffsetDateTime::now_utc(),
+            principal_id: "tester".into(),
+            action: "test".into(),
+            scope: "/".into(),
+            source: "127.0.0.1".into(),
+            request_id: Uuid::new_v4().to_string(),
+            result: "Succeeded".into(),
+        };
+        store
+            .regenerate(
+                &resource,
+                vec![(&PROVIDER.slots[1], rekey_core::Secret::new("third".into()))],
+                None,
+                &audit,
+            )
+            .await
+            .unwrap();
+        index.catch_up().await.unwrap();
+        let position = index.applied();
+        assert_eq!(index.unsettled(&id), Some(position));
+        assert_eq!(index.latest_unsettled(), Some(position));
+        index.settle(position - 1);
+        assert_eq!(
+            index.unsettled(&id),
+            Some(position),
+            "an earlier position settles nothing"
+        );
+        index.settle(position);
+        assert_eq!(index.unsettled(&id), None);
+        assert_eq!(index.latest_unsettled(), None);
+    }
+
+    #[tokio::test]
     async fn a_node_still_loading_its_index_answers_from_the_store_keys_current_and_in_overlap() {
-        let (_dir, store, id, old, new) = store_with_an_overlap().await;
+        let (_dir, store, id, old, new, _) = store_with_an_overlap().await;
         let index = KeyIndex::new(store.clone(), Consistency::OnlyWriter)
             .await
             .unwrap();

@@ -187,6 +187,18 @@ impl Membership {
         Ok(())
     }
 
+    /// Whether every live node has acknowledged `position`, asked once without waiting.
+    pub async fn acked_by_all(&self, position: i64) -> Result<bool, StoreError> {
+        if self.acked_everywhere.load(Ordering::Acquire) >= position {
+            return Ok(true);
+        }
+        let all = self.table.lagging(self.id, position).await?.is_empty();
+        if all {
+            self.acked_everywhere.fetch_max(position, Ordering::AcqRel);
+        }
+        Ok(all)
+    }
+
     /// Returns once every other node in the table has acknowledged `position` or was expelled and
     /// its lease has ended (see the module doc for the timing). An error (the database cannot be
     /// reached) leaves the question open: the caller must not claim the write is in force.
