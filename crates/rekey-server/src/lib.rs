@@ -327,8 +327,19 @@ async fn load_index(
     }
     index.open();
     tracing::info!(keys = index.len(), "key index loaded");
+    give_back_freed_memory();
     if let Some(notices) = notices {
         spawn_follower(notices, dataplane.clone(), &config);
+    }
+}
+
+/// Returns the heap's free memory to the system: the load read every resource, a page at a time,
+/// and glibc keeps what it freed in its arenas, resident (at a million resources, tens of MB).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and shrinks the allocator's own arenas; it takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
