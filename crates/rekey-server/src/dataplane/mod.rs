@@ -566,11 +566,18 @@ async fn serve(
             .map(|entry| entry.provider);
         return Some(dp.refused(ip, request_id, id, None, provider, Refusal::Unavailable));
     }
-    let resource = Uuid::try_parse(id).ok();
+    // Only under a lease is anything unsettled: a single node neither parses the id here nor
+    // builds the (boxed) wait.
+    let resource = dp
+        .membership
+        .as_ref()
+        .and_then(|_| Uuid::try_parse(id).ok());
     let decision = loop {
-        if Box::pin(settled(state, resource, single.is_some()))
-            .await
-            .is_err()
+        let must_wait = dp.membership.is_some() && (single.is_some() || is_unsettled(dp, resource));
+        if must_wait
+            && Box::pin(settled(state, resource, single.is_some()))
+                .await
+                .is_err()
         {
             return Some(dp.refused(ip, request_id, id, None, None, Refusal::Unavailable));
         }
