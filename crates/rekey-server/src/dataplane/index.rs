@@ -550,12 +550,12 @@ impl KeyIndex {
         Some(Found { entry, slot })
     }
 
-    /// Notes that `entry`'s slot accepted a request now. A slot in constant use is noted once per
+    /// Notes that `entry`'s slot accepted a request at `now` (Unix microseconds, the caller's
+    /// [`rotation::now_micros`]: one clock read per call). A slot in constant use is noted once per
     /// [`USE_RESOLUTION_MICROS`]: its first use in each such window is what the store gets, so the
     /// flush writes a row per slot a minute, not a row per slot each flush (with 20,000 keys in
     /// use, that was 20,000 updates a second).
-    pub fn record_use(&self, entry: &Entry, slot: usize) {
-        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+    pub fn record_use(&self, entry: &Entry, slot: usize, now: i64) {
         let slot = &entry.slots[slot];
         if now - slot.flushed.load(Ordering::Relaxed) >= USE_RESOLUTION_MICROS
             && slot.last_used.load(Ordering::Relaxed) == 0

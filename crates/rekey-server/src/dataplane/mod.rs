@@ -612,7 +612,7 @@ async fn serve(
             Refusal::Disabled,
         ));
     }
-    dp.index.record_use(&entry, slot);
+    dp.index.record_use(&entry, slot, now);
     entry.slots[slot].usage.count(now, ip);
     let slot = &entry.slots[slot];
     if slot.slot.read_only
@@ -747,7 +747,8 @@ pub async fn verify(
                 && caller.can(VERIFY_ACTION, &found.entry.resource_id) =>
         {
             let slot = &found.entry.slots[found.slot];
-            dp.index.record_use(&found.entry, found.slot);
+            dp.index
+                .record_use(&found.entry, found.slot, rotation::now_micros());
             VerifyResult {
                 valid: true,
                 resource_id: Some(found.entry.resource_id.clone()),
