@@ -188,7 +188,10 @@ def sessions_resumed(url: str, ca: str) -> bool:
     host = url.split("://", 1)[1]
     with tempfile.TemporaryDirectory() as d:
         sess = Path(d) / "session"
-        base = ["openssl", "s_client", "-connect", host, "-CAfile", ca]
+        # -ign_eof: read until the server closes (the request says `Connection: close`). Without
+        # it s_client quits at its input's end, which may come before the server's post-handshake
+        # session tickets arrive: there is then no ticket to offer, and the check says "no".
+        base = ["openssl", "s_client", "-ign_eof", "-connect", host, "-CAfile", ca]
         run = lambda extra: subprocess.run([*base, *extra], input=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                                            capture_output=True, timeout=30)
         run(["-sess_out", str(sess)])

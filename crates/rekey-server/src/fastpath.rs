@@ -161,6 +161,9 @@ where
     loop {
         // Every complete request already buffered (a client may pipeline), in order.
         let mut used = 0;
+        // Set once a request asked for the connection to close after its answer (as every
+        // request of a client opening a connection per call does): nothing after it is read.
+        let mut closing = false;
         let handed_over = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Request::new(&mut headers);
@@ -170,7 +173,12 @@ where
                 // Malformed, or more headers than the fast path takes: hyper answers or serves it.
                 Err(_) => break true,
             };
-            let Some((method, path)) = simple(&parsed) else {
+            let Some(Simple {
+                method,
+                path,
+                close,
+            }) = simple(&parsed)
+            else {
                 break true;
             };
             let head = method == Method::HEAD;
@@ -185,17 +193,33 @@ where
                     status,
                     body,
                     retry_after,
-                }) => write_answer(&mut out, status, &body, retry_after, request_id, head),
+                }) => write_answer(
+                    &mut out,
+                    status,
+                    &body,
+                    retry_after,
+                    request_id,
+                    Framing { head, close },
+                ),
                 Some(dataplane::Answer::Full(response)) => {
                     // A forwarded answer streams: what is queued goes first, then its head and
                     // its body as the upstream sends it.
                     used += len;
-                    write_streamed(&mut io, &mut out, response, request_id, head).await?;
+                    let framing = Framing { head, close };
+                    write_streamed(&mut io, &mut out, response, request_id, framing).await?;
+                    if close {
+                        closing = true;
+                        break false;
+                    }
                     continue;
                 }
                 None => break true,
             }
             used += len;
+            if close {
+                closing = true;
+                break false;
+            }
         };
         buf.drain(..used);
         if used > 0 {
@@ -206,6 +230,14 @@ where
             out.clear();
             // A TLS stream may hold the last record until flushed.
             io.flush().await?;
+        }
+        if closing {
+            // As hyper ends a connection: the write side shut (a TLS close_notify first).
+            io.shutdown().await?;
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed as the client asked",
+            ));
         }
         if handed_over || buf.len() >= max_head_bytes || shutdown.started() {
             return Ok(Rewind::new(io, buf));
@@ -335,18 +367,52 @@ fn visible_ascii(value: &[u8]) -> Option<&str> {
     visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
-/// The method and path (without the query) of a request the fast path may answer.
-fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
+/// A request the fast path may answer.
+struct Simple<'b> {
+    method: Method,
+    /// The path, without the query.
+    path: &'b str,
+    /// The client asked (`Connection: close`) for the connection to end after this answer.
+    close: bool,
+}
+
+/// How an answer is framed for its request.
+#[derive(Clone, Copy)]
+struct Framing {
+    /// The request was a HEAD: the answer's head only.
+    head: bool,
+    /// The answer says `connection: close`, and is the connection's last.
+    close: bool,
+}
+
+/// The bytes a request target may hold for the fast path: those any URI parser accepts as they are
+/// (letters, digits, `-._~!$&'()*+,;=:@/%?`); anything else is hyper's to judge. A table, as
+/// every byte of every target is looked up.
+static PLAIN_TARGET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~!$&'()*+,;=:@/%?";
+    let mut i = 0;
+    while i < others.len() {
+        table[others[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+/// The request, when the fast path may answer it.
+fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<Simple<'b>> {
     // HTTP/1.0 has other connection rules; leave them to hyper.
     if parsed.version != Some(1) {
         return None;
     }
     let target = parsed.path?;
-    // Characters any URI parser accepts as they are; anything else is hyper's to judge.
-    if !target
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%?".contains(&b))
-    {
+    if !target.bytes().all(|b| PLAIN_TARGET[usize::from(b)]) {
         return None;
     }
     let path = target.split('?').next().unwrap_or(target);
@@ -356,11 +422,18 @@ fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
         return None;
     }
     let mut hosts = 0;
+    let mut connection = 0;
     for header in parsed.headers.iter() {
         // A body, or a header that changes how the connection or the exchange goes: hyper's.
         let name = header.name;
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            continue;
+        }
+        // `Connection: close` alone is the one connection option the fast path honours itself;
+        // any other (keep-alive, upgrade, a list) is hyper's.
+        if name.eq_ignore_ascii_case("connection") && header.value.eq_ignore_ascii_case(b"close") {
+            connection += 1;
             continue;
         }
         let bodyless = if name.eq_ignore_ascii_case("content-length") {
@@ -375,19 +448,23 @@ fn simple<'b>(parsed: &httparse::Request<'_, 'b>) -> Option<(Method, &'b str)> {
         }
     }
     // An HTTP/1.1 request needs exactly one Host (RFC 9112 §3.2); `app::Front` refuses the rest.
-    (hosts == 1).then_some((method, path))
+    (hosts == 1 && connection <= 1).then_some(Simple {
+        method,
+        path,
+        close: connection == 1,
+    })
 }
 
 /// Appends a JSON answer as HTTP/1.1 to `out`, as hyper would write it: the status line, the
-/// headers (`x-ms-request-id` added), `content-length`, `date`, then the body (none for a HEAD
-/// request).
+/// headers (`x-ms-request-id` added, and `connection: close` for the connection's last),
+/// `content-length`, `date`, then the body (none for a HEAD request).
 fn write_answer(
     out: &mut Vec<u8>,
     status: StatusCode,
     body: &[u8],
     retry_after: Option<u64>,
     request_id: uuid::Uuid,
-    head: bool,
+    framing: Framing,
 ) {
     status_line(out, status);
     out.extend_from_slice(b"content-type: application/json\r\n");
@@ -397,12 +474,15 @@ fn write_answer(
         out.extend_from_slice(b"\r\n");
     }
     write_request_id(out, request_id);
+    if framing.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
     out.extend_from_slice(b"content-length: ");
     out.extend_from_slice(itoa(body.len(), &mut [0; 20]));
     out.extend_from_slice(b"\r\ndate: ");
     date::append(out);
     out.extend_from_slice(b"\r\n\r\n");
-    if !head {
+    if !framing.head {
         out.extend_from_slice(body);
     }
 }
@@ -420,11 +500,12 @@ async fn write_streamed<S>(
     out: &mut Vec<u8>,
     response: axum::response::Response,
     request_id: uuid::Uuid,
-    head: bool,
+    framing: Framing,
 ) -> io::Result<()>
 where
     S: AsyncWrite + Unpin,
 {
+    let head = framing.head;
     let (parts, mut body) = response.into_parts();
     let status = parts.status;
     let bodyless = head
@@ -438,6 +519,7 @@ where
         // The request id is this server's, as `dataplane::handle` sets it over an upstream's.
         if (name == header::CONTENT_LENGTH && !head)
             || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
             || name == crate::state::REQUEST_ID
         {
             continue;
@@ -449,6 +531,9 @@ where
         out.extend_from_slice(b"\r\n");
     }
     write_request_id(out, request_id);
+    if framing.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
     if !dated {
         out.extend_from_slice(b"date: ");
         date::append(out);
@@ -551,10 +636,37 @@ mod date {
         static CACHED: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
     }
 
-    pub fn append(out: &mut Vec<u8>) {
-        let now = SystemTime::now()
+    /// The wall clock's second, from the kernel's coarse clock: the header names only the second,
+    /// and the coarse clock (a few milliseconds behind at most) is read without the time stamp
+    /// counter, several times cheaper on every answer.
+    #[cfg(target_os = "linux")]
+    fn now() -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec passed by pointer, which lives on this
+        // stack frame for the whole call.
+        let ok = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0;
+        match u64::try_from(ts.tv_sec) {
+            Ok(seconds) if ok => seconds,
+            _ => precise_now(),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn now() -> u64 {
+        precise_now()
+    }
+
+    fn precise_now() -> u64 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .map_or(0, |d| d.as_secs())
+    }
+
+    pub fn append(out: &mut Vec<u8>) {
+        let now = now();
         CACHED.with_borrow_mut(|(second, text)| {
             if *second != now {
                 *second = now;
@@ -670,7 +782,9 @@ mod tests {
             "GET /data/abc HTTP/1.0\r\nHost: h\r\n\r\n",
             "POST /data/abc HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n{}",
             "POST /data/abc HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /data/abc HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nHost: h\r\nConnection: close, upgrade\r\n\r\n",
+            "GET /data/abc HTTP/1.1\r\nHost: h\r\nConnection: close\r\nConnection: close\r\n\r\n",
             "GET /data/abc HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
             "PUT /data/abc HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
             "GET http://h/data/abc HTTP/1.1\r\nHost: h\r\n\r\n",
@@ -715,6 +829,30 @@ mod tests {
         assert_eq!(head.header("ocp-apim-subscription-key"), Some("k1"));
         assert_eq!(head.header("x-odd"), None);
         assert_eq!(head.header("x-missing"), None);
+    }
+
+    #[test]
+    fn connection_close_alone_is_taken_and_marks_the_last_answer() {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        let raw = "GET /data/abc HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n";
+        assert!(request.parse(raw.as_bytes()).unwrap().is_complete());
+        assert!(simple(&request).is_some_and(|s| s.close));
+        let mut out = Vec::new();
+        let framing = Framing {
+            head: false,
+            close: true,
+        };
+        write_answer(
+            &mut out,
+            StatusCode::OK,
+            b"{}",
+            None,
+            uuid::Uuid::nil(),
+            framing,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
     }
 
     #[test]

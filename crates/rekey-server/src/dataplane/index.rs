@@ -1201,12 +1201,13 @@ impl KeyIndex {
         self.table.find(digest)
     }
 
-    /// Notes that `entry`'s slot accepted a request now. A slot in constant use is noted once per
+    /// Notes that `entry`'s slot accepted a request at `now` (Unix microseconds, the caller's
+    /// [`rotation::now_micros`]: one clock read per call). A slot in constant use is noted once per
     /// [`USE_RESOLUTION_MICROS`]: its first use in each such window is what the store gets, so the
     /// flush writes a row per slot a minute, not a row per slot each flush (with 20,000 keys in
     /// use, that was 20,000 updates a second).
-    pub fn record_use(&self, entry: &Entry, slot: usize) {
-        entry.uses()[slot].note_use(rotation::now_micros());
+    pub fn record_use(&self, entry: &Entry, slot: usize, now: i64) {
+        entry.uses()[slot].note_use(now);
     }
 
     /// Takes every use noted since the last call, for the store.

@@ -804,7 +804,7 @@ fn decide(
             Refusal::Disabled,
         ));
     }
-    dp.index.record_use(&entry, slot);
+    dp.index.record_use(&entry, slot, now);
     entry.usage(slot).count(now, ip);
     let slot = entry.slot(slot);
     if slot.read_only
@@ -943,7 +943,8 @@ pub async fn verify(
                     && caller.can(VERIFY_ACTION, &found.entry.resource_id()) =>
             {
                 let slot = found.entry.slot(found.slot);
-                dp.index.record_use(&found.entry, found.slot);
+                dp.index
+                    .record_use(&found.entry, found.slot, rotation::now_micros());
                 VerifyResult {
                     valid: true,
                     resource_id: Some(found.entry.resource_id()),

@@ -259,3 +259,46 @@ async fn a_graceful_shutdown_closes_idle_data_plane_connections_at_once() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_call_asking_to_close_gets_its_answer_then_the_connection_ends() {
+    let s = TestServer::start().await;
+    let upstream = echo_upstream().await;
+    s.create_group("rg").await;
+    let (local, local_keys) = account(&s, "local").await;
+    let (proxied, proxied_keys) = account(&s, "proxied").await;
+    s.forward_to("rg", "proxied", &upstream).await;
+    for (path, keys) in [(&local, &local_keys), (&proxied, &proxied_keys)] {
+        let mut stream = TcpStream::connect(s.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let request = format!(
+            "GET {path}items/7 HTTP/1.1\r\nHost: x\r\nOcp-Apim-Subscription-Key: {}\r\nConnection: close\r\n\r\n",
+            keys["key1"].as_str().unwrap()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let answers = read_answers(&mut stream, &[false]).await;
+        assert_eq!(answers[0].status, 200, "{answers:?}");
+        assert_eq!(
+            answers[0].header("connection"),
+            Some("close"),
+            "{answers:?}"
+        );
+        let json = answers[0].json();
+        if path == &local {
+            assert_eq!(json["keyName"], "key1", "{json}");
+        } else {
+            // Hop-by-hop: the client's wish to close is not passed on to the upstream.
+            assert_eq!(json["headers"]["x-rekey-key-name"], "key1", "{json}");
+            assert!(json["headers"].get("connection").is_none(), "{json}");
+        }
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+            .await
+            .expect("the server ends the connection after the answer");
+        assert!(
+            matches!(read, Ok(0)) && rest.is_empty(),
+            "{read:?} {rest:?}"
+        );
+    }
+}
