@@ -1258,6 +1258,19 @@ impl KeyIndex {
 mod tests {
     use super::*;
 
+    /// The audit record the store tests' writes carry.
+    fn audit() -> rekey_store::AuditRecord {
+        rekey_store::AuditRecord {
+            at: time::OffsetDateTime::now_utc(),
+            principal_id: "tester".into(),
+            action: "test".into(),
+            scope: "/".into(),
+            source: "127.0.0.1".into(),
+            request_id: Uuid::new_v4().to_string(),
+            result: "Succeeded".into(),
+        }
+    }
+
     /// A store with one Cognitive Services account whose key1 was regenerated with an overlap:
     /// the store, the account's internal id, its replaced key1 and its current key1, and its id.
     async fn store_with_an_overlap() -> (
@@ -1271,7 +1284,7 @@ mod tests {
         use rekey_core::{
             ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId,
         };
-        use rekey_store::{AuditRecord, MasterKey, RegenerateOptions, Sealer, SqliteStore};
+        use rekey_store::{MasterKey, RegenerateOptions, Sealer, SqliteStore};
         let dir = tempfile::tempdir().expect("a temporary directory");
         let sealer = Sealer::new(&MasterKey::generate());
         let store: Arc<dyn Store> = Arc::new(
@@ -1279,15 +1292,6 @@ mod tests {
                 .await
                 .expect("SQLite opens"),
         );
-        let audit = || AuditRecord {
-            at: time::OffsetDateTime::now_utc(),
-            principal_id: "tester".into(),
-            action: "test".into(),
-            scope: "/".into(),
-            source: "127.0.0.1".into(),
-            request_id: Uuid::new_v4().to_string(),
-            result: "Succeeded".into(),
-        };
         let sub = SubscriptionId::random();
         store
             .put_subscription(&sub, "test", &audit())
@@ -1370,21 +1374,12 @@ mod tests {
         index.fill().await.unwrap();
         index.open();
         assert_eq!(index.unsettled(&id), None, "what the load read is settled");
-        let audit = rekey_store::AuditRecord {
-            at: time::OffsetDateTime::now_utc(),
-            principal_id: "tester".into(),
-            action: "test".into(),
-            scope: "/".into(),
-            source: "127.0.0.1".into(),
-            request_id: Uuid::new_v4().to_string(),
-            result: "Succeeded".into(),
-        };
         store
             .regenerate(
                 &resource,
                 vec![(&PROVIDER.slots[1], rekey_core::Secret::new("third".into()))],
                 None,
-                &audit,
+                &audit(),
             )
             .await
             .unwrap();
