@@ -820,6 +820,11 @@ pub enum Lookup<'a> {
 }
 
 impl<'a> Lookup<'a> {
+    /// The one resource read for this call if there is one, else the index.
+    pub fn of(index: &'a KeyIndex, single: Option<&'a Single>) -> Self {
+        single.map_or(Lookup::Index(index), Lookup::Single)
+    }
+
     pub fn resource(self, id: &Uuid) -> Option<EntryRef<'a>> {
         match self {
             Lookup::Index(index) => index.resource(id),
@@ -865,14 +870,6 @@ impl KeyIndex {
             unsettled_count: AtomicUsize::new(0),
             spilled_counts: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// [`Self::new`], filled and open: for a process that serves nothing until it is loaded.
-    pub async fn load(store: Arc<dyn Store>, consistency: Consistency) -> Result<Self, StoreError> {
-        let index = Self::new(store, consistency).await?;
-        index.fill().await?;
-        index.open();
-        Ok(index)
     }
 
     /// Loads every resource, then applies every change committed since [`Self::new`] read the
@@ -928,22 +925,40 @@ impl KeyIndex {
         self.phase.load(Ordering::Acquire) != OPEN
     }
 
-    /// Reads the resource with internal id `id` (text from a request path) from the store, as the
-    /// index would hold it: keys first, then controls, as a catch-up reads them.
+    /// Reads the resource with internal id `id` (text from a request path) from the store, as a
+    /// catch-up would ([`Self::read_entries`]).
     pub async fn read_resource(&self, id: &str) -> Result<Single, StoreError> {
         let table = Table::new();
         if let Ok(id) = Uuid::try_parse(id) {
-            let only = [id];
-            let indexed = self.store.index_entries(Some(&only)).await?;
-            let mut controls = rotation::by_resource(self.store.slot_controls(Some(&only)).await?);
-            for indexed in indexed {
-                let id = indexed.resource.internal_id;
-                if let Some(entry) = table.entry_of(indexed, controls.remove(&id)) {
-                    table.put(entry);
-                }
+            for entry in self.read_entries(&table, &[id]).await?.into_values() {
+                table.put(entry);
             }
         }
         Ok(Single(table))
+    }
+
+    /// Reads the entries of the resources `only` from the store, for `table` (which interns their
+    /// scopes); a deleted resource is absent.
+    async fn read_entries(
+        &self,
+        table: &Table,
+        only: &[Uuid],
+    ) -> Result<HashMap<Uuid, Entry>, StoreError> {
+        // Keys first, then controls: the two reads are not one snapshot, and a regeneration that
+        // commits between them must not leave its slot's key in neither. Read in this order, the
+        // key it replaced is still current in the first read and already in its overlap in the
+        // second; read the other way round, it would be in neither, and refused as unknown until
+        // the next catch-up (the linearizability checker found that history).
+        let indexed = self.store.index_entries(Some(only)).await?;
+        let mut controls = rotation::by_resource(self.store.slot_controls(Some(only)).await?);
+        let mut entries = HashMap::new();
+        for indexed in indexed {
+            let id = indexed.resource.internal_id;
+            if let Some(entry) = table.entry_of(indexed, controls.remove(&id)) {
+                entries.insert(id, entry);
+            }
+        }
+        Ok(entries)
     }
 
     /// Reads the resource one of whose keys digests to `digest` from the store (`POST /verify`
@@ -1089,20 +1104,7 @@ impl KeyIndex {
             self.applied_hint.store(latest, Ordering::Release);
             return Ok(());
         }
-        // Keys first, then controls: the two reads are not one snapshot, and a regeneration that
-        // commits between them must not leave its slot's key in neither. Read in this order, the
-        // key it replaced is still current in the first read and already in its overlap in the
-        // second; read the other way round, it would be in neither, and refused as unknown until
-        // the next catch-up (the linearizability checker found that history).
-        let indexed = self.store.index_entries(Some(&changed)).await?;
-        let mut controls = rotation::by_resource(self.store.slot_controls(Some(&changed)).await?);
-        let mut fresh: HashMap<Uuid, Entry> = HashMap::new();
-        for indexed in indexed {
-            let id = indexed.resource.internal_id;
-            if let Some(entry) = self.table.entry_of(indexed, controls.remove(&id)) {
-                fresh.insert(id, entry);
-            }
-        }
+        let mut fresh = self.read_entries(&self.table, &changed).await?;
         if self
             .freshness
             .as_ref()

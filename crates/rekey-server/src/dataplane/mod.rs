@@ -551,10 +551,7 @@ async fn serve(
     } else {
         None
     };
-    let lookup = match &single {
-        Some(single) => Lookup::Single(single),
-        None => Lookup::Index(&dp.index),
-    };
+    let lookup = Lookup::of(&dp.index, single.as_ref());
     // Fail closed: a key the index still holds may have been revoked on another node.
     // The confirmation's future is boxed: inline it would make every call's future (built and
     // moved on each request) several times larger, and on a single node it is never awaited.
@@ -572,10 +569,11 @@ async fn serve(
         .membership
         .as_ref()
         .and_then(|_| Uuid::try_parse(id).ok());
+    let unsettled = || resource.and_then(|id| dp.index.unsettled(&id));
     let decision = loop {
-        let must_wait = dp.membership.is_some() && (single.is_some() || is_unsettled(dp, resource));
+        let must_wait = dp.membership.is_some() && (single.is_some() || unsettled().is_some());
         if must_wait
-            && Box::pin(settled(state, resource, single.is_some()))
+            && Box::pin(settled(state, single.is_some(), unsettled))
                 .await
                 .is_err()
         {
@@ -583,7 +581,7 @@ async fn serve(
         }
         let decision = decide(state, lookup, ip, id, raw_rest, request_id, &call);
         // A change applied while deciding may be unsettled: decide again once it is settled.
-        if single.is_some() || !is_unsettled(dp, resource) {
+        if single.is_some() || unsettled().is_none() {
             break decision;
         }
     };
@@ -632,36 +630,28 @@ async fn serve(
     }
 }
 
-/// Whether a check of `resource` must wait for a change to settle ([`index::KeyIndex::unsettled`]):
-/// only under a lease, and then, in the steady state, one atomic load.
-fn is_unsettled(dp: &DataPlane, resource: Option<Uuid>) -> bool {
-    dp.membership.is_some() && resource.is_some_and(|id| dp.index.unsettled(&id).is_some())
-}
-
-/// Under a lease, waits until every node has applied what a check is about to rely on: the
-/// resource's unsettled change in the index, or for a check that read the store (`from_store`)
-/// whatever the store held. `Err`: that could not be learned, and the check is refused.
-async fn settled(state: &AppState, resource: Option<Uuid>, from_store: bool) -> Result<(), ()> {
-    let dp = &state.dataplane;
-    if dp.membership.is_none() {
-        return Ok(());
-    }
-    let position = if from_store {
-        state.store.latest_change().await.map_err(|_| ())?
-    } else {
-        match resource.and_then(|id| dp.index.unsettled(&id)) {
-            Some(position) => position,
-            None => return Ok(()),
-        }
-    };
-    settle(state, position).await
-}
-
-/// Waits until every node has applied the change feed up to `position` (under a lease).
-async fn settle(state: &AppState, position: i64) -> Result<(), ()> {
+/// Under a lease, waits until every node has applied what a check is about to rely on: for a check
+/// that read the store (`from_store`) whatever the store held, else the unsettled change
+/// `unsettled` names ([`index::KeyIndex::unsettled`]), if any. `Err`: that could not be learned
+/// (logged), and the check is refused.
+async fn settled(
+    state: &AppState,
+    from_store: bool,
+    unsettled: impl Fn() -> Option<i64>,
+) -> Result<(), ()> {
     let dp = &state.dataplane;
     let Some(membership) = &dp.membership else {
         return Ok(());
+    };
+    let position = if from_store {
+        state.store.latest_change().await.map_err(|e| {
+            tracing::warn!(error = %e, "could not read the change feed's position");
+        })?
+    } else {
+        match unsettled() {
+            Some(position) => position,
+            None => return Ok(()),
+        }
     };
     membership.wait_for_acks(position).await.map_err(|e| {
         tracing::warn!(error = %e, "could not learn whether every node applied a change");
@@ -913,10 +903,7 @@ pub async fn verify(
     if !dp.index.is_loading() && !dp.index.is_current() && dp.index.confirm().await.is_err() {
         return Err(ApiError::Unavailable);
     }
-    let lookup = match &single {
-        Some(single) => Lookup::Single(single),
-        None => Lookup::Index(&dp.index),
-    };
+    let lookup = Lookup::of(&dp.index, single.as_ref());
     // Under a lease, the change a key's answer would rely on must be settled first (see `serve`):
     // that of the key's resource, or for a key no resource holds (a deleted one's), every change.
     let unsettled = || match digest.and_then(|digest| dp.index.owner(&digest)) {
@@ -924,17 +911,9 @@ pub async fn verify(
         None => dp.index.latest_unsettled(),
     };
     let answer = loop {
-        if dp.membership.is_some() {
-            let position = match &single {
-                Some(_) => Some(state.store.latest_change().await?),
-                None => unsettled(),
-            };
-            if let Some(position) = position {
-                settle(&state, position)
-                    .await
-                    .map_err(|()| ApiError::Unavailable)?;
-            }
-        }
+        settled(&state, single.is_some(), unsettled)
+            .await
+            .map_err(|()| ApiError::Unavailable)?;
         let answer = match digest.and_then(|digest| lookup.find(&digest)) {
             Some(found)
                 if found.entry.key_auth_enabled
