@@ -481,48 +481,43 @@ fn self_answer(
     method: &Method,
     rest: &str,
 ) -> Answer {
-    /// `/{rest}` as a JSON string, escaped as it is written.
-    struct Slashed<'a>(&'a str);
-    impl Serialize for Slashed<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(&format_args!("/{}", self.0))
-        }
-    }
-    /// The resource id as a JSON string: scope, then name.
-    struct Id<'a>(&'a str, &'a str);
-    impl Serialize for Id<'_> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(&format_args!("{}{}", self.0, self.1))
-        }
-    }
     let scope = entry.scope();
     let mut body = Vec::with_capacity(128 + scope.len() + entry.name().len() + rest.len());
     body.extend_from_slice(b"{\"authenticated\":true,\"resourceId\":");
-    let written = serde_json::to_writer(&mut body, &Id(scope, entry.name()))
-        .and_then(|()| {
-            body.extend_from_slice(b",\"keyName\":");
-            serde_json::to_writer(&mut body, key.name)
-        })
-        .and_then(|()| {
-            body.extend_from_slice(b",\"access\":\"");
-            body.extend_from_slice(access.as_bytes());
-            body.extend_from_slice(b"\",\"method\":");
-            serde_json::to_writer(&mut body, method.as_str())
-        })
-        .and_then(|()| {
-            body.extend_from_slice(b",\"path\":");
-            serde_json::to_writer(&mut body, &Slashed(rest))
-        });
-    if written.is_err() {
-        // Writing JSON into a Vec cannot fail; answer as a failure would, without a panic.
-        return Answer::Full(ApiError::Internal.into_response());
-    }
+    json_string(&mut body, &[scope, entry.name()]);
+    body.extend_from_slice(b",\"keyName\":");
+    json_string(&mut body, &[key.name]);
+    body.extend_from_slice(b",\"access\":");
+    json_string(&mut body, &[access]);
+    body.extend_from_slice(b",\"method\":");
+    json_string(&mut body, &[method.as_str()]);
+    body.extend_from_slice(b",\"path\":");
+    json_string(&mut body, &["/", rest]);
     body.push(b'}');
     Answer::Json {
         status: StatusCode::OK,
         body,
         retry_after: None,
     }
+}
+
+/// Writes `parts`, one after the other, as one JSON string. Names and paths seldom need escaping
+/// (the path's percent-encoding is kept), so each part is copied whole unless it holds a byte
+/// JSON escapes; only then does serde_json write it, escaped.
+fn json_string(out: &mut Vec<u8>, parts: &[&str]) {
+    out.push(b'"');
+    for part in parts {
+        if part.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            let mut escaped = Vec::with_capacity(part.len() + 8);
+            // Serializing a `&str` into a `Vec` cannot fail.
+            if serde_json::to_writer(&mut escaped, part).is_ok() {
+                out.extend_from_slice(&escaped[1..escaped.len() - 1]);
+            }
+        } else {
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
+    out.push(b'"');
 }
 
 async fn serve(
