@@ -265,11 +265,12 @@ fn header_key_slot(
 ) -> Result<usize, Refusal> {
     let header = entry.provider.key_header.ok_or(Refusal::InvalidKey)?;
     let presented = call.header(header).ok_or(Refusal::InvalidKey)?;
-    // A malformed key is refused before any lookup.
+    // A key of the wrong shape is refused before its digest is computed; its checksum is not
+    // checked, as only keys rekey generated (all with a valid checksum) can match.
     entry
         .provider
         .key_format
-        .check(presented)
+        .check_shape(presented)
         .map_err(|_| Refusal::InvalidKey)?;
     let digest = state.store.key_digest(presented);
     if let Some(slot) = entry.slot_with_digest(&digest) {
