@@ -10,7 +10,8 @@ plain nginx upstream, against wrk hitting that upstream directly.
     python3 bench/verify/run.py --tls [...]
 
 With --tls, both serve HTTPS with the same ECDSA P-256 certificate instead: keep-alive connections,
-then a new connection (and TLS handshake, resumed when the client offers a session) per request.
+then a new connection (and TLS handshake, resumed when the client offers a session) per request,
+over TLS 1.3 and again with wrk capped at TLS 1.2.
 
 Needs nginx, wrk and openssl. Prints a table and rewrites the results (or TLS results) section of
 bench/verify/README.md. Loopback only; every run is bounded by --seconds.
@@ -59,7 +60,11 @@ def nginx_block(port: int, upstream_port: int, keys: list[str]) -> str:
 
 
 def nginx_tls_block(port: int, keys: list[str], cert: Path, key: Path) -> str:
+    # TLS 1.3 named: before 1.23.4 nginx's default protocols stop at TLS 1.2, and a resumed TLS 1.2
+    # handshake skips the key exchange that every TLS 1.3 one makes (rekeyd offers both), so an
+    # older nginx would be measured on a cheaper protocol than rekeyd.
     return f"""{b.key_map(keys)}
+  ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:10m;
   ssl_session_tickets on;
   server {{
@@ -131,6 +136,18 @@ def plain(args, work: Path) -> str:
             f"rekeyd release build with RUST_LOG=warn, nginx with access_log off; setup of {args.accounts + PROXIED:,} accounts ({PROXIED} of them for proxy mode) took {setup_s:.1f} s.\n\n{table}\n")
 
 
+# An OpenSSL configuration for wrk that caps the client at TLS 1.2, so both servers are measured on
+# the older protocol too.
+TLS12_CLIENT = """openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MaxProtocol = TLSv1.2
+"""
+
+
 def tls(args, work: Path) -> str:
     b.build()
     procs: list[subprocess.Popen] = []
@@ -149,13 +166,18 @@ def tls(args, work: Path) -> str:
                                    [f"https://127.0.0.1:{ng_port}/"]))
         nginx_url = f"https://127.0.0.1:{ng_port}"
         close = ["Connection: close"]
+        tls12 = work / "tls12.cnf"
+        tls12.write_text(TLS12_CLIENT)
+        env12 = {"OPENSSL_CONF": str(tls12)}
         targets = {
             "rekey": lambda: b.wrk(server.base_url, keys_file, args.seconds, args.connections),
             "nginx": lambda: b.wrk(nginx_url, keys_file, args.seconds, args.connections),
             "rekey-new": lambda: b.wrk(server.base_url, keys_file, args.seconds, args.connections, close),
             "nginx-new": lambda: b.wrk(nginx_url, keys_file, args.seconds, args.connections, close),
+            "rekey-new12": lambda: b.wrk(server.base_url, keys_file, args.seconds, args.connections, close, env=env12),
+            "nginx-new12": lambda: b.wrk(nginx_url, keys_file, args.seconds, args.connections, close, env=env12),
         }
-        pids = {"rekey": server.proc.pid, "rekey-new": server.proc.pid, "nginx": procs[1].pid, "nginx-new": procs[1].pid}
+        pids = {name: server.proc.pid if name.startswith("rekey") else procs[1].pid for name in targets}
         results = b.interleaved({name: b.with_cpu(run, pids[name]) for name, run in targets.items()}, args.rounds)
         resumed = {name: sessions_resumed(url, server.ca_path) for name, url in (("rekeyd", server.base_url), ("nginx", nginx_url))}
     finally:
@@ -164,22 +186,27 @@ def tls(args, work: Path) -> str:
     runs = {name: b.median_run(rs) for name, rs in results.items()}
     b.warn_failures(runs)
     kept, new = b.ratios(results, "rekey", "nginx"), b.ratios(results, "rekey-new", "nginx-new")
+    new12 = b.ratios(results, "rekey-new12", "nginx-new12")
     table = "\n".join([
         b.TABLE_HEAD,
         b.row(f"rekeyd over HTTPS, keep-alive ({args.accounts:,} accounts)", runs["rekey"]),
         b.row("nginx `ssl`, keep-alive, `map` of the same keys", runs["nginx"]),
         b.ratio_row("rekey / nginx, keep-alive", runs["rekey"], runs["nginx"], kept),
-        b.row("rekeyd over HTTPS, a new connection per request", runs["rekey-new"]),
-        b.row("nginx `ssl`, a new connection per request", runs["nginx-new"]),
-        b.ratio_row("rekey / nginx, new connections", runs["rekey-new"], runs["nginx-new"], new),
+        b.row("rekeyd over HTTPS, a new connection per request (TLS 1.3)", runs["rekey-new"]),
+        b.row("nginx `ssl`, a new connection per request (TLS 1.3)", runs["nginx-new"]),
+        b.ratio_row("rekey / nginx, new connections (TLS 1.3)", runs["rekey-new"], runs["nginx-new"], new),
+        b.row("rekeyd, a new connection per request, client capped at TLS 1.2", runs["rekey-new12"]),
+        b.row("nginx, a new connection per request, client capped at TLS 1.2", runs["nginx-new12"]),
+        b.ratio_row("rekey / nginx, new connections (TLS 1.2)", runs["rekey-new12"], runs["nginx-new12"], new12),
     ])
     table += ("\n\nrekey / nginx throughput in each round: keep-alive " + ", ".join(f"{x:.2f}×" for x in kept)
-              + "; new connections " + ", ".join(f"{x:.2f}×" for x in new) + ". "
+              + "; new connections, TLS 1.3 " + ", ".join(f"{x:.2f}×" for x in new)
+              + "; TLS 1.2 " + ", ".join(f"{x:.2f}×" for x in new12) + ". "
               + "A second TLS 1.3 connection offering the first one's session ticket (`openssl s_client -sess_in`) was resumed: "
               + ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in resumed.items()) + ".")
     return (f"Run {b.stamp()} on {os.cpu_count()} cores: {args.rounds} interleaved rounds of wrk -t2 -c{args.connections} -d{args.seconds}s "
             f"per target, medians shown with the range over rounds (server CPU per request: user + system, nginx's workers included, from /proc), loopback, the same ECDSA P-256 certificate on both, "
-            f"rekeyd release build with RUST_LOG=warn, nginx with access_log off, `ssl_session_cache` and `ssl_session_tickets on`; "
+            f"rekeyd release build with RUST_LOG=warn, nginx with access_log off, `ssl_protocols TLSv1.2 TLSv1.3`, `ssl_session_cache` and `ssl_session_tickets on`; "
             f"setup of {args.accounts:,} accounts took {setup_s:.1f} s.\n\n{table}\n")
 
 

@@ -524,3 +524,152 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, HandshakeKind, ProtocolVersion, SignatureScheme};
+
+    /// Checks the handshake's signatures but trusts any certificate: the test's certificate is
+    /// self-signed, and what is under test is resumption, not the chain.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algs = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            let algs = &self.0.signature_verification_algorithms;
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// The server's TLS settings from a fresh self-signed ECDSA P-256 certificate.
+    fn server_config(dir: &std::path::Path) -> Arc<rustls::ServerConfig> {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-keyout", "server.key", "-out", "server.pem"])
+            .args(["-subj", "/CN=localhost", "-days", "2"])
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tls_config(&dir.join("server.pem"), &dir.join("server.key")).expect("the TLS settings")
+    }
+
+    /// One client that keeps what the server gives it for resumption, offering `version` only.
+    fn client_config(
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .expect("the client's TLS settings")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth();
+        client.resumption = rustls::client::Resumption::in_memory_sessions(16);
+        Arc::new(client)
+    }
+
+    /// A whole handshake in memory (and the session ticket after it); what kind the server made.
+    fn handshake(
+        client: &Arc<rustls::ClientConfig>,
+        server: &Arc<rustls::ServerConfig>,
+    ) -> (HandshakeKind, ProtocolVersion) {
+        let name = ServerName::try_from("localhost").expect("a server name");
+        let mut c = rustls::ClientConnection::new(client.clone(), name).expect("a client");
+        let mut s = rustls::ServerConnection::new(server.clone()).expect("a server");
+        for _ in 0..10 {
+            let mut to_server = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut to_server).expect("the client writes");
+            }
+            let mut from_client = &to_server[..];
+            while !from_client.is_empty() {
+                s.read_tls(&mut from_client).expect("the server reads");
+                s.process_new_packets()
+                    .expect("the server accepts the client's messages");
+            }
+            let mut to_client = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut to_client).expect("the server writes");
+            }
+            let mut from_server = &to_client[..];
+            while !from_server.is_empty() {
+                c.read_tls(&mut from_server).expect("the client reads");
+                c.process_new_packets()
+                    .expect("the client accepts the server's messages");
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            !c.is_handshaking() && !s.is_handshaking(),
+            "the handshake finished"
+        );
+        (
+            s.handshake_kind().expect("a handshake kind"),
+            s.protocol_version().expect("a protocol version"),
+        )
+    }
+
+    #[test]
+    fn a_returning_client_resumes_its_session_without_a_full_handshake() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let server = server_config(dir.path());
+        for (version, expected) in [
+            (&rustls::version::TLS13, ProtocolVersion::TLSv1_3),
+            (&rustls::version::TLS12, ProtocolVersion::TLSv1_2),
+        ] {
+            let client = client_config(version);
+            assert_eq!(handshake(&client, &server), (HandshakeKind::Full, expected));
+            // Each resumed connection is given what the next one resumes with.
+            for _ in 0..3 {
+                assert_eq!(
+                    handshake(&client, &server),
+                    (HandshakeKind::Resumed, expected)
+                );
+            }
+        }
+    }
+}
