@@ -508,7 +508,11 @@ fn self_answer(
 fn json_string(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
     for part in parts {
-        if part.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        // Folded without stopping early, so the compiler checks many bytes at once.
+        let needs_escape = part
+            .bytes()
+            .fold(false, |any, b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+        if needs_escape {
             let mut escaped = Vec::with_capacity(part.len() + 8);
             // Serializing a `&str` into a `Vec` cannot fail.
             if serde_json::to_writer(&mut escaped, part).is_ok() {
