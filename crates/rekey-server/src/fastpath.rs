@@ -201,12 +201,20 @@ where
                     request_id,
                     Framing { head, close },
                 ),
-                Some(dataplane::Answer::Full(response)) => {
+                Some(forwarded @ (dataplane::Answer::Full(_) | dataplane::Answer::Upstream(_))) => {
                     // A forwarded answer streams: what is queued goes first, then its head and
                     // its body as the upstream sends it.
                     used += len;
                     let framing = Framing { head, close };
-                    write_streamed(&mut io, &mut out, response, request_id, framing).await?;
+                    match forwarded {
+                        dataplane::Answer::Upstream(answer) => {
+                            write_upstream(&mut io, &mut out, answer, request_id, framing).await?
+                        }
+                        other => {
+                            let response = axum::response::IntoResponse::into_response(other);
+                            write_streamed(&mut io, &mut out, response, request_id, framing).await?
+                        }
+                    }
                     if close {
                         closing = true;
                         break false;
@@ -309,7 +317,9 @@ impl dataplane::Call for Head<'_> {
                 let request = self
                     .into_request()
                     .ok_or(gateway::NotForwarded::UpstreamFailed)?;
-                return gateway::forward(client, f, request).await;
+                return gateway::forward(client, f, request)
+                    .await
+                    .map(dataplane::Answer::Full);
             };
             let call = upstream::Outgoing {
                 method: &self.method,
@@ -325,6 +335,7 @@ impl dataplane::Call for Head<'_> {
             };
             upstream::forward(&client.pool, &target, call)
                 .await
+                .map(dataplane::Answer::Upstream)
                 .map_err(|failed| match failed {
                     upstream::Failed::Upstream(e) if gateway::untrusted(&e) => {
                         tracing::warn!(error = %e, upstream = f.upstream, "upstream certificate not trusted");
@@ -490,11 +501,112 @@ fn write_answer(
 /// Largest stretch of a streamed body gathered with what precedes it into one write.
 const GATHER_BYTES: usize = 16 * 1024;
 
-/// Writes what `out` holds, then `response` as HTTP/1.1 as hyper would: its head with
-/// `x-ms-request-id` added (and `date` unless the response has one), framed by `content-length`
-/// when the body's length is known and chunked otherwise, then the body frame by frame as it
-/// arrives, so a forwarded answer is never held whole. A body that fails part way ends the
-/// connection, the only way left to tell the client its answer is cut short.
+/// How a streamed answer's body is written.
+#[derive(Clone, Copy)]
+struct BodyFraming {
+    /// No body is written (a HEAD answer, 1xx, 204, 304).
+    bodyless: bool,
+    chunked: bool,
+}
+
+/// Appends a forwarded answer's head to `out` as hyper would write it: the status line, the header
+/// lines `headers` appends (returning whether they held a `date` and a `content-length`), then
+/// `x-ms-request-id`, `date` unless the lines had one, and the framing: `content-length` when the
+/// body's length is known (`exact`), chunked otherwise.
+fn write_forwarded_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    request_id: uuid::Uuid,
+    framing: Framing,
+    exact: Option<u64>,
+    headers: impl FnOnce(&mut Vec<u8>) -> (bool, bool),
+) -> BodyFraming {
+    let head = framing.head;
+    let bodyless = head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    status_line(out, status);
+    let (dated, length_line) = headers(out);
+    write_request_id(out, request_id);
+    if framing.close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    if !dated {
+        out.extend_from_slice(b"date: ");
+        date::append(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    let chunked = !bodyless && exact.is_none();
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if let Some(n) = exact {
+        // 1xx, 204 and 304 answers carry no length; a HEAD answer keeps the upstream's, if any.
+        let length = if head { !length_line } else { !bodyless };
+        if length {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa(n as usize, &mut [0; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    BodyFraming { bodyless, chunked }
+}
+
+/// Writes one stretch of a streamed body after what `out` holds, gathered with it when small; all
+/// of it goes out now unless `last` (then the caller's final write sends it).
+async fn write_body_data<S>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    data: &[u8],
+    framing: BodyFraming,
+    last: bool,
+) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    if data.is_empty() {
+        return Ok(());
+    }
+    if framing.chunked {
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    }
+    if out.len() + data.len() <= GATHER_BYTES {
+        out.extend_from_slice(data);
+    } else {
+        io.write_all(out).await?;
+        out.clear();
+        io.write_all(data).await?;
+    }
+    if framing.chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+    // What has come goes out before waiting for more.
+    if !last {
+        io.write_all(out).await?;
+        out.clear();
+        io.flush().await?;
+    }
+    Ok(())
+}
+
+/// Ends a streamed answer: the last chunk when chunked, then whatever `out` still holds.
+async fn write_body_end<S>(io: &mut S, out: &mut Vec<u8>, framing: BodyFraming) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    if framing.chunked && !framing.bodyless {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    io.write_all(out).await?;
+    out.clear();
+    io.flush().await
+}
+
+/// Writes what `out` holds, then `response` as HTTP/1.1 as hyper would (see
+/// [`write_forwarded_head`]), then the body frame by frame as it arrives, so a forwarded answer is
+/// never held whole. A body that fails part way ends the connection, the only way left to tell
+/// the client its answer is cut short.
 async fn write_streamed<S>(
     io: &mut S,
     out: &mut Vec<u8>,
@@ -507,93 +619,67 @@ where
 {
     let head = framing.head;
     let (parts, mut body) = response.into_parts();
-    let status = parts.status;
-    let bodyless = head
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    status_line(out, status);
-    let mut dated = false;
-    for (name, value) in &parts.headers {
-        // A HEAD answer keeps the length a GET would have had; other framing is written below.
-        // The request id is this server's, as `dataplane::handle` sets it over an upstream's.
-        if (name == header::CONTENT_LENGTH && !head)
-            || name == header::TRANSFER_ENCODING
-            || name == header::CONNECTION
-            || name == crate::state::REQUEST_ID
-        {
-            continue;
-        }
-        dated |= name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    write_request_id(out, request_id);
-    if framing.close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    if !dated {
-        out.extend_from_slice(b"date: ");
-        date::append(out);
-        out.extend_from_slice(b"\r\n");
-    }
     let exact = body.size_hint().exact();
-    let chunked = !bodyless && exact.is_none();
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    } else if let Some(n) = exact {
-        // 1xx, 204 and 304 answers carry no length; a HEAD answer keeps the upstream's, if any.
-        let length = if head {
-            !parts.headers.contains_key(header::CONTENT_LENGTH)
-        } else {
-            !bodyless
-        };
-        if length {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa(n as usize, &mut [0; 20]));
+    let body_framing = write_forwarded_head(out, parts.status, request_id, framing, exact, |out| {
+        let mut dated = false;
+        for (name, value) in &parts.headers {
+            // A HEAD answer keeps the length a GET would have had; other framing is written
+            // by `write_forwarded_head`. The request id is this server's, as
+            // `dataplane::handle` sets it over an upstream's.
+            if (name == header::CONTENT_LENGTH && !head)
+                || name == header::TRANSFER_ENCODING
+                || name == header::CONNECTION
+                || name == crate::state::REQUEST_ID
+            {
+                continue;
+            }
+            dated |= name == header::DATE;
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-    }
-    out.extend_from_slice(b"\r\n");
-    if !bodyless {
+        (dated, parts.headers.contains_key(header::CONTENT_LENGTH))
+    });
+    if !body_framing.bodyless {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| io::Error::other(e.to_string()))?;
             let Ok(data) = frame.into_data() else {
                 // Trailers: HTTP/1.1 clients of a gateway do not get them.
                 continue;
             };
-            if data.is_empty() {
-                continue;
-            }
-            if chunked {
-                out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            }
-            if out.len() + data.len() <= GATHER_BYTES {
-                out.extend_from_slice(&data);
-            } else {
-                io.write_all(out).await?;
-                out.clear();
-                io.write_all(&data).await?;
-            }
-            if chunked {
-                out.extend_from_slice(b"\r\n");
-            }
-            // What has come goes out before waiting for more.
-            if !body.is_end_stream() {
-                io.write_all(out).await?;
-                out.clear();
-                io.flush().await?;
-            }
-        }
-        if chunked {
-            out.extend_from_slice(b"0\r\n\r\n");
+            let last = body.is_end_stream();
+            write_body_data(io, out, &data, body_framing, last).await?;
         }
     }
-    io.write_all(out).await?;
-    out.clear();
-    io.flush().await
+    write_body_end(io, out, body_framing).await
+}
+
+/// As [`write_streamed`], for an upstream's answer read by `dataplane::upstream`: its header lines
+/// are copied as read, and its body as it arrives, without building a response.
+async fn write_upstream<S>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    mut answer: upstream::Answer,
+    request_id: uuid::Uuid,
+    framing: Framing,
+) -> io::Result<()>
+where
+    S: AsyncWrite + Unpin,
+{
+    let exact = answer.body_length();
+    let body_framing =
+        write_forwarded_head(out, answer.status, request_id, framing, exact, |out| {
+            out.extend_from_slice(answer.header_lines());
+            (answer.dated(), answer.has_length_line())
+        });
+    if !body_framing.bodyless {
+        while let Some(data) = answer.next_data().await {
+            let (data, last) = data?;
+            write_body_data(io, out, data, body_framing, last).await?;
+        }
+    }
+    write_body_end(io, out, body_framing).await
 }
 
 fn write_request_id(out: &mut Vec<u8>, request_id: uuid::Uuid) {

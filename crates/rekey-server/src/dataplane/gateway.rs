@@ -82,6 +82,23 @@ pub const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Removes the hop-by-hop headers: the fixed ones, and those each `Connection` line names (RFC 9110
+/// §7.6.1), which are meant for this hop only.
+fn remove_hop_by_hop(headers: &mut axum::http::HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .filter_map(|option| HeaderName::from_bytes(option.trim_ascii()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
 pub struct Forward<'a> {
     pub upstream: &'a str,
     pub rest: &'a str,
@@ -152,7 +169,8 @@ pub async fn forward(
     let body = Body::new(http_body_util::Limited::new(body, f.max_body_bytes));
     parts.uri = uri;
     let headers = &mut parts.headers;
-    for name in HOP_BY_HOP.iter().chain(f.strip) {
+    remove_hop_by_hop(headers);
+    for name in f.strip {
         headers.remove(*name);
     }
     headers.remove(header::HOST);
@@ -169,9 +187,7 @@ pub async fn forward(
     match client.hyper.request(Request::from_parts(parts, body)).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
-            for name in HOP_BY_HOP {
-                parts.headers.remove(*name);
-            }
+            remove_hop_by_hop(&mut parts.headers);
             Ok(Response::from_parts(parts, Body::new(body)))
         }
         Err(e) if body_too_large(&e) => Err(NotForwarded::TooLarge),

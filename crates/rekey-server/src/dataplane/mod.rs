@@ -210,13 +210,16 @@ fn refuse(provider: Option<&Provider>, refusal: Refusal) -> Answer {
 
 /// A data-plane answer. Nearly all are a status and a JSON body (with `retry-after` on some
 /// refusals), which `fastpath` writes straight into its output without building a [`Response`];
-/// forwarded answers and management-style errors are a whole [`Response`].
+/// an upstream's answer to a call forwarded from the fast path is passed on as read, its head
+/// straight into the fast path's output too; hyper's forwarded answers and management-style errors
+/// are a whole [`Response`].
 pub enum Answer {
     Json {
         status: StatusCode,
         body: Vec<u8>,
         retry_after: Option<u64>,
     },
+    Upstream(upstream::Answer),
     Full(Response),
 }
 
@@ -240,6 +243,7 @@ impl IntoResponse for Answer {
                 }
                 response
             }
+            Answer::Upstream(answer) => answer.into_response(),
             Answer::Full(response) => response,
         }
     }
@@ -249,6 +253,7 @@ impl Answer {
     pub fn status(&self) -> StatusCode {
         match self {
             Answer::Json { status, .. } => *status,
+            Answer::Upstream(answer) => answer.status,
             Answer::Full(response) => response.status(),
         }
     }
@@ -331,10 +336,10 @@ pub async fn handle(state: &AppState, remote: IpAddr, request: Request) -> Respo
     response
 }
 
-/// A call being forwarded: the upstream's answer, or why there is none. Boxed: inline it would make
-/// every call's future several times larger.
+/// A call being forwarded: the upstream's answer ([`Answer::Upstream`] or [`Answer::Full`]), or why
+/// there is none. Boxed: inline it would make every call's future several times larger.
 pub type Forwarding<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Response, gateway::NotForwarded>> + Send + 'a>,
+    Box<dyn std::future::Future<Output = Result<Answer, gateway::NotForwarded>> + Send + 'a>,
 >;
 
 /// What the data plane reads of a call: its method, its headers, and for forwarding the whole
@@ -383,7 +388,7 @@ impl Call for Request {
     where
         Self: 'a,
     {
-        Box::pin(gateway::forward(client, f, self))
+        Box::pin(async move { gateway::forward(client, f, self).await.map(Answer::Full) })
     }
 }
 
@@ -616,9 +621,9 @@ async fn serve(
                 )
             };
             Some(match call.forward(&dp.client, forward).await {
-                Ok(response) => {
+                Ok(answer) => {
                     metrics::data_plane_call(Some(f.provider), Outcome::Ok);
-                    Answer::Full(response)
+                    answer
                 }
                 Err(gateway::NotForwarded::TooLarge) => refused(Refusal::TooLarge),
                 Err(gateway::NotForwarded::UpstreamFailed) => refused(Refusal::UpstreamFailed),

@@ -1,8 +1,9 @@
 //! Owns the fast path's forwarding to upstreams: a bodyless call read by `fastpath` is
 //! written straight from its parsed head onto a kept-alive connection from a per-upstream pool, and
-//! the upstream's answer is read back with `httparse` into a [`Response`] whose body reads the
+//! the upstream's answer is read back with `httparse` into an [`Answer`]: its status, the header
+//! lines to pass on (already in the form `fastpath` writes them), and a body that reads the
 //! connection as the client's side is written, returning the connection to the pool once the answer
-//! is whole. All of it runs in the client connection's own task, as a reverse proxy's event loop
+//! is whole. No `Response` or `HeaderMap` is built for it on the way. All of it runs in the client connection's own task, as a reverse proxy's event loop
 //! does; hyper's client ([`super::gateway`]) serves calls with bodies. `https://` upstreams are
 //! reached with the same TLS settings as hyper's client, and their sessions resumed.
 //!
@@ -13,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
@@ -231,7 +233,7 @@ pub async fn forward(
     pool: &Arc<Pool>,
     target: &Target<'_>,
     call: Outgoing<'_>,
-) -> Result<Response<Body>, Failed> {
+) -> Result<Answer, Failed> {
     let head = request_head(target, &call)?;
     let idempotent = matches!(
         *call.method,
@@ -240,7 +242,7 @@ pub async fn forward(
     let is_head = *call.method == Method::HEAD;
     if let Some(stream) = pool.take(target.key) {
         match exchange(stream, &head, is_head).await {
-            Ok(answer) => return Ok(answer.into_response(pool.clone(), target.key)),
+            Ok(answer) => return Ok(answer.finish(pool, target.key)),
             // The upstream closed the kept-alive connection before answering: the call may not
             // have been seen at all, and is sent again only if sending it twice is harmless.
             Err(Exchange::ClosedEarly(_)) if idempotent => {}
@@ -249,7 +251,7 @@ pub async fn forward(
     }
     let stream = pool.connect(target).await.map_err(Failed::Upstream)?;
     match exchange(stream, &head, is_head).await {
-        Ok(answer) => Ok(answer.into_response(pool.clone(), target.key)),
+        Ok(answer) => Ok(answer.finish(pool, target.key)),
         Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => Err(Failed::Upstream(e)),
     }
 }
@@ -305,14 +307,28 @@ enum Exchange {
     Failed(io::Error),
 }
 
-/// An answer's head, read; its body follows in `buf` and on `stream`.
-struct Answer {
+/// An answer's head, read; its body follows in `buf` (from `at`) and on `stream`.
+struct Read {
     status: StatusCode,
-    headers: HeaderMap,
+    head: Head,
     framing: Framing,
     keep_alive: bool,
     stream: Stream,
     buf: Vec<u8>,
+    at: usize,
+}
+
+/// What an answer's head says to pass on.
+struct Head {
+    /// The header lines to pass on, each `name: value\r\n` with the name in lower case: every
+    /// header but the hop-by-hop ones (and those `Connection` names), the framing ones
+    /// (`content-length` except on a HEAD answer, `transfer-encoding`) and `x-ms-request-id`,
+    /// which is the gateway's own.
+    lines: Vec<u8>,
+    /// Whether the lines hold a `date`.
+    dated: bool,
+    /// Whether the lines hold a `content-length` (only a HEAD answer's does).
+    length_line: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,7 +340,7 @@ enum Framing {
     Close,
 }
 
-async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Answer, Exchange> {
+async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read, Exchange> {
     stream
         .write_all(head)
         .await
@@ -364,19 +380,25 @@ async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Answ
             }
             let status =
                 StatusCode::from_u16(code).map_err(|e| Exchange::Failed(io::Error::other(e)))?;
-            let answer = read_head(&parsed, status, is_head).map_err(Exchange::Failed)?;
-            buf.drain(..len);
-            let (headers, framing, keep_alive) = answer;
-            return Ok(Answer {
+            let (head, framing, keep_alive) =
+                read_head(&parsed, status, is_head).map_err(Exchange::Failed)?;
+            return Ok(Read {
                 status,
-                headers,
+                head,
                 framing,
                 keep_alive,
                 stream,
                 buf,
+                at: len,
             });
         }
     }
+}
+
+/// Whether `list` (a comma-separated header value) names `token`, in any case.
+fn names(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// The headers to pass on (hop-by-hop ones removed), the body's framing (RFC 9112 §6.3), and
@@ -385,39 +407,38 @@ fn read_head(
     parsed: &httparse::Response<'_, '_>,
     status: StatusCode,
     is_head: bool,
-) -> io::Result<(HeaderMap, Framing, bool)> {
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+) -> io::Result<(Head, Framing, bool)> {
     let mut keep_alive = parsed.version == Some(1);
     let mut length: Option<u64> = None;
     let mut chunked = false;
-    let mut connection_named: Vec<String> = Vec::new();
+    // `Connection`'s options other than close and keep-alive name more hop-by-hop headers.
+    let mut connection: Option<&[u8]> = None;
     for h in parsed.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("connection") {
-            for option in String::from_utf8_lossy(h.value).split(',') {
-                let option = option.trim().to_ascii_lowercase();
-                if option == "close" {
+            for option in h.value.split(|&b| b == b',') {
+                let option = option.trim_ascii();
+                if option.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
-                } else if option == "keep-alive" && parsed.version == Some(0) {
-                    keep_alive = true;
-                } else {
-                    connection_named.push(option);
+                } else if option.eq_ignore_ascii_case(b"keep-alive") {
+                    if parsed.version == Some(0) {
+                        keep_alive = true;
+                    }
+                } else if !option.is_empty() {
+                    connection = Some(h.value);
                 }
             }
-            continue;
-        }
-        if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // Only chunked as the last coding frames a body; anything else runs to the close.
-            chunked = String::from_utf8_lossy(h.value)
-                .rsplit(',')
+            chunked = h
+                .value
+                .rsplit(|&b| b == b',')
                 .next()
-                .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             if !chunked {
                 keep_alive = false;
             }
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
+        } else if name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value)
                 .ok()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -430,31 +451,11 @@ fn read_head(
             }
             length = Some(n);
         }
-        if [
-            "keep-alive",
-            "proxy-authenticate",
-            "proxy-authorization",
-            "te",
-            "trailer",
-            "upgrade",
-        ]
-        .iter()
-        .any(|hop| name.eq_ignore_ascii_case(hop))
-        {
-            continue;
-        }
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(io::Error::other)?;
-        let value = HeaderValue::from_bytes(h.value).map_err(io::Error::other)?;
-        headers.append(name, value);
-    }
-    for named in connection_named {
-        headers.remove(named.as_str());
     }
     let framing =
         if is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
             Framing::Empty
         } else if chunked {
-            headers.remove(axum::http::header::CONTENT_LENGTH);
             Framing::Chunked
         } else if let Some(n) = length {
             if n == 0 {
@@ -466,11 +467,64 @@ fn read_head(
             keep_alive = false;
             Framing::Close
         };
-    Ok((headers, framing, keep_alive))
+    let mut head = Head {
+        lines: Vec::with_capacity(
+            parsed
+                .headers
+                .iter()
+                .map(|h| h.name.len() + h.value.len() + 4)
+                .sum(),
+        ),
+        dated: false,
+        length_line: false,
+    };
+    // Several `Connection` lines each name headers: rare enough to look them all up again.
+    let named = |name: &str| {
+        connection.is_some()
+            && parsed
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .any(|h| names(h.value, name.as_bytes()))
+    };
+    for h in parsed.headers.iter() {
+        let name = h.name;
+        let length_line = name.eq_ignore_ascii_case("content-length");
+        // A HEAD answer keeps the length a GET would have had; other framing is the gateway's.
+        if (length_line && !is_head)
+            || HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+            || name.eq_ignore_ascii_case(crate::state::REQUEST_ID.as_str())
+            || named(name)
+        {
+            continue;
+        }
+        head.length_line |= length_line;
+        head.dated |= name.eq_ignore_ascii_case("date");
+        // As `HeaderName` writes it: in lower case. httparse has checked the name is a token and
+        // the value holds no control bytes but tabs.
+        head.lines
+            .extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+        head.lines.extend_from_slice(b": ");
+        head.lines.extend_from_slice(h.value);
+        head.lines.extend_from_slice(b"\r\n");
+    }
+    Ok((head, framing, keep_alive))
 }
 
-impl Answer {
-    fn into_response(self, pool: Arc<Pool>, key: &str) -> Response<Body> {
+/// Headers never passed on, either way (RFC 9110 §7.6.1); as `gateway::HOP_BY_HOP`.
+const HOP_BY_HOP: &[&str] = super::gateway::HOP_BY_HOP;
+
+/// An upstream's answer to a forwarded call: its status, the header lines to pass on, and its
+/// body, read from the upstream connection as it is asked for.
+pub struct Answer {
+    pub status: StatusCode,
+    head: Head,
+    body: UpstreamBody,
+}
+
+impl Read {
+    /// The answer, its connection to go back to `pool` (under `key`) once its body is read.
+    fn finish(self, pool: &Arc<Pool>, key: &str) -> Answer {
         let mut body = UpstreamBody {
             state: match self.framing {
                 Framing::Empty => State::Done,
@@ -481,17 +535,75 @@ impl Answer {
             conn: Some(Conn {
                 stream: self.stream,
                 keep_alive: self.keep_alive,
-                pool,
+                pool: pool.clone(),
                 key: key.into(),
             }),
             end: self.buf.len(),
             buf: self.buf,
-            at: 0,
+            at: self.at,
         };
         body.finish_if_done();
-        let mut response = Response::new(Body::new(body));
+        Answer {
+            status: self.status,
+            head: self.head,
+            body,
+        }
+    }
+}
+
+impl Answer {
+    /// The header lines to pass on, each `name: value\r\n`: neither hop-by-hop nor framing ones
+    /// (but a HEAD answer's `content-length`), nor `x-ms-request-id`.
+    pub fn header_lines(&self) -> &[u8] {
+        &self.head.lines
+    }
+
+    /// Whether the header lines hold a `date`.
+    pub fn dated(&self) -> bool {
+        self.head.dated
+    }
+
+    /// Whether the header lines hold a `content-length` (a HEAD answer's).
+    pub fn has_length_line(&self) -> bool {
+        self.head.length_line
+    }
+
+    /// The body's length, when it is known before it is read.
+    pub fn body_length(&self) -> Option<u64> {
+        hyper::body::Body::size_hint(&self.body).exact()
+    }
+
+    /// The next stretch of the body as the upstream sends it, and whether it is the last; `None`
+    /// at the end. Each is valid until the next call. An error cuts the answer short: its
+    /// connection is not reused.
+    pub async fn next_data(&mut self) -> Option<io::Result<(&[u8], bool)>> {
+        let body = &mut self.body;
+        match std::future::poll_fn(|cx| body.poll_range(cx)).await {
+            None => None,
+            Some(Ok(range)) => Some(Ok((&self.body.buf[range], self.body.state == State::Done))),
+            Some(Err(e)) => Some(Err(e)),
+        }
+    }
+
+    /// The answer as a hyper response, for a server that writes it itself.
+    pub fn into_response(self) -> Response<Body> {
+        let mut headers = HeaderMap::new();
+        for line in self.head.lines.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            // Every line was a valid header as the upstream sent it.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_bytes(line[colon + 1..].trim_ascii_start()),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        let mut response = Response::new(Body::new(self.body));
         *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
+        *response.headers_mut() = headers;
         response
     }
 }
@@ -581,10 +693,14 @@ impl UpstreamBody {
         }
     }
 
-    /// Up to `left` more bytes of the body and what is left after them, reading from the upstream
-    /// when nothing is buffered; an upstream that closes first cuts the body short, and its
-    /// connection is not reused.
-    fn poll_data(&mut self, cx: &mut Context<'_>, left: u64) -> Poll<io::Result<(Bytes, u64)>> {
+    /// Up to `left` more bytes of the body (where they lie in `buf`) and what is left after them,
+    /// reading from the upstream when nothing is buffered; an upstream that closes first cuts the
+    /// body short, and its connection is not reused.
+    fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+        left: u64,
+    ) -> Poll<io::Result<(Range<usize>, u64)>> {
         if self.pending().is_empty() && !ready!(self.poll_fill(cx))? {
             self.conn = None;
             return Poll::Ready(Err(cut_short()));
@@ -594,9 +710,9 @@ impl UpstreamBody {
         Poll::Ready(Ok((data, left)))
     }
 
-    fn take_data(&mut self, most: u64) -> Bytes {
+    fn take_data(&mut self, most: u64) -> Range<usize> {
         let n = (self.pending().len() as u64).min(most) as usize;
-        let data = Bytes::copy_from_slice(&self.pending()[..n]);
+        let data = self.at..self.at + n;
         self.at += n;
         data
     }
@@ -609,15 +725,11 @@ fn cut_short() -> io::Error {
     )
 }
 
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        let this = &mut *self;
+impl UpstreamBody {
+    /// The next stretch of the body, as where it lies in `buf` (until the next poll); `None` at
+    /// its end.
+    fn poll_range(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Range<usize>>>> {
+        let this = self;
         loop {
             match this.state {
                 State::Done => return Poll::Ready(None),
@@ -629,7 +741,7 @@ impl hyper::body::Body for UpstreamBody {
                         State::Length(left)
                     };
                     this.finish_if_done();
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return Poll::Ready(Some(Ok(data)));
                 }
                 State::Close => {
                     if this.pending().is_empty() && !ready!(this.poll_fill(cx))? {
@@ -638,7 +750,7 @@ impl hyper::body::Body for UpstreamBody {
                         return Poll::Ready(None);
                     }
                     let data = this.take_data(u64::MAX);
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return Poll::Ready(Some(Ok(data)));
                 }
                 State::ChunkSize | State::ChunkEnd | State::Trailers => {
                     let Some(line) = this.take_line()? else {
@@ -684,10 +796,24 @@ impl hyper::body::Body for UpstreamBody {
                     } else {
                         State::ChunkData(left)
                     };
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return Poll::Ready(Some(Ok(data)));
                 }
             }
         }
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        let range = ready!(this.poll_range(cx));
+        Poll::Ready(range.map(|range| Ok(Frame::data(Bytes::copy_from_slice(&this.buf[range?])))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -729,6 +855,93 @@ mod tests {
         assert_eq!((t.host(), t.address().as_ref()), ("::1", "[::1]:8443"));
         assert!(Target::parse("ftp://up").is_none());
         assert!(Target::parse("http://user@up").is_none());
+    }
+
+    /// The header lines an answer head passes on, its framing and whether its connection is kept.
+    fn answer_head(raw: &str, is_head: bool) -> (String, bool, bool, Framing, bool) {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        assert!(parsed.parse(raw.as_bytes()).unwrap().is_complete());
+        let status = StatusCode::from_u16(parsed.code.unwrap()).unwrap();
+        let (head, framing, keep_alive) = read_head(&parsed, status, is_head).unwrap();
+        let lines = String::from_utf8(head.lines).unwrap();
+        (lines, head.dated, head.length_line, framing, keep_alive)
+    }
+
+    #[test]
+    fn an_answer_passes_on_its_own_headers_but_not_hop_by_hop_framing_or_request_id_ones() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Gone: 1\r\n\
+                   Connection: keep-alive, X-Gone, x-also-gone\r\nKeep-Alive: timeout=5\r\n\
+                   X-Also-Gone: 2\r\nTrailer: x\r\nUpgrade: h2c\r\nX-Ms-Request-Id: theirs\r\n\
+                   Date: Sun, 06 Dec 2026 08:00:00 GMT\r\nContent-Length: 2\r\nX-Kept: a\tb\r\n\r\n";
+        let (lines, dated, length_line, framing, keep_alive) = answer_head(raw, false);
+        assert_eq!(
+            lines,
+            "content-type: application/json\r\ndate: Sun, 06 Dec 2026 08:00:00 GMT\r\n\
+             x-kept: a\tb\r\n"
+        );
+        assert!(dated && !length_line && keep_alive);
+        assert_eq!(framing, Framing::Length(2));
+    }
+
+    #[test]
+    fn a_head_answer_keeps_its_length_and_a_chunked_one_loses_it() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n";
+        let (lines, dated, length_line, framing, _) = answer_head(raw, true);
+        assert_eq!(lines, "content-length: 42\r\n");
+        assert!(!dated && length_line);
+        assert_eq!(framing, Framing::Empty);
+        let raw =
+            "HTTP/1.1 200 OK\r\nContent-Length: 42\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
+        let (lines, _, length_line, framing, keep_alive) = answer_head(raw, false);
+        assert_eq!(lines, "");
+        assert!(!length_line && keep_alive);
+        assert_eq!(framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn an_answer_asking_to_close_or_without_a_length_does_not_keep_its_connection() {
+        let (_, _, _, framing, keep_alive) = answer_head(
+            "HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 1\r\n\r\n",
+            false,
+        );
+        assert_eq!((framing, keep_alive), (Framing::Length(1), false));
+        let (_, _, _, framing, keep_alive) = answer_head("HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!((framing, keep_alive), (Framing::Close, false));
+        let (_, _, _, framing, keep_alive) = answer_head(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        assert_eq!((framing, keep_alive), (Framing::Empty, true));
+    }
+
+    #[test]
+    fn an_answer_head_converts_to_a_response_with_the_same_headers() {
+        let raw =
+            "HTTP/1.1 201 Created\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: 0\r\nX-B: c: d\r\n\r\n";
+        let (lines, dated, length_line, _, _) = answer_head(raw, false);
+        let head = Head {
+            lines: lines.into_bytes(),
+            dated,
+            length_line,
+        };
+        let answer = Answer {
+            status: StatusCode::CREATED,
+            head,
+            body: UpstreamBody {
+                state: State::Done,
+                conn: None,
+                buf: Vec::new(),
+                at: 0,
+                end: 0,
+            },
+        };
+        let response = answer.into_response();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let values: Vec<_> = response.headers().get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        assert_eq!(response.headers()["x-b"], "c: d");
+        assert_eq!(response.headers().len(), 3);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use axum::extract::Request;
 use axum::serve::{Listener as _, ListenerExt as _};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::dataplane::cs_call;
+use crate::dataplane::{cs_call, echo_upstream};
 use crate::helpers::*;
 
 crate::backend_tests!(
@@ -22,6 +22,8 @@ crate::backend_tests!(
     upstream_connections_are_reused_across_calls,
     a_large_answer_streams_to_the_client_before_the_upstream_has_finished,
     a_request_body_streams_to_the_upstream_before_the_client_has_finished,
+    an_upstream_answers_hop_by_hop_headers_and_request_id_stay_behind_and_the_rest_pass,
+    headers_a_client_names_in_connection_do_not_reach_the_upstream,
 );
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -270,6 +272,132 @@ async fn a_large_answer_streams_to_the_client_before_the_upstream_has_finished()
         total += chunk.len();
     }
     assert_eq!(total, 2 << 20, "the whole answer arrives");
+}
+
+async fn an_upstream_answers_hop_by_hop_headers_and_request_id_stay_behind_and_the_rest_pass() {
+    // A raw upstream, so its answer holds exactly these headers: hop-by-hop ones, one its
+    // `Connection` names, its own request id, a date, and two of its own (one sent twice).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                loop {
+                    let n = conn.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                                      X-Named: gone\r\nConnection: keep-alive, X-Named\r\n\
+                                      Keep-Alive: timeout=5\r\nUpgrade: h2c\r\n\
+                                      Proxy-Authenticate: Basic\r\nTrailer: x-t\r\n\
+                                      X-Ms-Request-Id: the-upstream's\r\n\
+                                      Date: Sun, 06 Dec 2026 08:00:00 GMT\r\n\
+                                      X-Own: one\r\nX-Own: two\r\nContent-Length: 5\r\n\r\nhello";
+                        conn.write_all(answer.as_bytes()).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let s = TestServer::start().await;
+    let (endpoint, key) = forwarded_account(&s, &format!("http://{addr}/base")).await;
+    // Twice: the second answer comes over the pooled connection.
+    for _ in 0..2 {
+        let resp = s
+            .client
+            .get(format!("{endpoint}x"))
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let headers = resp.headers().clone();
+        for gone in [
+            "x-named",
+            "keep-alive",
+            "upgrade",
+            "proxy-authenticate",
+            "trailer",
+        ] {
+            assert!(headers.get(gone).is_none(), "{gone} passed on: {headers:?}");
+        }
+        let own: Vec<_> = headers.get_all("x-own").iter().collect();
+        assert_eq!(own, ["one", "two"]);
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(headers["date"], "Sun, 06 Dec 2026 08:00:00 GMT");
+        let ids: Vec<_> = headers.get_all("x-ms-request-id").iter().collect();
+        assert_eq!(ids.len(), 1, "{headers:?}");
+        assert_ne!(ids[0], "the-upstream's");
+        assert_eq!(resp.text().await.unwrap(), "hello");
+    }
+    // The same over a raw connection, as rekeyd's own HTTP/1.1 loop reads such a call.
+    let path = endpoint.splitn(4, '/').nth(3).unwrap();
+    for _ in 0..2 {
+        let mut conn = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let call = format!(
+            "GET /{path}x HTTP/1.1\r\nHost: x\r\nOcp-Apim-Subscription-Key: {key}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        conn.write_all(call.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let lines: Vec<String> = head.lines().map(str::to_ascii_lowercase).collect();
+        let has = |name: &str| lines.iter().filter(|l| l.starts_with(name)).count();
+        assert!(lines[0].starts_with("http/1.1 200"), "{head}");
+        for gone in [
+            "x-named",
+            "keep-alive",
+            "upgrade",
+            "proxy-authenticate",
+            "trailer",
+        ] {
+            assert_eq!(has(&format!("{gone}:")), 0, "{gone} passed on: {head}");
+        }
+        assert_eq!(has("x-own:"), 2, "{head}");
+        assert_eq!(has("x-ms-request-id:"), 1, "{head}");
+        assert!(!head.contains("the-upstream's"), "{head}");
+        assert!(head.contains("Sun, 06 Dec 2026 08:00:00 GMT"), "{head}");
+        assert_eq!(has("content-length: 5"), 1, "{head}");
+        assert_eq!(body, "hello");
+    }
+}
+
+async fn headers_a_client_names_in_connection_do_not_reach_the_upstream() {
+    let upstream = echo_upstream().await;
+    let s = TestServer::start().await;
+    let (endpoint, key) = forwarded_account(&s, &upstream).await;
+    let path = endpoint.splitn(4, '/').nth(3).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let call = format!(
+        "GET /{path}x HTTP/1.1\r\nHost: x\r\nOcp-Apim-Subscription-Key: {key}\r\n\
+         X-Hop-Secret: for this hop\r\nX-Kept: yes\r\nConnection: close, X-Hop-Secret\r\n\r\n"
+    );
+    conn.write_all(call.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    // The echo upstream's answer may be chunked: its JSON lies between the braces.
+    let json = &body[body.find('{').unwrap()..=body.rfind('}').unwrap()];
+    let echo: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(echo["headers"]["x-kept"], "yes", "{echo}");
+    assert!(echo["headers"].get("x-hop-secret").is_none(), "{echo}");
+    assert!(
+        echo["headers"].get("ocp-apim-subscription-key").is_none(),
+        "{echo}"
+    );
 }
 
 /// A body of one megabyte, then (once `wait` fires) another.
