@@ -514,9 +514,9 @@ fn json_string(out: &mut Vec<u8>, parts: &[&str]) {
     out.push(b'"');
     for part in parts {
         // Folded without stopping early, so the compiler checks many bytes at once.
-        let needs_escape = part
-            .bytes()
-            .fold(false, |any, b| any | (b < 0x20) | (b == b'"') | (b == b'\\'));
+        let needs_escape = part.bytes().fold(false, |any, b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
         if needs_escape {
             let mut escaped = Vec::with_capacity(part.len() + 8);
             // Serializing a `&str` into a `Vec` cannot fail.
