@@ -610,6 +610,24 @@ mod tests {
         Arc::new(client)
     }
 
+    /// Moves what `from` has to send into `to`, which processes it; whether there was anything.
+    fn transfer<A, B>(
+        from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<A>>,
+        to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<B>>,
+    ) -> bool {
+        let mut bytes = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut bytes).expect("one side writes");
+        }
+        let mut unread = &bytes[..];
+        while !unread.is_empty() {
+            to.read_tls(&mut unread).expect("the other side reads");
+            to.process_new_packets()
+                .expect("the other side accepts the messages");
+        }
+        !bytes.is_empty()
+    }
+
     /// A whole handshake in memory (and the session ticket after it); what kind the server made.
     fn handshake(
         client: &Arc<rustls::ClientConfig>,
@@ -619,27 +637,9 @@ mod tests {
         let mut c = rustls::ClientConnection::new(client.clone(), name).expect("a client");
         let mut s = rustls::ServerConnection::new(server.clone()).expect("a server");
         for _ in 0..10 {
-            let mut to_server = Vec::new();
-            while c.wants_write() {
-                c.write_tls(&mut to_server).expect("the client writes");
-            }
-            let mut from_client = &to_server[..];
-            while !from_client.is_empty() {
-                s.read_tls(&mut from_client).expect("the server reads");
-                s.process_new_packets()
-                    .expect("the server accepts the client's messages");
-            }
-            let mut to_client = Vec::new();
-            while s.wants_write() {
-                s.write_tls(&mut to_client).expect("the server writes");
-            }
-            let mut from_server = &to_client[..];
-            while !from_server.is_empty() {
-                c.read_tls(&mut from_server).expect("the client reads");
-                c.process_new_packets()
-                    .expect("the client accepts the server's messages");
-            }
-            if to_server.is_empty() && to_client.is_empty() {
+            let to_server = transfer(&mut c, &mut s);
+            let to_client = transfer(&mut s, &mut c);
+            if !to_server && !to_client {
                 break;
             }
         }
