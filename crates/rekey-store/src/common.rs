@@ -15,8 +15,8 @@ use crate::columns::{corrupt, from_micros, seal_context};
 use crate::crypto::Sealer;
 use crate::events::{EventSubscription, StoredEvent};
 use crate::{
-    BootstrapRecord, IndexedResource, IndexedSlot, Operation, Principal, Result, RoleAssignment,
-    SigningKey, StoreError,
+    BootstrapRecord, IndexedResource, IndexedSlot, KeyUse, Operation, Principal, Result,
+    RoleAssignment, SigningKey, StoreError,
 };
 
 /// How often a write that lost a race with another node's write is tried again.
@@ -221,6 +221,19 @@ pub(crate) fn slot_states<R: StoredRow>(
         });
     }
     Ok(out)
+}
+
+/// The uses a batch records: one per slot, its newest generation's newest use (an upsert may not
+/// touch a row twice in one statement), in the tables' key order, so a batch touches one narrow
+/// range of `key_last_uses` and two nodes' batches lock its rows in the same order. The internal
+/// id's text form, which the stores compare, sorts as its bytes do.
+pub(crate) fn latest_uses(uses: &[KeyUse]) -> Vec<KeyUse> {
+    let mut out = uses.to_vec();
+    out.sort_unstable_by(|a, b| {
+        (a.resource, a.slot, b.generation, b.at).cmp(&(b.resource, b.slot, a.generation, a.at))
+    });
+    out.dedup_by(|later, first| later.resource == first.resource && later.slot == first.slot);
+    out
 }
 
 /// Adds the slot a `key_slots` row describes (its columns named `{prefix}slot`, …) to `entry`: the

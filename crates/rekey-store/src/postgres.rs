@@ -415,41 +415,40 @@ store_impl! {
         if uses.is_empty() {
             return Ok(());
         }
+        let uses = common::latest_uses(uses);
         let mut tx = self.pool.begin().await?;
         // Last-use times are hints: not worth a durable commit, and never worth delaying a
-        // regeneration or deletion that holds a slot's row; with a short lock timeout this flush is
-        // the one that gives way (its uses are then dropped, as on any failed flush).
+        // deletion that holds a resource's rows; with a short lock timeout this flush is the one
+        // that gives way (its uses are then dropped, as on any failed flush).
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
         sqlx::query("SET LOCAL lock_timeout = '100ms'")
             .execute(&mut *tx)
             .await?;
-        // Two statements per chunk, not one per use: a data plane that has just started sees every
+        // One statement per chunk, not one per use: a data plane that has just started sees every
         // key's first use at once, and a round trip per use would hold the rows' locks for seconds.
         for chunk in uses.chunks(1_000) {
             let resources: Vec<String> = chunk.iter().map(|u| u.resource.to_string()).collect();
             let slots: Vec<&str> = chunk.iter().map(|u| u.slot).collect();
             let generations: Vec<i64> = chunk.iter().map(|u| u.generation).collect();
             let ats: Vec<i64> = chunk.iter().map(|u| to_micros(u.at)).collect();
-            // Rows are locked in one order on every node, so two flushes never deadlock each
-            // other (an UPDATE's join would lock them in whatever order its plan reads them).
+            // Only a slot's current generation is recorded (the join), and a use never moves a
+            // recorded one back. Rows are written in key order on every node (ORDER BY; the
+            // join's plan may read them in any), so two nodes' flushes never deadlock.
             sqlx::query(
-                "SELECT 1 FROM key_slots
-                 WHERE (resource_id, slot) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-                 ORDER BY resource_id, slot FOR UPDATE",
-            )
-            .bind(&resources)
-            .bind(&slots)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE key_slots SET last_used_at = u.at
+                "INSERT INTO key_last_uses (resource_id, slot, generation, used_at)
+                 SELECT u.resource_id, u.slot, u.generation, u.at
                  FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
                       AS u(resource_id, slot, generation, at)
-                 WHERE key_slots.resource_id = u.resource_id AND key_slots.slot = u.slot
-                   AND key_slots.generation = u.generation
-                   AND (key_slots.last_used_at IS NULL OR key_slots.last_used_at < u.at)",
+                 JOIN key_slots k ON k.resource_id = u.resource_id AND k.slot = u.slot
+                                 AND k.generation = u.generation
+                 ORDER BY u.resource_id, u.slot
+                 ON CONFLICT (resource_id, slot) DO UPDATE
+                 SET generation = excluded.generation, used_at = excluded.used_at
+                 WHERE key_last_uses.generation < excluded.generation
+                    OR (key_last_uses.generation = excluded.generation
+                        AND key_last_uses.used_at < excluded.used_at)",
             )
             .bind(&resources)
             .bind(&slots)

@@ -542,7 +542,10 @@ macro_rules! rotation_impl {
                 let resource = Self::find_resource(&mut conn, id, false).await?;
                 let internal = resource.internal_id.to_string();
                 let slots = sqlx::query(
-                    "SELECT slot, generation, created_at, last_used_at, disabled FROM key_slots WHERE resource_id = $1",
+                    "SELECT k.slot, k.generation, k.created_at, u.used_at AS last_used_at, k.disabled
+                     FROM key_slots k LEFT JOIN key_last_uses u
+                       ON u.resource_id = k.resource_id AND u.slot = k.slot AND u.generation = k.generation
+                     WHERE k.resource_id = $1",
                 )
                 .bind(&internal)
                 .fetch_all(&mut *conn)

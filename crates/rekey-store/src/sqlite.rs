@@ -397,6 +397,7 @@ store_impl! {
         // One statement per chunk, not per use: each statement is a round trip to sqlx's SQLite
         // thread, and a data plane that has just started sees every key's first use at once
         // (20,000 statements in one flush cost the request path measurably).
+        let uses = common::latest_uses(uses);
         let mut tx = self.writer.begin().await?;
         for chunk in uses.chunks(1_000) {
             let rows: Vec<serde_json::Value> = chunk
@@ -410,14 +411,23 @@ store_impl! {
                     ])
                 })
                 .collect();
+            // Only a slot's current generation is recorded (the join), and a use never moves a
+            // recorded one back. `WHERE true` tells SQLite's parser the upsert's ON is not the
+            // join's.
             sqlx::query(
-                "UPDATE key_slots SET last_used_at = u.at
+                "INSERT INTO key_last_uses (resource_id, slot, generation, used_at)
+                 SELECT u.resource_id, u.slot, u.generation, u.at
                  FROM (SELECT value ->> 0 AS resource_id, value ->> 1 AS slot,
                               value ->> 2 AS generation, value ->> 3 AS at
                        FROM json_each(?)) AS u
-                 WHERE key_slots.resource_id = u.resource_id AND key_slots.slot = u.slot
-                   AND key_slots.generation = u.generation
-                   AND (key_slots.last_used_at IS NULL OR key_slots.last_used_at < u.at)",
+                 JOIN key_slots k ON k.resource_id = u.resource_id AND k.slot = u.slot
+                                 AND k.generation = u.generation
+                 WHERE true
+                 ON CONFLICT (resource_id, slot) DO UPDATE
+                 SET generation = excluded.generation, used_at = excluded.used_at
+                 WHERE key_last_uses.generation < excluded.generation
+                    OR (key_last_uses.generation = excluded.generation
+                        AND key_last_uses.used_at < excluded.used_at)",
             )
             .bind(serde_json::Value::Array(rows).to_string())
             .execute(&mut *tx)

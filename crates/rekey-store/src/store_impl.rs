@@ -95,7 +95,10 @@ macro_rules! store_impl {
                 resource: &Resource,
             ) -> Result<Vec<KeySlotState>> {
                 let rows = sqlx::query(
-                    "SELECT slot, generation, sealed, created_at, last_used_at FROM key_slots WHERE resource_id = $1",
+                    "SELECT k.slot, k.generation, k.sealed, k.created_at, u.used_at AS last_used_at
+                     FROM key_slots k LEFT JOIN key_last_uses u
+                       ON u.resource_id = k.resource_id AND u.slot = k.slot AND u.generation = k.generation
+                     WHERE k.resource_id = $1",
                 )
                 .bind(resource.internal_id.to_string())
                 .fetch_all(&mut *conn)
@@ -992,7 +995,7 @@ macro_rules! store_impl {
                     .fetch_one(&mut *tx)
                     .await?
                         + 1;
-                    sqlx::query("UPDATE key_slots SET generation = $1, sealed = $2, digest = $3, created_at = $4, last_used_at = NULL WHERE resource_id = $5 AND slot = $6")
+                    sqlx::query("UPDATE key_slots SET generation = $1, sealed = $2, digest = $3, created_at = $4 WHERE resource_id = $5 AND slot = $6")
                         .bind(generation)
                         .bind(self.sealer.seal(secret, &seal_context(&resource.internal_id, slot.name, generation)))
                         .bind(&self.sealer.digest(secret.expose())[..])

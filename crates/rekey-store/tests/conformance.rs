@@ -942,6 +942,18 @@ async fn key_uses_record_the_latest_use_of_the_current_key_only(t: TestStore) {
         Some(t0),
         "an older use does not move the last use back"
     );
+    // One batch may hold a slot twice (a node's uses noted before and after a change of the
+    // resource): the newest counts, wherever it stands in the batch.
+    s.record_key_uses(&[
+        uses("key1", 1, t0 + Duration::minutes(3)),
+        uses("key2", 1, t0 + Duration::minutes(1)),
+        uses("key1", 1, t0 + Duration::minutes(1)),
+    ])
+    .await
+    .unwrap();
+    let (_, slots) = s.keys(&id).await.unwrap();
+    assert_eq!(slots[0].last_used, Some(t0 + Duration::minutes(3)));
+    assert_eq!(slots[1].last_used, Some(t0 + Duration::minutes(1)));
 
     let key2 = ACCOUNTS.slot("key2").unwrap();
     s.regenerate(&id, vec![(key2, secret("new"))], None, &audit("/", "regen"))
