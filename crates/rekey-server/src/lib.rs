@@ -150,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("reading the change feed's position")?;
     let dataplane = Arc::new(dataplane::DataPlane {
         index,
+        counts: Default::default(),
         membership,
         throttle: dataplane::throttle::Throttle::new(
             config.auth_failure_limit,
@@ -258,12 +259,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // What the data plane noted since the last flush is written before the process ends.
     dataplane::usage::flush_uses(&dataplane.index, final_flush_store.as_ref()).await;
-    dataplane::usage::flush_counts(
-        &dataplane.index,
-        final_flush_store.as_ref(),
-        &final_flush_events,
-    )
-    .await;
+    dataplane
+        .counts
+        .flush_all(
+            &dataplane.index,
+            final_flush_store.as_ref(),
+            &final_flush_events,
+        )
+        .await;
     // No check is served any more: the others need not wait for this node's lease to lapse.
     if let Some(membership) = &dataplane.membership {
         if let Err(e) = membership.leave(&dataplane.index).await {

@@ -2,11 +2,13 @@
 //! apart from the data plane's handlers, which need that state: the state needs this, not them.
 
 use super::index::KeyIndex;
-use super::{gateway, proxies, refusal_log, throttle};
+use super::{gateway, proxies, refusal_log, throttle, usage};
 
 /// The data plane's shared parts.
 pub struct DataPlane {
     pub index: KeyIndex,
+    /// Usage counts taken from the index and not yet written.
+    pub counts: usage::PendingCounts,
     /// This node's lease among the nodes sharing the database, when writes wait for every node to
     /// apply them (PostgreSQL with a zero staleness bound).
     pub membership: Option<std::sync::Arc<super::membership::Membership>>,
