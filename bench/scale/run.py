@@ -161,9 +161,11 @@ def prepare(backend: str, accounts: int, args, binary: Path) -> dict:
             f"/subscriptions/{sub}/resourceGroups/bench/providers/Microsoft.CognitiveServices/accounts/{name}/listKeys?{API}\n"
             for _, name, _ in sample))
         # Warm-up: every sampled key's first use, and the flush of those last uses and counts,
-        # happen here rather than in the measured rounds.
+        # happen here rather than in the measured rounds. rekeyd writes a take of counts over the
+        # half minute after it (dataplane::usage::PendingCounts): the settle waits that out idle.
         if args.warmup:
             benchlib.wrk(base, keys_file, args.warmup, args.connections)
+            time.sleep(args.settle)
         return {"backend": backend, "accounts": accounts, "load_s": loaded["seconds"], "cold_s": cold_s, "loaded_s": loaded_s, "cold_cpu_s": cold_cpu_s, "phases": phases,
                 "empty_rss": empty_rss, "rss": rss, "bytes_per_key": (rss - empty_rss) / (2 * accounts),
                 "base": base, "token": token, "keys_file": keys_file, "mgmt_file": mgmt_file,
@@ -250,6 +252,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=10,
                     help="seconds of data-plane load before the measured rounds (0: none)")
+    ap.add_argument("--settle", type=int, default=35,
+                    help="idle seconds after the warm-up, while rekeyd writes what it counted")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--list-connections", type=int, default=8)
     ap.add_argument("--binary", default=str(ROOT / "target/release/rekeyd"))
@@ -271,7 +275,7 @@ def main() -> None:
     report = (f"Run {stamp} on {os.cpu_count()} cores ({os.uname().machine}, {os.uname().sysname} {os.uname().release}), "
               f"{time.time() - started:.0f} s in all: release rekeyd with RUST_LOG=warn, loopback; "
               f"wrk -t2 -c{args.connections} (data plane) and -c{args.list_connections} (listKeys), "
-              f"{args.warmup} s warm-up, {args.rounds} × {args.seconds} s each, medians shown, over {args.sample:,} sampled accounts.\n\n"
+              f"{args.warmup} s warm-up and {args.settle} s idle, {args.rounds} × {args.seconds} s each, medians shown, over {args.sample:,} sampled accounts.\n\n"
               f"{table(results, args)}\n")
     print(report)
     if not args.no_readme:

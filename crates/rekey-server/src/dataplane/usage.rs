@@ -59,6 +59,10 @@ struct Backlog {
     per_second: f64,
 }
 
+/// Rows of one paced write: a store transaction of its own, short enough that a management write
+/// waiting for SQLite's single writer (every `listKeys` writes its audit record) is barely held.
+const PACED_ROWS_PER_WRITE: usize = 500;
+
 /// How long the flusher takes, at most, to write the rows of one take from the index (unless
 /// [`COUNT_ROWS_PER_SECOND`] is faster).
 const SPREAD: Duration = Duration::from_secs(30);
@@ -80,7 +84,7 @@ impl PendingCounts {
     }
 
     /// Writes the backlog's next rows: as many as its pace allows in `interval`, a chunk of
-    /// [`ROWS_PER_WRITE`] at a time, letting [`Self::flush_all`] in between chunks.
+    /// [`PACED_ROWS_PER_WRITE`] at a time, letting [`Self::flush_all`] in between chunks.
     async fn write_paced(&self, interval: Duration, store: &dyn Store, events: &Events) {
         let mut budget = {
             let backlog = self.0.lock().await;
@@ -89,7 +93,7 @@ impl PendingCounts {
         while budget > 0 {
             let chunk: Vec<_> = {
                 let mut backlog = self.0.lock().await;
-                let n = budget.min(ROWS_PER_WRITE).min(backlog.rows.len());
+                let n = budget.min(PACED_ROWS_PER_WRITE).min(backlog.rows.len());
                 backlog.rows.drain(..n).collect()
             };
             if chunk.is_empty() {
