@@ -150,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .context("reading the change feed's position")?;
     let dataplane = Arc::new(dataplane::DataPlane {
         index,
+        uses: Default::default(),
         counts: Default::default(),
         membership,
         throttle: dataplane::throttle::Throttle::new(
@@ -258,15 +259,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     // What the data plane noted since the last flush is written before the process ends.
-    dataplane::usage::flush_uses(&dataplane.index, final_flush_store.as_ref()).await;
-    dataplane
-        .counts
-        .flush_all(
-            &dataplane.index,
-            final_flush_store.as_ref(),
-            &final_flush_events,
-        )
-        .await;
+    let (index, store) = (&dataplane.index, final_flush_store.as_ref());
+    dataplane::usage::flush_uses(index, &dataplane.uses, store).await;
+    dataplane::usage::flush_counts(index, &dataplane.counts, store, &final_flush_events).await;
     // No check is served any more: the others need not wait for this node's lease to lapse.
     if let Some(membership) = &dataplane.membership {
         if let Err(e) = membership.leave(&dataplane.index).await {

@@ -7,8 +7,9 @@ use super::{gateway, proxies, refusal_log, throttle, usage};
 /// The data plane's shared parts.
 pub struct DataPlane {
     pub index: KeyIndex,
-    /// Usage counts taken from the index and not yet written.
-    pub counts: usage::PendingCounts,
+    /// Last uses and usage counts taken from the index and not yet written.
+    pub uses: usage::Backlog<rekey_store::KeyUse>,
+    pub counts: usage::Backlog<rekey_store::SlotUsage>,
     /// This node's lease among the nodes sharing the database, when writes wait for every node to
     /// apply them (PostgreSQL with a zero staleness bound).
     pub membership: Option<std::sync::Arc<super::membership::Membership>>,

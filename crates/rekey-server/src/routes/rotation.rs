@@ -434,11 +434,14 @@ async fn list_key_usage(
         .await
         .map_err(|e| ApiError::from_store(e, Some(&id)))?;
     // This node's counts so far are in the answer; other nodes' are within their flush interval.
-    state
-        .dataplane
-        .counts
-        .flush_all(&state.dataplane.index, state.store.as_ref(), &state.events)
-        .await;
+    let dataplane = &state.dataplane;
+    usage::flush_counts(
+        &dataplane.index,
+        &dataplane.counts,
+        state.store.as_ref(),
+        &state.events,
+    )
+    .await;
     let max_age = super::resources::max_key_age(&state, &resource).await?;
     let now = OffsetDateTime::now_utc();
     let first_minute = (now - usage::USAGE_KEPT).unix_timestamp().div_euclid(60) + 1;
