@@ -313,14 +313,14 @@ impl dataplane::Call for Head<'_> {
         Self: 'a,
     {
         Box::pin(async move {
-            let Some(target) = upstream::Target::parse(f.upstream) else {
+            if f.upstream.target().is_none() {
                 let request = self
                     .into_request()
                     .ok_or(gateway::NotForwarded::UpstreamFailed)?;
                 return gateway::forward(client, f, request)
                     .await
                     .map(dataplane::Answer::Full);
-            };
+            }
             let call = upstream::Outgoing {
                 method: &self.method,
                 rest: f.rest,
@@ -333,16 +333,16 @@ impl dataplane::Call for Head<'_> {
                     ("x-rekey-access", f.access),
                 ],
             };
-            upstream::forward(&client.pool, &target, call)
+            upstream::forward(&client.pool, f.upstream, call)
                 .await
                 .map(dataplane::Answer::Upstream)
                 .map_err(|failed| match failed {
                     upstream::Failed::Upstream(e) if gateway::untrusted(&e) => {
-                        tracing::warn!(error = %e, upstream = f.upstream, "upstream certificate not trusted");
+                        tracing::warn!(error = %e, upstream = f.upstream.url(), "upstream certificate not trusted");
                         gateway::NotForwarded::UpstreamUntrusted
                     }
                     failed => {
-                        tracing::warn!(error = ?failed, upstream = f.upstream, "upstream did not answer");
+                        tracing::warn!(error = ?failed, upstream = f.upstream.url(), "upstream did not answer");
                         gateway::NotForwarded::UpstreamFailed
                     }
                 })

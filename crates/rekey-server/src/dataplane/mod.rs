@@ -27,6 +27,7 @@ pub mod usage;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -602,19 +603,19 @@ async fn serve(
                 None => &["authorization"],
             };
             let forward = gateway::Forward {
-                upstream: &f.upstream,
+                upstream: &f.gateway.upstream,
                 rest: &f.raw_rest,
                 strip,
                 key_name: f.slot_name,
                 access: f.access,
-                resource_id: &f.resource_id,
+                resource_id: &f.gateway.resource_id,
                 max_body_bytes: dp.max_body_bytes,
             };
             let refused = |refusal| {
                 dp.refused(
                     ip,
                     request_id,
-                    &f.resource_id,
+                    &f.gateway.resource_id,
                     Some(f.slot_name),
                     Some(f.provider),
                     refusal,
@@ -665,11 +666,11 @@ async fn settled(
     Ok(())
 }
 
-/// A checked call to forward to its resource's upstream: what forwarding needs, copied out of the
-/// index entry so that its shard's lock is not held while the upstream answers.
+/// A checked call to forward to its resource's upstream: what forwarding needs, taken out of the
+/// index entry (shared, not copied) so that its shard's lock is not held while the upstream
+/// answers.
 struct ToForward<'r> {
-    upstream: String,
-    resource_id: String,
+    gateway: Arc<index::Gateway>,
     /// Borrowed from the call's path unless resolving it changed it.
     raw_rest: Cow<'r, str>,
     slot_name: &'static str,
@@ -795,10 +796,9 @@ fn decide<'r>(
     } else {
         "readWrite"
     };
-    if let Some(upstream) = entry.upstream().map(str::to_string) {
+    if let Some(gateway) = entry.gateway() {
         return Decision::Forward(ToForward {
-            upstream,
-            resource_id: entry.resource_id(),
+            gateway: gateway.clone(),
             raw_rest,
             slot_name,
             access,

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -39,26 +39,57 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Idle upstream connections by scheme and `host:port`, and how TLS ones are made.
 pub struct Pool {
-    idle: Mutex<HashMap<Box<str>, Vec<Idle>>>,
+    lists: Mutex<HashMap<Box<str>, Arc<IdleList>>>,
     tls: TlsConnector,
+    /// Tells this pool's lists apart from another's in an [`Upstream`]'s cache.
+    id: u64,
 }
+
+/// The idle connections to one scheme and `host:port`. A connection in use holds its list, so
+/// it goes back without a lookup.
+#[derive(Default)]
+struct IdleList(Mutex<Vec<Idle>>);
 
 /// A connection back in the pool, and since when.
 type Idle = (Stream, Instant);
 
 impl Pool {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
-            idle: Mutex::default(),
+            lists: Mutex::default(),
             tls: TlsConnector::from(tls),
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
-    /// An idle connection to `key` that is still open, if there is one.
-    fn take(&self, key: &str) -> Option<Stream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
-        while let Some((stream, since)) = list.pop() {
+    /// The list of idle connections to `upstream`'s scheme and authority: found once in the
+    /// pool's map, then kept on the upstream, which every call to it shares.
+    fn list(&self, upstream: &Upstream, key: &str) -> Arc<IdleList> {
+        let (pool, list) = upstream.idle.get_or_init(|| (self.id, self.find(key)));
+        if *pool == self.id {
+            list.clone()
+        } else {
+            // Met first by another pool (each server has its own; tests run several in one
+            // process): this one's list is looked up.
+            self.find(key)
+        }
+    }
+
+    fn find(&self, key: &str) -> Arc<IdleList> {
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        match lists.get(key) {
+            Some(list) => list.clone(),
+            None => lists.entry(key.into()).or_default().clone(),
+        }
+    }
+}
+
+impl IdleList {
+    /// An idle connection that is still open, if there is one.
+    fn take(&self) -> Option<Stream> {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((stream, since)) = idle.pop() {
             if since.elapsed() < IDLE_FOR && stream.still_open() {
                 return Some(stream);
             }
@@ -66,17 +97,15 @@ impl Pool {
         None
     }
 
-    fn put(&self, key: &str, stream: Stream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = match idle.get_mut(key) {
-            Some(list) => list,
-            None => idle.entry(key.into()).or_default(),
-        };
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push((stream, Instant::now()));
+    fn put(&self, stream: Stream) {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_PER_UPSTREAM {
+            idle.push((stream, Instant::now()));
         }
     }
+}
 
+impl Pool {
     async fn connect(&self, target: &Target<'_>) -> io::Result<Stream> {
         let tcp = TcpStream::connect(target.address().as_ref()).await?;
         // A forwarded call is one small write each way: Nagle's delay would only add latency.
@@ -156,6 +185,48 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// A resource's upstream URL, split once when its index entry is made rather than on every call,
+/// with its pool's list of idle connections once one was needed.
+pub struct Upstream {
+    url: Box<str>,
+    /// Where the scheme and authority end (the base path starts); `None` for a URL the fast path's
+    /// client does not reach (hyper's is given it instead).
+    split: Option<usize>,
+    /// The pool (by id) whose list of idle connections to this upstream was found, and that list.
+    idle: OnceLock<(u64, Arc<IdleList>)>,
+}
+
+impl Upstream {
+    pub fn new(url: impl Into<Box<str>>) -> Self {
+        let url = url.into();
+        let split = Target::parse(&url).map(|t| t.key.len());
+        Self {
+            url,
+            split,
+            idle: OnceLock::new(),
+        }
+    }
+
+    /// The URL, as configured.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL split, when the fast path's client can reach it.
+    pub fn target(&self) -> Option<Target<'_>> {
+        let key_end = self.split?;
+        let key = &self.url[..key_end];
+        let tls = key.starts_with("https://");
+        let authority = &key[if tls { 8 } else { 7 }..];
+        Some(Target {
+            key,
+            tls,
+            authority,
+            base: &self.url[key_end..],
+        })
+    }
+}
+
 /// An `http(s)://host[:port][/base]` upstream, split.
 pub struct Target<'a> {
     /// The scheme and authority: which pool the connections come from.
@@ -226,32 +297,36 @@ pub enum Failed {
     Upstream(io::Error),
     /// A header value to set is not a valid header value.
     BadHeader,
+    /// The upstream's URL is not one this client reaches (`Upstream::target`).
+    NotHttp,
 }
 
-/// Sends `call` to `target` and returns the upstream's answer, its body still to be read.
+/// Sends `call` to `upstream` and returns the upstream's answer, its body still to be read.
 pub async fn forward(
-    pool: &Arc<Pool>,
-    target: &Target<'_>,
+    pool: &Pool,
+    upstream: &Upstream,
     call: Outgoing<'_>,
 ) -> Result<Answer, Failed> {
-    let head = request_head(target, &call)?;
+    let target = upstream.target().ok_or(Failed::NotHttp)?;
+    let head = request_head(&target, &call)?;
     let idempotent = matches!(
         *call.method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
     );
     let is_head = *call.method == Method::HEAD;
-    if let Some(stream) = pool.take(target.key) {
+    let idle = pool.list(upstream, target.key);
+    if let Some(stream) = idle.take() {
         match exchange(stream, &head, is_head).await {
-            Ok(answer) => return Ok(answer.finish(pool, target.key)),
+            Ok(answer) => return Ok(answer.finish(idle)),
             // The upstream closed the kept-alive connection before answering: the call may not
             // have been seen at all, and is sent again only if sending it twice is harmless.
             Err(Exchange::ClosedEarly(_)) if idempotent => {}
             Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => return Err(Failed::Upstream(e)),
         }
     }
-    let stream = pool.connect(target).await.map_err(Failed::Upstream)?;
+    let stream = pool.connect(&target).await.map_err(Failed::Upstream)?;
     match exchange(stream, &head, is_head).await {
-        Ok(answer) => Ok(answer.finish(pool, target.key)),
+        Ok(answer) => Ok(answer.finish(idle)),
         Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => Err(Failed::Upstream(e)),
     }
 }
@@ -523,8 +598,8 @@ pub struct Answer {
 }
 
 impl Read {
-    /// The answer, its connection to go back to `pool` (under `key`) once its body is read.
-    fn finish(self, pool: &Arc<Pool>, key: &str) -> Answer {
+    /// The answer, its connection to go back to `idle` once its body is read.
+    fn finish(self, idle: Arc<IdleList>) -> Answer {
         let mut body = UpstreamBody {
             state: match self.framing {
                 Framing::Empty => State::Done,
@@ -535,8 +610,7 @@ impl Read {
             conn: Some(Conn {
                 stream: self.stream,
                 keep_alive: self.keep_alive,
-                pool: pool.clone(),
-                key: key.into(),
+                idle,
             }),
             end: self.buf.len(),
             buf: self.buf,
@@ -611,8 +685,8 @@ impl Answer {
 struct Conn {
     stream: Stream,
     keep_alive: bool,
-    pool: Arc<Pool>,
-    key: Box<str>,
+    /// Where the connection goes back to.
+    idle: Arc<IdleList>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -647,7 +721,7 @@ impl UpstreamBody {
         }
         if let Some(conn) = self.conn.take() {
             if conn.keep_alive && self.at == self.end {
-                conn.pool.put(&conn.key, conn.stream);
+                conn.idle.put(conn.stream);
             }
         }
     }
@@ -855,6 +929,29 @@ mod tests {
         assert_eq!((t.host(), t.address().as_ref()), ("::1", "[::1]:8443"));
         assert!(Target::parse("ftp://up").is_none());
         assert!(Target::parse("http://user@up").is_none());
+    }
+
+    #[test]
+    fn an_upstream_split_once_gives_the_parts_parsing_gives() {
+        for url in [
+            "http://127.0.0.1:9000/api/v1",
+            "http://up",
+            "https://[::1]/x",
+            "https://up:8443/a/b",
+        ] {
+            let (kept, parsed) = (Upstream::new(url), Target::parse(url).unwrap());
+            let kept = kept.target().unwrap();
+            assert_eq!(
+                (kept.key, kept.tls, kept.authority, kept.base),
+                (parsed.key, parsed.tls, parsed.authority, parsed.base),
+                "{url}"
+            );
+        }
+        for url in ["ftp://up", "http://user@up/x"] {
+            let upstream = Upstream::new(url);
+            assert!(upstream.target().is_none());
+            assert_eq!(upstream.url(), url);
+        }
     }
 
     /// The header lines an answer head passes on, its framing and whether its connection is kept.
