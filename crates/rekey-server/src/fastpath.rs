@@ -165,9 +165,10 @@ where
         // request of a client opening a connection per call does): nothing after it is read.
         let mut closing = false;
         let handed_over = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Request::new(&mut headers);
-            let len = match parsed.parse(&buf[used..]) {
+            // Left uninitialised: httparse writes the headers it finds.
+            let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Request::new(&mut []);
+            let len = match parsed.parse_with_uninit_headers(&buf[used..], &mut headers) {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => break false,
                 // Malformed, or more headers than the fast path takes: hyper answers or serves it.

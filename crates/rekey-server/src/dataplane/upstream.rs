@@ -441,9 +441,15 @@ async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read
         }
         // 1xx answers (e.g. 103 Early Hints) are skipped: the client gets the final one.
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut headers);
-            let len = match parsed.parse(&buf) {
+            // Left uninitialised: httparse writes the headers it finds, and setting all 100
+            // first would cost more than parsing a small answer's few.
+            let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                &buf,
+                &mut headers,
+            ) {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => break,
                 Err(e) => return Err(Exchange::Failed(io::Error::other(e))),
