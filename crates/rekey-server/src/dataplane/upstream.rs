@@ -308,7 +308,12 @@ pub async fn forward(
     call: Outgoing<'_>,
 ) -> Result<Answer, Failed> {
     let target = upstream.target().ok_or(Failed::NotHttp)?;
-    let head = request_head(&target, &call)?;
+    // The request's head goes first in the buffer its answer is read into after it: one
+    // allocation for both. Most answers through a gateway are small: their head and body fit in
+    // the first read.
+    let mut buf = Vec::with_capacity(4096);
+    request_head(&mut buf, &target, &call)?;
+    let sent = buf.len();
     let idempotent = matches!(
         *call.method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
@@ -316,7 +321,7 @@ pub async fn forward(
     let is_head = *call.method == Method::HEAD;
     let idle = pool.list(upstream, target.key);
     if let Some(stream) = idle.take() {
-        match exchange(stream, &head, is_head).await {
+        match exchange(stream, &mut buf, sent, is_head).await {
             Ok(answer) => return Ok(answer.finish(idle)),
             // The upstream closed the kept-alive connection before answering: the call may not
             // have been seen at all, and is sent again only if sending it twice is harmless.
@@ -325,14 +330,14 @@ pub async fn forward(
         }
     }
     let stream = pool.connect(&target).await.map_err(Failed::Upstream)?;
-    match exchange(stream, &head, is_head).await {
+    match exchange(stream, &mut buf, sent, is_head).await {
         Ok(answer) => Ok(answer.finish(idle)),
         Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => Err(Failed::Upstream(e)),
     }
 }
 
-fn request_head(target: &Target<'_>, call: &Outgoing<'_>) -> Result<Vec<u8>, Failed> {
-    let mut out = Vec::with_capacity(512);
+/// Appends the request's head to `out`.
+fn request_head(out: &mut Vec<u8>, target: &Target<'_>, call: &Outgoing<'_>) -> Result<(), Failed> {
     out.extend_from_slice(call.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.base.as_bytes());
@@ -373,7 +378,7 @@ fn request_head(target: &Target<'_>, call: &Outgoing<'_>) -> Result<Vec<u8>, Fai
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(out)
+    Ok(())
 }
 
 enum Exchange {
@@ -415,26 +420,36 @@ enum Framing {
     Close,
 }
 
-async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read, Exchange> {
+/// Sends the request head `buf[..sent]` on `stream` and reads the answer's head after it in `buf`,
+/// which the answer then takes. On an error `buf` is left holding the request head, to send again.
+async fn exchange(
+    mut stream: Stream,
+    buf: &mut Vec<u8>,
+    sent: usize,
+    is_head: bool,
+) -> Result<Read, Exchange> {
+    buf.truncate(sent);
     stream
-        .write_all(head)
+        .write_all(&buf[..sent])
         .await
         .map_err(Exchange::ClosedEarly)?;
-    // Most answers through a gateway are small: their head and body fit in the first read.
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        if buf.len() >= MAX_HEAD_BYTES {
+        if buf.len() - sent >= MAX_HEAD_BYTES {
             return Err(Exchange::Failed(io::Error::other(
                 "upstream answer head too large",
             )));
         }
-        buf.reserve(4096);
-        let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await;
+        // Grown only when little room is left: reserving a full 4 KB more for the first read
+        // would reallocate the buffer, as the request head already takes part of it.
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        let read = tokio::io::AsyncReadExt::read_buf(&mut stream, buf).await;
         match read {
-            Ok(0) if buf.is_empty() => {
+            Ok(0) if buf.len() == sent => {
                 return Err(Exchange::ClosedEarly(io::ErrorKind::UnexpectedEof.into()))
             }
-            Err(e) if buf.is_empty() => return Err(Exchange::ClosedEarly(e)),
+            Err(e) if buf.len() == sent => return Err(Exchange::ClosedEarly(e)),
             Ok(0) => return Err(Exchange::Failed(io::ErrorKind::UnexpectedEof.into())),
             Err(e) => return Err(Exchange::Failed(e)),
             Ok(_) => {}
@@ -447,7 +462,7 @@ async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read
             let mut parsed = httparse::Response::new(&mut []);
             let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
                 &mut parsed,
-                &buf,
+                &buf[sent..],
                 &mut headers,
             ) {
                 Ok(httparse::Status::Complete(len)) => len,
@@ -456,7 +471,7 @@ async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read
             };
             let code = parsed.code.unwrap_or(502);
             if (100..200).contains(&code) {
-                buf.drain(..len);
+                buf.drain(sent..sent + len);
                 continue;
             }
             let status =
@@ -469,8 +484,8 @@ async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read
                 framing,
                 keep_alive,
                 stream,
-                buf,
-                at: len,
+                buf: std::mem::take(buf),
+                at: sent + len,
             });
         }
     }
@@ -1079,10 +1094,16 @@ mod tests {
                 ("x-rekey-access", "readOnly"),
             ],
         };
-        let head = request_head(&Target::parse("http://up:1/base").unwrap(), &call).unwrap();
+        let mut head = b"before".to_vec();
+        request_head(
+            &mut head,
+            &Target::parse("http://up:1/base").unwrap(),
+            &call,
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(head).unwrap(),
-            "GET /base/a/b?x=1 HTTP/1.1\r\nhost: up:1\r\nAccept: */*\r\nx-rekey-key-name: key1\r\n\
+            "beforeGET /base/a/b?x=1 HTTP/1.1\r\nhost: up:1\r\nAccept: */*\r\nx-rekey-key-name: key1\r\n\
              x-rekey-resource-id: /r\r\nx-rekey-access: readOnly\r\n\r\n"
         );
     }
