@@ -373,10 +373,9 @@ impl Head<'_> {
 
 /// As `HeaderValue::to_str`: visible ASCII (and tabs) only.
 fn visible_ascii(value: &[u8]) -> Option<&str> {
-    let visible = value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-    visible.then(|| std::str::from_utf8(value).ok()).flatten()
+    upstream::visible_ascii(value)
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 /// A request the fast path may answer.

@@ -366,10 +366,7 @@ fn request_head(out: &mut Vec<u8>, target: &Target<'_>, call: &Outgoing<'_>) -> 
     }
     for (name, value) in call.set {
         // As `HeaderValue::from_str` checks them on the other path.
-        if !value
-            .bytes()
-            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
-        {
+        if !visible_ascii(value.as_bytes()) {
             return Err(Failed::BadHeader);
         }
         out.extend_from_slice(name.as_bytes());
@@ -379,6 +376,15 @@ fn request_head(out: &mut Vec<u8>, target: &Target<'_>, call: &Outgoing<'_>) -> 
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// Whether a header value is visible ASCII and tabs only, as `HeaderValue::to_str` requires.
+/// Folded without stopping early, so the compiler checks many bytes at once: a resource id is
+/// checked on every forwarded call.
+pub fn visible_ascii(value: &[u8]) -> bool {
+    value.iter().fold(true, |ok, &b| {
+        ok & ((b == b'\t') | (0x20..0x7f).contains(&b))
+    })
 }
 
 enum Exchange {
@@ -950,6 +956,20 @@ mod tests {
         assert_eq!((t.host(), t.address().as_ref()), ("::1", "[::1]:8443"));
         assert!(Target::parse("ftp://up").is_none());
         assert!(Target::parse("http://user@up").is_none());
+    }
+
+    #[test]
+    fn a_header_value_must_be_visible_ascii_or_tabs_wherever_a_bad_byte_lies() {
+        let long = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/g\t x";
+        assert!(visible_ascii(long.as_bytes()));
+        assert!(visible_ascii(b""));
+        for bad in [b'\r', b'\n', 0, 0x7f, 0x80, 0xff] {
+            for at in [0, 17, long.len() - 1] {
+                let mut value = long.as_bytes().to_vec();
+                value[at] = bad;
+                assert!(!visible_ascii(&value), "{bad:#x} at {at}");
+            }
+        }
     }
 
     #[test]
