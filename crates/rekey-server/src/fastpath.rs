@@ -165,9 +165,10 @@ where
         // request of a client opening a connection per call does): nothing after it is read.
         let mut closing = false;
         let handed_over = loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Request::new(&mut headers);
-            let len = match parsed.parse(&buf[used..]) {
+            // Left uninitialised: httparse writes the headers it finds.
+            let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Request::new(&mut []);
+            let len = match parsed.parse_with_uninit_headers(&buf[used..], &mut headers) {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => break false,
                 // Malformed, or more headers than the fast path takes: hyper answers or serves it.
@@ -313,14 +314,14 @@ impl dataplane::Call for Head<'_> {
         Self: 'a,
     {
         Box::pin(async move {
-            let Some(target) = upstream::Target::parse(f.upstream) else {
+            if f.upstream.target().is_none() {
                 let request = self
                     .into_request()
                     .ok_or(gateway::NotForwarded::UpstreamFailed)?;
                 return gateway::forward(client, f, request)
                     .await
                     .map(dataplane::Answer::Full);
-            };
+            }
             let call = upstream::Outgoing {
                 method: &self.method,
                 rest: f.rest,
@@ -333,16 +334,16 @@ impl dataplane::Call for Head<'_> {
                     ("x-rekey-access", f.access),
                 ],
             };
-            upstream::forward(&client.pool, &target, call)
+            upstream::forward(&client.pool, f.upstream, call)
                 .await
                 .map(dataplane::Answer::Upstream)
                 .map_err(|failed| match failed {
                     upstream::Failed::Upstream(e) if gateway::untrusted(&e) => {
-                        tracing::warn!(error = %e, upstream = f.upstream, "upstream certificate not trusted");
+                        tracing::warn!(error = %e, upstream = f.upstream.url(), "upstream certificate not trusted");
                         gateway::NotForwarded::UpstreamUntrusted
                     }
                     failed => {
-                        tracing::warn!(error = ?failed, upstream = f.upstream, "upstream did not answer");
+                        tracing::warn!(error = ?failed, upstream = f.upstream.url(), "upstream did not answer");
                         gateway::NotForwarded::UpstreamFailed
                     }
                 })
@@ -372,10 +373,9 @@ impl Head<'_> {
 
 /// As `HeaderValue::to_str`: visible ASCII (and tabs) only.
 fn visible_ascii(value: &[u8]) -> Option<&str> {
-    let visible = value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
-    visible.then(|| std::str::from_utf8(value).ok()).flatten()
+    upstream::visible_ascii(value)
+        .then(|| std::str::from_utf8(value).ok())
+        .flatten()
 }
 
 /// A request the fast path may answer.

@@ -100,7 +100,7 @@ fn remove_hop_by_hop(headers: &mut axum::http::HeaderMap) {
 }
 
 pub struct Forward<'a> {
-    pub upstream: &'a str,
+    pub upstream: &'a super::upstream::Upstream,
     pub rest: &'a str,
     /// Headers that carry key material for this type, removed before forwarding.
     pub strip: &'a [&'a str],
@@ -161,8 +161,8 @@ pub async fn forward(
     request: Request<Body>,
 ) -> Result<Response<Body>, NotForwarded> {
     let target = match request.uri().query() {
-        Some(q) => format!("{}/{}?{q}", f.upstream, f.rest),
-        None => format!("{}/{}", f.upstream, f.rest),
+        Some(q) => format!("{}/{}?{q}", f.upstream.url(), f.rest),
+        None => format!("{}/{}", f.upstream.url(), f.rest),
     };
     let uri: Uri = target.parse().map_err(|_| NotForwarded::UpstreamFailed)?;
     let (mut parts, body) = request.into_parts();
@@ -192,11 +192,11 @@ pub async fn forward(
         }
         Err(e) if body_too_large(&e) => Err(NotForwarded::TooLarge),
         Err(e) if untrusted(&e) => {
-            tracing::warn!(error = %e, upstream = f.upstream, "upstream certificate not trusted");
+            tracing::warn!(error = %e, upstream = f.upstream.url(), "upstream certificate not trusted");
             Err(NotForwarded::UpstreamUntrusted)
         }
         Err(e) => {
-            tracing::warn!(error = %e, upstream = f.upstream, "upstream did not answer");
+            tracing::warn!(error = %e, upstream = f.upstream.url(), "upstream did not answer");
             Err(NotForwarded::UpstreamFailed)
         }
     }

@@ -57,6 +57,7 @@ use ring::hmac;
 use uuid::Uuid;
 
 use super::rotation::{self, RetiredEntry, UsageCell};
+use super::upstream::Upstream;
 
 /// Bytes one slot takes at the start of an entry's [`Entry::packed`]: its key's digest, then its
 /// generation (a little-endian `u32`: one past `u32::MAX` regenerations is out of reach).
@@ -92,11 +93,19 @@ impl SlotUse {
 /// pays one pointer for it.
 struct Rare {
     location: Box<str>,
-    upstream: Option<Box<str>>,
+    gateway: Option<Arc<Gateway>>,
     /// Per slot, the HMAC key clients sign with (types that sign requests).
     signing_keys: Box<[Option<hmac::Key>]>,
     /// Keys regenerations replaced, by keyed digest (`rotation`).
     retired: Box<[RetiredEntry]>,
+}
+
+/// What a resource's calls are forwarded with: its upstream (split once) and its resource id, sent
+/// as `x-rekey-resource-id`. Shared with the calls being forwarded, as its entry's lock is not
+/// held while the upstream answers, rather than copied for each.
+pub struct Gateway {
+    pub upstream: Upstream,
+    pub resource_id: Box<str>,
 }
 
 /// What the data plane knows about one resource.
@@ -153,7 +162,12 @@ impl Entry {
     }
 
     pub fn upstream(&self) -> Option<&str> {
-        self.rare.as_ref().and_then(|r| r.upstream.as_deref())
+        self.gateway().map(|g| g.upstream.url())
+    }
+
+    /// What its calls are forwarded with, when the resource has an upstream.
+    pub fn gateway(&self) -> Option<&Arc<Gateway>> {
+        self.rare.as_ref().and_then(|r| r.gateway.as_ref())
     }
 
     /// The resource's location; kept for types that sign requests (Cosmos DB's account document
@@ -620,17 +634,22 @@ impl Table {
         }
         packed[provider.slots.len() * SLOT_BYTES..].copy_from_slice(name.as_bytes());
         let (disabled, retired) = rotation::controls_of(provider, controls);
-        let upstream = r.spec.upstream().ok().flatten().map(String::into_boxed_str);
+        let full = r.id.to_string();
+        let gateway = r.spec.upstream().ok().flatten().map(|url| {
+            Arc::new(Gateway {
+                upstream: Upstream::new(url),
+                resource_id: full.as_str().into(),
+            })
+        });
         let rare =
-            (upstream.is_some() || provider.signs_requests || !retired.is_empty()).then(|| {
+            (gateway.is_some() || provider.signs_requests || !retired.is_empty()).then(|| {
                 Box::new(Rare {
                     location: r.spec.location.as_str().into(),
-                    upstream,
+                    gateway,
                     signing_keys: signing_keys.into_boxed_slice(),
                     retired: retired.into_boxed_slice(),
                 })
             });
-        let full = r.id.to_string();
         let scope = full.strip_suffix(name).unwrap_or(&full);
         let scope = self
             .write(shard_index(r.internal_id.as_bytes()))

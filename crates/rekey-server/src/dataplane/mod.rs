@@ -27,6 +27,7 @@ pub mod usage;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -602,19 +603,19 @@ async fn serve(
                 None => &["authorization"],
             };
             let forward = gateway::Forward {
-                upstream: &f.upstream,
+                upstream: &f.gateway.upstream,
                 rest: &f.raw_rest,
                 strip,
                 key_name: f.slot_name,
                 access: f.access,
-                resource_id: &f.resource_id,
+                resource_id: &f.gateway.resource_id,
                 max_body_bytes: dp.max_body_bytes,
             };
             let refused = |refusal| {
                 dp.refused(
                     ip,
                     request_id,
-                    &f.resource_id,
+                    &f.gateway.resource_id,
                     Some(f.slot_name),
                     Some(f.provider),
                     refusal,
@@ -665,35 +666,36 @@ async fn settled(
     Ok(())
 }
 
-/// A checked call to forward to its resource's upstream: what forwarding needs, copied out of the
-/// index entry so that its shard's lock is not held while the upstream answers.
-struct ToForward {
-    upstream: String,
-    resource_id: String,
-    raw_rest: String,
+/// A checked call to forward to its resource's upstream: what forwarding needs, taken out of the
+/// index entry (shared, not copied) so that its shard's lock is not held while the upstream
+/// answers.
+struct ToForward<'r> {
+    gateway: Arc<index::Gateway>,
+    /// Borrowed from the call's path unless resolving it changed it.
+    raw_rest: Cow<'r, str>,
     slot_name: &'static str,
     access: &'static str,
     provider: &'static Provider,
 }
 
 /// What the synchronous part of a data-plane call decided.
-enum Decision {
+enum Decision<'r> {
     Answer(Answer),
-    Forward(ToForward),
+    Forward(ToForward<'r>),
     /// The resource has an upstream, and this call cannot be forwarded.
     NotHere,
 }
 
 /// Checks a call against the index (its entry read under its shard's lock, released on return).
-fn decide(
+fn decide<'r>(
     state: &AppState,
     lookup: Lookup<'_>,
     ip: IpAddr,
     id: &str,
-    raw_rest: &str,
+    raw_rest: &'r str,
     request_id: Uuid,
     call: &impl Call,
-) -> Decision {
+) -> Decision<'r> {
     let dp = &state.dataplane;
     let Some(entry) = Uuid::try_parse(id).ok().and_then(|id| lookup.resource(&id)) else {
         dp.throttle.failed(ip);
@@ -707,27 +709,33 @@ fn decide(
         ));
     };
     let provider = entry.provider;
-    let resource_id = entry.resource_id();
-    let resource = resource_id.as_str();
+    // The resource id is built only when a refusal needs it: a self-answer writes it from its
+    // parts, and a forwarded call takes the one its entry keeps.
+    let refused = |slot, refusal| {
+        Decision::Answer(dp.refused(
+            ip,
+            request_id,
+            &entry.resource_id(),
+            slot,
+            Some(provider),
+            refusal,
+        ))
+    };
     // Resolved (dot segments, unreserved escapes) and still encoded for forwarding; decoded for the
     // signature and the self-answer (as a Cosmos client signs its resource link).
     let raw_rest = match path::resolve(raw_rest) {
         Ok(resolved) => resolved,
-        Err(why) => {
-            return Decision::Answer(dp.refused(
-                ip,
-                request_id,
-                resource,
-                None,
-                Some(provider),
-                Refusal::BadPath(why),
-            ))
-        }
+        Err(why) => return refused(None, Refusal::BadPath(why)),
     };
     if entry.upstream().is_some() && !call.can_forward() {
         return Decision::NotHere;
     }
-    let rest: Cow<'_, str> = percent_encoding::percent_decode_str(&raw_rest).decode_utf8_lossy();
+    // Without a `%` there is nothing to decode, and the path is already text.
+    let rest: Cow<'_, str> = if raw_rest.contains('%') {
+        percent_encoding::percent_decode_str(&raw_rest).decode_utf8_lossy()
+    } else {
+        Cow::Borrowed(raw_rest.as_ref())
+    };
     let rest = rest.as_ref();
     // An announced oversize body is refused before anything is read; a streamed one is cut off
     // at the limit while it is forwarded (see `gateway::forward`).
@@ -735,14 +743,7 @@ fn decide(
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > dp.max_body_bytes as u64) {
-        return Decision::Answer(dp.refused(
-            ip,
-            request_id,
-            resource,
-            None,
-            Some(provider),
-            Refusal::TooLarge,
-        ));
+        return refused(None, Refusal::TooLarge);
     }
     let method = call.method().clone();
 
@@ -768,36 +769,15 @@ fn decide(
             if refusal.is_guess() {
                 dp.throttle.failed(ip);
             }
-            return Decision::Answer(dp.refused(
-                ip,
-                request_id,
-                resource,
-                None,
-                Some(provider),
-                refusal,
-            ));
+            return refused(None, refusal);
         }
     };
     let slot_name = entry.slot(slot).name;
     if entry.disabled(slot) {
-        return Decision::Answer(dp.refused(
-            ip,
-            request_id,
-            resource,
-            Some(slot_name),
-            Some(provider),
-            Refusal::SlotDisabled,
-        ));
+        return refused(Some(slot_name), Refusal::SlotDisabled);
     }
     if !entry.key_auth_enabled {
-        return Decision::Answer(dp.refused(
-            ip,
-            request_id,
-            resource,
-            Some(slot_name),
-            Some(provider),
-            Refusal::Disabled,
-        ));
+        return refused(Some(slot_name), Refusal::Disabled);
     }
     dp.index.record_use(&entry, slot, now);
     entry.usage(slot).count(now, ip);
@@ -808,14 +788,7 @@ fn decide(
             method == Method::POST && is_cosmos_query(rest, call),
         )
     {
-        return Decision::Answer(dp.refused(
-            ip,
-            request_id,
-            resource,
-            Some(slot_name),
-            Some(provider),
-            Refusal::ReadOnly,
-        ));
+        return refused(Some(slot_name), Refusal::ReadOnly);
     }
 
     let access = if slot.read_only {
@@ -823,11 +796,10 @@ fn decide(
     } else {
         "readWrite"
     };
-    if let Some(upstream) = entry.upstream().map(str::to_string) {
+    if let Some(gateway) = entry.gateway() {
         return Decision::Forward(ToForward {
-            upstream,
-            resource_id,
-            raw_rest: raw_rest.into_owned(),
+            gateway: gateway.clone(),
+            raw_rest,
             slot_name,
             access,
             provider,
@@ -841,7 +813,7 @@ fn decide(
     if provider.signs_requests {
         let who = Authenticated {
             authenticated: true,
-            resource_id: resource,
+            resource_id: &entry.resource_id(),
             key_name: slot.name,
             access,
             method: method.as_str(),

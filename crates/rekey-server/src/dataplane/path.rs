@@ -107,7 +107,12 @@ pub fn resolve(raw: &str) -> Result<Cow<'_, str>, BadPath> {
     } else {
         Cow::Borrowed(raw)
     };
-    if !decoded.split('/').any(is_dot_segment) {
+    // Split by bytes: a path is short, and `str::split` sets up a memchr search per segment.
+    if !decoded
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .any(|segment| segment == b"." || segment == b"..")
+    {
         return Ok(decoded);
     }
     let mut kept: Vec<&str> = Vec::new();

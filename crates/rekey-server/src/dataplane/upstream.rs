@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -39,26 +39,57 @@ const READ_CHUNK: usize = 16 * 1024;
 
 /// Idle upstream connections by scheme and `host:port`, and how TLS ones are made.
 pub struct Pool {
-    idle: Mutex<HashMap<Box<str>, Vec<Idle>>>,
+    lists: Mutex<HashMap<Box<str>, Arc<IdleList>>>,
     tls: TlsConnector,
+    /// Tells this pool's lists apart from another's in an [`Upstream`]'s cache.
+    id: u64,
 }
+
+/// The idle connections to one scheme and `host:port`. A connection in use holds its list, so
+/// it goes back without a lookup.
+#[derive(Default)]
+struct IdleList(Mutex<Vec<Idle>>);
 
 /// A connection back in the pool, and since when.
 type Idle = (Stream, Instant);
 
 impl Pool {
     pub fn new(tls: Arc<rustls::ClientConfig>) -> Self {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
-            idle: Mutex::default(),
+            lists: Mutex::default(),
             tls: TlsConnector::from(tls),
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
-    /// An idle connection to `key` that is still open, if there is one.
-    fn take(&self, key: &str) -> Option<Stream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
-        while let Some((stream, since)) = list.pop() {
+    /// The list of idle connections to `upstream`'s scheme and authority: found once in the
+    /// pool's map, then kept on the upstream, which every call to it shares.
+    fn list(&self, upstream: &Upstream, key: &str) -> Arc<IdleList> {
+        let (pool, list) = upstream.idle.get_or_init(|| (self.id, self.find(key)));
+        if *pool == self.id {
+            list.clone()
+        } else {
+            // Met first by another pool (each server has its own; tests run several in one
+            // process): this one's list is looked up.
+            self.find(key)
+        }
+    }
+
+    fn find(&self, key: &str) -> Arc<IdleList> {
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        match lists.get(key) {
+            Some(list) => list.clone(),
+            None => lists.entry(key.into()).or_default().clone(),
+        }
+    }
+}
+
+impl IdleList {
+    /// An idle connection that is still open, if there is one.
+    fn take(&self) -> Option<Stream> {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((stream, since)) = idle.pop() {
             if since.elapsed() < IDLE_FOR && stream.still_open() {
                 return Some(stream);
             }
@@ -66,17 +97,15 @@ impl Pool {
         None
     }
 
-    fn put(&self, key: &str, stream: Stream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = match idle.get_mut(key) {
-            Some(list) => list,
-            None => idle.entry(key.into()).or_default(),
-        };
-        if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push((stream, Instant::now()));
+    fn put(&self, stream: Stream) {
+        let mut idle = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_PER_UPSTREAM {
+            idle.push((stream, Instant::now()));
         }
     }
+}
 
+impl Pool {
     async fn connect(&self, target: &Target<'_>) -> io::Result<Stream> {
         let tcp = TcpStream::connect(target.address().as_ref()).await?;
         // A forwarded call is one small write each way: Nagle's delay would only add latency.
@@ -156,6 +185,48 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// A resource's upstream URL, split once when its index entry is made rather than on every call,
+/// with its pool's list of idle connections once one was needed.
+pub struct Upstream {
+    url: Box<str>,
+    /// Where the scheme and authority end (the base path starts); `None` for a URL the fast path's
+    /// client does not reach (hyper's is given it instead).
+    split: Option<usize>,
+    /// The pool (by id) whose list of idle connections to this upstream was found, and that list.
+    idle: OnceLock<(u64, Arc<IdleList>)>,
+}
+
+impl Upstream {
+    pub fn new(url: impl Into<Box<str>>) -> Self {
+        let url = url.into();
+        let split = Target::parse(&url).map(|t| t.key.len());
+        Self {
+            url,
+            split,
+            idle: OnceLock::new(),
+        }
+    }
+
+    /// The URL, as configured.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL split, when the fast path's client can reach it.
+    pub fn target(&self) -> Option<Target<'_>> {
+        let key_end = self.split?;
+        let key = &self.url[..key_end];
+        let tls = key.starts_with("https://");
+        let authority = &key[if tls { 8 } else { 7 }..];
+        Some(Target {
+            key,
+            tls,
+            authority,
+            base: &self.url[key_end..],
+        })
+    }
+}
+
 /// An `http(s)://host[:port][/base]` upstream, split.
 pub struct Target<'a> {
     /// The scheme and authority: which pool the connections come from.
@@ -226,38 +297,47 @@ pub enum Failed {
     Upstream(io::Error),
     /// A header value to set is not a valid header value.
     BadHeader,
+    /// The upstream's URL is not one this client reaches (`Upstream::target`).
+    NotHttp,
 }
 
-/// Sends `call` to `target` and returns the upstream's answer, its body still to be read.
+/// Sends `call` to `upstream` and returns the upstream's answer, its body still to be read.
 pub async fn forward(
-    pool: &Arc<Pool>,
-    target: &Target<'_>,
+    pool: &Pool,
+    upstream: &Upstream,
     call: Outgoing<'_>,
 ) -> Result<Answer, Failed> {
-    let head = request_head(target, &call)?;
+    let target = upstream.target().ok_or(Failed::NotHttp)?;
+    // The request's head goes first in the buffer its answer is read into after it: one
+    // allocation for both. Most answers through a gateway are small: their head and body fit in
+    // the first read.
+    let mut buf = Vec::with_capacity(4096);
+    request_head(&mut buf, &target, &call)?;
+    let sent = buf.len();
     let idempotent = matches!(
         *call.method,
         Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
     );
     let is_head = *call.method == Method::HEAD;
-    if let Some(stream) = pool.take(target.key) {
-        match exchange(stream, &head, is_head).await {
-            Ok(answer) => return Ok(answer.finish(pool, target.key)),
+    let idle = pool.list(upstream, target.key);
+    if let Some(stream) = idle.take() {
+        match exchange(stream, &mut buf, sent, is_head).await {
+            Ok(answer) => return Ok(answer.finish(idle)),
             // The upstream closed the kept-alive connection before answering: the call may not
             // have been seen at all, and is sent again only if sending it twice is harmless.
             Err(Exchange::ClosedEarly(_)) if idempotent => {}
             Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => return Err(Failed::Upstream(e)),
         }
     }
-    let stream = pool.connect(target).await.map_err(Failed::Upstream)?;
-    match exchange(stream, &head, is_head).await {
-        Ok(answer) => Ok(answer.finish(pool, target.key)),
+    let stream = pool.connect(&target).await.map_err(Failed::Upstream)?;
+    match exchange(stream, &mut buf, sent, is_head).await {
+        Ok(answer) => Ok(answer.finish(idle)),
         Err(Exchange::ClosedEarly(e) | Exchange::Failed(e)) => Err(Failed::Upstream(e)),
     }
 }
 
-fn request_head(target: &Target<'_>, call: &Outgoing<'_>) -> Result<Vec<u8>, Failed> {
-    let mut out = Vec::with_capacity(512);
+/// Appends the request's head to `out`.
+fn request_head(out: &mut Vec<u8>, target: &Target<'_>, call: &Outgoing<'_>) -> Result<(), Failed> {
     out.extend_from_slice(call.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.base.as_bytes());
@@ -286,10 +366,7 @@ fn request_head(target: &Target<'_>, call: &Outgoing<'_>) -> Result<Vec<u8>, Fai
     }
     for (name, value) in call.set {
         // As `HeaderValue::from_str` checks them on the other path.
-        if !value
-            .bytes()
-            .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
-        {
+        if !visible_ascii(value.as_bytes()) {
             return Err(Failed::BadHeader);
         }
         out.extend_from_slice(name.as_bytes());
@@ -298,7 +375,16 @@ fn request_head(target: &Target<'_>, call: &Outgoing<'_>) -> Result<Vec<u8>, Fai
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(out)
+    Ok(())
+}
+
+/// Whether a header value is visible ASCII and tabs only, as `HeaderValue::to_str` requires.
+/// Folded without stopping early, so the compiler checks many bytes at once: a resource id is
+/// checked on every forwarded call.
+pub fn visible_ascii(value: &[u8]) -> bool {
+    value.iter().fold(true, |ok, &b| {
+        ok & ((b == b'\t') | (0x20..0x7f).contains(&b))
+    })
 }
 
 enum Exchange {
@@ -340,42 +426,58 @@ enum Framing {
     Close,
 }
 
-async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read, Exchange> {
+/// Sends the request head `buf[..sent]` on `stream` and reads the answer's head after it in `buf`,
+/// which the answer then takes. On an error `buf` is left holding the request head, to send again.
+async fn exchange(
+    mut stream: Stream,
+    buf: &mut Vec<u8>,
+    sent: usize,
+    is_head: bool,
+) -> Result<Read, Exchange> {
+    buf.truncate(sent);
     stream
-        .write_all(head)
+        .write_all(&buf[..sent])
         .await
         .map_err(Exchange::ClosedEarly)?;
-    // Most answers through a gateway are small: their head and body fit in the first read.
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
-        if buf.len() >= MAX_HEAD_BYTES {
+        if buf.len() - sent >= MAX_HEAD_BYTES {
             return Err(Exchange::Failed(io::Error::other(
                 "upstream answer head too large",
             )));
         }
-        buf.reserve(4096);
-        let read = tokio::io::AsyncReadExt::read_buf(&mut stream, &mut buf).await;
+        // Grown only when little room is left: reserving a full 4 KB more for the first read
+        // would reallocate the buffer, as the request head already takes part of it.
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(4096);
+        }
+        let read = tokio::io::AsyncReadExt::read_buf(&mut stream, buf).await;
         match read {
-            Ok(0) if buf.is_empty() => {
+            Ok(0) if buf.len() == sent => {
                 return Err(Exchange::ClosedEarly(io::ErrorKind::UnexpectedEof.into()))
             }
-            Err(e) if buf.is_empty() => return Err(Exchange::ClosedEarly(e)),
+            Err(e) if buf.len() == sent => return Err(Exchange::ClosedEarly(e)),
             Ok(0) => return Err(Exchange::Failed(io::ErrorKind::UnexpectedEof.into())),
             Err(e) => return Err(Exchange::Failed(e)),
             Ok(_) => {}
         }
         // 1xx answers (e.g. 103 Early Hints) are skipped: the client gets the final one.
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut headers);
-            let len = match parsed.parse(&buf) {
+            // Left uninitialised: httparse writes the headers it finds, and setting all 100
+            // first would cost more than parsing a small answer's few.
+            let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                &buf[sent..],
+                &mut headers,
+            ) {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) => break,
                 Err(e) => return Err(Exchange::Failed(io::Error::other(e))),
             };
             let code = parsed.code.unwrap_or(502);
             if (100..200).contains(&code) {
-                buf.drain(..len);
+                buf.drain(sent..sent + len);
                 continue;
             }
             let status =
@@ -388,8 +490,8 @@ async fn exchange(mut stream: Stream, head: &[u8], is_head: bool) -> Result<Read
                 framing,
                 keep_alive,
                 stream,
-                buf,
-                at: len,
+                buf: std::mem::take(buf),
+                at: sent + len,
             });
         }
     }
@@ -523,8 +625,8 @@ pub struct Answer {
 }
 
 impl Read {
-    /// The answer, its connection to go back to `pool` (under `key`) once its body is read.
-    fn finish(self, pool: &Arc<Pool>, key: &str) -> Answer {
+    /// The answer, its connection to go back to `idle` once its body is read.
+    fn finish(self, idle: Arc<IdleList>) -> Answer {
         let mut body = UpstreamBody {
             state: match self.framing {
                 Framing::Empty => State::Done,
@@ -535,8 +637,7 @@ impl Read {
             conn: Some(Conn {
                 stream: self.stream,
                 keep_alive: self.keep_alive,
-                pool: pool.clone(),
-                key: key.into(),
+                idle,
             }),
             end: self.buf.len(),
             buf: self.buf,
@@ -611,8 +712,8 @@ impl Answer {
 struct Conn {
     stream: Stream,
     keep_alive: bool,
-    pool: Arc<Pool>,
-    key: Box<str>,
+    /// Where the connection goes back to.
+    idle: Arc<IdleList>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -647,7 +748,7 @@ impl UpstreamBody {
         }
         if let Some(conn) = self.conn.take() {
             if conn.keep_alive && self.at == self.end {
-                conn.pool.put(&conn.key, conn.stream);
+                conn.idle.put(conn.stream);
             }
         }
     }
@@ -857,6 +958,43 @@ mod tests {
         assert!(Target::parse("http://user@up").is_none());
     }
 
+    #[test]
+    fn a_header_value_must_be_visible_ascii_or_tabs_wherever_a_bad_byte_lies() {
+        let long = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/g\t x";
+        assert!(visible_ascii(long.as_bytes()));
+        assert!(visible_ascii(b""));
+        for bad in [b'\r', b'\n', 0, 0x7f, 0x80, 0xff] {
+            for at in [0, 17, long.len() - 1] {
+                let mut value = long.as_bytes().to_vec();
+                value[at] = bad;
+                assert!(!visible_ascii(&value), "{bad:#x} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_upstream_split_once_gives_the_parts_parsing_gives() {
+        for url in [
+            "http://127.0.0.1:9000/api/v1",
+            "http://up",
+            "https://[::1]/x",
+            "https://up:8443/a/b",
+        ] {
+            let (kept, parsed) = (Upstream::new(url), Target::parse(url).unwrap());
+            let kept = kept.target().unwrap();
+            assert_eq!(
+                (kept.key, kept.tls, kept.authority, kept.base),
+                (parsed.key, parsed.tls, parsed.authority, parsed.base),
+                "{url}"
+            );
+        }
+        for url in ["ftp://up", "http://user@up/x"] {
+            let upstream = Upstream::new(url);
+            assert!(upstream.target().is_none());
+            assert_eq!(upstream.url(), url);
+        }
+    }
+
     /// The header lines an answer head passes on, its framing and whether its connection is kept.
     fn answer_head(raw: &str, is_head: bool) -> (String, bool, bool, Framing, bool) {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -976,10 +1114,16 @@ mod tests {
                 ("x-rekey-access", "readOnly"),
             ],
         };
-        let head = request_head(&Target::parse("http://up:1/base").unwrap(), &call).unwrap();
+        let mut head = b"before".to_vec();
+        request_head(
+            &mut head,
+            &Target::parse("http://up:1/base").unwrap(),
+            &call,
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(head).unwrap(),
-            "GET /base/a/b?x=1 HTTP/1.1\r\nhost: up:1\r\nAccept: */*\r\nx-rekey-key-name: key1\r\n\
+            "beforeGET /base/a/b?x=1 HTTP/1.1\r\nhost: up:1\r\nAccept: */*\r\nx-rekey-key-name: key1\r\n\
              x-rekey-resource-id: /r\r\nx-rekey-access: readOnly\r\n\r\n"
         );
     }
