@@ -1279,18 +1279,7 @@ impl KeyIndex {
 mod tests {
     use super::*;
 
-    /// The audit record the store tests' writes carry.
-    fn audit() -> rekey_store::AuditRecord {
-        rekey_store::AuditRecord {
-            at: time::OffsetDateTime::now_utc(),
-            principal_id: "tester".into(),
-            action: "test".into(),
-            scope: "/".into(),
-            source: "127.0.0.1".into(),
-            request_id: Uuid::new_v4().to_string(),
-            result: "Succeeded".into(),
-        }
-    }
+    use crate::dataplane::test_store::{audit, TestStore};
 
     /// A store with one Cognitive Services account whose key1 was regenerated with an overlap:
     /// the store, the account's internal id, its replaced key1 and its current key1, and its id.
@@ -1302,63 +1291,10 @@ mod tests {
         String,
         rekey_core::ResourceId,
     ) {
-        use rekey_core::{
-            ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId,
-        };
-        use rekey_store::{MasterKey, RegenerateOptions, Sealer, SqliteStore};
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let sealer = Sealer::new(&MasterKey::generate());
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&SqliteStore::url_in(dir.path()), sealer)
-                .await
-                .expect("SQLite opens"),
-        );
-        let sub = SubscriptionId::random();
-        store
-            .put_subscription(&sub, "test", &audit())
-            .await
-            .unwrap();
-        let group = ResourceGroupName::parse("rg").unwrap();
-        store
-            .put_group(
-                &rekey_core::ResourceGroup {
-                    subscription: sub.clone(),
-                    name: group.clone(),
-                    location: "westeurope".into(),
-                    tags: Default::default(),
-                    created_at: time::OffsetDateTime::now_utc(),
-                },
-                &audit(),
-            )
-            .await
-            .unwrap();
-        let id = ResourceId {
-            subscription: sub,
-            group,
-            provider: PROVIDER,
-            name: ResourceName::parse(PROVIDER, "acct").unwrap(),
-        };
-        let spec = ResourceSpec {
-            location: "westeurope".into(),
-            kind: None,
-            sku: None,
-            tags: Default::default(),
-            settings: serde_json::Map::new(),
-        };
-        let keys = PROVIDER
-            .slots
-            .iter()
-            .map(|slot| {
-                (
-                    slot,
-                    rekey_core::Secret::new(format!("first-{}", slot.name)),
-                )
-            })
-            .collect();
-        let (resource, _) = store
-            .put_resource(&id, &spec, keys, None, &audit())
-            .await
-            .unwrap();
+        use rekey_store::RegenerateOptions;
+        let test = TestStore::new().await;
+        let (resource, id) = test.account("acct", "first").await;
+        let TestStore { dir, store, .. } = test;
         let options = RegenerateOptions {
             grace: Some(time::Duration::minutes(10)),
             remember: None,

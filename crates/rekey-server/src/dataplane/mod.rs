@@ -21,6 +21,8 @@ pub mod path;
 pub mod proxies;
 pub mod refusal_log;
 pub mod rotation;
+#[cfg(test)]
+mod test_store;
 pub mod throttle;
 pub mod upstream;
 pub mod usage;

@@ -3,9 +3,9 @@
 //! (`rotation`'s counters, one atomic add per use). This task takes them every interval and writes
 //! them in batches, so no request waits on the store: counts are added to the stored ones, so every
 //! node's uses sum up. What one take from the index holds is written over the half minute that
-//! follows, a chunk each interval ([`Backlog`]), not all at once. Slots whose retired keys were presented get
-//! their hourly `Rekey.RetiredKeyPresented` event here too, off the request path. Once a minute it
-//! also prunes what is older than a day.
+//! follows, a chunk each interval ([`Backlog`]), not all at once. Slots whose retired keys were
+//! presented get their hourly `Rekey.RetiredKeyPresented` event here too, off the request path.
+//! Once a minute it also prunes what is older than a day.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -263,21 +263,8 @@ mod tests {
     use super::*;
     use crate::dataplane::index::Consistency;
     use crate::dataplane::rotation;
-    use rekey_core::providers::cognitive_services::ACCOUNTS;
-    use rekey_core::{ResourceGroupName, ResourceId, ResourceName, ResourceSpec, SubscriptionId};
-    use rekey_store::{MasterKey, Sealer, SqliteStore};
-
-    fn audit() -> rekey_store::AuditRecord {
-        rekey_store::AuditRecord {
-            at: OffsetDateTime::now_utc(),
-            principal_id: "tester".into(),
-            action: "test".into(),
-            scope: "/".into(),
-            source: "127.0.0.1".into(),
-            request_id: uuid::Uuid::new_v4().to_string(),
-            result: "Succeeded".into(),
-        }
-    }
+    use crate::dataplane::test_store::TestStore;
+    use rekey_core::ResourceId;
 
     /// A store with `count` Cognitive Services accounts, its loaded index, and the accounts'
     /// internal ids and ids.
@@ -290,61 +277,14 @@ mod tests {
         Vec<uuid::Uuid>,
         Vec<ResourceId>,
     ) {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(
-                &SqliteStore::url_in(dir.path()),
-                Sealer::new(&MasterKey::generate()),
-            )
-            .await
-            .expect("SQLite opens"),
-        );
-        let subscription = SubscriptionId::random();
-        store
-            .put_subscription(&subscription, "test", &audit())
-            .await
-            .unwrap();
-        let group = ResourceGroupName::parse("rg").unwrap();
-        store
-            .put_group(
-                &rekey_core::ResourceGroup {
-                    subscription: subscription.clone(),
-                    name: group.clone(),
-                    location: "westeurope".into(),
-                    tags: Default::default(),
-                    created_at: OffsetDateTime::now_utc(),
-                },
-                &audit(),
-            )
-            .await
-            .unwrap();
-        let spec = ResourceSpec {
-            location: "westeurope".into(),
-            kind: None,
-            sku: None,
-            tags: Default::default(),
-            settings: serde_json::Map::new(),
-        };
+        let test = TestStore::new().await;
         let (mut ids, mut names) = (Vec::new(), Vec::new());
         for i in 0..count {
-            let id = ResourceId {
-                subscription: subscription.clone(),
-                group: group.clone(),
-                provider: &ACCOUNTS,
-                name: ResourceName::parse(&ACCOUNTS, &format!("acct{i}")).unwrap(),
-            };
-            let keys = ACCOUNTS
-                .slots
-                .iter()
-                .map(|slot| (slot, rekey_core::Secret::new(format!("{i}-{}", slot.name))))
-                .collect();
-            let (resource, _) = store
-                .put_resource(&id, &spec, keys, None, &audit())
-                .await
-                .unwrap();
+            let (resource, id) = test.account(&format!("acct{i}"), &i.to_string()).await;
             ids.push(resource.internal_id);
             names.push(id);
         }
+        let TestStore { dir, store, .. } = test;
         let index = KeyIndex::new(store.clone(), Consistency::OnlyWriter)
             .await
             .unwrap();
